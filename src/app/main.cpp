@@ -1,0 +1,2 @@
+// pdegen's entry point (placeholder until the CLI lands).
+int main() { return 0; }

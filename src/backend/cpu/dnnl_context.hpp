@@ -1,0 +1,41 @@
+// The CPU backend's oneDNN state: one engine and one stream for the process, and the mapping from
+// pdegen tensors (plain or channel-blocked) to oneDNN memory descriptors.
+#pragma once
+
+#include <dnnl.hpp>
+
+#include "core/tensor.hpp"
+
+namespace pdegen::cpu {
+
+dnnl::engine& engine();
+dnnl::stream& stream();
+
+// Channel block the CPU backend keeps activations in: 16 with AVX-512 (one register of fp32),
+// 8 with AVX2, 1 (plain) otherwise. PDEGEN_CHANNEL_BLOCK=1|8|16 overrides it (tests, benchmarks).
+int preferred_channel_block();
+// The block an activation with `channels` channels is stored in: the preferred one when it divides
+// the channel count, plain otherwise (blocking never pads).
+int channel_block_for(int64_t channels);
+
+dnnl::memory::dims dims_of(const Shape& s);
+// Descriptor of a tensor as it is laid out (plain row-major or nC[D]HW{b}c), fp32 or fp64 types only
+// where oneDNN supports them.
+dnnl::memory::desc desc_of(const Tensor& t);
+dnnl::memory::desc desc_of(const Shape& s, int channel_block, DType dtype = DType::f32);
+// Plain (row-major) descriptor of any rank, e.g. weights OI[D]HW.
+dnnl::memory::desc plain_desc(const Shape& s, DType dtype = DType::f32);
+dnnl::memory memory_of(const Tensor& t);
+
+// Copies `src` (laid out as `src_desc`) into `dst` (laid out as `dst_desc`); a no-op when equal.
+void reorder(const dnnl::memory& src, const dnnl::memory& dst);
+
+// A tensor in the given oneDNN layout: allocated with the descriptor's size (which may include
+// padding) and wrapped; used for weights in the layout a primitive chose.
+struct DnnlBuffer {
+  Tensor storage;  // 1-D byte owner
+  dnnl::memory memory;
+};
+DnnlBuffer make_buffer(const dnnl::memory::desc& desc);
+
+}  // namespace pdegen::cpu

@@ -1,0 +1,95 @@
+// Caching host allocator (see allocator.hpp).
+#include "core/allocator.hpp"
+
+#include <sys/mman.h>
+
+#include <cstdlib>
+#include <new>
+
+#include "core/error.hpp"
+
+namespace pdegen {
+
+namespace {
+constexpr size_t kib = 1024, mib = 1024 * 1024;
+size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+}  // namespace
+
+CachingAllocator& CachingAllocator::host() {
+  // Leaked on purpose: tensors held in statics may be released after main() returns.
+  static auto* instance = new CachingAllocator();
+  return *instance;
+}
+
+size_t CachingAllocator::round_size(size_t bytes) {
+  if (bytes < 4 * kib) return round_up(bytes, alignment);
+  if (bytes < 2 * mib) return round_up(bytes, 4 * kib);
+  return round_up(bytes, 2 * mib);
+}
+
+void* CachingAllocator::allocate(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  const size_t size = round_size(bytes);
+  {
+    std::lock_guard lock(mutex_);
+    ++stats_.allocations;
+    // Exact match on the rounded size: release() knows only the requested size, and the
+    // rounding classes already make repeated shapes hit.
+    auto it = free_.find(size);
+    if (it != free_.end()) {
+      void* p = it->second;
+      free_.erase(it);
+      stats_.cached -= size;
+      stats_.in_use += size;
+      ++stats_.cache_hits;
+      if (stats_.in_use > stats_.peak_in_use) stats_.peak_in_use = stats_.in_use;
+      return p;
+    }
+  }
+  const size_t align = size >= 2 * mib ? 2 * mib : (size >= 4 * kib ? 4 * kib : alignment);
+  void* p = std::aligned_alloc(align, size);
+  if (p == nullptr) {
+    empty_cache();  // give cached memory back and try once more before failing
+    p = std::aligned_alloc(align, size);
+  }
+  if (p == nullptr)
+    PDEGEN_THROW("out of host memory allocating {:.1f} MiB ({:.1f} MiB in use)", double(size) / mib,
+                 double(stats().in_use) / mib);
+#ifdef MADV_HUGEPAGE
+  if (size >= 2 * mib) madvise(p, size, MADV_HUGEPAGE);  // fewer TLB misses on large activations
+#endif
+  std::lock_guard lock(mutex_);
+  stats_.in_use += size;
+  if (stats_.in_use > stats_.peak_in_use) stats_.peak_in_use = stats_.in_use;
+  return p;
+}
+
+void CachingAllocator::release(void* p, size_t bytes) {
+  if (p == nullptr) return;
+  const size_t size = round_size(bytes);
+  std::lock_guard lock(mutex_);
+  stats_.in_use -= size;
+  stats_.cached += size;
+  free_.emplace(size, p);
+}
+
+void CachingAllocator::empty_cache() {
+  std::lock_guard lock(mutex_);
+  for (auto& [size, p] : free_) std::free(p);
+  free_.clear();
+  stats_.cached = 0;
+}
+
+AllocatorStats CachingAllocator::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void CachingAllocator::reset_peak() {
+  std::lock_guard lock(mutex_);
+  stats_.peak_in_use = stats_.in_use;
+}
+
+CachingAllocator::~CachingAllocator() { empty_cache(); }
+
+}  // namespace pdegen

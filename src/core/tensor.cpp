@@ -1,0 +1,239 @@
+// Tensor storage, views, layout and type conversion (host side).
+#include "core/tensor.hpp"
+
+#include <omp.h>
+
+#include <cstring>
+
+#include "core/allocator.hpp"
+
+namespace pdegen {
+
+std::string_view device_name(Device d) { return d == Device::cpu ? "cpu" : "cuda"; }
+
+Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
+  PDEGEN_CHECK(device == Device::cpu, "device storage needs the CUDA backend, not built in this binary");
+  data_ = CachingAllocator::host().allocate(bytes);
+}
+
+Storage::~Storage() { CachingAllocator::host().release(data_, bytes_); }
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, int channel_block) {
+  PDEGEN_CHECK(channel_block >= 1, "channel block {} < 1", channel_block);
+  if (channel_block > 1)
+    PDEGEN_CHECK(shape.rank() >= 3 && shape[1] % channel_block == 0,
+                 "channel block {} needs an N,C,spatial shape with C divisible by it, got {}", channel_block,
+                 shape.str());
+  Tensor t;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  t.device_ = device;
+  t.channel_block_ = channel_block;
+  const size_t bytes = static_cast<size_t>(shape.numel()) * dtype_size(dtype);
+  t.storage_ = std::make_shared<Storage>(bytes, device);
+  t.data_ = t.storage_->data();
+  return t;
+}
+
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device, int channel_block) {
+  Tensor t = empty(shape, dtype, device, channel_block);
+  std::memset(t.data_, 0, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::view(void* data, const Shape& shape, DType dtype, Device device,
+                    std::shared_ptr<Storage> keep_alive, int channel_block) {
+  Tensor t;
+  t.storage_ = std::move(keep_alive);
+  t.data_ = data;
+  t.shape_ = shape;
+  t.dtype_ = dtype;
+  t.device_ = device;
+  t.channel_block_ = channel_block;
+  return t;
+}
+
+Shape Tensor::strides() const {
+  PDEGEN_CHECK(is_plain(), "strides() of a channel-blocked tensor; use offset()");
+  Shape s = shape_;
+  int64_t acc = 1;
+  for (int i = rank() - 1; i >= 0; --i) {
+    s[i] = acc;
+    acc *= shape_[i];
+  }
+  return s;
+}
+
+Tensor Tensor::slice_batch(int64_t n0, int64_t n1) const {
+  PDEGEN_CHECK(rank() >= 1 && 0 <= n0 && n0 <= n1 && n1 <= shape_[0], "batch slice [{}, {}) of {}", n0, n1,
+               shape_.str());
+  Tensor t = *this;
+  t.shape_[0] = n1 - n0;
+  const size_t per_sample = static_cast<size_t>(shape_[0] ? numel() / shape_[0] : 0) * dtype_size(dtype_);
+  t.data_ = static_cast<char*>(data_) + static_cast<size_t>(n0) * per_sample;
+  return t;
+}
+
+Tensor Tensor::reshape(const Shape& shape) const {
+  PDEGEN_CHECK(is_plain(), "reshape of a channel-blocked tensor");
+  PDEGEN_CHECK(shape.numel() == numel(), "reshape {} -> {} changes the element count", shape_.str(),
+               shape.str());
+  Tensor t = *this;
+  t.shape_ = shape;
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  Tensor t = empty(shape_, dtype_, device_, channel_block_);
+  t.copy_from(*this);
+  return t;
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  PDEGEN_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_ && src.channel_block_ == channel_block_,
+               "copy_from {} into {}", src.describe(), describe());
+  PDEGEN_CHECK(device_ == Device::cpu && src.device_ == Device::cpu, "host copy of device tensors");
+  if (nbytes()) std::memcpy(data_, src.data_, nbytes());
+}
+
+void Tensor::fill(double value) {
+  PDEGEN_CHECK(device_ == Device::cpu, "fill on {}", device_name(device_));
+  const int64_t n = numel();
+  switch (dtype_) {
+    case DType::f32: {
+      float* p = data<float>();
+      for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(value);
+      break;
+    }
+    case DType::f64: {
+      double* p = data<double>();
+      for (int64_t i = 0; i < n; ++i) p[i] = value;
+      break;
+    }
+    case DType::f16: {
+      half_t* p = data<half_t>();
+      for (int64_t i = 0; i < n; ++i) p[i] = to_f16(static_cast<float>(value));
+      break;
+    }
+    case DType::bf16: {
+      bfloat16_t* p = data<bfloat16_t>();
+      for (int64_t i = 0; i < n; ++i) p[i] = to_bf16(static_cast<float>(value));
+      break;
+    }
+  }
+}
+
+std::string Tensor::describe() const {
+  return fmt::format("{} {} on {}{}", dtype_name(dtype_), shape_.str(), device_name(device_),
+                     channel_block_ > 1 ? fmt::format(" (blocked by {})", channel_block_) : "");
+}
+
+namespace {
+template <class T>
+void reblock(const Tensor& src, Tensor& dst) {
+  const T* s = src.data<T>();
+  T* d = dst.data<T>();
+  const int64_t N = src.dim(0), C = src.dim(1), S = src.shape().spatial();
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < S; ++i) d[dst.offset(n, c, i)] = s[src.offset(n, c, i)];
+}
+}  // namespace
+
+Tensor to_channel_block(const Tensor& t, int channel_block) {
+  if (t.channel_block() == channel_block) return t;
+  PDEGEN_CHECK(t.device() == Device::cpu, "host re-blocking of a {} tensor", device_name(t.device()));
+  Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device(), channel_block);
+  switch (t.dtype()) {
+    case DType::f32:
+      reblock<float>(t, out);
+      break;
+    case DType::f64:
+      reblock<double>(t, out);
+      break;
+    case DType::f16:
+      reblock<half_t>(t, out);
+      break;
+    case DType::bf16:
+      reblock<bfloat16_t>(t, out);
+      break;
+  }
+  return out;
+}
+
+namespace {
+template <class T>
+float load_f(const T& v) {
+  if constexpr (std::is_same_v<T, half_t>)
+    return from_f16(v);
+  else if constexpr (std::is_same_v<T, bfloat16_t>)
+    return from_bf16(v);
+  else
+    return static_cast<float>(v);
+}
+template <class T>
+double load_d(const T& v) {
+  if constexpr (std::is_same_v<T, double>)
+    return v;
+  else
+    return static_cast<double>(load_f(v));
+}
+template <class T>
+T store(double v) {
+  if constexpr (std::is_same_v<T, half_t>)
+    return to_f16(static_cast<float>(v));
+  else if constexpr (std::is_same_v<T, bfloat16_t>)
+    return to_bf16(static_cast<float>(v));
+  else
+    return static_cast<T>(v);
+}
+template <class S, class D>
+void convert(const Tensor& src, Tensor& dst) {
+  const S* s = src.data<S>();
+  D* d = dst.data<D>();
+  const int64_t n = src.numel();
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) d[i] = store<D>(load_d(s[i]));
+}
+template <class S>
+void convert_from(const Tensor& src, Tensor& dst) {
+  switch (dst.dtype()) {
+    case DType::f32:
+      convert<S, float>(src, dst);
+      break;
+    case DType::f64:
+      convert<S, double>(src, dst);
+      break;
+    case DType::f16:
+      convert<S, half_t>(src, dst);
+      break;
+    case DType::bf16:
+      convert<S, bfloat16_t>(src, dst);
+      break;
+  }
+}
+}  // namespace
+
+Tensor to_dtype(const Tensor& t, DType dtype) {
+  if (t.dtype() == dtype) return t;
+  PDEGEN_CHECK(t.device() == Device::cpu, "host conversion of a {} tensor", device_name(t.device()));
+  Tensor out = Tensor::empty(t.shape(), dtype, t.device(), t.channel_block());
+  switch (t.dtype()) {
+    case DType::f32:
+      convert_from<float>(t, out);
+      break;
+    case DType::f64:
+      convert_from<double>(t, out);
+      break;
+    case DType::f16:
+      convert_from<half_t>(t, out);
+      break;
+    case DType::bf16:
+      convert_from<bfloat16_t>(t, out);
+      break;
+  }
+  return out;
+}
+
+}  // namespace pdegen

@@ -1,0 +1,36 @@
+// Element-wise activations (ReLU, LeakyReLU, Tanh, SiLU, Sigmoid) with hand-written backward.
+// Layout-agnostic: the output has the input's layout (element-wise over storage).
+#pragma once
+
+#include <string>
+
+#include "nn/activation_kernels.hpp"
+#include "nn/layer.hpp"
+
+namespace pdegen {
+
+// Parses "relu", "leaky_relu", "tanh", "silu", "sigmoid", "identity"; throws UserError otherwise.
+ActivationKind parse_activation(const std::string& name);
+std::string_view activation_name(ActivationKind k);
+
+class Activation final : public Layer {
+ public:
+  explicit Activation(ActivationKind kind, float alpha = 0.01f) : kind_(kind), alpha_(alpha) {}
+  std::string_view kind() const override { return activation_name(kind_); }
+  Tensor forward(const Tensor& x, Mode mode) override;
+  Tensor backward(const Tensor& dy) override;
+  Shape output_shape(const Shape& in) const override { return in; }
+  Flops flops(const Shape& in) const override;
+
+ private:
+  Tensor forward_cpu(const Tensor& x);
+  Tensor backward_cpu(const Tensor& dy);
+  Tensor forward_cuda(const Tensor& x);
+  Tensor backward_cuda(const Tensor& dy);
+
+  ActivationKind kind_;
+  float alpha_;
+  Tensor x_, y_;
+};
+
+}  // namespace pdegen

@@ -1,0 +1,66 @@
+// Activations: forward against the textbook formulas in fp64, backward against central differences.
+#include <cmath>
+
+#include "nn/activation.hpp"
+#include "testing.hpp"
+
+using namespace pdegen;
+using namespace pdegen::testing;
+
+namespace {
+double reference(ActivationKind k, double x, double alpha) {
+  switch (k) {
+    case ActivationKind::identity:
+      return x;
+    case ActivationKind::relu:
+      return x > 0 ? x : 0;
+    case ActivationKind::leaky_relu:
+      return x > 0 ? x : alpha * x;
+    case ActivationKind::tanh:
+      return std::tanh(x);
+    case ActivationKind::silu:
+      return x / (1 + std::exp(-x));
+    case ActivationKind::sigmoid:
+      return 1 / (1 + std::exp(-x));
+  }
+  return 0;
+}
+
+void check_activation(ActivationKind kind, int channel_block) {
+  const Shape shape{2, 16, 5, 3};
+  Vec x = random_vec(static_cast<size_t>(shape.numel()), 1, -3, 3);
+  // Keep inputs away from the kink at 0, where finite differences straddle two slopes.
+  for (auto& v : x)
+    if (std::abs(v) < 1e-3) v = 0.5;
+  const Vec w = random_vec(x.size(), 2);
+  const double alpha = 0.1;
+  auto ref = [&](const Vec& in) {
+    Vec out(in.size());
+    for (size_t i = 0; i < in.size(); ++i) out[i] = reference(kind, in[i], alpha);
+    return out;
+  };
+
+  Activation layer(kind, static_cast<float>(alpha));
+  Tensor y = layer.forward(tensor_from(x, shape, channel_block), Mode::train);
+  CHECK(y.channel_block() == channel_block);
+  CHECK(rel_max_error(values_of(y), ref(x)) < f32_tol);
+
+  Tensor dx = layer.backward(tensor_from(w, shape, channel_block));
+  CHECK(rel_max_error(values_of(dx), fd_gradient(ref, x, w)) < 1e-4);
+}
+}  // namespace
+
+TEST_CASE("activations match fp64 formulas and central differences, plain and blocked layouts") {
+  for (auto kind : {ActivationKind::relu, ActivationKind::leaky_relu, ActivationKind::tanh,
+                    ActivationKind::silu, ActivationKind::sigmoid, ActivationKind::identity}) {
+    for (int block : {1, 16}) {
+      CAPTURE(activation_name(kind));
+      CAPTURE(block);
+      check_activation(kind, block);
+    }
+  }
+}
+
+TEST_CASE("unknown activation name is a user error listing the known ones") {
+  CHECK_THROWS_WITH_AS(parse_activation("relux"), doctest::Contains("expected identity, relu"), UserError);
+}
