@@ -1,2 +1,96 @@
-// pdegen's entry point (placeholder until the CLI lands).
-int main() { return 0; }
+// pdegen's entry point: MPI up, the command line parsed, logging set, the verb run. Every error ends
+// all ranks through abort_all() with one exit code: 0 success, 1 runtime failure, 2 usage or deck
+// error (the message only, no source location: the user fixes their input), 3 verb not implemented.
+#include <fmt/format.h>
+#include <mpi.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "app/cli.hpp"
+#include "app/verbs.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace {
+
+int run(const pdegen::app::CliOptions& options, int rank) {
+  using pdegen::app::Verb;
+  if (options.version) {
+    const std::string text = pdegen::app::version_text();
+    if (rank == 0) std::fputs(text.c_str(), stdout);
+    return 0;
+  }
+  if (options.help) {
+    if (rank == 0) std::fputs(pdegen::app::help_text(options.verb).c_str(), stdout);
+    return 0;
+  }
+  switch (options.verb) {
+    case Verb::check:
+      return pdegen::app::run_check(options, rank);
+    case Verb::train:
+    case Verb::predict:
+    case Verb::solve:
+      return pdegen::app::run_not_implemented(options, rank);
+    case Verb::none:
+      break;
+  }
+  return 2;  // parse_cli() lets no verb-less command line through
+}
+
+// Deck and usage errors are the same on every rank, but a rank-local one (a file missing on one
+// node) must not be lost: every rank prints, ranks other than 0 say who they are.
+void print_user_error(const std::string& message, int rank, int size) {
+  const std::string prefix = size > 1 && rank > 0 ? fmt::format("[rank {}] ", rank) : "";
+  std::string text;
+  size_t start = 0;
+  while (start <= message.size()) {
+    const size_t end = std::min(message.find('\n', start), message.size());
+    text += prefix + message.substr(start, end - start) + '\n';
+    start = end + 1;
+  }
+  std::fputs(text.c_str(), stderr);
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  pdegen::LogOptions log;
+  log.rank = rank;
+  log.size = size;
+  pdegen::init_logging(log);
+  try {
+    const auto options = pdegen::app::parse_cli(std::vector<std::string>(argv + 1, argv + argc));
+    log.all_ranks = options.log_all_ranks;
+    log.level = options.log_level;
+    pdegen::init_logging(log);
+    if (provided < MPI_THREAD_MULTIPLE)
+      spdlog::warn(
+          "the MPI library provides thread level {} < MPI_THREAD_MULTIPLE ({}): gradient reduction cannot "
+          "overlap backward from a helper thread",
+          provided, MPI_THREAD_MULTIPLE);
+    const int code = run(options, rank);
+    spdlog::default_logger()->flush();
+    MPI_Finalize();
+    return code;
+  } catch (const pdegen::UserError& e) {
+    print_user_error(e.what(), rank, size);
+    pdegen::abort_all(2);
+  } catch (const pdegen::Error& e) {
+    spdlog::error("{}", e.what());
+    pdegen::abort_all(1);
+  } catch (const std::exception& e) {
+    spdlog::error("unexpected error: {}", e.what());
+    pdegen::abort_all(1);
+  }
+}

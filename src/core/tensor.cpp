@@ -37,7 +37,7 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, int channel
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device, int channel_block) {
   Tensor t = empty(shape, dtype, device, channel_block);
-  std::memset(t.data_, 0, t.nbytes());
+  if (t.nbytes()) std::memset(t.data_, 0, t.nbytes());
   return t;
 }
 

@@ -1,0 +1,235 @@
+// Command-line parsing and help texts (see cli.hpp).
+#include "app/cli.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <optional>
+
+#include "config/suggest.hpp"
+#include "core/error.hpp"
+
+namespace pdegen::app {
+
+namespace {
+
+constexpr std::array<std::pair<Verb, std::string_view>, 4> verbs = {{
+    {Verb::train, "train"},
+    {Verb::predict, "predict"},
+    {Verb::solve, "solve"},
+    {Verb::check, "check"},
+}};
+
+[[noreturn]] void usage_error(const std::string& message) {
+  throw UserError(fmt::format("pdegen: error: {}", message));
+}
+
+std::optional<Verb> find_verb(std::string_view word) {
+  for (const auto& [verb, name] : verbs)
+    if (name == word) return verb;
+  return std::nullopt;
+}
+
+spdlog::level::level_enum parse_level(const std::string& word) {
+  constexpr std::array<std::pair<std::string_view, spdlog::level::level_enum>, 6> levels = {{
+      {"trace", spdlog::level::trace},
+      {"debug", spdlog::level::debug},
+      {"info", spdlog::level::info},
+      {"warn", spdlog::level::warn},
+      {"error", spdlog::level::err},
+      {"off", spdlog::level::off},
+  }};
+  for (const auto& [name, level] : levels)
+    if (name == word) return level;
+  usage_error(fmt::format(
+      "--log-level '{}' is not a level; expected one of: trace, debug, info, warn, error, off", word));
+}
+
+// A YAML double-quoted string holding `s` exactly, for overrides built from option values.
+std::string yaml_quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string see_help(Verb verb) {
+  return verb == Verb::none ? "see 'pdegen --help'" : fmt::format("see 'pdegen {} --help'", verb_name(verb));
+}
+
+}  // namespace
+
+std::string_view verb_name(Verb verb) {
+  for (const auto& [v, name] : verbs)
+    if (v == verb) return name;
+  return "";
+}
+
+CliOptions parse_cli(const std::vector<std::string>& args) {
+  CliOptions o;
+  bool options_done = false;  // after "--" every argument is positional
+  std::vector<std::string> positional;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (options_done || arg.size() < 2 || arg[0] != '-') {
+      positional.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      options_done = true;
+      continue;
+    }
+    // "--name=value" or "--name value".
+    const size_t eq = arg.find('=');
+    const std::string name = arg.substr(0, eq);
+    auto value = [&]() -> std::string {
+      if (eq != std::string::npos) return arg.substr(eq + 1);
+      if (i + 1 >= args.size()) usage_error(fmt::format("{} needs a value", name));
+      return args[++i];
+    };
+    auto no_value = [&] {
+      if (eq != std::string::npos) usage_error(fmt::format("{} takes no value", name));
+    };
+    if (name == "--help" || name == "-h") {
+      no_value();
+      o.help = true;
+    } else if (name == "--version") {
+      no_value();
+      o.version = true;
+    } else if (name == "--log-level") {
+      o.log_level = parse_level(value());
+    } else if (name == "--log-all-ranks") {
+      no_value();
+      o.log_all_ranks = true;
+    } else if (name == "--checkpoint") {
+      o.checkpoint = value();
+    } else if (name == "--restart") {
+      o.restart = value();
+    } else if (name == "--verbose") {
+      no_value();
+      o.verbose = true;
+    } else {
+      usage_error(fmt::format("unknown option '{}' ({})", name, see_help(o.verb)));
+    }
+  }
+
+  size_t next = 0;
+  if (next < positional.size() && positional[next] == "help") {  // `pdegen help [VERB]`
+    o.help = true;
+    ++next;
+  }
+  if (next < positional.size()) {
+    const std::string& word = positional[next++];
+    if (auto verb = find_verb(word)) {
+      o.verb = *verb;
+    } else {
+      std::vector<std::string> names;
+      for (const auto& entry : verbs) names.emplace_back(entry.second);
+      const auto near = config::nearest(word, names);
+      usage_error(fmt::format("unknown verb '{}'{}; the verbs are train, predict, solve and check", word,
+                              near ? fmt::format(" (did you mean '{}'?)", *near) : ""));
+    }
+  }
+  if (o.help || o.version) return o;  // nothing else is needed, nor checked
+
+  if (o.verb == Verb::none)
+    usage_error("missing verb: pdegen train|predict|solve|check DECK (see 'pdegen --help')");
+  const std::string_view verb = verb_name(o.verb);
+  if (next >= positional.size())
+    usage_error(fmt::format("pdegen {} needs a DECK, the input deck file ({})", verb, see_help(o.verb)));
+  o.deck = positional[next++];
+  for (; next < positional.size(); ++next) {
+    if (positional[next].find('=') == std::string::npos)
+      usage_error(
+          fmt::format("unexpected argument '{}' after the deck: overrides are written key.path=value ({})",
+                      positional[next], see_help(o.verb)));
+    o.overrides.push_back(positional[next]);
+  }
+
+  auto only_for = [&](bool given, std::string_view option, Verb owner) {
+    if (given && o.verb != owner)
+      usage_error(
+          fmt::format("{} is an option of 'pdegen {}', not of 'pdegen {}'", option, verb_name(owner), verb));
+  };
+  only_for(!o.checkpoint.empty(), "--checkpoint", Verb::predict);
+  only_for(!o.restart.empty(), "--restart", Verb::train);
+  only_for(o.verbose, "--verbose", Verb::check);
+  if (o.verb == Verb::predict && o.checkpoint.empty())
+    usage_error("pdegen predict needs --checkpoint FILE, the trained generator to evaluate");
+  if (!o.restart.empty()) o.overrides.push_back("training.restart=" + yaml_quoted(o.restart));
+  return o;
+}
+
+std::string help_text(Verb verb) {
+  switch (verb) {
+    case Verb::none:
+      return R"(pdegen: data-free neural PDE solvers (U-Net generators trained with a finite-element loss)
+
+usage: pdegen VERB DECK [key.path=value ...] [options]
+       pdegen --version
+       pdegen [VERB] --help
+
+verbs:
+  train     train a generator on the deck's PDE (not implemented yet)
+  predict   evaluate a trained generator, --checkpoint FILE (not implemented yet)
+  solve     reference solutions from the classical solver (not implemented yet)
+  check     validate the deck; print it resolved, with the network's size, FLOPs and memory
+
+overrides: key.path=value sets a deck key after the file is read; the value is YAML:
+  pdegen check deck.yaml training.steps=500 optimizer.lr=3e-4 'optimizer.schedule={type: cosine}'
+
+options:
+  --log-level LEVEL   trace, debug, info (default), warn, error or off
+  --log-all-ranks     every MPI rank logs (default: rank 0; other ranks only warnings and errors)
+  -h, --help          this help; 'pdegen VERB --help' for one verb
+  --version           version, git hash, backends, MPI and HDF5 libraries
+
+exit codes: 0 success, 1 runtime failure, 2 usage or deck error, 3 verb not implemented yet
+deck keys, defaults and error messages: docs/deck.md
+)";
+    case Verb::train:
+      return R"(usage: pdegen train DECK [key.path=value ...] [--restart FILE] [options]
+
+Trains the deck's generator with the physics loss on every MPI rank of the job, writing history,
+fields and checkpoints under output.dir. (Not implemented yet: the deck is validated, then pdegen
+exits with code 3.)
+
+  --restart FILE   continue from this checkpoint (the same as training.restart=FILE)
+  --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
+)";
+    case Verb::predict:
+      return R"(usage: pdegen predict DECK --checkpoint FILE [key.path=value ...] [options]
+
+Evaluates a trained generator on the deck's evaluation samples. (Not implemented yet: the deck is
+validated, then pdegen exits with code 3.)
+
+  --checkpoint FILE   the trained generator (required)
+  --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
+)";
+    case Verb::solve:
+      return R"(usage: pdegen solve DECK [key.path=value ...] [options]
+
+Computes reference solutions of the deck's evaluation samples with the classical solver. (Not
+implemented yet: the deck is validated, then pdegen exits with code 3.)
+
+  --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
+)";
+    case Verb::check:
+      return R"(usage: pdegen check DECK [key.path=value ...] [--verbose] [options]
+
+Validates DECK with the overrides applied and prints the resolved deck: every key with its
+effective value, as YAML that pdegen reads back unchanged. Then, as YAML comments, the U-Net's
+parameter count, FLOPs per sample (forward) and per training step (forward + backward, global
+batch) and the peak activation memory of a training step. Exits 2 listing every error of the deck
+as "deck.yaml:LINE:COLUMN: error: ...".
+
+  --verbose   also print the layer table
+  --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
+)";
+  }
+  return "";
+}
+
+}  // namespace pdegen::app

@@ -1,0 +1,71 @@
+// pdegen --version: what this binary is and what it was built with, for bug reports and job logs.
+#include <fmt/format.h>
+#include <hdf5.h>
+#include <mpi.h>
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+
+#include <pdegen/build_info.hpp>
+
+#include "app/verbs.hpp"
+
+#if defined(PDEGEN_HAVE_CUDA)
+#include <cuda_runtime_api.h>
+#endif
+
+namespace pdegen::app {
+
+namespace {
+
+std::string mpi_library() {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING];
+  int length = 0;
+  if (MPI_Get_library_version(text, &length) != MPI_SUCCESS) return "unknown";
+  // MPICH answers with several lines ("MPICH Version:\t4.0.2\nMPICH Release date: ..."): keep the
+  // first, with its tabs made spaces.
+  std::string first(text, static_cast<size_t>(length));
+  first = first.substr(0, first.find('\n'));
+  std::string out;
+  for (char c : first) {
+    if (c == '\t' || c == ' ') {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+std::string cuda_backend() {
+#if defined(PDEGEN_HAVE_CUDA)
+  int runtime = 0, devices = 0;
+  cudaRuntimeGetVersion(&runtime);
+  if (cudaGetDeviceCount(&devices) != cudaSuccess) devices = 0;
+  return fmt::format("cuda (CUDA runtime {}.{}, {} device{} visible)", runtime / 1000, runtime % 1000 / 10,
+                     devices, devices == 1 ? "" : "s");
+#else
+  return "cuda: not built in this binary";
+#endif
+}
+
+}  // namespace
+
+std::string version_text() {
+  const dnnl_version_t* dnnl = dnnl_version();
+  unsigned h5_major = 0, h5_minor = 0, h5_release = 0;
+  H5get_libversion(&h5_major, &h5_minor, &h5_release);
+  const int threads = omp_get_max_threads();
+  return fmt::format(
+      "pdegen {} (git {}, {} build, {})\n"
+      "backends:\n"
+      "  cpu (oneDNN {}.{}.{}, OpenMP {} thread{})\n"
+      "  {}\n"
+      "MPI: {}\n"
+      "HDF5: {}.{}.{}\n",
+      build::version, build::git_hash, build::build_type, build::compiler, dnnl->major, dnnl->minor,
+      dnnl->patch, threads, threads == 1 ? "" : "s", cuda_backend(), mpi_library(), h5_major, h5_minor,
+      h5_release);
+}
+
+}  // namespace pdegen::app

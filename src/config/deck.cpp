@@ -1,0 +1,137 @@
+// Loading a deck: read the file, parse it, apply the overrides to the tree, run the section readers,
+// then report every error at once (see deck.hpp).
+#include "config/deck.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "config/overrides.hpp"
+#include "config/reader.hpp"
+#include "config/section_readers.hpp"
+#include "core/error.hpp"
+
+namespace pdegen {
+
+Shape sample_shape(const ProblemConfig& problem) {
+  const int64_t n = problem.resolution;
+  switch (problem.pde) {
+    case PdeKind::poisson2d:
+      return {1, n, n};
+    case PdeKind::poisson3d:
+      return {1, n, n, n};
+    case PdeKind::burgers1d:
+      return {1, problem.burgers.time_resolution > 0 ? problem.burgers.time_resolution : n, n};
+  }
+  PDEGEN_THROW("unhandled pde {}", static_cast<int>(problem.pde));
+}
+
+namespace {
+
+// Line and column (from 1) of the first tab in a line's leading whitespace.
+std::optional<std::pair<int, int>> indentation_tab(std::string_view text) {
+  int line = 1, column = 1;
+  bool leading = true;
+  for (char c : text) {
+    if (c == '\n') {
+      ++line;
+      column = 1;
+      leading = true;
+      continue;
+    }
+    if (leading && c == '\t') return std::pair{line, column};
+    if (c != ' ') leading = false;
+    ++column;
+  }
+  return std::nullopt;
+}
+
+template <class Reader>
+auto read_section(config::Section& top, std::string_view name, Reader&& reader) {
+  config::Section s = top.section(name);
+  auto value = reader(s);
+  s.finish();
+  return value;
+}
+
+}  // namespace
+
+Deck parse_deck(std::string_view text, std::string_view name, const std::vector<std::string>& overrides) {
+  const std::string deck_name(name);
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    // yaml-cpp's message for a tab in the indentation ("illegal map value") does not say so.
+    if (const auto tab = indentation_tab(text))
+      throw UserError(
+          fmt::format("{}:{}:{}: error: invalid YAML: a tab in the indentation (YAML indents with "
+                      "spaces)",
+                      deck_name, tab->first, tab->second));
+    throw UserError(fmt::format("{}:{}:{}: error: invalid YAML: {}", deck_name, e.mark.line + 1,
+                                e.mark.column + 1, e.msg));
+  }
+  if (root.IsDefined() && !root.IsNull() && !root.IsMap())
+    throw UserError(
+        fmt::format("{}:{}:{}: error: a deck is a mapping of sections (problem:, network:, "
+                    "optimizer:, ...), not a {}",
+                    deck_name, root.Mark().line + 1, root.Mark().column + 1,
+                    root.IsSequence() ? "list" : "single value"));
+  if (!root.IsMap()) root.reset(YAML::Node(YAML::NodeType::Map));
+
+  config::ReadContext context(deck_name);
+  for (const auto& text_of_override : overrides) {
+    const config::Override o = config::parse_override(text_of_override);
+    config::apply_override(root, o);
+    context.add_override({o.text, o.path});
+  }
+
+  Deck d;
+  config::Section top(context, "", root, YAML::Mark::null_mark());
+  d.problem = read_section(top, "problem", config::read_problem);
+  d.network = read_section(top, "network", config::read_network);
+  d.optimizer = read_section(top, "optimizer", config::read_optimizer);
+  d.training = read_section(top, "training", config::read_training);
+  d.parallel = read_section(top, "parallel", config::read_parallel);
+  config::Section evaluation = top.section("evaluation");
+  d.evaluation = config::read_evaluation(evaluation);
+  evaluation.finish();
+  d.output = read_section(top, "output", [&](config::Section& s) {
+    return config::read_output(s, d.evaluation, evaluation.ok("samples"));
+  });
+  d.timeline = read_section(top, "timeline", config::read_timeline);
+  d.device = top.choice<Device>("device", d.device);
+#if !defined(PDEGEN_HAVE_CUDA)
+  if (d.device == Device::cuda)
+    top.fail("device",
+             "'device' is 'cuda' but this pdegen was built without the CUDA backend (build it with the "
+             "'cuda' CMake preset, or use device: cpu)");
+#endif
+  d.precision = top.choice<DType>("precision", d.precision);
+  if (d.precision != DType::f32 && d.device != Device::cuda)
+    top.fail("precision",
+             fmt::format("'precision' is '{}', which needs device: cuda (the CPU backend computes in "
+                         "fp32)",
+                         name_of(d.precision)));
+  top.finish();
+  context.throw_if_errors();
+  return d;
+}
+
+Deck load_deck(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw UserError(fmt::format("{}: error: no such deck file", path));
+  if (std::filesystem::is_directory(path, ec))
+    throw UserError(fmt::format("{}: error: is a directory, not a deck file", path));
+  std::ifstream in(path);
+  if (!in)
+    throw UserError(fmt::format("{}: error: cannot open the deck file ({})", path, std::strerror(errno)));
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse_deck(text.str(), path, overrides);
+}
+
+}  // namespace pdegen

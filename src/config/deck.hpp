@@ -1,0 +1,193 @@
+// The input deck as typed structs, one per section. The default member values below are THE
+// defaults (the reader starts from them, docs/deck.md lists them); load_deck() reads a YAML file,
+// applies `key.path=value` overrides and validates everything, throwing pdegen::UserError with
+// every problem found ("deck.yaml:12:3: error: ..."); to_yaml() writes the fully resolved deck.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/choices.hpp"
+#include "core/shape.hpp"
+
+namespace pdegen {
+
+// problem.* keys that only poisson2d / poisson3d take.
+struct PoissonSettings {
+  double correlation_length = 0.5;
+  int kl_modes = 4;
+  double sigma = 1.0;      // scale of log nu
+  double omega_max = 3.0;  // omega_k ~ U[-omega_max, omega_max]
+  double source = 0.0;     // constant f
+  bool operator==(const PoissonSettings&) const = default;
+};
+
+// problem.* keys that only burgers1d takes.
+struct BurgersSettings {
+  int time_resolution = 0;  // nodes in t; the reader resolves 0 to problem.resolution
+  double t_final = 0.5;
+  double viscosity = 0.0;
+  int ic_terms = 1;
+  IcSampling ic_sampling = IcSampling::random;
+  double c_min = 1.0;
+  double c_max = 4.0;
+  BoundaryTreatment boundary = BoundaryTreatment::exact;
+  double boundary_factor = 64.0;
+  bool operator==(const BurgersSettings&) const = default;
+};
+
+struct ProblemConfig {
+  PdeKind pde = PdeKind::poisson2d;  // required in a deck
+  int resolution = 0;                // required in a deck: nodes per axis (burgers: in x)
+  LossKind loss = LossKind::energy;  // burgers1d: residual
+  PoissonSettings poisson;
+  BurgersSettings burgers;
+
+  bool is_poisson() const { return pde == PdeKind::poisson2d || pde == PdeKind::poisson3d; }
+  int spatial_dims() const { return pde == PdeKind::poisson3d ? 3 : 2; }
+  bool operator==(const ProblemConfig&) const = default;
+};
+
+// The network's input and output field of one sample: [1, Ny, Nx], [1, Nz, Ny, Nx] or, for the
+// space-time Burgers problem, [1, Nt, Nx].
+Shape sample_shape(const ProblemConfig& problem);
+
+struct NetworkConfig {
+  NetworkKind type = NetworkKind::unet;
+  int depth = 4;  // resolution levels including the bottleneck
+  int base_channels = 16;
+  int channel_multiplier = 2;
+  int convs_per_level = 2;
+  int kernel_size = 3;
+  NormKind norm = NormKind::none;  // physics default: see docs/deck.md
+  ActivationKind activation = ActivationKind::relu;
+  DownsampleKind downsample = DownsampleKind::maxpool;
+  UpsampleKind upsample = UpsampleKind::transposed_conv;
+  bool operator==(const NetworkConfig&) const = default;
+};
+
+// optimizer.* keys of adam, adamw and lamb.
+struct AdamSettings {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  bool operator==(const AdamSettings&) const = default;
+};
+
+// optimizer.* keys of sgd and lars.
+struct MomentumSettings {
+  double momentum = 0.9;
+  bool nesterov = false;
+  bool operator==(const MomentumSettings&) const = default;
+};
+
+// optimizer.* keys of lars only.
+struct LarsSettings {
+  double trust_coefficient = 0.001;
+  bool operator==(const LarsSettings&) const = default;
+};
+
+// optimizer.* keys of lbfgs.
+struct LbfgsSettings {
+  int history = 10;
+  int max_iterations = 20;
+  int max_evaluations = 25;
+  LineSearch line_search = LineSearch::strong_wolfe;
+  double tolerance_grad = 1e-7;
+  double tolerance_change = 1e-9;
+  bool shard_history = false;
+  LbfgsBatch batch = LbfgsBatch::fixed;
+  bool operator==(const LbfgsSettings&) const = default;
+};
+
+struct ScheduleConfig {
+  ScheduleKind type = ScheduleKind::constant;
+  int64_t warmup_steps = 0;
+  int64_t step_size = 1000;  // step only
+  double gamma = 0.5;        // step only
+  double min_lr = 0.0;       // cosine only
+  bool operator==(const ScheduleConfig&) const = default;
+};
+
+struct OptimizerConfig {
+  OptimizerKind type = OptimizerKind::adam;
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  double grad_clip = 0.0;  // global-norm clip, 0 = off
+  AdamSettings adam;
+  MomentumSettings momentum;
+  LarsSettings lars;
+  LbfgsSettings lbfgs;
+  ScheduleConfig schedule;
+  bool operator==(const OptimizerConfig&) const = default;
+};
+
+struct TrainingConfig {
+  int64_t steps = 1000;
+  int64_t batch_size = 16;  // global, over all ranks
+  uint64_t seed = 0;
+  int micro_batches = 1;
+  int64_t log_every = 10;
+  int64_t checkpoint_every = 0;  // 0 = final checkpoint only
+  std::string restart = "none";  // none | latest | a checkpoint path
+  bool operator==(const TrainingConfig&) const = default;
+};
+
+struct ParallelConfig {
+  double bucket_mb = 25.0;
+  double first_bucket_mb = 1.0;
+  bool overlap = true;
+  Hierarchical hierarchical = Hierarchical::automatic;
+  Compression compression = Compression::none;
+  SyncBatchNorm sync_batchnorm = SyncBatchNorm::automatic;  // auto: on when ranks > 1
+  int64_t consistency_every = 100;                          // 0 = never
+  bool operator==(const ParallelConfig&) const = default;
+};
+
+struct EvaluationConfig {
+  int64_t every = 100;  // steps; 0 = only at the end
+  int samples = 16;
+  double solver_tolerance = 1e-10;
+  bool operator==(const EvaluationConfig&) const = default;
+};
+
+struct OutputConfig {
+  std::string dir = "runs/default";
+  bool fields = true;
+  int field_samples = 4;
+  int checkpoint_keep = 3;
+  bool operator==(const OutputConfig&) const = default;
+};
+
+struct TimelineConfig {
+  bool enabled = false;
+  bool operator==(const TimelineConfig&) const = default;
+};
+
+struct Deck {
+  ProblemConfig problem;
+  NetworkConfig network;
+  OptimizerConfig optimizer;
+  TrainingConfig training;
+  ParallelConfig parallel;
+  EvaluationConfig evaluation;
+  OutputConfig output;
+  TimelineConfig timeline;
+  Device device = Device::cpu;
+  DType precision = DType::f32;
+  bool operator==(const Deck&) const = default;
+};
+
+// Reads the deck file at `path`, applies the overrides ("key.path=value", value parsed as YAML, in
+// order, before validation) and validates. Error messages start with `path` as given.
+Deck load_deck(const std::string& path, const std::vector<std::string>& overrides = {});
+// The same from deck text; `name` stands for the file in error messages.
+Deck parse_deck(std::string_view text, std::string_view name, const std::vector<std::string>& overrides = {});
+
+// The resolved deck: every key with its effective value, sections and keys in the documented
+// order, only the keys that apply to the chosen pde / types. parse_deck(to_yaml(d)) == d.
+std::string to_yaml(const Deck& deck);
+
+}  // namespace pdegen

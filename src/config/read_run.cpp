@@ -1,0 +1,63 @@
+// The run sections: training, parallel, evaluation, output, timeline (no types, no gates).
+#include "config/section_readers.hpp"
+
+namespace pdegen::config {
+
+TrainingConfig read_training(Section& s) {
+  TrainingConfig c;
+  c.steps = s.integer("steps", c.steps, at_least(0));
+  c.batch_size = s.integer("batch_size", c.batch_size, at_least(1));
+  c.seed = static_cast<uint64_t>(s.integer("seed", static_cast<int64_t>(c.seed), at_least(0)));
+  c.micro_batches = s.integer_as<int>("micro_batches", c.micro_batches, at_least(1));
+  if (s.ok("batch_size") && s.ok("micro_batches") && c.micro_batches > c.batch_size)
+    s.fail("micro_batches",
+           fmt::format("'training.micro_batches' ({}) must not exceed training.batch_size ({})",
+                       c.micro_batches, c.batch_size));
+  c.log_every = s.integer("log_every", c.log_every, at_least(1));
+  c.checkpoint_every = s.integer("checkpoint_every", c.checkpoint_every, at_least(0));
+  c.restart = s.string("restart", c.restart);
+  return c;
+}
+
+ParallelConfig read_parallel(Section& s) {
+  ParallelConfig c;
+  c.bucket_mb = s.number("bucket_mb", c.bucket_mb, above(0));
+  c.first_bucket_mb = s.number("first_bucket_mb", c.first_bucket_mb, above(0));
+  c.overlap = s.boolean("overlap", c.overlap);
+  c.hierarchical = s.choice<Hierarchical>("hierarchical", c.hierarchical);
+  c.compression = s.choice<Compression>("compression", c.compression);
+  c.sync_batchnorm = s.choice<SyncBatchNorm>("sync_batchnorm", c.sync_batchnorm);
+  c.consistency_every = s.integer("consistency_every", c.consistency_every, at_least(0));
+  return c;
+}
+
+EvaluationConfig read_evaluation(Section& s) {
+  EvaluationConfig c;
+  c.every = s.integer("every", c.every, at_least(0));
+  c.samples = s.integer_as<int>("samples", c.samples, at_least(1));
+  c.solver_tolerance = s.number("solver_tolerance", c.solver_tolerance, Range{0, 1, true, true});
+  return c;
+}
+
+OutputConfig read_output(Section& s, const EvaluationConfig& evaluation, bool samples_ok) {
+  OutputConfig c;
+  c.dir = s.string("dir", c.dir);
+  c.fields = s.boolean("fields", c.fields);
+  c.field_samples = s.integer_as<int>("field_samples", c.field_samples, at_least(0));
+  if (c.fields && samples_ok && s.ok("field_samples") && c.field_samples > evaluation.samples)
+    s.fail(
+        "field_samples",
+        fmt::format("'output.field_samples' ({}) must not exceed evaluation.samples ({}): fields are written "
+                    "for evaluation samples",
+                    c.field_samples, evaluation.samples));
+  c.checkpoint_keep = s.integer_as<int>("checkpoint_keep", c.checkpoint_keep, at_least(1));
+  return c;
+}
+
+TimelineConfig read_timeline(Section& s) {
+  TimelineConfig c;
+  c.enabled = s.boolean("enabled", c.enabled);
+  return c;
+}
+
+}  // namespace pdegen::config

@@ -1,0 +1,44 @@
+// BatchNorm: parameters, running statistics, input checks, FLOP count and backend dispatch.
+#include "nn/batch_norm.hpp"
+
+namespace pdegen {
+
+BatchNorm::BatchNorm(std::string name, const BatchNormConfig& config, ParameterRegistry& registry)
+    : name_(std::move(name)), config_(config), registry_(&registry) {
+  PDEGEN_CHECK(config_.channels > 0, "batch norm '{}' needs channels > 0, got {}", name_, config_.channels);
+  PDEGEN_CHECK(config_.eps > 0, "batch norm '{}' needs eps > 0, got {}", name_, config_.eps);
+  PDEGEN_CHECK(config_.momentum >= 0 && config_.momentum <= 1, "batch norm '{}' momentum {} outside [0, 1]",
+               name_, config_.momentum);
+  if (config_.affine) {
+    weight_id_ = registry.add(name_ + ".weight", Shape{config_.channels}, ParamInit::constant_value(1));
+    bias_id_ = registry.add(name_ + ".bias", Shape{config_.channels}, ParamInit::constant_value(0));
+  }
+  running_mean_ = Tensor::zeros(Shape{config_.channels});
+  running_var_ = Tensor::empty(Shape{config_.channels});
+  running_var_.fill(1.0);
+}
+
+void BatchNorm::check_input(const Tensor& x) const {
+  PDEGEN_CHECK(x.rank() >= 2 && x.dim(1) == config_.channels,
+               "batch norm '{}' expects N, {}, ... input, got {}", name_, config_.channels, x.describe());
+  PDEGEN_CHECK(x.dtype() == DType::f32, "batch norm '{}' computes in fp32, got {}", name_, x.describe());
+}
+
+Flops BatchNorm::flops(const Shape& in) const {
+  const double n = static_cast<double>(in.numel());
+  return {5 * n, 8 * n, 0};
+}
+
+Tensor BatchNorm::forward(const Tensor& x, Mode mode) {
+  check_input(x);
+  return PDEGEN_DISPATCH(x.device(), forward_cpu(x, mode), forward_cuda(x, mode));
+}
+
+Tensor BatchNorm::backward(const Tensor& dy) {
+  PDEGEN_CHECK(x_.defined(), "batch norm '{}' backward before forward", name_);
+  PDEGEN_CHECK(dy.shape() == x_.shape() && dy.dtype() == x_.dtype(),
+               "batch norm '{}' backward got {}, forward saw {}", name_, dy.describe(), x_.describe());
+  return PDEGEN_DISPATCH(dy.device(), backward_cpu(dy), backward_cuda(dy));
+}
+
+}  // namespace pdegen

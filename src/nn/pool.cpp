@@ -1,0 +1,49 @@
+// Pool: configuration checks, output shape, FLOP count and backend dispatch.
+#include "nn/pool.hpp"
+
+namespace pdegen {
+
+Pool::Pool(Algorithm algorithm, const PoolConfig& config) : algorithm_(algorithm), config_(config) {
+  PDEGEN_CHECK(config_.ndim == 2 || config_.ndim == 3, "pooling over {} spatial dims (expected 2 or 3)",
+               config_.ndim);
+  PDEGEN_CHECK(config_.kernel >= 1 && config_.stride >= 0, "pooling kernel {} stride {}", config_.kernel,
+               config_.stride);
+  PDEGEN_CHECK(config_.padding >= 0 && 2 * config_.padding <= config_.kernel,
+               "pooling padding {} must be in [0, kernel / 2] (kernel {})", config_.padding, config_.kernel);
+}
+
+Shape Pool::output_shape(const Shape& in) const {
+  PDEGEN_CHECK(in.rank() == config_.ndim + 2, "{}D pooling expects N, C and {} spatial extents, got {}",
+               config_.ndim, config_.ndim, in.str());
+  Shape out = in;
+  for (int i = 2; i < in.rank(); ++i) {
+    const int64_t padded = in[i] + 2 * config_.padding;
+    PDEGEN_CHECK(padded >= config_.kernel, "pooling kernel {} larger than padded extent {} of {}",
+                 config_.kernel, padded, in.str());
+    out[i] = (padded - config_.kernel) / config_.effective_stride() + 1;
+  }
+  return out;
+}
+
+Flops Pool::flops(const Shape& in) const {
+  double window = 1;
+  for (int i = 0; i < config_.ndim; ++i) window *= config_.kernel;
+  const double n = window * static_cast<double>(output_shape(in).numel());
+  return {n, n, 0};
+}
+
+Tensor Pool::forward(const Tensor& x, Mode) {
+  PDEGEN_CHECK(x.dtype() == DType::f32, "{} computes in fp32, got {}", kind(), x.describe());
+  output_shape(x.shape());  // checks rank and extents
+  return PDEGEN_DISPATCH(x.device(), forward_cpu(x), forward_cuda(x));
+}
+
+Tensor Pool::backward(const Tensor& dy) {
+  PDEGEN_CHECK(has_forward_, "{} backward before forward", kind());
+  PDEGEN_CHECK(dy.shape() == output_shape(in_shape_) && dy.dtype() == DType::f32,
+               "{} backward got {}, expected the output shape {}", kind(), dy.describe(),
+               output_shape(in_shape_).str());
+  return PDEGEN_DISPATCH(dy.device(), backward_cpu(dy), backward_cuda(dy));
+}
+
+}  // namespace pdegen

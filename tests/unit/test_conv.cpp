@@ -1,0 +1,270 @@
+// Conv: forward against a naive fp64 loop, backward (dx, dW, db) against central differences of that
+// loop for L = sum(w * y), in 2D and 3D, for blocked and plain inputs and gradients.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "backend/cpu/dnnl_context.hpp"
+#include "nn/conv.hpp"
+#include "testing.hpp"
+
+using namespace pdegen;
+using namespace pdegen::testing;
+
+namespace {
+
+// Extents of an N, C, [D,] H, W shape with D = 1 for 2D, so one loop nest serves both.
+struct Grid {
+  int64_t n, c, d, h, w;
+};
+Grid grid_of(const Shape& s) {
+  return s.rank() == 5 ? Grid{s[0], s[1], s[2], s[3], s[4]} : Grid{s[0], s[1], 1, s[2], s[3]};
+}
+
+Shape expected_output(const ConvConfig& c, const Shape& in) {
+  Shape out{in[0], c.out_channels};
+  for (int a = 2; a < in.rank(); ++a) out.push_back((in[a] + 2 * c.padding - c.kernel) / c.stride + 1);
+  return out;
+}
+
+// y[n,o,z] = b[o] + sum_{i,k} W[o,i,k] x[n,i,z*s-p+k], zero outside the input.
+Vec reference(const ConvConfig& c, const Shape& in_shape, const Vec& x, const Vec& weight, const Vec& bias) {
+  const Grid in = grid_of(in_shape), out = grid_of(expected_output(c, in_shape));
+  const bool is3d = c.ndim == 3;
+  const int64_t k = c.kernel, kd = is3d ? k : 1, sd = is3d ? c.stride : 1, pd = is3d ? c.padding : 0;
+  Vec y(static_cast<size_t>(out.n * out.c * out.d * out.h * out.w));
+  size_t at = 0;
+  for (int64_t n = 0; n < out.n; ++n)
+    for (int64_t o = 0; o < out.c; ++o)
+      for (int64_t z = 0; z < out.d; ++z)
+        for (int64_t r = 0; r < out.h; ++r)
+          for (int64_t q = 0; q < out.w; ++q) {
+            double acc = c.bias ? bias[static_cast<size_t>(o)] : 0.0;
+            for (int64_t i = 0; i < in.c; ++i)
+              for (int64_t a = 0; a < kd; ++a)
+                for (int64_t b = 0; b < k; ++b)
+                  for (int64_t e = 0; e < k; ++e) {
+                    const int64_t iz = z * sd - pd + a, ir = r * c.stride - c.padding + b,
+                                  iq = q * c.stride - c.padding + e;
+                    if (iz < 0 || iz >= in.d || ir < 0 || ir >= in.h || iq < 0 || iq >= in.w) continue;
+                    acc += weight[static_cast<size_t>((((o * in.c + i) * kd + a) * k + b) * k + e)] *
+                           x[static_cast<size_t>((((n * in.c + i) * in.d + iz) * in.h + ir) * in.w + iq)];
+                  }
+            y[at++] = acc;
+          }
+  return y;
+}
+
+// Finite differences are affordable for ~200 entries; larger tensors are checked on a random subset
+// (the function is re-evaluated with only those entries varied).
+constexpr size_t fd_entries = 200;
+constexpr double grad_tol = 1e-4;
+
+void check_gradient(const std::function<Vec(const Vec&)>& f, const Vec& v, const Vec& loss_weights,
+                    const Vec& layer_grad, uint64_t stream) {
+  REQUIRE(layer_grad.size() == v.size());
+  if (v.size() <= fd_entries) {
+    CHECK(rel_max_error(layer_grad, fd_gradient(f, v, loss_weights)) < grad_tol);
+    return;
+  }
+  // Distinct entries (a repeated one would be overwritten by its twin in f_sub): the fd_entries
+  // smallest of one random key per entry.
+  const Vec keys = random_vec(v.size(), stream);
+  std::vector<size_t> picked(v.size());
+  std::iota(picked.begin(), picked.end(), size_t{0});
+  std::nth_element(picked.begin(), picked.begin() + fd_entries, picked.end(),
+                   [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+  picked.resize(fd_entries);
+  Vec sub, layer_sub;
+  for (size_t i : picked) {
+    sub.push_back(v[i]);
+    layer_sub.push_back(layer_grad[i]);
+  }
+  auto f_sub = [&](const Vec& s) {
+    Vec full = v;
+    for (size_t j = 0; j < picked.size(); ++j) full[picked[j]] = s[j];
+    return f(full);
+  };
+  CHECK(rel_max_error(layer_sub, fd_gradient(f_sub, sub, loss_weights)) < grad_tol);
+}
+
+// One forward and backward of `conv` on a fresh input of `in_shape` given in `x_block` layout, with
+// dy given in `dy_block` layout, checked against the fp64 reference.
+void check_layer(Conv& conv, ParameterRegistry& registry, const Shape& in_shape, int x_block, int dy_block) {
+  const ConvConfig& c = conv.config();
+  CAPTURE(in_shape.str());
+  CAPTURE(x_block);
+  CAPTURE(dy_block);
+  registry.zero_grads();
+  const Vec weight = values_of(registry.value(conv.weight_id()));
+  const Vec bias = c.bias ? values_of(registry.value(conv.bias_id())) : Vec{};
+  const Vec x = random_vec(static_cast<size_t>(in_shape.numel()), 1);
+  const Shape out_shape = expected_output(c, in_shape);
+
+  const Tensor y = conv.forward(tensor_from(x, in_shape, x_block), Mode::train);
+  REQUIRE(y.shape() == out_shape);
+  CHECK(y.channel_block() == cpu::channel_block_for(c.out_channels));
+  CHECK(rel_max_error(values_of(y), reference(c, in_shape, x, weight, bias)) < f32_tol);
+
+  const Vec loss_weights = random_vec(static_cast<size_t>(out_shape.numel()), 2);
+  const Tensor dx = conv.backward(tensor_from(loss_weights, out_shape, dy_block));
+  REQUIRE(dx.shape() == in_shape);
+  CHECK(dx.channel_block() == x_block);
+  check_gradient([&](const Vec& v) { return reference(c, in_shape, v, weight, bias); }, x, loss_weights,
+                 values_of(dx), 3);
+  check_gradient([&](const Vec& v) { return reference(c, in_shape, x, v, bias); }, weight, loss_weights,
+                 values_of(registry.grad(conv.weight_id())), 4);
+  if (c.bias)
+    check_gradient([&](const Vec& v) { return reference(c, in_shape, x, weight, v); }, bias, loss_weights,
+                   values_of(registry.grad(conv.bias_id())), 5);
+}
+
+void check_conv(const ConvConfig& c, const Shape& in_shape, int x_block, int dy_block) {
+  ParameterRegistry registry;
+  Conv conv("conv", c, registry);
+  registry.finalize(7);
+  check_layer(conv, registry, in_shape, x_block, dy_block);
+}
+
+ConvConfig config(int ndim, int64_t cin, int64_t cout, int kernel, int stride, int padding,
+                  bool bias = true) {
+  ConvConfig c;
+  c.ndim = ndim;
+  c.in_channels = cin;
+  c.out_channels = cout;
+  c.kernel = kernel;
+  c.stride = stride;
+  c.padding = padding;
+  c.bias = bias;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("conv 2D k3 s1 p1 with bias matches the fp64 loop and central differences, blocked and plain") {
+  const ConvConfig c16 = config(2, 16, 16, 3, 1, 1);
+  check_conv(c16, Shape{2, 16, 7, 6}, 16, 16);
+  // A plain input of a blockable width is accepted, and dx comes back plain; dy may be plain too.
+  check_conv(c16, Shape{2, 16, 7, 6}, 1, 1);
+  check_conv(config(2, 3, 16, 3, 1, 1), Shape{2, 3, 7, 6}, 1, 16);
+  check_conv(config(2, 1, 16, 3, 1, 1), Shape{1, 1, 8, 5}, 1, 1);
+}
+
+TEST_CASE("conv 2D k2 s2 p0 down-samples like the fp64 loop, odd extents dropping the last row") {
+  check_conv(config(2, 16, 32, 2, 2, 0), Shape{2, 16, 8, 7}, 16, 16);
+  check_conv(config(2, 3, 16, 2, 2, 0), Shape{1, 3, 6, 5}, 1, 1);
+}
+
+TEST_CASE("pointwise head conv 16 -> 1 returns a plain output and matches the fp64 loop") {
+  const ConvConfig head = ConvConfig::pointwise(16, 1);
+  CHECK(head.kernel == 1);
+  CHECK(head.stride == 1);
+  CHECK(head.padding == 0);
+  CHECK(head.bias);
+  CHECK(cpu::channel_block_for(1) == 1);
+  check_conv(head, Shape{2, 16, 6, 5}, 16, 1);
+  check_conv(ConvConfig::pointwise(16, 1, 3), Shape{1, 16, 3, 4, 5}, 16, 1);
+}
+
+TEST_CASE("conv 3D k3 p1 matches the fp64 loop and central differences, blocked and plain") {
+  check_conv(config(3, 16, 16, 3, 1, 1), Shape{1, 16, 4, 5, 3}, 16, 16);
+  check_conv(config(3, 1, 16, 3, 1, 1), Shape{2, 1, 4, 3, 5}, 1, 16);
+  check_conv(config(3, 16, 16, 2, 2, 0), Shape{1, 16, 4, 4, 5}, 16, 1);
+}
+
+TEST_CASE("conv without bias registers only a weight and matches the fp64 loop") {
+  ParameterRegistry registry;
+  Conv conv("nobias", config(2, 16, 16, 3, 1, 1, false), registry);
+  registry.finalize(7);
+  CHECK(conv.bias_id() == -1);
+  REQUIRE(registry.params().size() == 1);
+  CHECK(registry.params()[0].name == "nobias.weight");
+  CHECK(registry.params()[0].shape == Shape{16, 16, 3, 3});
+  check_layer(conv, registry, Shape{2, 16, 5, 6}, 16, 16);
+}
+
+TEST_CASE("conv gradients accumulate over backwards and weight and bias are announced ready") {
+  ParameterRegistry registry;
+  Conv conv("acc", config(2, 16, 16, 3, 1, 1), registry);
+  registry.finalize(7);
+  std::vector<ParameterRegistry::Id> ready;
+  registry.set_grad_ready_hook([&](ParameterRegistry::Id id) { ready.push_back(id); });
+  const Shape in{2, 16, 5, 4}, out = conv.output_shape(in);
+  conv.forward(tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, 16), Mode::train);
+  const Tensor dy = tensor_from(random_vec(static_cast<size_t>(out.numel()), 2), out, 16);
+  conv.backward(dy);
+  const Vec dw1 = values_of(registry.grad(conv.weight_id())), db1 = values_of(registry.grad(conv.bias_id()));
+  CHECK(ready == std::vector<ParameterRegistry::Id>{conv.weight_id(), conv.bias_id()});
+  conv.backward(dy);
+  Vec dw1_twice = dw1, db1_twice = db1;
+  for (auto& v : dw1_twice) v *= 2;
+  for (auto& v : db1_twice) v *= 2;
+  CHECK(rel_max_error(values_of(registry.grad(conv.weight_id())), dw1_twice) < 1e-6);
+  CHECK(rel_max_error(values_of(registry.grad(conv.bias_id())), db1_twice) < 1e-6);
+  CHECK(ready.size() == 4);
+}
+
+TEST_CASE("conv rebuilds its primitives when the input shape changes") {
+  ParameterRegistry registry;
+  Conv conv("reshape", config(2, 16, 16, 3, 1, 1), registry);
+  registry.finalize(7);
+  check_layer(conv, registry, Shape{1, 16, 6, 6}, 16, 16);
+  check_layer(conv, registry, Shape{2, 16, 9, 7}, 16, 16);
+  check_layer(conv, registry, Shape{1, 16, 6, 6}, 1, 16);
+}
+
+TEST_CASE("conv in eval mode gives the train-mode output but keeps no input, so backward is an error") {
+  ParameterRegistry registry;
+  Conv conv("eval", config(2, 16, 16, 3, 1, 1), registry);
+  registry.finalize(7);
+  const Shape in{1, 16, 5, 5};
+  const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, 16);
+  const Vec train = values_of(conv.forward(x, Mode::train));
+  const Vec eval = values_of(conv.forward(x, Mode::eval));
+  CHECK(rel_max_error(eval, train) == 0);
+  const Shape out = conv.output_shape(in);
+  CHECK_THROWS_AS(conv.backward(Tensor::zeros(out, DType::f32, Device::cpu, 16)), Error);
+}
+
+TEST_CASE("conv output shape and flops follow floor((in + 2p - k)/s) + 1 and 2 N Cout S_out Cin k^ndim") {
+  ParameterRegistry registry;
+  Conv down("down", config(3, 8, 16, 3, 2, 1), registry);
+  const Shape in{2, 8, 9, 8, 7};
+  CHECK(down.output_shape(in) == Shape{2, 16, 5, 4, 4});
+  const double fwd = 2.0 * 2 * 16 * (5 * 4 * 4) * 8 * 27;
+  const Flops f = down.flops(in);
+  CHECK(f.forward == fwd);
+  CHECK(f.backward_data == fwd);
+  CHECK(f.backward_weights == fwd);
+  CHECK(down.kind() == "conv");
+  CHECK_THROWS_AS(down.output_shape(Shape{2, 8, 9, 8}), Error);
+}
+
+TEST_CASE("conv initialises weight and bias uniform within +-1/sqrt(Cin k^ndim), as PyTorch") {
+  ParameterRegistry registry;
+  Conv conv("init", config(3, 4, 8, 3, 1, 1), registry);
+  registry.finalize(11);
+  const double bound = 1 / std::sqrt(4.0 * 27);
+  for (auto id : {conv.weight_id(), conv.bias_id()}) {
+    CHECK(registry.param(id).init.kind == ParamInit::Kind::uniform);
+    CHECK(registry.param(id).init.value == doctest::Approx(bound));
+    double largest = 0;
+    for (double v : values_of(registry.value(id))) largest = std::max(largest, std::abs(v));
+    CHECK(largest <= bound);
+    CHECK(largest > 0.5 * bound);
+  }
+  CHECK(registry.param(conv.weight_id()).name == "init.weight");
+  CHECK(registry.param(conv.weight_id()).shape == Shape{8, 4, 3, 3, 3});
+  CHECK(registry.param(conv.bias_id()).name == "init.bias");
+  CHECK(registry.param(conv.bias_id()).shape == Shape{8});
+}
+
+TEST_CASE("conv rejects an input whose channel count or rank does not match its config") {
+  ParameterRegistry registry;
+  Conv conv("strict", config(2, 16, 16, 3, 1, 1), registry);
+  registry.finalize(7);
+  CHECK_THROWS_AS(conv.forward(Tensor::zeros(Shape{1, 8, 5, 5}), Mode::train), Error);
+  CHECK_THROWS_AS(conv.forward(Tensor::zeros(Shape{1, 16, 5, 5, 5}), Mode::train), Error);
+  CHECK_THROWS_AS(conv.forward(Tensor::zeros(Shape{1, 16, 0, 5}), Mode::train), Error);
+}

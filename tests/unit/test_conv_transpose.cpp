@@ -1,0 +1,262 @@
+// ConvTranspose: forward against a naive fp64 scatter loop (PyTorch's definition), backward (dx, dW,
+// db) against central differences of that loop for L = sum(w * y), in 2D and 3D, for blocked and
+// plain inputs and gradients.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "backend/cpu/dnnl_context.hpp"
+#include "nn/conv_transpose.hpp"
+#include "testing.hpp"
+
+using namespace pdegen;
+using namespace pdegen::testing;
+
+namespace {
+
+// Extents of an N, C, [D,] H, W shape with D = 1 for 2D, so one loop nest serves both.
+struct Grid {
+  int64_t n, c, d, h, w;
+};
+Grid grid_of(const Shape& s) {
+  return s.rank() == 5 ? Grid{s[0], s[1], s[2], s[3], s[4]} : Grid{s[0], s[1], 1, s[2], s[3]};
+}
+
+Shape expected_output(const ConvTransposeConfig& c, const Shape& in) {
+  Shape out{in[0], c.out_channels};
+  for (int a = 2; a < in.rank(); ++a) out.push_back((in[a] - 1) * c.stride - 2 * c.padding + c.kernel);
+  return out;
+}
+
+// y[n,o,z*s-p+k] += W[i,o,k] x[n,i,z] over inputs z and taps k landing inside the output, plus b[o].
+Vec reference(const ConvTransposeConfig& c, const Shape& in_shape, const Vec& x, const Vec& weight,
+              const Vec& bias) {
+  const Grid in = grid_of(in_shape), out = grid_of(expected_output(c, in_shape));
+  const bool is3d = c.ndim == 3;
+  const int64_t k = c.kernel, kd = is3d ? k : 1, sd = is3d ? c.stride : 1, pd = is3d ? c.padding : 0;
+  const int64_t plane = out.d * out.h * out.w;
+  Vec y(static_cast<size_t>(out.n * out.c * plane));
+  for (int64_t n = 0; n < out.n; ++n)
+    for (int64_t o = 0; o < out.c; ++o)
+      for (int64_t s = 0; s < plane; ++s)
+        y[static_cast<size_t>((n * out.c + o) * plane + s)] = c.bias ? bias[static_cast<size_t>(o)] : 0.0;
+  for (int64_t n = 0; n < in.n; ++n)
+    for (int64_t i = 0; i < in.c; ++i)
+      for (int64_t z = 0; z < in.d; ++z)
+        for (int64_t r = 0; r < in.h; ++r)
+          for (int64_t q = 0; q < in.w; ++q) {
+            const double xv = x[static_cast<size_t>((((n * in.c + i) * in.d + z) * in.h + r) * in.w + q)];
+            for (int64_t o = 0; o < out.c; ++o)
+              for (int64_t a = 0; a < kd; ++a)
+                for (int64_t b = 0; b < k; ++b)
+                  for (int64_t e = 0; e < k; ++e) {
+                    const int64_t oz = z * sd - pd + a, orow = r * c.stride - c.padding + b,
+                                  oq = q * c.stride - c.padding + e;
+                    if (oz < 0 || oz >= out.d || orow < 0 || orow >= out.h || oq < 0 || oq >= out.w) continue;
+                    y[static_cast<size_t>((((n * out.c + o) * out.d + oz) * out.h + orow) * out.w + oq)] +=
+                        weight[static_cast<size_t>((((i * out.c + o) * kd + a) * k + b) * k + e)] * xv;
+                  }
+          }
+  return y;
+}
+
+// Finite differences are affordable for ~200 entries; larger tensors are checked on a random subset
+// (the function is re-evaluated with only those entries varied).
+constexpr size_t fd_entries = 200;
+constexpr double grad_tol = 1e-4;
+
+void check_gradient(const std::function<Vec(const Vec&)>& f, const Vec& v, const Vec& loss_weights,
+                    const Vec& layer_grad, uint64_t stream) {
+  REQUIRE(layer_grad.size() == v.size());
+  if (v.size() <= fd_entries) {
+    CHECK(rel_max_error(layer_grad, fd_gradient(f, v, loss_weights)) < grad_tol);
+    return;
+  }
+  // Distinct entries (a repeated one would be overwritten by its twin in f_sub): the fd_entries
+  // smallest of one random key per entry.
+  const Vec keys = random_vec(v.size(), stream);
+  std::vector<size_t> picked(v.size());
+  std::iota(picked.begin(), picked.end(), size_t{0});
+  std::nth_element(picked.begin(), picked.begin() + fd_entries, picked.end(),
+                   [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+  picked.resize(fd_entries);
+  Vec sub, layer_sub;
+  for (size_t i : picked) {
+    sub.push_back(v[i]);
+    layer_sub.push_back(layer_grad[i]);
+  }
+  auto f_sub = [&](const Vec& s) {
+    Vec full = v;
+    for (size_t j = 0; j < picked.size(); ++j) full[picked[j]] = s[j];
+    return f(full);
+  };
+  CHECK(rel_max_error(layer_sub, fd_gradient(f_sub, sub, loss_weights)) < grad_tol);
+}
+
+// One forward and backward of `up` on a fresh input of `in_shape` given in `x_block` layout, with
+// dy given in `dy_block` layout, checked against the fp64 reference.
+void check_layer(ConvTranspose& up, ParameterRegistry& registry, const Shape& in_shape, int x_block,
+                 int dy_block) {
+  const ConvTransposeConfig& c = up.config();
+  CAPTURE(in_shape.str());
+  CAPTURE(x_block);
+  CAPTURE(dy_block);
+  registry.zero_grads();
+  const Vec weight = values_of(registry.value(up.weight_id()));
+  const Vec bias = c.bias ? values_of(registry.value(up.bias_id())) : Vec{};
+  const Vec x = random_vec(static_cast<size_t>(in_shape.numel()), 1);
+  const Shape out_shape = expected_output(c, in_shape);
+
+  const Tensor y = up.forward(tensor_from(x, in_shape, x_block), Mode::train);
+  REQUIRE(y.shape() == out_shape);
+  CHECK(y.channel_block() == cpu::channel_block_for(c.out_channels));
+  CHECK(rel_max_error(values_of(y), reference(c, in_shape, x, weight, bias)) < f32_tol);
+
+  const Vec loss_weights = random_vec(static_cast<size_t>(out_shape.numel()), 2);
+  const Tensor dx = up.backward(tensor_from(loss_weights, out_shape, dy_block));
+  REQUIRE(dx.shape() == in_shape);
+  CHECK(dx.channel_block() == x_block);
+  check_gradient([&](const Vec& v) { return reference(c, in_shape, v, weight, bias); }, x, loss_weights,
+                 values_of(dx), 3);
+  check_gradient([&](const Vec& v) { return reference(c, in_shape, x, v, bias); }, weight, loss_weights,
+                 values_of(registry.grad(up.weight_id())), 4);
+  if (c.bias)
+    check_gradient([&](const Vec& v) { return reference(c, in_shape, x, weight, v); }, bias, loss_weights,
+                   values_of(registry.grad(up.bias_id())), 5);
+}
+
+void check_conv_transpose(const ConvTransposeConfig& c, const Shape& in_shape, int x_block, int dy_block) {
+  ParameterRegistry registry;
+  ConvTranspose up("up", c, registry);
+  registry.finalize(7);
+  check_layer(up, registry, in_shape, x_block, dy_block);
+}
+
+ConvTransposeConfig config(int ndim, int64_t cin, int64_t cout, int kernel, int stride, int padding,
+                           bool bias = true) {
+  ConvTransposeConfig c;
+  c.ndim = ndim;
+  c.in_channels = cin;
+  c.out_channels = cout;
+  c.kernel = kernel;
+  c.stride = stride;
+  c.padding = padding;
+  c.bias = bias;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("conv_transpose 2D k2 s2 (the U-Net up-sampler) matches the fp64 loop and central differences") {
+  check_conv_transpose(config(2, 32, 16, 2, 2, 0), Shape{2, 32, 4, 3}, 16, 16);
+  // Plain input of a blockable width, plain dy: dx comes back plain.
+  check_conv_transpose(config(2, 16, 16, 2, 2, 0), Shape{1, 16, 3, 4}, 1, 1);
+  check_conv_transpose(config(2, 1, 16, 2, 2, 0), Shape{2, 1, 3, 3}, 1, 16);
+  check_conv_transpose(config(2, 16, 1, 2, 2, 0), Shape{1, 16, 3, 3}, 16, 1);
+}
+
+TEST_CASE("conv_transpose 2D k3 s1 p1 matches the fp64 loop and central differences, blocked and plain") {
+  check_conv_transpose(config(2, 16, 16, 3, 1, 1), Shape{2, 16, 5, 4}, 16, 16);
+  check_conv_transpose(config(2, 3, 16, 3, 1, 1), Shape{1, 3, 4, 5}, 1, 1);
+}
+
+TEST_CASE("conv_transpose 3D k2 s2 matches the fp64 loop and central differences, blocked and plain") {
+  check_conv_transpose(config(3, 32, 16, 2, 2, 0), Shape{1, 32, 2, 3, 2}, 16, 16);
+  check_conv_transpose(config(3, 1, 16, 2, 2, 0), Shape{2, 1, 2, 2, 3}, 1, 1);
+  check_conv_transpose(config(3, 16, 16, 3, 1, 1), Shape{1, 16, 3, 2, 4}, 16, 16);
+}
+
+TEST_CASE("conv_transpose without bias registers only a weight and matches the fp64 loop") {
+  ParameterRegistry registry;
+  ConvTranspose up("nobias", config(2, 32, 16, 2, 2, 0, false), registry);
+  registry.finalize(7);
+  CHECK(up.bias_id() == -1);
+  REQUIRE(registry.params().size() == 1);
+  CHECK(registry.params()[0].name == "nobias.weight");
+  CHECK(registry.params()[0].shape == Shape{32, 16, 2, 2});
+  check_layer(up, registry, Shape{2, 32, 3, 4}, 16, 16);
+}
+
+TEST_CASE("conv_transpose gradients accumulate over backwards and weight and bias are announced ready") {
+  ParameterRegistry registry;
+  ConvTranspose up("acc", config(2, 32, 16, 2, 2, 0), registry);
+  registry.finalize(7);
+  std::vector<ParameterRegistry::Id> ready;
+  registry.set_grad_ready_hook([&](ParameterRegistry::Id id) { ready.push_back(id); });
+  const Shape in{2, 32, 3, 4}, out = up.output_shape(in);
+  up.forward(tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, 16), Mode::train);
+  const Tensor dy = tensor_from(random_vec(static_cast<size_t>(out.numel()), 2), out, 16);
+  up.backward(dy);
+  const Vec dw1 = values_of(registry.grad(up.weight_id())), db1 = values_of(registry.grad(up.bias_id()));
+  CHECK(ready == std::vector<ParameterRegistry::Id>{up.weight_id(), up.bias_id()});
+  up.backward(dy);
+  Vec dw1_twice = dw1, db1_twice = db1;
+  for (auto& v : dw1_twice) v *= 2;
+  for (auto& v : db1_twice) v *= 2;
+  CHECK(rel_max_error(values_of(registry.grad(up.weight_id())), dw1_twice) < 1e-6);
+  CHECK(rel_max_error(values_of(registry.grad(up.bias_id())), db1_twice) < 1e-6);
+  CHECK(ready.size() == 4);
+}
+
+TEST_CASE("conv_transpose rebuilds its primitives when the input shape changes") {
+  ParameterRegistry registry;
+  ConvTranspose up("reshape", config(2, 16, 16, 2, 2, 0), registry);
+  registry.finalize(7);
+  check_layer(up, registry, Shape{1, 16, 3, 3}, 16, 16);
+  check_layer(up, registry, Shape{2, 16, 4, 5}, 16, 16);
+  check_layer(up, registry, Shape{1, 16, 3, 3}, 1, 16);
+}
+
+TEST_CASE("conv_transpose in eval mode gives the train-mode output but keeps no input") {
+  ParameterRegistry registry;
+  ConvTranspose up("eval", config(2, 16, 16, 2, 2, 0), registry);
+  registry.finalize(7);
+  const Shape in{1, 16, 4, 4};
+  const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, 16);
+  const Vec train = values_of(up.forward(x, Mode::train));
+  const Vec eval = values_of(up.forward(x, Mode::eval));
+  CHECK(rel_max_error(eval, train) == 0);
+  CHECK_THROWS_AS(up.backward(Tensor::zeros(up.output_shape(in), DType::f32, Device::cpu, 16)), Error);
+}
+
+TEST_CASE("conv_transpose output shape and flops follow (in-1)s - 2p + k and 2 N Cin S_in Cout k^ndim") {
+  ParameterRegistry registry;
+  ConvTranspose up("up", config(3, 32, 16, 3, 2, 1), registry);
+  const Shape in{2, 32, 4, 5, 3};
+  CHECK(up.output_shape(in) == Shape{2, 16, 7, 9, 5});
+  const double fwd = 2.0 * 2 * 32 * (4 * 5 * 3) * 16 * 27;
+  const Flops f = up.flops(in);
+  CHECK(f.forward == fwd);
+  CHECK(f.backward_data == fwd);
+  CHECK(f.backward_weights == fwd);
+  CHECK(up.kind() == "conv_transpose");
+  CHECK_THROWS_AS(up.output_shape(Shape{2, 32, 4, 5}), Error);
+}
+
+TEST_CASE("conv_transpose initialises weight [Cin, Cout, k...] and bias within +-1/sqrt(Cout k^ndim)") {
+  ParameterRegistry registry;
+  ConvTranspose up("init", config(3, 8, 4, 2, 2, 0), registry);
+  registry.finalize(11);
+  const double bound = 1 / std::sqrt(4.0 * 8);
+  for (auto id : {up.weight_id(), up.bias_id()}) {
+    CHECK(registry.param(id).init.kind == ParamInit::Kind::uniform);
+    CHECK(registry.param(id).init.value == doctest::Approx(bound));
+    double largest = 0;
+    for (double v : values_of(registry.value(id))) largest = std::max(largest, std::abs(v));
+    CHECK(largest <= bound);
+    CHECK(largest > 0.5 * bound);
+  }
+  CHECK(registry.param(up.weight_id()).name == "init.weight");
+  CHECK(registry.param(up.weight_id()).shape == Shape{8, 4, 2, 2, 2});
+  CHECK(registry.param(up.bias_id()).name == "init.bias");
+  CHECK(registry.param(up.bias_id()).shape == Shape{4});
+}
+
+TEST_CASE("conv_transpose rejects an input whose channel count or rank does not match its config") {
+  ParameterRegistry registry;
+  ConvTranspose up("strict", config(2, 16, 16, 2, 2, 0), registry);
+  registry.finalize(7);
+  CHECK_THROWS_AS(up.forward(Tensor::zeros(Shape{1, 8, 5, 5}), Mode::train), Error);
+  CHECK_THROWS_AS(up.forward(Tensor::zeros(Shape{1, 16, 5, 5, 5}), Mode::train), Error);
+}

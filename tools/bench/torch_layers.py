@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""PyTorch peer of tools/bench/bench_layers.cpp: the same layers on the same shapes and threads.
+
+Prints one JSON object per line: {"case", "fwd_ms", "bwd_ms", "gflop_fwd", "gflop_bwd"} with the
+median times over the repetitions. Run with Debian's python (/usr/bin/python3, python3-torch).
+    /usr/bin/python3 tools/bench/torch_layers.py --threads 2 [--batch 4] [--size 256] [--filter conv]
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def cases(batch, size):
+    """(name, module factory, input shapes, flops fwd, flops bwd) mirroring bench_layers.cpp."""
+    n, s = batch, size
+    out = []
+
+    def conv(cin, cout, k, stride=1, pad=None):
+        pad = k // 2 if pad is None else pad
+        so = (s + 2 * pad - k) // stride + 1
+        fl = 2.0 * n * cout * so * so * cin * k * k
+        out.append((f"conv{k}x{k}_s{stride} {cin}->{cout}", lambda: nn.Conv2d(cin, cout, k, stride, pad),
+                    [(n, cin, s, s)], fl, 2 * fl))
+
+    conv(1, 16, 3)
+    conv(16, 16, 3)
+    conv(32, 32, 3)
+    conv(64, 64, 3)
+    conv(16, 1, 1)
+    for cin, cout in ((32, 16), (64, 32)):
+        fl = 2.0 * n * cin * s * s * cout * 4
+        out.append((f"convT2x2_s2 {cin}->{cout}", (lambda ci=cin, co=cout: nn.ConvTranspose2d(ci, co, 2, 2)),
+                    [(n, cin, s, s)], fl, 2 * fl))
+    for c in (16, 32, 64):
+        e = n * c * s * s
+        out.append((f"batch_norm {c}", (lambda c=c: nn.BatchNorm2d(c)), [(n, c, s, s)], 5.0 * e, 8.0 * e))
+    e = n * 16 * s * s
+    out.append(("instance_norm 16", lambda: nn.InstanceNorm2d(16, affine=True), [(n, 16, s, s)], 5.0 * e, 8.0 * e))
+    for act, mod in (("relu", nn.ReLU), ("silu", nn.SiLU), ("tanh", nn.Tanh)):
+        out.append((f"{act} 16", mod, [(n, 16, s, s)], 1.0 * e, 1.0 * e))
+    for c in (16, 64):
+        e = n * c * (s // 2) * (s // 2)
+        out.append((f"max_pool2x2 {c}", (lambda: nn.MaxPool2d(2)), [(n, c, s, s)], 4.0 * e, 4.0 * e))
+    out.append(("avg_pool2x2 16", lambda: nn.AvgPool2d(2), [(n, 16, s, s)], 4.0 * n * 16 * (s // 2) ** 2,
+                4.0 * n * 16 * (s // 2) ** 2))
+
+    class Cat(nn.Module):
+        def forward(self, a, b):
+            return torch.cat([a, b], 1)
+
+    out.append(("concat 16+16", Cat, [(n, 16, s, s), (n, 16, s, s)], 0.0, 0.0))
+    return out
+
+
+def median_ms(fn, reps):
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--filter", default="")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    for name, make, shapes, fl_f, fl_b in cases(a.batch, a.size):
+        if a.filter not in name:
+            continue
+        m = make()
+        xs = [torch.randn(*sh, requires_grad=True) for sh in shapes]
+        y = m(*xs)
+        dy = torch.randn_like(y)
+
+        def fwd():
+            with torch.no_grad():
+                m(*xs)
+
+        def bwd_ms():
+            out = m(*xs)  # recorded forward, not timed
+            t = time.perf_counter()
+            out.backward(dy)
+            return (time.perf_counter() - t) * 1e3
+
+        for _ in range(2):  # warm-up: oneDNN JIT and allocator, both paths
+            fwd()
+            bwd_ms()
+        f = median_ms(fwd, a.reps)
+        b = statistics.median(bwd_ms() for _ in range(a.reps))
+        print(json.dumps({"case": name, "fwd_ms": f, "bwd_ms": b,
+                          "gflops_fwd": fl_f / f / 1e6 if fl_f else 0.0,
+                          "gflops_bwd": fl_b / b / 1e6 if fl_b else 0.0}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The README's second command (and CI's): set up, build and run the whole test suite.
+#   1. the optimised CPU build (warnings are errors) and every ctest test in it;
+#   2. the AddressSanitizer + UBSan build and the unit tests under it.
+# Skip the sanitizer stage with PDEGEN_SKIP_ASAN=1 (e.g. for a quick local run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+jobs="$(nproc)"
+# Tests run ranks and OpenMP threads side by side on few cores: keep them from fighting.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+
+echo "== build (cpu preset)"
+tools/build.sh cpu
+echo "== tests (cpu preset)"
+ctest --preset cpu -j "$jobs"
+
+if [ "${PDEGEN_SKIP_ASAN:-0}" != 1 ]; then
+  echo "== build (asan preset)"
+  tools/build.sh asan
+  echo "== unit tests under AddressSanitizer + UBSan"
+  ctest --preset asan -j "$jobs"
+fi
+echo "== all stages passed in $(( $(date +%s) - start )) s"
