@@ -93,7 +93,7 @@ class PrimitiveWeights {
 struct Conv::CpuPlan {
   Shape in_shape;  // cache key: everything else follows from it and the config
   // Layouts the primitives work in: the activation layouts where the channels block, oneDNN's
-  // choice (format_tag::any) where they do not, because its plain-layout kernels are reference loops.
+  // choice (format_tag::any) where they do not, because some plain-layout kernels are reference loops.
   memory::desc src_md, dst_md;
   memory::desc plain_weights_md, bias_md;  // bias_md is empty without bias
   memory::dims strides, padding;
