@@ -67,7 +67,8 @@ template <class L, class... Args> Case layer_case(std::string name, const Shape&
   Case c;
   c.name = std::move(name);
   c.flops = layer->flops(in);
-  c.forward = [=] { layer->forward(*x, Mode::train); };
+  // The lambdas own the registry too: the layer holds a pointer to it.
+  c.forward = [=] { (void)reg; layer->forward(*x, Mode::train); };
   c.backward = [=] { layer->backward(*dy); };
   return c;
 }
