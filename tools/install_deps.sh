@@ -2,7 +2,7 @@
 # Installs the Debian packages pdegen builds and tests with, only those that are missing.
 # Idempotent: on a machine that has everything it prints one line and changes nothing.
 #   tools/install_deps.sh            build + test dependencies
-#   tools/install_deps.sh --bench    also python3-torch/numpy for the PyTorch comparison benchmarks
+#   tools/install_deps.sh --bench    also python3-torch/numpy/scipy/yaml for the PyTorch comparison benchmarks
 #   tools/install_deps.sh --plots    also python3-matplotlib/h5py for the plotting tools
 set -euo pipefail
 
@@ -10,7 +10,7 @@ pkgs=(mpich libmpich-dev libhdf5-mpich-dev hdf5-tools libyaml-cpp-dev libspdlog-
       libdnnl-dev cmake g++ make pkg-config git)
 for arg in "$@"; do
   case "$arg" in
-    --bench) pkgs+=(python3 python3-torch python3-numpy) ;;
+    --bench) pkgs+=(python3 python3-torch python3-numpy python3-scipy python3-yaml) ;;
     --plots) pkgs+=(python3 python3-matplotlib python3-h5py python3-numpy) ;;
     -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "install_deps.sh: unknown option '$arg' (expected --bench or --plots)" >&2; exit 2 ;;

@@ -33,9 +33,11 @@ int run(const pdegen::app::CliOptions& options, int rank) {
     case Verb::check:
       return pdegen::app::run_check(options, rank);
     case Verb::train:
+      return pdegen::app::run_train(options);
     case Verb::predict:
+      return pdegen::app::run_predict(options);
     case Verb::solve:
-      return pdegen::app::run_not_implemented(options, rank);
+      return pdegen::app::run_solve(options);
     case Verb::none:
       break;
   }
@@ -83,6 +85,9 @@ int main(int argc, char** argv) {
     spdlog::default_logger()->flush();
     MPI_Finalize();
     return code;
+  } catch (const pdegen::NotImplemented& e) {
+    print_user_error(e.what(), rank, size);
+    pdegen::abort_all(3);
   } catch (const pdegen::UserError& e) {
     print_user_error(e.what(), rank, size);
     pdegen::abort_all(2);

@@ -19,8 +19,13 @@ ValidatedDeck validate_deck(const CliOptions& options);
 
 // pdegen check: the resolved deck, then the network's size, FLOPs and memory.
 int run_check(const CliOptions& options, int rank);
-// pdegen train|predict|solve until they exist: validate the deck, say so, exit 3.
-int run_not_implemented(const CliOptions& options, int rank);
+// pdegen train: the training run (app/trainer.hpp).
+int run_train(const CliOptions& options);
+// pdegen solve: reference solutions of the evaluation samples.
+int run_solve(const CliOptions& options);
+// pdegen predict: a trained generator on new samples against the reference.
+int run_predict(const CliOptions& options);
+
 // pdegen --version: version, git hash, compiled backends, MPI and HDF5 libraries.
 std::string version_text();
 

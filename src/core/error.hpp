@@ -20,6 +20,12 @@ class UserError : public Error {
   using Error::Error;
 };
 
+// A feature or PDE whose issue has not landed: said plainly, exit code 3, never a pretence.
+class NotImplemented : public UserError {
+ public:
+  using UserError::UserError;
+};
+
 [[noreturn]] void throw_error(const char* file, int line, const std::string& what);
 
 // Ends all ranks (MPI_Abort when MPI is up, std::exit otherwise) so no rank waits forever.

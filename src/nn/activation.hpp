@@ -1,5 +1,7 @@
 // Element-wise activations (ReLU, LeakyReLU, Tanh, SiLU, Sigmoid) with hand-written backward.
-// Layout-agnostic: the output has the input's layout (element-wise over storage).
+// Layout-agnostic: the output has the input's layout (element-wise over storage). Forward keeps (by
+// reference, in either mode) only what the kind's derivative reads: x for ReLU, LeakyReLU and SiLU,
+// y for Tanh and Sigmoid, nothing for the identity.
 #pragma once
 
 #include <string>
@@ -27,10 +29,15 @@ class Activation final : public Layer {
   Tensor backward_cpu(const Tensor& dy);
   Tensor forward_cuda(const Tensor& x);
   Tensor backward_cuda(const Tensor& dy);
+  void keep_for_backward(const Tensor& x, const Tensor& y);
+  void check_gradient(const Tensor& dy) const;
 
   ActivationKind kind_;
   float alpha_;
-  Tensor x_, y_;
+  Tensor x_, y_;  // undefined where the derivative does not read them
+  bool has_forward_ = false;
+  Shape shape_;  // of the last forward's input, and its layout
+  int channel_block_ = 1;
 };
 
 }  // namespace pdegen

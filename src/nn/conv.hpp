@@ -7,8 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "nn/layer.hpp"
-#include "nn/parameter.hpp"
+#include "nn/conv_family.hpp"
 
 namespace pdegen {
 
@@ -21,40 +20,28 @@ struct ConvConfig {
   static ConvConfig pointwise(int64_t cin, int64_t cout, int ndim = 2);
 };
 
-class Conv final : public Layer {
+// Forward, backward, parameters and the dx switch: see ConvFamilyLayer.
+class Conv final : public ConvFamilyLayer {
  public:
   // Registers "<name>.weight" [Cout, Cin, k, k(, k)] and, with bias, "<name>.bias" [Cout], both
   // uniform on +-1/sqrt(Cin k^ndim) as PyTorch initialises them.
   Conv(std::string name, const ConvConfig& config, ParameterRegistry& registry);
-  std::string_view kind() const override { return "conv"; }
-  // Train mode keeps a reference to x (not a copy) for backward, so x must not be overwritten in
-  // place before then; eval mode keeps nothing.
-  Tensor forward(const Tensor& x, Mode mode) override;
-  // Accumulates dW and db into the registry (plain layout) and announces them ready before it
-  // computes dx, so their reduction can overlap the data gradient.
-  Tensor backward(const Tensor& dy) override;
   // floor((in + 2 p - k) / s) + 1 on every spatial axis.
   Shape output_shape(const Shape& in) const override;
   // 2 N Cout prod(out spatial) Cin k^ndim for forward, the same for each half of backward.
   Flops flops(const Shape& in) const override;
 
-  const std::string& name() const { return name_; }
   const ConvConfig& config() const { return config_; }
-  ParameterRegistry::Id weight_id() const { return weight_id_; }
-  ParameterRegistry::Id bias_id() const { return bias_id_; }  // -1 without bias
-  Shape weight_shape() const;
 
  private:
+  Tensor forward_checked(const Tensor& x, Mode mode) override;
+  Tensor backward_checked(const Tensor& dy) override;
   Tensor forward_cpu(const Tensor& x, Mode mode);
   Tensor backward_cpu(const Tensor& dy);
   Tensor forward_cuda(const Tensor& x, Mode mode);
   Tensor backward_cuda(const Tensor& dy);
-  void check_input(const Tensor& x) const;
 
-  std::string name_;
   ConvConfig config_;
-  ParameterRegistry* registry_;
-  ParameterRegistry::Id weight_id_ = -1, bias_id_ = -1;
 
   // oneDNN primitives for the last input shape (conv_cpu.cpp); rebuilt when the shape changes.
   // The deleter is defined there too, so this header needs no oneDNN.
@@ -63,8 +50,6 @@ class Conv final : public Layer {
     void operator()(CpuPlan* plan) const;
   };
   std::unique_ptr<CpuPlan, CpuPlanDeleter> cpu_plan_;
-
-  Tensor x_;  // the forward input as given (train mode only); dx comes back in its layout
 };
 
 }  // namespace pdegen

@@ -7,8 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "nn/layer.hpp"
-#include "nn/parameter.hpp"
+#include "nn/conv_family.hpp"
 
 namespace pdegen {
 
@@ -19,41 +18,29 @@ struct ConvTransposeConfig {
   bool bias = true;
 };
 
-class ConvTranspose final : public Layer {
+// Forward, backward, parameters and the dx switch: see ConvFamilyLayer.
+class ConvTranspose final : public ConvFamilyLayer {
  public:
   // Registers "<name>.weight" [Cin, Cout, k, k(, k)] (PyTorch's order) and, with bias, "<name>.bias"
   // [Cout], both uniform on +-1/sqrt(Cout k^ndim) as PyTorch initialises them (its fan_in is
   // computed from weight dim 1).
   ConvTranspose(std::string name, const ConvTransposeConfig& config, ParameterRegistry& registry);
-  std::string_view kind() const override { return "conv_transpose"; }
-  // Train mode keeps a reference to x (not a copy) for backward, so x must not be overwritten in
-  // place before then; eval mode keeps nothing.
-  Tensor forward(const Tensor& x, Mode mode) override;
-  // Accumulates dW and db into the registry (plain layout) and announces them ready before it
-  // computes dx, so their reduction can overlap the data gradient.
-  Tensor backward(const Tensor& dy) override;
   // (in - 1) s - 2 p + k on every spatial axis.
   Shape output_shape(const Shape& in) const override;
   // 2 N Cin prod(in spatial) Cout k^ndim for forward, the same for each half of backward.
   Flops flops(const Shape& in) const override;
 
-  const std::string& name() const { return name_; }
   const ConvTransposeConfig& config() const { return config_; }
-  ParameterRegistry::Id weight_id() const { return weight_id_; }
-  ParameterRegistry::Id bias_id() const { return bias_id_; }  // -1 without bias
-  Shape weight_shape() const;
 
  private:
+  Tensor forward_checked(const Tensor& x, Mode mode) override;
+  Tensor backward_checked(const Tensor& dy) override;
   Tensor forward_cpu(const Tensor& x, Mode mode);
   Tensor backward_cpu(const Tensor& dy);
   Tensor forward_cuda(const Tensor& x, Mode mode);
   Tensor backward_cuda(const Tensor& dy);
-  void check_input(const Tensor& x) const;
 
-  std::string name_;
   ConvTransposeConfig config_;
-  ParameterRegistry* registry_;
-  ParameterRegistry::Id weight_id_ = -1, bias_id_ = -1;
 
   // oneDNN primitives for the last input shape (conv_transpose_cpu.cpp); rebuilt when the shape
   // changes. The deleter is defined there too, so this header needs no oneDNN.
@@ -62,8 +49,6 @@ class ConvTranspose final : public Layer {
     void operator()(CpuPlan* plan) const;
   };
   std::unique_ptr<CpuPlan, CpuPlanDeleter> cpu_plan_;
-
-  Tensor x_;  // the forward input as given (train mode only); dx comes back in its layout
 };
 
 }  // namespace pdegen

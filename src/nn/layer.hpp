@@ -31,6 +31,15 @@ class Layer {
   virtual Tensor backward(const Tensor& dy) = 0;
   virtual Shape output_shape(const Shape& in) const = 0;
   virtual Flops flops(const Shape& in) const = 0;
+
+  // The network's first layer reads the coefficient field, whose gradient nobody uses: a layer told
+  // so may skip computing dL/dx (backward then returns an undefined Tensor). Parameter gradients
+  // are computed either way.
+  void set_needs_input_grad(bool needed) { needs_input_grad_ = needed; }
+  bool needs_input_grad() const { return needs_input_grad_; }
+
+ protected:
+  bool needs_input_grad_ = true;
 };
 
 }  // namespace pdegen

@@ -6,7 +6,7 @@
 #include <dnnl.hpp>
 #include <unordered_map>
 
-#include "backend/cpu/dnnl_context.hpp"
+#include "backend/cpu/dnnl_util.hpp"
 #include "nn/pool.hpp"
 
 namespace pdegen {
@@ -35,10 +35,9 @@ Tensor Pool::forward_cpu(const Tensor& x) {
     plan->block = block;
     plan->algorithm = algorithm_ == Algorithm::max ? dnnl::algorithm::pooling_max
                                                    : dnnl::algorithm::pooling_avg_include_padding;
-    const auto n = static_cast<size_t>(config_.ndim);
-    plan->strides.assign(n, config_.effective_stride());
-    plan->kernel.assign(n, config_.kernel);
-    plan->padding.assign(n, config_.padding);
+    plan->strides = cpu::uniform_dims(config_.ndim, config_.effective_stride());
+    plan->kernel = cpu::uniform_dims(config_.ndim, config_.kernel);
+    plan->padding = cpu::uniform_dims(config_.ndim, config_.padding);
     plan->src_md = cpu::desc_of(x);
     plan->dst_md = cpu::desc_of(out_shape, block);
     DNNL_CHECK(plan->forward_pd = dnnl::pooling_forward::primitive_desc(
@@ -59,8 +58,7 @@ Tensor Pool::forward_cpu(const Tensor& x) {
     cpu_plan_->workspace = cpu::make_buffer(cpu_plan_->forward_pd.workspace_desc());
     args.insert({DNNL_ARG_WORKSPACE, cpu_plan_->workspace.memory});
   }
-  DNNL_CHECK(cpu_plan_->forward.execute(cpu::stream(), args));
-  DNNL_CHECK(cpu::stream().wait());
+  cpu::execute(cpu_plan_->forward, args);
 
   in_shape_ = x.shape();
   in_block_ = block;
@@ -85,8 +83,7 @@ Tensor Pool::backward_cpu(const Tensor& dy_in) {
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_DIFF_DST, cpu::memory_of(dy)},
                                              {DNNL_ARG_DIFF_SRC, cpu::memory_of(dx)}};
   if (algorithm_ == Algorithm::max) args.insert({DNNL_ARG_WORKSPACE, plan.workspace.memory});
-  DNNL_CHECK(plan.backward.execute(cpu::stream(), args));
-  DNNL_CHECK(cpu::stream().wait());
+  cpu::execute(plan.backward, args);
   return dx;
 }
 

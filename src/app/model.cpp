@@ -1,0 +1,66 @@
+// Model construction and checkpoint state (see model.hpp).
+#include "app/model.hpp"
+
+#include <cstring>
+
+#include "core/error.hpp"
+
+namespace pdegen::app {
+
+std::unique_ptr<Model> build_model(const UNetPlan& plan, uint64_t seed) {
+  auto model = std::make_unique<Model>();
+  model->net = std::make_unique<UNet>(plan, model->registry);
+  model->registry.finalize(seed);
+  return model;
+}
+
+namespace {
+// Copies the stored tensor into `dst` bit for bit, or says what does not match.
+void copy_named(const std::vector<std::pair<std::string, Tensor>>& stored, const std::string& name, const Tensor& dst,
+                const std::string& path, const char* what) {
+  for (const auto& [n, t] : stored) {
+    if (n != name) continue;
+    if (t.numel() != dst.numel() || t.dtype() != dst.dtype())
+      throw UserError(fmt::format("{}: {} '{}' has {} elements of {}, this run expects {} of {}", path, what, name,
+                                  t.numel(), dtype_name(t.dtype()), dst.numel(), dtype_name(dst.dtype())));
+    std::memcpy(dst.raw(), t.raw(), dst.nbytes());
+    return;
+  }
+  throw UserError(fmt::format("{}: the checkpoint has no {} '{}'", path, what, name));
+}
+}  // namespace
+
+void restore_model(Model& model, const CheckpointData& data, const std::string& path, Optimizer* optimizer) {
+  check_parameter_layout(parameter_layout(model.registry), data.parameter_layout, path);
+  const Tensor& values = model.registry.flat_values();
+  PDEGEN_CHECK(data.parameters.numel() == values.numel(), "{}: {} parameters stored, {} expected", path,
+               data.parameters.numel(), values.numel());
+  std::memcpy(values.raw(), data.parameters.raw(), values.nbytes());
+  for (auto& [name, t] : model.net->buffers()) copy_named(data.buffers, name, t, path, "buffer");
+  if (optimizer) {
+    for (auto& [name, t] : optimizer->state()) copy_named(data.optimizer_state, name, *t, path, "optimizer state");
+    int64_t steps = data.step;
+    for (const auto& [n, v] : data.scalars)
+      if (n == "optimizer_steps") steps = static_cast<int64_t>(v);
+    optimizer->set_step_count(steps);
+  }
+}
+
+CheckpointData snapshot(Model& model, Optimizer* optimizer, int64_t step, uint64_t seed, int64_t next_sample,
+                        const std::string& deck_yaml) {
+  CheckpointData d;
+  d.step = step;
+  d.seed = seed;
+  d.next_sample = next_sample;
+  d.deck_yaml = deck_yaml;
+  d.parameters = model.registry.flat_values();
+  d.parameter_layout = parameter_layout(model.registry);
+  d.buffers = model.net->buffers();
+  if (optimizer) {
+    for (auto& [name, t] : optimizer->state()) d.optimizer_state.emplace_back(name, *t);
+    d.scalars.emplace_back("optimizer_steps", static_cast<double>(optimizer->step_count()));
+  }
+  return d;
+}
+
+}  // namespace pdegen::app

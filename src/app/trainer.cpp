@@ -1,0 +1,309 @@
+// The training loop (see trainer.hpp). One step on each rank:
+//   sample this rank's share of the global batch by global index -> U-Net forward -> lift ->
+//   physics loss (a sum, gradient scaled by 1/B_global) -> lift backward -> U-Net backward ->
+//   gradient sum over ranks -> clip -> optimizer (identical on every rank).
+#include "app/trainer.hpp"
+
+#include <sys/resource.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "app/model.hpp"
+#include "app/run_files.hpp"
+#include "app/stop_signal.hpp"
+#include "core/allocator.hpp"
+#include <pdegen/build_info.hpp>
+#include "core/log.hpp"
+#include "core/timer.hpp"
+#include "io/atomic_file.hpp"
+#include "io/fields_file.hpp"
+#include "optim/grad_clip.hpp"
+#include "optim/schedule.hpp"
+#include "physics/problem.hpp"
+
+namespace pdegen::app {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const auto t = static_cast<int64_t>(s + 0.5);
+  if (t >= 3600) return fmt::format("{}h{:02}m", t / 3600, t / 60 % 60);
+  if (t >= 60) return fmt::format("{}m{:02}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+
+double peak_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+struct EvalResult {
+  double mean = NAN, max = NAN;
+  int samples = 0;
+};
+
+// The held-out evaluation set of this rank: inputs and reference solutions, made once.
+struct EvalSet {
+  std::vector<uint64_t> indices;  // this rank's global indices
+  Tensor input, reference;
+  int total = 0;
+};
+
+EvalSet make_eval_set(const PdeProblem& problem, const Deck& deck, const Communicator& comm) {
+  EvalSet set;
+  set.total = deck.evaluation.samples;
+  const Share share = share_of(set.total, comm.rank(), comm.size());
+  for (int64_t e = share.begin; e < share.end; ++e) set.indices.push_back(eval_index_base + static_cast<uint64_t>(e));
+  if (set.indices.empty()) return set;
+  problem.sample(deck.training.seed, set.indices, set.input);
+  Timer t;
+  std::vector<int> iterations;
+  set.reference = problem.reference_solution(set.input, deck.evaluation.solver_tolerance, &iterations);
+  int lo = 1 << 30, hi = 0;
+  for (int it : iterations) lo = std::min(lo, it), hi = std::max(hi, it);
+  spdlog::info("reference solutions: {} evaluation samples on this rank in {:.2f} s ({}-{} iterations to {:.0e})",
+               set.indices.size(), t.seconds(), lo, hi, deck.evaluation.solver_tolerance);
+  return set;
+}
+
+Tensor predict(Model& model, const PdeProblem& problem, const Tensor& input) {
+  return problem.lift(model.net->forward(input, Mode::eval));
+}
+
+EvalResult evaluate(Model& model, const PdeProblem& problem, const EvalSet& set, const Communicator& comm) {
+  double sum = 0, mx = 0;
+  if (!set.indices.empty()) {
+    const auto rel = relative_l2(predict(model, problem, set.input), set.reference);
+    for (double r : rel) sum += r, mx = std::max(mx, r);
+  }
+  EvalResult r;
+  r.samples = set.total;
+  r.mean = comm.sum(sum) / std::max(1, set.total);
+  r.max = comm.max(mx);
+  return r;
+}
+
+void write_fields(Model& model, const PdeProblem& problem, const EvalSet& set, const Deck& deck,
+                  const std::string& deck_yaml, const Communicator& comm) {
+  // The first field_samples evaluation samples, each rank writing the ones it holds.
+  const int64_t total = std::min<int64_t>(deck.output.field_samples, set.total);
+  const Share share = share_of(set.total, comm.rank(), comm.size());
+  const int64_t first = std::min(share.begin, total), last = std::min(share.end, total);
+  const int64_t count = last - first;
+  Tensor input = set.input.defined() && count > 0 ? set.input.slice_batch(0, count) : Tensor::empty(Shape{0, 1, 1, 1});
+  Tensor ref = count > 0 ? set.reference.slice_batch(0, count) : input;
+  Tensor pred = count > 0 ? predict(model, problem, input) : input;
+  Tensor err = pred.clone();
+  for (int64_t i = 0; i < err.numel(); ++i) err.data<float>()[i] -= ref.data<float>()[i];
+  std::vector<int64_t> gidx(set.indices.begin(), set.indices.begin() + count);
+  FieldsMetadata meta{std::string(problem.name()), problem.origin(), problem.spacing(), deck_yaml};
+  FieldsWriter writer(fs::path(deck.output.dir) / "fields.h5", meta, comm.comm(), total, first, last);
+  writer.add_field(problem.input_name(), input);
+  writer.add_field("u_pred", pred);
+  writer.add_field("u_ref", ref);
+  writer.add_field("error", err);
+  writer.set_sample_index(gidx);
+  writer.write();
+  spdlog::info("fields: {} ({} samples; open {} in ParaView or VisIt)", writer.path(), total, writer.xdmf_path());
+}
+
+}  // namespace
+
+int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, const Communicator& comm) {
+  Timer wall;
+  const auto problem = make_problem(deck.problem);
+  const fs::path dir = deck.output.dir;
+  const fs::path ckpt_dir = dir / "checkpoints";
+  if (comm.rank() == 0) {
+    fs::create_directories(ckpt_dir);
+    write_text_file_atomically((dir / "deck.resolved.yaml").string(), deck_yaml);
+  }
+  comm.barrier();
+  add_log_file((dir / "pdegen.log").string());
+  spdlog::info("pdegen {} ({}) training on {} rank(s), device {}; effective configuration:\n{}", build::version,
+               build::git_hash, comm.size(), device_name(deck.device), deck_yaml);
+
+  const int64_t B = deck.training.batch_size, steps = deck.training.steps;
+  const Share share = share_of(B, comm.rank(), comm.size());
+  auto model = build_model(plan, deck.training.seed);
+  auto optimizer = make_optimizer(deck.optimizer, model->registry);
+  spdlog::info("network: {} parameters, {:.2f} GFLOP per training step (global batch {}), this rank holds {} samples",
+               plan.parameters, plan.flops_per_step / 1e9, B, share.count());
+
+  // Restart: an explicit file, or the newest checkpoint of this run directory.
+  int64_t start = 0;
+  std::string restart = deck.training.restart;
+  if (restart == "latest") {
+    restart = latest_checkpoint(ckpt_dir.string());
+    if (restart.empty()) spdlog::info("training.restart is 'latest' but {} has no checkpoint: starting at step 0", ckpt_dir.string());
+  } else if (restart == "none") {
+    restart.clear();
+  }
+  if (!restart.empty()) {
+    const CheckpointData data = read_checkpoint(restart);
+    restore_model(*model, data, restart, optimizer.get());
+    start = data.step;
+    if (data.seed != deck.training.seed)
+      spdlog::warn("{} was written with training.seed {}, this run uses {}: the sample sequence changes", restart,
+                   data.seed, deck.training.seed);
+    spdlog::info("restarted from {} at step {}", restart, start);
+  }
+  if (start > steps)
+    throw UserError(fmt::format("the checkpoint is at step {}, beyond training.steps = {}", start, steps));
+
+  const EvalSet eval_set = make_eval_set(*problem, deck, comm);
+  HistoryWriter* history = nullptr;
+  std::unique_ptr<HistoryWriter> history_owner;
+  if (comm.rank() == 0) {
+    history_owner = std::make_unique<HistoryWriter>(
+        (dir / "history.csv").string(),
+        std::vector<std::string>{"step", "wall_s", "loss", "lr", "grad_norm", "rel_l2_mean", "rel_l2_max",
+                                 "samples_per_s", "gflops"},
+        start);
+    history = history_owner.get();
+  }
+
+  auto save = [&](int64_t completed) {
+    if (comm.rank() != 0) return std::string();
+    const std::string path = (ckpt_dir / checkpoint_file_name(completed)).string();
+    write_checkpoint(path, snapshot(*model, optimizer.get(), completed, deck.training.seed,
+                                    static_cast<int64_t>(completed * B), deck_yaml));
+    prune_checkpoints(ckpt_dir.string(), deck.output.checkpoint_keep);
+    return path;
+  };
+
+  install_stop_handlers();
+  const int micro = deck.training.micro_batches;
+  const double grad_scale = 1.0 / static_cast<double>(B);
+  Tensor input;
+  std::vector<uint64_t> indices;
+  double loss = NAN, grad_norm = NAN, window_time = 0, train_time = 0;
+  int64_t window_steps = 0, completed = start;
+  EvalResult last_eval;
+  std::string status = "completed", message;
+  int exit_code = 0;
+  CachingAllocator::host().reset_peak();
+
+  for (int64_t s = start; s < steps; ++s) {
+    Timer step_timer;
+    const double lr = learning_rate(deck.optimizer, s, steps);
+    model->registry.zero_grads();
+    double loss_sum = 0;
+    // Micro-batches: this rank's share in `micro` slices; gradients accumulate, no communication.
+    for (int m = 0; m < micro; ++m) {
+      const Share part = share_of(share.count(), m, micro);
+      if (part.count() == 0) continue;
+      indices.clear();
+      for (int64_t p = share.begin + part.begin; p < share.begin + part.end; ++p)
+        indices.push_back(static_cast<uint64_t>(s * B + p));
+      problem->sample(deck.training.seed, indices, input);
+      const Tensor u = problem->lift(model->net->forward(input, Mode::train));
+      Tensor du;
+      loss_sum += problem->loss(u, input, grad_scale, &du, nullptr);
+      model->net->backward(problem->lift_backward(du));
+    }
+    loss = comm.sum(loss_sum) / static_cast<double>(B);
+    if (!std::isfinite(loss)) {
+      const std::string last = latest_checkpoint(ckpt_dir.string());
+      message = fmt::format("the loss is {} at step {}: training diverged (lower optimizer.lr, or enable "
+                            "optimizer.grad_clip); the last good checkpoint is {}",
+                            loss, s + 1, last.empty() ? "none" : last);
+      spdlog::error("{}", message);
+      status = "diverged";
+      exit_code = exit_diverged;
+      break;
+    }
+    const Tensor& grads = model->registry.flat_grads();
+    comm.allreduce_sum(grads.data<float>(), grads.numel());
+    grad_norm = clip_grad_norm(model->registry, deck.optimizer.grad_clip);
+    optimizer->step(model->registry, lr);
+    completed = s + 1;
+    const double dt = step_timer.seconds();
+    window_time += dt;
+    train_time += dt;
+    ++window_steps;
+
+    const bool last_step = completed == steps;
+    const bool do_eval = last_step || (deck.evaluation.every > 0 && completed % deck.evaluation.every == 0);
+    const bool do_log = do_eval || completed % deck.training.log_every == 0;
+    if (do_eval) last_eval = evaluate(*model, *problem, eval_set, comm);
+    if (do_log) {
+      const double sps = static_cast<double>(B * window_steps) / window_time;
+      const double gflops = plan.flops_per_step * static_cast<double>(window_steps) / window_time / 1e9;
+      const double eta = train_time / static_cast<double>(completed - start) * static_cast<double>(steps - completed);
+      const int width = static_cast<int>(std::to_string(steps).size());
+      std::string line = fmt::format("step {:>{}}/{} | loss {:.4e} | lr {:.1e}", completed, width, steps, loss, lr);
+      if (do_eval) line += fmt::format(" | rel_l2 {:.3f}% (max {:.3f}%)", 100 * last_eval.mean, 100 * last_eval.max);
+      line += fmt::format(" | {:.0f} samples/s | {:.1f} GFLOP/s | ETA {}", sps, gflops, format_duration(eta));
+      spdlog::info("{}", line);
+      if (history)
+        history->row({std::to_string(completed), fmt::format("{:.3f}", wall.seconds()), fmt::format("{:.9e}", loss),
+                      fmt::format("{:.6e}", lr), fmt::format("{:.6e}", grad_norm),
+                      do_eval ? fmt::format("{:.6e}", last_eval.mean) : "",
+                      do_eval ? fmt::format("{:.6e}", last_eval.max) : "", fmt::format("{:.2f}", sps),
+                      fmt::format("{:.2f}", gflops)});
+      window_time = 0;
+      window_steps = 0;
+    }
+    if (!last_step && deck.training.checkpoint_every > 0 && completed % deck.training.checkpoint_every == 0)
+      save(completed);
+    // Every rank must agree to stop, or the next collective would hang.
+    const int sig = static_cast<int>(comm.max(static_cast<double>(stop_requested())));
+    if (sig != 0 && !last_step) {
+      status = "interrupted";
+      exit_code = 128 + sig;
+      message = fmt::format("stopped by signal {} after step {}", sig, completed);
+      spdlog::warn("{}; writing a final checkpoint", message);
+      break;
+    }
+  }
+
+  std::string final_checkpoint;
+  if (status != "diverged") {
+    final_checkpoint = save(completed);
+    if (comm.rank() == 0) spdlog::info("checkpoint: {}", final_checkpoint);
+    if (status == "completed" && deck.output.fields) write_fields(*model, *problem, eval_set, deck, deck_yaml, comm);
+  }
+  if (std::isnan(last_eval.mean) && status != "diverged") last_eval = evaluate(*model, *problem, eval_set, comm);
+
+  const double steps_run = static_cast<double>(completed - start);
+  const auto mem = CachingAllocator::host().stats();
+  if (comm.rank() == 0) {
+    JsonObject eval_json, throughput, memory, summary;
+    eval_json.add("rel_l2_mean", last_eval.mean).add("rel_l2_max", last_eval.max).add("samples", last_eval.samples);
+    throughput.add("samples_per_s", train_time > 0 ? static_cast<double>(B) * steps_run / train_time : 0.0)
+        .add("gflops", train_time > 0 ? plan.flops_per_step * steps_run / train_time / 1e9 : 0.0)
+        .add("step_seconds", steps_run > 0 ? train_time / steps_run : 0.0);
+    memory.add("peak_rss_mb", peak_rss_mb())
+        .add("allocator_peak_mb", static_cast<double>(mem.peak_in_use) / (1024.0 * 1024.0));
+    summary.add("status", status)
+        .add("message", message)
+        .add("steps", completed)
+        .add("start_step", start)
+        .add("wall_seconds", wall.seconds())
+        .add("train_seconds", train_time)
+        .add("final_loss", loss)
+        .add("eval", eval_json)
+        .add("throughput", throughput)
+        .add("memory", memory)
+        .add("ranks", comm.size())
+        .add("device", std::string(device_name(deck.device)))
+        .add("pde", std::string(problem->name()))
+        .add("parameters", plan.parameters)
+        .add("checkpoint", final_checkpoint)
+        .add("pdegen_version", fmt::format("{} ({})", build::version, build::git_hash));
+    write_text_file_atomically((dir / "summary.json").string(), summary.dump() + "\n");
+    spdlog::info("{}: {} steps in {}, final loss {:.6e}, rel_l2 mean {:.3f}% max {:.3f}% over {} held-out samples; "
+                 "summary: {}",
+                 status, completed, format_duration(wall.seconds()), loss, 100 * last_eval.mean, 100 * last_eval.max,
+                 last_eval.samples, (dir / "summary.json").string());
+  }
+  return exit_code;
+}
+
+}  // namespace pdegen::app

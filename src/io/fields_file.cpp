@@ -1,0 +1,255 @@
+// fields.h5: collective MPI-IO writes of each rank's samples, then rank 0 finishes and publishes.
+#include "io/fields_file.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <pdegen/build_info.hpp>
+
+#include "core/error.hpp"
+#include "io/atomic_file.hpp"
+#include "io/hdf5_util.hpp"
+#include "io/xdmf.hpp"
+
+namespace pdegen {
+
+namespace {
+
+bool valid_field_name(const std::string& name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  });
+}
+
+int comm_rank(MPI_Comm comm) {
+  int rank = 0;
+  MPI_CHECK(MPI_Comm_rank(comm, &rank));
+  return rank;
+}
+
+// Rank 0's string on every rank.
+std::string broadcast_string(MPI_Comm comm, std::string text) {
+  int64_t size = static_cast<int64_t>(text.size());
+  MPI_CHECK(MPI_Bcast(&size, 1, MPI_INT64_T, 0, comm));
+  text.resize(static_cast<size_t>(size));
+  if (size > 0) MPI_CHECK(MPI_Bcast(text.data(), static_cast<int>(size), MPI_CHAR, 0, comm));
+  return text;
+}
+
+// Throws on every rank when any rank has a non-empty `problem`, so that no rank goes on into a
+// collective call the others will never make.
+void agree_or_throw(MPI_Comm comm, const std::string& problem, const char* what) {
+  int bad = problem.empty() ? 0 : 1, any_bad = 0;
+  MPI_CHECK(MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, comm));
+  if (!any_bad) return;
+  if (bad) PDEGEN_THROW("{}: {}", what, problem);
+  PDEGEN_THROW("{}: another rank reported a problem (see its message)", what);
+}
+
+// Spatial extents of a [count, 1, (Nz,) Ny, Nx] tensor, slowest first.
+std::vector<hsize_t> spatial_dims(const Tensor& t) {
+  std::vector<hsize_t> dims;
+  for (int i = 2; i < t.rank(); ++i) dims.push_back(static_cast<hsize_t>(t.dim(i)));
+  return dims;
+}
+
+// Rows [first, first + count) of an [N, ...] dataset, written collectively (count may be 0).
+void write_rows(hid_t dataset, hid_t mem_type, int64_t first, int64_t count, const void* data, hid_t dxpl) {
+  h5::Dataspace file_space(H5_CHECK(H5Dget_space(dataset)));
+  const int rank = H5_CHECK(H5Sget_simple_extent_ndims(file_space));
+  std::vector<hsize_t> dims(static_cast<size_t>(rank));
+  H5_CHECK(H5Sget_simple_extent_dims(file_space, dims.data(), nullptr));
+  hsize_t row = 1;
+  for (size_t i = 1; i < dims.size(); ++i) row *= dims[i];
+  const hsize_t elements = static_cast<hsize_t>(count) * row;
+  // A rank with nothing to write still takes part in the collective call, with empty selections.
+  const hsize_t mem_extent = std::max<hsize_t>(elements, 1);
+  h5::Dataspace mem_space(H5_CHECK(H5Screate_simple(1, &mem_extent, nullptr)));
+  float dummy = 0;
+  if (count == 0) {
+    H5_CHECK(H5Sselect_none(file_space));
+    H5_CHECK(H5Sselect_none(mem_space));
+    data = &dummy;
+  } else {
+    std::vector<hsize_t> start(dims.size(), 0), extent = dims;
+    start[0] = static_cast<hsize_t>(first);
+    extent[0] = static_cast<hsize_t>(count);
+    H5_CHECK(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start.data(), nullptr, extent.data(), nullptr));
+  }
+  H5_CHECK(H5Dwrite(dataset, mem_type, mem_space, file_space, dxpl, data));
+}
+
+}  // namespace
+
+FieldsWriter::FieldsWriter(std::string path, FieldsMetadata metadata, MPI_Comm comm, int64_t total_samples,
+                           int64_t first, int64_t last)
+    : path_(std::move(path)),
+      metadata_(std::move(metadata)),
+      comm_(comm),
+      total_(total_samples),
+      first_(first),
+      last_(last) {}
+
+std::string FieldsWriter::xdmf_path() const {
+  return std::filesystem::path(path_).replace_extension(".xdmf").string();
+}
+
+void FieldsWriter::add_field(const std::string& name, const Tensor& samples) {
+  PDEGEN_CHECK(valid_field_name(name), "field name '{}' is not [A-Za-z0-9_.-]+", name);
+  for (const auto& [existing, t] : fields_) PDEGEN_CHECK(existing != name, "field '{}' added twice", name);
+  PDEGEN_CHECK(samples.device() == Device::cpu, "field '{}' must be on the host", name);
+  PDEGEN_CHECK(samples.rank() == 4 || samples.rank() == 5,
+               "field '{}' must be [samples, 1, (Nz,) Ny, Nx], got {}", name, samples.shape().str());
+  PDEGEN_CHECK(samples.dim(1) == 1, "field '{}' must have one channel, got {}", name, samples.dim(1));
+  PDEGEN_CHECK(samples.dtype() == DType::f32 || samples.dtype() == DType::f64,
+               "field '{}' must be fp32 or fp64, got {}", name, dtype_name(samples.dtype()));
+  Tensor plain = to_plain(samples);
+  if (plain.dtype() != DType::f32) plain = to_dtype(plain, DType::f32);
+  fields_.emplace_back(name, plain);
+}
+
+void FieldsWriter::set_sample_index(std::vector<int64_t> global_indices) {
+  sample_index_ = std::move(global_indices);
+  have_sample_index_ = true;
+}
+
+void FieldsWriter::validate_collectively() const {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  PDEGEN_CHECK(initialized, "FieldsWriter needs MPI to be initialised");
+  int ranks = 1;
+  MPI_CHECK(MPI_Comm_size(comm_, &ranks));
+
+  // What this rank can see wrong on its own.
+  std::string problem;
+  const int64_t count = last_ - first_;
+  if (first_ < 0 || first_ > last_ || last_ > total_) {
+    problem = fmt::format("sample range [{}, {}) is not inside [0, {})", first_, last_, total_);
+  } else if (fields_.empty()) {
+    problem = "no fields were added";
+  } else if (!have_sample_index_ || static_cast<int64_t>(sample_index_.size()) != count) {
+    problem = fmt::format("{} sample indices for {} samples", sample_index_.size(), count);
+  } else {
+    const std::vector<hsize_t> dims = spatial_dims(fields_[0].second);
+    if (metadata_.origin.size() != dims.size() || metadata_.spacing.size() != dims.size())
+      problem = fmt::format("fields are {}D but origin has {} and spacing {} entries", dims.size(),
+                            metadata_.origin.size(), metadata_.spacing.size());
+    for (const auto& [name, t] : fields_) {
+      if (t.dim(0) != count)
+        problem = fmt::format("field '{}' holds {} samples, the range [{}, {}) has {}", name, t.dim(0),
+                              first_, last_, count);
+      else if (spatial_dims(t) != dims)
+        problem = fmt::format("field '{}' is {}, field '{}' is {}", name, t.shape().str(), fields_[0].first,
+                              fields_[0].second.shape().str());
+    }
+  }
+  agree_or_throw(comm_, problem, "fields file");
+
+  // The ranges must tile [0, N) and every rank must describe the same fields.
+  std::vector<int64_t> ranges(static_cast<size_t>(3 * ranks));
+  const int64_t mine[3] = {first_, last_, total_};
+  MPI_CHECK(MPI_Allgather(mine, 3, MPI_INT64_T, ranges.data(), 3, MPI_INT64_T, comm_));
+  std::vector<std::pair<int64_t, int64_t>> sorted;
+  for (int r = 0; r < ranks; ++r) {
+    const size_t i = static_cast<size_t>(3 * r);
+    if (ranges[i + 2] != total_)
+      problem = fmt::format("rank {} says {} samples, this rank {}", r, ranges[i + 2], total_);
+    if (ranges[i + 1] > ranges[i]) sorted.emplace_back(ranges[i], ranges[i + 1]);
+  }
+  std::sort(sorted.begin(), sorted.end());
+  int64_t covered = 0;
+  for (const auto& [a, b] : sorted) {
+    if (a != covered) problem = fmt::format("sample ranges leave a gap or overlap at sample {}", covered);
+    covered = b;
+  }
+  if (covered != total_) problem = fmt::format("sample ranges cover [0, {}) of [0, {})", covered, total_);
+
+  std::string signature = fmt::format("{}D", spatial_dims(fields_[0].second).size());
+  for (const auto& [name, t] : fields_)
+    signature += fmt::format(" {}{}", name, fmt::join(spatial_dims(t), "x"));
+  const std::string root_signature = broadcast_string(comm_, signature);
+  if (problem.empty() && root_signature != signature)
+    problem = fmt::format("this rank's fields ({}) differ from rank 0's ({})", signature, root_signature);
+  agree_or_throw(comm_, problem, "fields file");
+}
+
+void FieldsWriter::write_collective_data(const std::string& tmp) const {
+  h5::PropertyList fapl = h5::make_plist(H5P_FILE_ACCESS);
+  H5_CHECK(H5Pset_fapl_mpio(fapl, comm_, MPI_INFO_NULL));
+  H5_CHECK(H5Pset_file_locking(fapl, 1, 1));
+  // Metadata written once by collective operations instead of by every rank independently.
+  H5_CHECK(H5Pset_coll_metadata_write(fapl, 1));
+  H5_CHECK(H5Pset_all_coll_metadata_ops(fapl, 1));
+  h5::File file = h5::create_file(tmp, fapl);
+
+  h5::PropertyList dxpl = h5::make_plist(H5P_DATASET_XFER);
+  H5_CHECK(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE));
+  // Every element is written below: skip HDF5's fill pass over the whole file.
+  h5::PropertyList dcpl = h5::make_plist(H5P_DATASET_CREATE);
+  H5_CHECK(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER));
+  H5_CHECK(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY));
+
+  const int64_t count = last_ - first_;
+  for (const auto& [name, t] : fields_) {
+    std::vector<hsize_t> dims{static_cast<hsize_t>(total_)};
+    for (hsize_t e : spatial_dims(t)) dims.push_back(e);
+    h5::Dataset d = h5::create_dataset(file, "/fields/" + name, H5T_IEEE_F32LE, dims, dcpl);
+    write_rows(d, H5T_NATIVE_FLOAT, first_, count, t.raw(), dxpl);
+  }
+  h5::Dataset index =
+      h5::create_dataset(file, "/sample_index", H5T_STD_I64LE, {static_cast<hsize_t>(total_)}, dcpl);
+  write_rows(index, H5T_NATIVE_INT64, first_, count, sample_index_.data(), dxpl);
+  index.close();
+  file.close();
+}
+
+void FieldsWriter::finish_on_root(const std::string& tmp) const {
+  UniformGrid grid;
+  const std::vector<hsize_t> dims = spatial_dims(fields_[0].second);
+  for (auto it = dims.rbegin(); it != dims.rend(); ++it) grid.nodes.push_back(static_cast<int64_t>(*it));
+  grid.origin = metadata_.origin;
+  grid.spacing = metadata_.spacing;
+  std::vector<std::string> names;
+  for (const auto& [name, t] : fields_) names.push_back(name);
+
+  h5::PropertyList fapl = h5::serial_fapl();
+  h5::File file = h5::open_file(tmp, H5F_ACC_RDWR, fapl);
+  h5::write_string_attribute(file, "pde", metadata_.pde);
+  h5::write_doubles_attribute(file, "spacing", metadata_.spacing);
+  h5::write_doubles_attribute(file, "origin", metadata_.origin);
+  h5::write_int64s_attribute(file, "resolution", grid.nodes);
+  h5::write_string_attribute(file, "deck", metadata_.deck_yaml);
+  h5::write_string_attribute(file, "pdegen_version",
+                             fmt::format("{} (git {})", build::version, build::git_hash));
+  create_xdmf_views(file, names, total_, grid);
+  const auto sample_index = h5::read_dataset_as<int64_t>(file, "/sample_index", H5T_NATIVE_INT64);
+  file.close();
+
+  publish_file(tmp, path_);
+  write_xdmf(xdmf_path(), std::filesystem::path(path_).filename().string(), grid, names, sample_index);
+}
+
+void FieldsWriter::write() {
+  validate_collectively();
+  const std::string tmp = temporary_path(path_);
+  write_collective_data(tmp);
+  MPI_CHECK(MPI_Barrier(comm_));
+
+  // Rank 0's part can fail on its own (disk full, permissions): tell everyone, so all ranks throw.
+  std::string failure;
+  if (comm_rank(comm_) == 0) {
+    try {
+      finish_on_root(tmp);
+    } catch (const std::exception& e) {
+      failure = e.what();
+      std::remove(tmp.c_str());
+    }
+  }
+  failure = broadcast_string(comm_, failure);
+  if (!failure.empty()) PDEGEN_THROW("writing '{}' failed on rank 0: {}", path_, failure);
+}
+
+}  // namespace pdegen

@@ -1,0 +1,47 @@
+// XDMF for fields.h5, so that ParaView (with its default reader, Xdmf3) and VisIt open the fields
+// as a uniform grid with every field per sample and the samples on the time slider.
+//
+// The fields live in `/fields/<name>` as [N, (Nz,) Ny, Nx]. XDMF could address one sample as a
+// HyperSlab data item, but ParaView's default XDMF3 reader silently shows no arrays for those. So
+// each (field, sample) also gets an HDF5 *virtual dataset* `/xdmf/<name>/<sample>` of shape
+// [(Nz,) Ny, Nx] that maps onto its slab of `/fields/<name>`: the XDMF then references plain
+// datasets, and no value is stored twice (HDF5 >= 1.10 reads virtual datasets transparently).
+//
+// XDMF orders dimensions, origin and spacing slowest first (z, y, x); pdegen's own vectors are
+// x first, and the functions below do the reversal.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pdegen {
+
+struct UniformGrid {
+  std::vector<int64_t> nodes;   // nodes per axis, x first (2 or 3 entries)
+  std::vector<double> origin;   // x first
+  std::vector<double> spacing;  // x first
+};
+
+// The virtual dataset of one field of sample `position` (0-based position in the file).
+std::string xdmf_view_path(const std::string& field, int64_t position);
+
+// Creates the virtual datasets `/xdmf/<field>/<position>` in an open (serial) file that already
+// holds `/fields/<field>` of shape [samples, grid.nodes reversed].
+void create_xdmf_views(hid_t file, const std::vector<std::string>& fields, int64_t samples,
+                       const UniformGrid& grid);
+
+// The XDMF document: a temporal collection with one uniform grid per sample (time = position,
+// grid name `sample_<global index>`), node-centred scalar attributes read from `h5_file_name`
+// (relative to the .xdmf, so the pair can be moved together), plus the global sample index as a
+// grid-centred attribute.
+std::string xdmf_text(const std::string& h5_file_name, const UniformGrid& grid,
+                      const std::vector<std::string>& fields, const std::vector<int64_t>& sample_index);
+
+// Writes xdmf_text to `<path>.tmp` and renames it to `path`.
+void write_xdmf(const std::string& path, const std::string& h5_file_name, const UniformGrid& grid,
+                const std::vector<std::string>& fields, const std::vector<int64_t>& sample_index);
+
+}  // namespace pdegen

@@ -1,0 +1,51 @@
+// ConvFamilyLayer: geometry checks, parameter registration and the checks around the backend passes.
+#include "nn/conv_family.hpp"
+
+#include <cmath>
+#include <utility>
+
+namespace pdegen {
+
+ConvFamilyLayer::ConvFamilyLayer(std::string_view kind, std::string name, const ConvGeometry& geometry,
+                                 bool transposed, ParameterRegistry& registry)
+    : kind_(kind), name_(std::move(name)), geometry_(geometry), transposed_(transposed), registry_(&registry) {
+  const ConvGeometry& g = geometry_;
+  PDEGEN_CHECK(g.ndim == 2 || g.ndim == 3, "{} '{}': ndim {} (expected 2 or 3)", kind_, name_, g.ndim);
+  PDEGEN_CHECK(g.in_channels > 0 && g.out_channels > 0, "{} '{}': channels {} -> {}", kind_, name_,
+               g.in_channels, g.out_channels);
+  PDEGEN_CHECK(g.kernel >= 1 && g.stride >= 1 && g.padding >= 0, "{} '{}': kernel {}, stride {}, padding {}",
+               kind_, name_, g.kernel, g.stride, g.padding);
+  // PyTorch's default (kaiming_uniform with a = sqrt(5) reduces to this bound for the weight too).
+  const Shape w = weight_shape();
+  const double fan_in = static_cast<double>(w[1]) * std::pow(g.kernel, g.ndim);
+  const double bound = 1.0 / std::sqrt(fan_in);
+  weight_id_ = registry.add(name_ + ".weight", w, ParamInit::uniform(bound));
+  if (g.bias) bias_id_ = registry.add(name_ + ".bias", Shape{g.out_channels}, ParamInit::uniform(bound));
+}
+
+Shape ConvFamilyLayer::weight_shape() const {
+  const ConvGeometry& g = geometry_;
+  Shape s = transposed_ ? Shape{g.in_channels, g.out_channels} : Shape{g.out_channels, g.in_channels};
+  for (int d = 0; d < g.ndim; ++d) s.push_back(g.kernel);
+  return s;
+}
+
+Tensor ConvFamilyLayer::forward(const Tensor& x, Mode mode) {
+  const ConvGeometry& g = geometry_;
+  PDEGEN_CHECK(x.dtype() == DType::f32, "{} '{}' computes in f32, got {}", kind_, name_, x.describe());
+  PDEGEN_CHECK(x.rank() == g.ndim + 2 && x.dim(1) == g.in_channels, "{} '{}' expects [N, {}, {}] input, got {}",
+               kind_, name_, g.in_channels, g.ndim == 2 ? "H, W" : "D, H, W", x.describe());
+  output_shape(x.shape());  // checks the spatial extents
+  return forward_checked(x, mode);
+}
+
+Tensor ConvFamilyLayer::backward(const Tensor& dy) {
+  PDEGEN_CHECK(x_.defined(), "{} '{}': backward without a train-mode forward (eval mode keeps no input)", kind_,
+               name_);
+  PDEGEN_CHECK(dy.shape() == output_shape(x_.shape()) && dy.dtype() == DType::f32,
+               "{} '{}': backward got dy {}, forward produced {}", kind_, name_, dy.describe(),
+               output_shape(x_.shape()).str());
+  return backward_checked(dy);
+}
+
+}  // namespace pdegen

@@ -1,0 +1,65 @@
+// What Conv and ConvTranspose share apart from their arithmetic: the weight and bias parameters with
+// PyTorch's initialisation, the checks on inputs and gradients, the input kept for backward and the
+// optional skipping of dx. Each derived layer names its configuration and supplies its output shape,
+// FLOP count and backend passes.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "nn/layer.hpp"
+#include "nn/parameter.hpp"
+
+namespace pdegen {
+
+// The fields ConvConfig and ConvTransposeConfig both have.
+struct ConvGeometry {
+  int ndim = 2;
+  int64_t in_channels = 0, out_channels = 0;
+  int kernel = 1, stride = 1, padding = 0;
+  bool bias = true;
+  template <class Config>
+  static ConvGeometry of(const Config& c) {
+    return {c.ndim, c.in_channels, c.out_channels, c.kernel, c.stride, c.padding, c.bias};
+  }
+};
+
+class ConvFamilyLayer : public Layer {
+ public:
+  std::string_view kind() const final { return kind_; }
+  // Train mode keeps a reference to x (not a copy) for backward, so x must not be overwritten in
+  // place before then; eval mode keeps nothing.
+  Tensor forward(const Tensor& x, Mode mode) final;
+  // Accumulates dW and db into the registry (plain layout) and announces them ready before it
+  // computes dx, so their reduction can overlap the data gradient. After set_needs_input_grad(false)
+  // it skips dx (the backward-data pass, most of the cost when Cin is small) and returns an
+  // undefined Tensor.
+  Tensor backward(const Tensor& dy) final;
+
+  const std::string& name() const { return name_; }
+  ParameterRegistry::Id weight_id() const { return weight_id_; }
+  ParameterRegistry::Id bias_id() const { return bias_id_; }  // -1 without bias
+  // [Cout, Cin, k, k(, k)] for a convolution, [Cin, Cout, k, k(, k)] (PyTorch's order) transposed.
+  Shape weight_shape() const;
+
+ protected:
+  // Checks the geometry and registers "<name>.weight" and, with bias, "<name>.bias" [Cout], both
+  // uniform on +-1/sqrt(fan_in) as PyTorch initialises them, with PyTorch's fan_in: weight dim 1
+  // times k^ndim, which is Cin for a convolution and Cout for a transposed one.
+  ConvFamilyLayer(std::string_view kind, std::string name, const ConvGeometry& geometry, bool transposed,
+                  ParameterRegistry& registry);
+
+  // The backend passes, called after the checks (x: the forward input; dy: the output's shape).
+  virtual Tensor forward_checked(const Tensor& x, Mode mode) = 0;
+  virtual Tensor backward_checked(const Tensor& dy) = 0;
+
+  std::string_view kind_;
+  std::string name_;
+  ConvGeometry geometry_;
+  bool transposed_;
+  ParameterRegistry* registry_;
+  ParameterRegistry::Id weight_id_ = -1, bias_id_ = -1;
+  Tensor x_;  // the forward input as given (train mode only); dx comes back in its layout
+};
+
+}  // namespace pdegen

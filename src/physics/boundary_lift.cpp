@@ -1,0 +1,50 @@
+// BoundaryLift2D: m is 0 or 1, so m v + (1 - m) g is v with its two Dirichlet columns overwritten,
+// exactly, and the backward is the gradient with those columns zeroed.
+#include "physics/boundary_lift.hpp"
+
+namespace pdegen {
+
+namespace {
+void check_field(const Tensor& t, const char* what) {
+  PDEGEN_CHECK(t.rank() == 4 && t.dim(1) == 1 && t.dim(3) >= 2 && t.is_plain() && t.dtype() == DType::f32 &&
+                   t.device() == Device::cpu,
+               "boundary lift {} must be a plain fp32 CPU [b, 1, Ny, Nx] tensor with Nx >= 2, got {}", what,
+               t.describe());
+}
+}  // namespace
+
+void BoundaryLift2D::set_columns(Tensor& t, float left, float right) {
+  const int64_t rows = t.dim(0) * t.dim(2), nx = t.dim(3);
+  float* p = t.data<float>();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    p[r * nx] = left;
+    p[r * nx + nx - 1] = right;
+  }
+}
+
+Tensor BoundaryLift2D::forward(const Tensor& v) const {
+  check_field(v, "input");
+  Tensor u = v.clone();
+  set_columns(u, left_, right_);
+  return u;
+}
+
+Tensor BoundaryLift2D::backward(const Tensor& du) const {
+  check_field(du, "gradient");
+  Tensor dv = du.clone();
+  set_columns(dv, 0.0f, 0.0f);
+  return dv;
+}
+
+void BoundaryLift2D::forward_inplace(Tensor& v) const {
+  check_field(v, "input");
+  set_columns(v, left_, right_);
+}
+
+void BoundaryLift2D::backward_inplace(Tensor& du) const {
+  check_field(du, "gradient");
+  set_columns(du, 0.0f, 0.0f);
+}
+
+}  // namespace pdegen

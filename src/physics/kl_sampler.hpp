@@ -1,0 +1,46 @@
+// The poisson2d coefficient sampler: log nu on the n x n grid as a truncated KL expansion whose
+// coefficients are drawn by (seed, global sample index), so a sample is the same whatever batch,
+// rank or device draws it (PHYSICS.md, section 1; docs/theory.md, "poisson2d").
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "config/deck.hpp"
+#include "core/tensor.hpp"
+#include "physics/kl_expansion.hpp"
+
+namespace pdegen {
+
+// Philox stream family of the KL coefficients (core/rng.hpp's named streams are small numbers, so
+// family << 32 never meets them). Coefficient k of sample g is drawn from
+//   U = random_uniform(seed, kl_stream(k), g),  kl_stream(k) = (kl_coefficients << 32) | k,
+//   omega_k = omega_max * (2 U - 1).
+inline constexpr uint64_t kl_coefficients = 4;
+constexpr uint64_t kl_stream(int k) { return (kl_coefficients << 32) | static_cast<uint32_t>(k); }
+
+class KlSampler2D {
+ public:
+  // Node (i, j) at (i h, j h), h = 1 / (resolution - 1).
+  KlSampler2D(const PoissonSettings& settings, int resolution);
+
+  // log nu = sigma * sum_k omega_k sqrt(lambda_ik lambda_jk) phi_ik(x) phi_jk(y) for each global
+  // index, in double, stored fp32. `log_nu` is written in place when it already is a plain fp32
+  // [b, 1, n, n] tensor (b = global_indices.size()), otherwise replaced by a new one.
+  void sample(uint64_t seed, const std::vector<uint64_t>& global_indices, Tensor& log_nu) const;
+
+  // The m coefficients omega_k of sample g.
+  std::vector<double> omegas(uint64_t seed, uint64_t g) const;
+
+  const std::vector<kl::Mode2D>& modes() const { return modes_; }
+  int resolution() const { return n_; }
+
+ private:
+  PoissonSettings settings_;
+  int n_;
+  std::vector<kl::Mode2D> modes_;
+  // phi_ik(x_i) and phi_jk(y_j) of mode k at the n nodes, mode-major ([k * n + node]).
+  std::vector<double> phi_x_, phi_y_;
+};
+
+}  // namespace pdegen

@@ -1,0 +1,81 @@
+// Geometric multigrid V-cycle on the reference solver's grid hierarchy, used as the preconditioner
+// of its conjugate gradient (docs/theory.md, "Reference solver").
+//
+// - Levels: each axis of m cells coarsens to ceil(m / 2) cells over the same unit square (nested
+//   when m is even, not nested when m is odd), until a level has at most `coarsest_nodes` nodes.
+// - Coarse operators: Galerkin, A_c = P^T A P with bilinear P (grid_transfer.hpp). This is robust
+//   to the coefficient's contrast, unlike re-discretisation with an averaged coefficient, because the
+//   coarse correction is then the energy-optimal one in the range of P whatever nu does.
+// - Smoother: Chebyshev polynomial of D^-1 A (Jacobi-preconditioned), the same polynomial before and
+//   after the coarse correction, targeting the eigenvalues in [lmax / range, lmax]. lmax is
+//   1.1 x a Lanczos estimate, capped by Gershgorin's bound (a true upper bound).
+// - Coarsest level: banded Cholesky, exact.
+// With the same smoother pre and post, Galerkin coarse operators and an exact coarsest solve, the
+// V-cycle is a symmetric positive definite operator B ~ A^-1, as conjugate gradients require.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "physics/dense_cholesky.hpp"
+#include "physics/grid_field.hpp"
+#include "physics/grid_transfer.hpp"
+#include "physics/stencil_operator.hpp"
+
+namespace pdegen::physics {
+
+struct MultigridOptions {
+  int smoothing_degree = 2;      // Chebyshev degree of the pre- and of the post-smoother
+  double smoothing_range = 4;    // the smoother damps eigenvalues of D^-1 A in [lmax / range, lmax]
+  int64_t coarsest_nodes = 400;  // coarsen while a level has more nodes than this
+  int lanczos_steps = 12;        // for the estimate of lmax on each level
+};
+
+class Multigrid {
+ public:
+  // The hierarchy for an nx x ny node grid on the unit square with Dirichlet columns at x = 0, 1.
+  // `threads`: run the level loops over OpenMP teams (false when the caller parallelises over samples).
+  Multigrid(int nx, int ny, bool threads, const MultigridOptions& options = {});
+
+  // The finest level's operator: fill its coefficients, then call setup().
+  StencilOperator& fine_operator() { return levels_.front().a; }
+  const StencilOperator& fine_operator() const { return levels_.front().a; }
+
+  // Coarse operators, smoother bounds and the coarsest factorisation for the current fine operator.
+  void setup();
+
+  // z = B r: one V-cycle from a zero initial guess. r and z live on the finest layout; r is not changed.
+  void apply(const Field& r, Field& z);
+
+  int levels() const { return static_cast<int>(levels_.size()); }
+  const StencilOperator& level_operator(int level) const {
+    return levels_[static_cast<std::size_t>(level)].a;
+  }
+  GridTransfer& transfer(int level) {
+    return transfers_[static_cast<std::size_t>(level)];
+  }  // level -> level + 1
+  double smoother_upper_bound(int level) const { return levels_[static_cast<std::size_t>(level)].upper; }
+
+ private:
+  struct Level {
+    GridLayout layout;
+    bool threads = false;
+    StencilOperator a;
+    Field inv_diag;
+    Field b, x, r, d;  // right-hand side and correction of this level; smoother residual and step
+    double upper = 0, lower = 0;
+  };
+
+  void cycle(std::size_t level, const Field& b, Field& x);
+  void smooth(Level& level, const Field& b, Field& x, bool from_zero, bool want_residual);
+  double estimate_upper_bound(Level& level) const;
+  void solve_coarsest(const Field& b, Field& x);
+
+  MultigridOptions options_;
+  std::vector<Level> levels_;
+  std::vector<GridTransfer> transfers_;
+  DenseCholesky coarsest_;
+  std::vector<double> coarse_rhs_;
+};
+
+}  // namespace pdegen::physics

@@ -1,0 +1,116 @@
+// Stencil operators on one grid level (see stencil_operator.hpp).
+#include "physics/stencil_operator.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.hpp"
+
+namespace pdegen::physics {
+
+StencilOperator::StencilOperator(const GridLayout& layout, int radius) : layout_(layout), radius_(radius) {
+  PDEGEN_CHECK(radius >= 1 && radius <= GridLayout::halo, "stencil radius {} outside [1, {}]", radius,
+               GridLayout::halo);
+  const int width = 2 * radius + 1;
+  term_table_.assign(static_cast<size_t>(width * width), -1);
+  auto add = [&](int dx, int dy) {
+    term_table_[static_cast<size_t>((dy + radius) * width + dx + radius)] = terms();
+    offsets_.push_back({dx, dy});
+  };
+  add(0, 0);
+  for (int dx = 1; dx <= radius; ++dx) add(dx, 0);
+  for (int dy = 1; dy <= radius; ++dy)
+    for (int dx = -radius; dx <= radius; ++dx) add(dx, dy);
+  coef_.reserve(offsets_.size());
+  for (size_t k = 0; k < offsets_.size(); ++k) coef_.emplace_back(layout);
+}
+
+int StencilOperator::term_of(int dx, int dy) const {
+  if (std::abs(dx) > radius_ || std::abs(dy) > radius_) return -1;
+  return term_table_[static_cast<size_t>((dy + radius_) * (2 * radius_ + 1) + dx + radius_)];
+}
+
+double StencilOperator::entry(int ix, int iy, int dx, int dy) const {
+  const int k = term_of(dx, dy);
+  if (k >= 0) return coef_[static_cast<size_t>(k)](ix, iy);
+  const int back = term_of(-dx, -dy);
+  if (back < 0) return 0;
+  // The halo of the coefficient fields is zero, so neighbours outside the grid give 0.
+  return coef_[static_cast<size_t>(back)].data()[layout_.at(ix + dx, iy + dy)];
+}
+
+template <bool subtract>
+void StencilOperator::product(const Field& x, Field& y, bool threads) const {
+  PDEGEN_CHECK(&x != &y, "a stencil product cannot run in place");
+  const int nx = layout_.nx;
+  const int64_t stride = layout_.stride;
+  for_rows(layout_.ny, threads, [&](int iy) {
+    const double* xr = x.row(iy);
+    double* yr = y.row(iy);
+    const double* c0 = coef_[0].row(iy);
+    // One pass over the row per stored term: the row stays in L1, the coefficients stream once.
+    if constexpr (subtract) {
+#pragma omp simd
+      for (int ix = 0; ix < nx; ++ix) yr[ix] -= c0[ix] * xr[ix];
+    } else {
+#pragma omp simd
+      for (int ix = 0; ix < nx; ++ix) yr[ix] = c0[ix] * xr[ix];
+    }
+    for (size_t k = 1; k < offsets_.size(); ++k) {
+      const int64_t o = offsets_[k].dy * stride + offsets_[k].dx;
+      const double* ck = coef_[k].row(iy);
+      const double* cb = ck - o;  // term k of the backward neighbour: A(p - o, p) = A(p, p - o)
+      const double* xf = xr + o;
+      const double* xb = xr - o;
+      if constexpr (subtract) {
+#pragma omp simd
+        for (int ix = 0; ix < nx; ++ix) yr[ix] -= ck[ix] * xf[ix] + cb[ix] * xb[ix];
+      } else {
+#pragma omp simd
+        for (int ix = 0; ix < nx; ++ix) yr[ix] += ck[ix] * xf[ix] + cb[ix] * xb[ix];
+      }
+    }
+  });
+}
+
+void StencilOperator::apply(const Field& x, Field& y, bool threads) const { product<false>(x, y, threads); }
+
+void StencilOperator::subtract_apply(const Field& x, Field& y, bool threads) const {
+  product<true>(x, y, threads);
+}
+
+double StencilOperator::jacobi_gershgorin_bound(bool threads) const {
+  double bound = 0;
+  const int r = radius_;
+  // A max over rows: the order does not matter, so a plain OpenMP reduction is deterministic.
+#pragma omp parallel for schedule(static) reduction(max : bound) if (threads)
+  for (int iy = 0; iy < layout_.ny; ++iy)
+    for (int ix = 0; ix < layout_.nx; ++ix) {
+      double s = 0;
+      for (int dy = -r; dy <= r; ++dy)
+        for (int dx = -r; dx <= r; ++dx) s += std::abs(entry(ix, iy, dx, dy));
+      bound = std::max(bound, s / coef_[0](ix, iy));
+    }
+  return bound;
+}
+
+std::vector<double> StencilOperator::to_dense() const {
+  const int64_t n = layout_.nodes();
+  std::vector<double> a(static_cast<size_t>(n * n), 0.0);
+  for (int iy = 0; iy < layout_.ny; ++iy)
+    for (int ix = 0; ix < layout_.nx; ++ix)
+      for (int dy = -radius_; dy <= radius_; ++dy)
+        for (int dx = -radius_; dx <= radius_; ++dx) {
+          const int jx = ix + dx, jy = iy + dy;
+          if (jx < 0 || jx >= layout_.nx || jy < 0 || jy >= layout_.ny) continue;
+          const int64_t row = int64_t{iy} * layout_.nx + ix, col = int64_t{jy} * layout_.nx + jx;
+          a[static_cast<size_t>(row * n + col)] = entry(ix, iy, dx, dy);
+        }
+  return a;
+}
+
+void StencilOperator::set_zero() {
+  for (Field& c : coef_) c.set_zero();
+}
+
+}  // namespace pdegen::physics

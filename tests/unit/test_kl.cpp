@@ -1,0 +1,342 @@
+// KL expansion and sampler: roots against an independent scan of the tan form, one root per
+// interval, eigenpairs against the covariance integral equation, orthonormality, mode order, and a
+// sampler that depends only on (seed, global index) and evaluates the documented KL sum.
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <numbers>
+
+#include "physics/kl_expansion.hpp"
+#include "physics/kl_sampler.hpp"
+#include "testing.hpp"
+
+using namespace pdegen;
+using namespace pdegen::testing;
+
+namespace {
+constexpr double pi = std::numbers::pi;
+
+// Composite Simpson on [lo, hi] with `intervals` (even) pieces: error ~ h^4 f''''/180, below 1e-12
+// here for the smooth integrands used.
+double simpson(const std::function<double(double)>& f, double lo, double hi, int intervals = 20000) {
+  const double h = (hi - lo) / intervals;
+  double s = f(lo) + f(hi);
+  for (int k = 1; k < intervals; ++k) s += (k % 2 == 1 ? 4 : 2) * f(lo + k * h);
+  return s * h / 3;
+}
+
+// The tan form, continuous between the poles of tan (pi/2 + k pi) and of the right side (1 / l).
+double tan_form(double a, double l) { return std::tan(a) - 2 * l * a / (l * l * a * a - 1); }
+
+// The first `count` roots of the tan form by a fine scan and bisection, skipping sign changes at
+// poles: written without kl::characteristic or its bracketing argument.
+std::vector<double> scanned_roots(double l, int count) {
+  std::vector<double> found;
+  const double step = 1e-4;
+  auto spans_pole = [&](double lo, double hi) {
+    const double k = std::floor((lo - pi / 2) / pi) + 1;  // first tan pole above lo
+    return pi / 2 + k * pi <= hi || (lo <= 1 / l && 1 / l <= hi);
+  };
+  for (double lo = step; static_cast<int>(found.size()) < count; lo += step) {
+    const double hi = lo + step;
+    if (spans_pole(lo, hi)) continue;
+    double a = lo, b = hi, fa = tan_form(a, l);
+    if ((fa < 0) == (tan_form(b, l) < 0)) continue;
+    for (int it = 0; it < 200; ++it) {
+      const double mid = 0.5 * (a + b);
+      if (mid <= a || mid >= b) break;
+      const double fm = tan_form(mid, l);
+      if ((fm < 0) == (fa < 0)) {
+        a = mid;
+        fa = fm;
+      } else {
+        b = mid;
+      }
+    }
+    found.push_back(0.5 * (a + b));
+  }
+  return found;
+}
+
+// The eigenfunction from the PHYSICS.md formula, normalised by quadrature (not the closed form).
+std::function<double(double)> normalised_phi(double a, double l) {
+  auto raw = [=](double x) { return l * a * std::cos(a * x) + std::sin(a * x); };
+  const double c = std::sqrt(simpson([&](double x) { return raw(x) * raw(x); }, 0, 1));
+  return [=](double x) { return raw(x) / c; };
+}
+
+PoissonSettings settings_with(int modes, double l = 0.5) {
+  PoissonSettings s;
+  s.kl_modes = modes;
+  s.correlation_length = l;
+  s.sigma = 0.7;
+  s.omega_max = 3.0;
+  return s;
+}
+
+Vec field_of(const Tensor& t, int64_t sample) {
+  const Vec all = values_of(t);
+  const size_t per = static_cast<size_t>(t.shape().numel() / t.dim(0));
+  return Vec(all.begin() + static_cast<std::ptrdiff_t>(sample * static_cast<int64_t>(per)),
+             all.begin() + static_cast<std::ptrdiff_t>((sample + 1) * static_cast<int64_t>(per)));
+}
+}  // namespace
+
+TEST_CASE("KL roots solve the characteristic equation to machine precision and the tan form to 1e-12") {
+  for (double l : {0.05, 0.2, 0.5, 1.0, 2 / pi, 3.0}) {
+    CAPTURE(l);
+    for (int n = 1; n <= 40; ++n) {
+      CAPTURE(n);
+      const double a = kl::root(n, l);
+      // Machine precision: the pole-free form changes sign within a few ulps of a.
+      const double below = kl::characteristic(a * (1 - 4e-16), l),
+                   above = kl::characteristic(a * (1 + 4e-16), l);
+      CHECK((below <= 0) != (above < 0));
+      // The tan form, where it is finite: tan a and 2 l a / (l^2 a^2 - 1) agree to 1e-12 relative.
+      // Its conditioning is (1 + tan^2) a / |tan|, so the comparison allows for that at a's rounding.
+      if (std::abs(std::cos(a)) > 1e-3 && std::abs(l * a - 1) > 1e-3) {
+        const double t = std::tan(a), rhs = 2 * l * a / (l * l * a * a - 1);
+        const double condition = (1 + t * t) * a / std::abs(t);
+        CHECK(std::abs(t - rhs) / std::abs(rhs) <= 1e-12 * std::max(1.0, condition * 1e-3));
+      }
+    }
+  }
+}
+
+TEST_CASE("exactly one root lies in each interval ((n-1) pi, n pi] and the roots increase") {
+  for (double l : {0.05, 0.2, 0.5, 1.0, 2 / pi, 3.0, 10.0}) {
+    CAPTURE(l);
+    double previous = 0;
+    for (int n = 1; n <= 30; ++n) {
+      CAPTURE(n);
+      // Sign changes of the pole-free form on a fine grid of the interval (a = 0 excluded: f(0) = 0).
+      const int samples = 20000;
+      const double lo = (n - 1) * pi, hi = n * pi;
+      int changes = 0;
+      double f_prev = kl::characteristic(n == 1 ? 1e-9 : lo, l);
+      for (int k = 1; k <= samples; ++k) {
+        const double f = kl::characteristic(lo + (hi - lo) * k / samples, l);
+        if ((f < 0) != (f_prev < 0)) ++changes;
+        f_prev = f;
+      }
+      CHECK(changes == 1);
+      const double a = kl::root(n, l);
+      CHECK(a > lo);
+      CHECK(a <= hi);
+      CHECK(a > previous);
+      previous = a;
+    }
+  }
+}
+
+TEST_CASE("l a = 1 is a root when cos(1/l) = 0 and is found") {
+  // l = 2 / pi: a = pi / 2 makes both l^2 a^2 - 1 and cos a vanish; the tan form reads inf = inf.
+  const double l = 2 / pi;
+  CHECK(kl::root(1, l) == doctest::Approx(pi / 2).epsilon(1e-15));
+  const std::vector<kl::Eigenpair1D> pairs = kl::eigenpairs_1d(l, 3);
+  CHECK(pairs[0].lambda == doctest::Approx(l).epsilon(1e-14));
+  // phi_1 = sin(pi x / 2 + pi / 4) up to normalisation: check it is unit-norm and finite.
+  CHECK(simpson([&](double x) { return pairs[0](x) * pairs[0](x); }, 0, 1) ==
+        doctest::Approx(1).epsilon(1e-10));
+}
+
+TEST_CASE("the first KL roots for l = 0.5 match an independent scan of the tan form") {
+  const std::vector<double> scanned = scanned_roots(0.5, 6);
+  for (int n = 1; n <= 6; ++n) {
+    CAPTURE(n);
+    CHECK(std::abs(kl::root(n, 0.5) - scanned[static_cast<size_t>(n - 1)]) <=
+          1e-12 * scanned[static_cast<size_t>(n - 1)]);
+  }
+  // And written out: the first three roots from mpmath at 30 digits (bisection on the pole-free form).
+  const double mpmath_roots[3] = {1.72066717803875952497, 4.05751567622086844715, 6.85123691896345629295};
+  for (int n = 1; n <= 3; ++n) CHECK(kl::root(n, 0.5) == doctest::Approx(mpmath_roots[n - 1]).epsilon(1e-15));
+}
+
+TEST_CASE("KL eigenfunctions are orthonormal on [0, 1]") {
+  for (double l : {0.2, 0.5, 2 / pi}) {
+    CAPTURE(l);
+    const std::vector<kl::Eigenpair1D> pairs = kl::eigenpairs_1d(l, 10);
+    for (size_t p = 0; p < pairs.size(); ++p)
+      for (size_t q = 0; q <= p; ++q) {
+        CAPTURE(p);
+        CAPTURE(q);
+        const double ip = simpson([&](double x) { return pairs[p](x) * pairs[q](x); }, 0, 1);
+        CHECK(std::abs(ip - (p == q ? 1.0 : 0.0)) < 1e-8);
+      }
+  }
+}
+
+TEST_CASE(
+    "KL eigenpairs solve the covariance integral equation int exp(-|x-y|/l) phi(y) dy = lambda phi(x)") {
+  for (double l : {0.2, 0.5, 1.0}) {
+    CAPTURE(l);
+    const std::vector<kl::Eigenpair1D> pairs = kl::eigenpairs_1d(l, 8);
+    for (const kl::Eigenpair1D& e : pairs)
+      for (double x : {0.0, 0.137, 0.5, 0.81, 1.0}) {
+        auto integrand = [&](double y) { return std::exp(-std::abs(x - y) / l) * e(y); };
+        // Split at the kink y = x so Simpson sees smooth pieces.
+        const double lhs = (x > 0 ? simpson(integrand, 0, x) : 0) + (x < 1 ? simpson(integrand, x, 1) : 0);
+        CHECK(std::abs(lhs - e.lambda * e(x)) < 1e-9);
+      }
+  }
+}
+
+TEST_CASE("2D modes come in decreasing eigenvalue product with ties ordered by (i + j, i)") {
+  const double l = 0.5;
+  const int m = 12;
+  // Brute force over a wide index range with the documented comparator.
+  const std::vector<kl::Eigenpair1D> pairs = kl::eigenpairs_1d(l, 30);
+  struct Cand {
+    int i, j;
+    double product;
+  };
+  std::vector<Cand> all;
+  for (int i = 0; i < 30; ++i)
+    for (int j = 0; j < 30; ++j)
+      all.push_back({i, j, pairs[static_cast<size_t>(i)].lambda * pairs[static_cast<size_t>(j)].lambda});
+  std::stable_sort(all.begin(), all.end(), [](const Cand& a, const Cand& b) {
+    if (a.product != b.product) return a.product > b.product;
+    if (a.i + a.j != b.i + b.j) return a.i + a.j < b.i + b.j;
+    return a.i < b.i;
+  });
+  const std::vector<kl::Mode2D> modes = kl::modes_2d(l, m);
+  REQUIRE(modes.size() == static_cast<size_t>(m));
+  for (int k = 0; k < m; ++k) {
+    CAPTURE(k);
+    CHECK(modes[static_cast<size_t>(k)].i == all[static_cast<size_t>(k)].i);
+    CHECK(modes[static_cast<size_t>(k)].j == all[static_cast<size_t>(k)].j);
+    CHECK(modes[static_cast<size_t>(k)].weight ==
+          doctest::Approx(std::sqrt(all[static_cast<size_t>(k)].product)).epsilon(1e-15));
+    if (k > 0) CHECK(modes[static_cast<size_t>(k)].weight <= modes[static_cast<size_t>(k - 1)].weight);
+  }
+  // The first four for the default deck, written out: (0,0), then the tie (0,1) before (1,0), then (1,1).
+  CHECK((modes[0].i == 0 && modes[0].j == 0));
+  CHECK((modes[1].i == 0 && modes[1].j == 1));
+  CHECK((modes[2].i == 1 && modes[2].j == 0));
+  CHECK((modes[3].i == 1 && modes[3].j == 1));
+}
+
+TEST_CASE("a sample depends only on (seed, global index), not on the batch around it") {
+  const KlSampler2D sampler(settings_with(4), 17);
+  Tensor abc, c_alone, ba;
+  sampler.sample(11, {5, 9, 2}, abc);
+  sampler.sample(11, {2}, c_alone);
+  sampler.sample(11, {9, 5}, ba);
+  REQUIRE(abc.shape() == Shape{3, 1, 17, 17});
+  CHECK(field_of(abc, 2) == field_of(c_alone, 0));
+  CHECK(field_of(abc, 0) == field_of(ba, 1));
+  CHECK(field_of(abc, 1) == field_of(ba, 0));
+  // A pre-allocated tensor of the right shape is written in place.
+  const void* before = ba.raw();
+  sampler.sample(11, {1, 3}, ba);
+  CHECK(ba.raw() == before);
+}
+
+TEST_CASE("different global indices and different seeds give different fields") {
+  const KlSampler2D sampler(settings_with(4), 9);
+  Tensor t, other_seed;
+  sampler.sample(3, {0, 1, uint64_t{1} << 40}, t);
+  sampler.sample(4, {0}, other_seed);
+  CHECK(field_of(t, 0) != field_of(t, 1));
+  CHECK(field_of(t, 0) != field_of(t, 2));
+  CHECK(field_of(t, 0) != field_of(other_seed, 0));
+}
+
+TEST_CASE("omegas use the documented stream formula and lie in [-omega_max, omega_max]") {
+  const PoissonSettings s = settings_with(6);
+  const KlSampler2D sampler(s, 5);
+  CHECK(kl_stream(3) == ((uint64_t{4} << 32) | 3));
+  double lo = 0, hi = 0;
+  for (uint64_t g = 0; g < 2000; ++g) {
+    const std::vector<double> w = sampler.omegas(21, g);
+    REQUIRE(w.size() == 6);
+    for (size_t k = 0; k < w.size(); ++k) {
+      CHECK(w[k] == s.omega_max * (2 * random_uniform(21, (uint64_t{4} << 32) | k, g) - 1));
+      lo = std::min(lo, w[k]);
+      hi = std::max(hi, w[k]);
+    }
+  }
+  CHECK(lo >= -s.omega_max);
+  CHECK(hi <= s.omega_max);
+  CHECK(lo < -0.99 * s.omega_max);  // the range is used, not a corner of it
+  CHECK(hi > 0.99 * s.omega_max);
+}
+
+TEST_CASE("sampled log nu is sigma times the KL sum at the nodes (fp64 reference)") {
+  for (double l : {0.5, 0.2}) {
+    CAPTURE(l);
+    const int m = 6, n = 13;
+    const PoissonSettings s = settings_with(m, l);
+    const KlSampler2D sampler(s, n);
+    // Independent pieces: roots (tested above), quadrature-normalised phi, lambda from PHYSICS.md,
+    // the mode order by brute force, the coefficients straight from Philox.
+    std::vector<std::function<double(double)>> phi;
+    std::vector<double> lambda;
+    for (int k = 1; k <= m; ++k) {
+      const double a = kl::root(k, l);
+      phi.push_back(normalised_phi(a, l));
+      lambda.push_back(2 * l / (1 + l * l * a * a));
+    }
+    std::vector<std::pair<int, int>> order;
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < m; ++j) order.emplace_back(i, j);
+    std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) {
+      const double pa = lambda[static_cast<size_t>(a.first)] * lambda[static_cast<size_t>(a.second)];
+      const double pb = lambda[static_cast<size_t>(b.first)] * lambda[static_cast<size_t>(b.second)];
+      if (pa != pb) return pa > pb;
+      if (a.first + a.second != b.first + b.second) return a.first + a.second < b.first + b.second;
+      return a.first < b.first;
+    });
+    const std::vector<uint64_t> gs = {7, 1000003};
+    Tensor t;
+    sampler.sample(99, gs, t);
+    for (size_t p = 0; p < gs.size(); ++p) {
+      Vec ref(static_cast<size_t>(n * n));
+      for (int k = 0; k < m; ++k) {
+        const auto [mi, mj] = order[static_cast<size_t>(k)];
+        const double omega =
+            s.omega_max * (2 * random_uniform(99, (uint64_t{4} << 32) | static_cast<uint64_t>(k), gs[p]) - 1);
+        const double c =
+            s.sigma * omega * std::sqrt(lambda[static_cast<size_t>(mi)] * lambda[static_cast<size_t>(mj)]);
+        for (int j = 0; j < n; ++j)
+          for (int i = 0; i < n; ++i)
+            ref[static_cast<size_t>(j * n + i)] += c * phi[static_cast<size_t>(mi)](i / double(n - 1)) *
+                                                   phi[static_cast<size_t>(mj)](j / double(n - 1));
+      }
+      CHECK(rel_max_error(field_of(t, static_cast<int64_t>(p)), ref) < f32_tol);
+    }
+  }
+}
+
+TEST_CASE("log nu has mean ~0 and the truncated KL variance over many samples") {
+  const int n = 9, count = 4000, m = 4;
+  const PoissonSettings s = settings_with(m);
+  const KlSampler2D sampler(s, n);
+  std::vector<uint64_t> gs(count);
+  for (int p = 0; p < count; ++p) gs[static_cast<size_t>(p)] = static_cast<uint64_t>(p);
+  Tensor t;
+  sampler.sample(5, gs, t);
+  const Vec v = values_of(t);
+  const std::vector<kl::Eigenpair1D> pairs = kl::eigenpairs_1d(s.correlation_length, m);
+  for (int node = 0; node < n * n; ++node) {
+    CAPTURE(node);
+    double sum = 0, sum2 = 0;
+    for (int p = 0; p < count; ++p) {
+      const double x = v[static_cast<size_t>(p * n * n + node)];
+      sum += x;
+      sum2 += x * x;
+    }
+    const double mean = sum / count, var = sum2 / count - mean * mean;
+    CHECK(std::abs(mean) < 5 * std::sqrt(var / count));
+    // Var = sigma^2 omega_max^2 / 3 * sum_k lambda_i lambda_j phi_i(x)^2 phi_j(y)^2.
+    const double x = (node % n) / double(n - 1), y = (node / n) / double(n - 1);
+    double expected = 0;
+    for (const kl::Mode2D& mode : sampler.modes()) {
+      const double px = pairs[static_cast<size_t>(mode.i)](x), py = pairs[static_cast<size_t>(mode.j)](y);
+      expected += mode.weight * mode.weight * px * px * py * py;
+    }
+    expected *= s.sigma * s.sigma * s.omega_max * s.omega_max / 3;
+    CHECK(var == doctest::Approx(expected).epsilon(0.1));
+  }
+}

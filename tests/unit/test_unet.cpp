@@ -1,0 +1,306 @@
+// The U-Net builder: the network it builds is the plan (parameters, names, shapes, FLOPs), its
+// forward has the plan's output shape, and its backward is wired right: the gradient of a few dozen
+// parameters of every layer against central differences of the fp32 forward, for every norm,
+// down-sampling and up-sampling choice. The layers themselves are tested in their own files; these
+// tests catch wiring errors (a skip gradient dropped, a concat in the wrong order, a layer skipped).
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <string>
+
+#include "config/choices.hpp"
+#include "nn/unet.hpp"
+#include "testing.hpp"
+
+using namespace pdegen;
+using namespace pdegen::testing;
+
+namespace {
+
+NetworkConfig tiny_network(NormKind norm, DownsampleKind down, UpsampleKind up, int depth = 3, int base = 8) {
+  NetworkConfig net;
+  net.depth = depth;
+  net.base_channels = base;  // 8, 16, 32 channels: plain and channel-blocked levels
+  net.norm = norm;
+  net.downsample = down;
+  net.upsample = up;
+  net.activation = ActivationKind::tanh;  // smooth, so central differences see no kinks
+  return net;
+}
+
+// Every norm / down-sampling / up-sampling combination.
+std::vector<NetworkConfig> all_choices() {
+  std::vector<NetworkConfig> out;
+  for (NormKind norm : {NormKind::none, NormKind::batch, NormKind::instance})
+    for (DownsampleKind down : {DownsampleKind::maxpool, DownsampleKind::strided_conv})
+      for (UpsampleKind up : {UpsampleKind::transposed_conv, UpsampleKind::resize_conv})
+        out.push_back(tiny_network(norm, down, up));
+  return out;
+}
+
+std::string describe(const NetworkConfig& net) {
+  return fmt::format("depth {}, base {}, norm {}, {}, {}", net.depth, net.base_channels, name_of(net.norm),
+                     name_of(net.downsample), name_of(net.upsample));
+}
+
+Shape batched(const Shape& per_sample, int64_t batch) {
+  Shape s{batch};
+  for (int64_t d : per_sample) s.push_back(d);
+  return s;
+}
+
+// A model: plan, registry and network, parameters initialised.
+struct Model {
+  UNetPlan plan;
+  ParameterRegistry registry;
+  std::unique_ptr<UNet> net;
+  Model(const NetworkConfig& config, const Shape& input, int64_t batch)
+      : plan(plan_unet(config, input, 1, batch)) {
+    net = std::make_unique<UNet>(plan, registry);
+    registry.finalize(7);
+  }
+};
+
+double weighted_sum(const Tensor& y, const Vec& w) { return dot(values_of(y), w); }
+
+// The parameter tensors each conv, transposed conv and norm of the plan must register, in order.
+std::vector<std::pair<std::string, Shape>> expected_parameters(const UNetPlan& plan) {
+  std::vector<std::pair<std::string, Shape>> out;
+  const int nd = plan.spatial_dims;
+  auto kernel_shape = [&](int64_t a, int64_t b, int k) {
+    Shape s{a, b};
+    for (int d = 0; d < nd; ++d) s.push_back(k);
+    return s;
+  };
+  for (const UNetLayer& l : plan.layers) {
+    int64_t count = 0;
+    if (l.op == UNetOp::conv || l.op == UNetOp::conv_transpose) {
+      // PyTorch's orders: Conv [Cout, Cin, k...], ConvTranspose [Cin, Cout, k...].
+      const Shape w = l.op == UNetOp::conv ? kernel_shape(l.out[0], l.in[0], l.kernel)
+                                           : kernel_shape(l.in[0], l.out[0], l.kernel);
+      out.emplace_back(l.name + ".weight", w);
+      count += w.numel();
+      if (l.bias) {
+        out.emplace_back(l.name + ".bias", Shape{l.out[0]});
+        count += l.out[0];
+      }
+    } else if (l.op == UNetOp::norm) {
+      out.emplace_back(l.name + ".weight", Shape{l.in[0]});
+      out.emplace_back(l.name + ".bias", Shape{l.in[0]});
+      count += 2 * l.in[0];
+    }
+    CHECK_MESSAGE(count == l.parameters, l.name);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the built U-Net registers exactly the plan's parameters, with the plan's names and shapes") {
+  std::vector<std::pair<NetworkConfig, Shape>> cases;
+  for (const auto& net : all_choices()) cases.emplace_back(net, Shape{1, 16, 16});
+  cases.emplace_back(NetworkConfig{}, Shape{1, 64, 64});  // the deck's defaults
+  cases.emplace_back(
+      tiny_network(NormKind::batch, DownsampleKind::strided_conv, UpsampleKind::resize_conv, 2, 4),
+      Shape{1, 8, 8, 8});
+  for (const auto& [config, input] : cases) {
+    CAPTURE(describe(config));
+    Model m(config, input, 2);
+    CHECK(m.registry.count() == m.plan.parameters);
+    const auto expected = expected_parameters(m.plan);
+    REQUIRE(m.registry.params().size() == expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      CHECK(m.registry.params()[i].name == expected[i].first);
+      CHECK(m.registry.params()[i].shape == expected[i].second);
+    }
+  }
+}
+
+TEST_CASE("forward maps a plain [b, 1, H, W] batch to a plain [b, 1, H, W] output, 2D and 3D") {
+  const std::vector<std::pair<NetworkConfig, Shape>> cases = {
+      {NetworkConfig{}, Shape{1, 32, 32}},
+      {tiny_network(NormKind::instance, DownsampleKind::maxpool, UpsampleKind::resize_conv, 2, 4),
+       Shape{1, 8, 8, 8}},
+  };
+  for (const auto& [config, input] : cases) {
+    CAPTURE(describe(config));
+    Model m(config, input, 3);
+    const Shape in = batched(input, 3);
+    for (Mode mode : {Mode::train, Mode::eval}) {
+      const Tensor y = m.net->forward(tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in), mode);
+      CHECK(y.shape() == batched(m.plan.output, 3));
+      CHECK(y.shape() == in);
+      CHECK(y.is_plain());
+      for (double v : values_of(y)) REQUIRE(std::isfinite(v));
+    }
+  }
+}
+
+// The loss L = sum(w .* y) in double over the fp32 forward, differentiated by central differences
+// with step h = 3e-4 max(1, |p|) at `per_tensor` random entries of every parameter tensor. The error
+// budget, measured on these nets: truncation, O(h^2), is negligible for this smooth (tanh) network;
+// the fp32 forward's rounding divided by 2h stays below 1e-4 of the largest gradient; max-pool
+// windows whose maximum changes hands within +-h make the quotient wrong by O(h) each: after a norm
+// that reached 2% of the largest gradient at h = 1e-2 and stays below 6e-3 at 3e-4, where it meets
+// the rounding. With the tolerance 2e-2 |g| + 2e-3 max|g| the probes below pass by a factor of 6 or
+// more, while scaling the skip gradients by 0.9 fails 10 of the 14 nets (and a lost skip gradient
+// or swapped concat halves, O(1) errors, fail all).
+void check_parameter_gradients(const NetworkConfig& config, const Shape& input, int64_t batch,
+                               int per_tensor) {
+  CAPTURE(describe(config));
+  Model m(config, input, batch);
+  const Shape in = batched(input, batch);
+  const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 11, -2, 2), in);
+  const Vec w = random_vec(static_cast<size_t>(in.numel()), 12);
+
+  m.registry.zero_grads();
+  m.net->forward(x, Mode::train);
+  m.net->backward(tensor_from(w, in));
+  const Vec grads = values_of(m.registry.flat_grads());
+
+  float* values = m.registry.flat_values().data<float>();
+  struct Probe {
+    std::string name;
+    int64_t index;  // in the flat buffers
+    double analytic, numeric;
+  };
+  std::vector<Probe> probes;
+  uint64_t stream = 100;
+  for (const Parameter& p : m.registry.params()) {
+    for (double u : random_vec(static_cast<size_t>(per_tensor), stream++, 0, 1)) {
+      const int64_t i = p.offset + std::min(p.shape.numel() - 1, static_cast<int64_t>(u * p.shape.numel()));
+      const float keep = values[i];
+      const double h = 3e-4 * std::max(1.0, std::abs(static_cast<double>(keep)));
+      values[i] = static_cast<float>(keep + h);
+      const double step_up = static_cast<double>(values[i]) - keep;  // the step fp32 really took
+      const double lp = weighted_sum(m.net->forward(x, Mode::train), w);
+      values[i] = static_cast<float>(keep - h);
+      const double step_down = keep - static_cast<double>(values[i]);
+      const double lm = weighted_sum(m.net->forward(x, Mode::train), w);
+      values[i] = keep;
+      probes.push_back({p.name, i, grads[static_cast<size_t>(i)], (lp - lm) / (step_up + step_down)});
+    }
+  }
+  double largest = 0;
+  for (const auto& p : probes) largest = std::max(largest, std::abs(p.numeric));
+  REQUIRE(largest > 0);
+  for (const auto& p : probes) {
+    CAPTURE(p.name);
+    CAPTURE(p.index);
+    CAPTURE(p.numeric);
+    const double tolerance = 2e-2 * std::abs(p.numeric) + 2e-3 * largest;
+    CHECK(std::abs(p.analytic - p.numeric) <= tolerance);
+  }
+}
+
+TEST_CASE("parameter gradients match central differences for every norm, downsample and upsample choice") {
+  for (const auto& config : all_choices()) check_parameter_gradients(config, Shape{1, 16, 16}, 2, 1);
+}
+
+TEST_CASE("parameter gradients of a 3D U-Net match central differences") {
+  check_parameter_gradients(
+      tiny_network(NormKind::batch, DownsampleKind::maxpool, UpsampleKind::resize_conv, 2, 4),
+      Shape{1, 8, 8, 8}, 2, 2);
+  check_parameter_gradients(
+      tiny_network(NormKind::none, DownsampleKind::strided_conv, UpsampleKind::transposed_conv, 2, 4),
+      Shape{1, 4, 8, 8}, 1, 2);
+}
+
+TEST_CASE("the layers' FLOPs add up to the plan's, without the first layer's input gradient") {
+  std::vector<std::pair<NetworkConfig, Shape>> cases;
+  for (const auto& net : all_choices()) cases.emplace_back(net, Shape{1, 16, 16});
+  cases.emplace_back(NetworkConfig{}, Shape{1, 64, 64});
+  cases.emplace_back(tiny_network(NormKind::batch, DownsampleKind::maxpool, UpsampleKind::resize_conv, 2, 4),
+                     Shape{1, 8, 8, 8});
+  for (const auto& [config, input] : cases) {
+    CAPTURE(describe(config));
+    Model m(config, input, 4);
+    const Flops f = m.net->flops(4);
+    CHECK(f.forward == doctest::Approx(4 * m.plan.forward_flops_per_sample).epsilon(1e-12));
+    CHECK(f.backward() == doctest::Approx(4 * m.plan.backward_flops_per_sample).epsilon(1e-12));
+    CHECK(f.total() == doctest::Approx(m.plan.flops_per_step).epsilon(1e-12));  // planned for batch 4
+  }
+}
+
+TEST_CASE("a second forward and backward without zeroing accumulates the parameter gradients") {
+  for (NormKind norm : {NormKind::none, NormKind::batch}) {
+    const NetworkConfig config = tiny_network(norm, DownsampleKind::maxpool, UpsampleKind::transposed_conv);
+    CAPTURE(describe(config));
+    Model m(config, Shape{1, 16, 16}, 2);
+    const Shape in{2, 1, 16, 16};
+    const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 21), in);
+    const Tensor dy = tensor_from(random_vec(static_cast<size_t>(in.numel()), 22), in);
+    m.registry.zero_grads();
+    m.net->forward(x, Mode::train);
+    m.net->backward(dy);
+    const Vec once = values_of(m.registry.flat_grads());
+    m.net->forward(x, Mode::train);
+    m.net->backward(dy);
+    const Vec twice = values_of(m.registry.flat_grads());
+    Vec doubled(once.size());
+    for (size_t i = 0; i < once.size(); ++i) doubled[i] = 2 * once[i];
+    CHECK(rel_max_error(twice, doubled) < 1e-6);
+  }
+}
+
+TEST_CASE("eval forward leaves nothing for backward, and backward runs once per train forward") {
+  Model m(tiny_network(NormKind::none, DownsampleKind::maxpool, UpsampleKind::resize_conv), Shape{1, 16, 16},
+          2);
+  const Shape in{2, 1, 16, 16};
+  const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 31), in);
+  const Tensor dy = tensor_from(random_vec(static_cast<size_t>(in.numel()), 32), in);
+  // Without batch statistics both modes compute the same function.
+  const Vec train = values_of(m.net->forward(x, Mode::train));
+  const Vec eval = values_of(m.net->forward(x, Mode::eval));
+  CHECK(rel_max_error(eval, train) < 1e-6);
+  CHECK_THROWS_WITH_AS(m.net->backward(dy), doctest::Contains("without a train-mode forward"), Error);
+  m.net->forward(x, Mode::train);
+  m.net->backward(dy);
+  CHECK_THROWS_AS(m.net->backward(dy), Error);
+}
+
+TEST_CASE("buffers are the batch norms' running statistics, named by layer, sharing the layers' memory") {
+  Model m(tiny_network(NormKind::batch, DownsampleKind::maxpool, UpsampleKind::transposed_conv),
+          Shape{1, 16, 16}, 2);
+  int norms = 0;
+  for (const auto& l : m.plan.layers) norms += l.op == UNetOp::norm;
+  auto buffers = m.net->buffers();
+  REQUIRE(buffers.size() == static_cast<size_t>(2 * norms));
+  CHECK(buffers[0].first == "enc0.norm0.running_mean");
+  CHECK(buffers[1].first == "enc0.norm0.running_var");
+  const Shape in{2, 1, 16, 16};
+  const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 41), in);
+  // A train forward moves the statistics (the same tensors as the layers'), and they drive eval.
+  CHECK(values_of(buffers[1].second)[0] == 1.0);
+  m.net->forward(x, Mode::train);
+  CHECK(values_of(buffers[1].second)[0] != 1.0);
+  const Vec eval = values_of(m.net->forward(x, Mode::eval));
+  for (auto& [name, t] : buffers) t.fill(name.ends_with("var") ? 4.0 : 0.5);
+  CHECK(rel_max_error(values_of(m.net->forward(x, Mode::eval)), eval) > 1e-3);
+
+  Model plain(tiny_network(NormKind::instance, DownsampleKind::maxpool, UpsampleKind::transposed_conv),
+              Shape{1, 16, 16}, 2);
+  CHECK(plain.net->buffers().empty());
+}
+
+TEST_CASE("the statistics hook reaches every batch norm, once in forward and once in backward") {
+  Model m(tiny_network(NormKind::batch, DownsampleKind::strided_conv, UpsampleKind::resize_conv),
+          Shape{1, 16, 16}, 2);
+  int norms = 0;
+  for (const auto& l : m.plan.layers) norms += l.op == UNetOp::norm;
+  int calls = 0;
+  m.net->set_stats_allreduce([&](double*, int) { ++calls; });
+  const Shape in{2, 1, 16, 16};
+  m.net->forward(tensor_from(random_vec(static_cast<size_t>(in.numel()), 51), in), Mode::train);
+  CHECK(calls == norms);
+  m.net->backward(tensor_from(random_vec(static_cast<size_t>(in.numel()), 52), in));
+  CHECK(calls == 2 * norms);
+}
+
+TEST_CASE("forward rejects an input whose shape differs from the plan's") {
+  Model m(tiny_network(NormKind::none, DownsampleKind::maxpool, UpsampleKind::transposed_conv),
+          Shape{1, 16, 16}, 2);
+  CHECK_THROWS_AS(m.net->forward(Tensor::zeros(Shape{2, 1, 16, 8}), Mode::train), Error);
+  CHECK_THROWS_AS(m.net->forward(Tensor::zeros(Shape{2, 2, 16, 16}), Mode::train), Error);
+  CHECK_THROWS_AS(m.net->forward(Tensor::zeros(Shape{2, 16, 16}), Mode::train), Error);
+}

@@ -1,0 +1,97 @@
+// Nearest 2x up-sampling: forward against a naive fp64 index loop, backward against central
+// differences of it, plain and blocked layouts, 2D and 3D.
+#include "nn/upsample.hpp"
+#include "testing.hpp"
+
+using namespace pdegen;
+using namespace pdegen::testing;
+
+namespace {
+
+// y[n, c, Z, Y, X] = x[n, c, Z/2, Y/2, X/2] over logical (plain) order, 2 or 3 spatial axes.
+Vec reference(const Vec& x, const Shape& in) {
+  const int nd = in.rank() - 2;
+  const int64_t D = nd == 3 ? in[2] : 1, H = in[-2], W = in[-1];
+  const int64_t Do = nd == 3 ? 2 * D : 1, Ho = 2 * H, Wo = 2 * W;
+  const int64_t planes = in[0] * in[1];
+  Vec y(static_cast<size_t>(planes * Do * Ho * Wo));
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t Z = 0; Z < Do; ++Z)
+      for (int64_t Y = 0; Y < Ho; ++Y)
+        for (int64_t X = 0; X < Wo; ++X) {
+          const int64_t z = nd == 3 ? Z / 2 : 0;
+          y[static_cast<size_t>(((p * Do + Z) * Ho + Y) * Wo + X)] =
+              x[static_cast<size_t>(((p * D + z) * H + Y / 2) * W + X / 2)];
+        }
+  return y;
+}
+
+Shape doubled(Shape s) {
+  for (int i = 2; i < s.rank(); ++i) s[i] *= 2;
+  return s;
+}
+
+void check_upsample(const Shape& shape, int block) {
+  CAPTURE(shape.str());
+  CAPTURE(block);
+  // fp32-representable inputs, so that the copy must match the reference exactly.
+  Vec x = random_vec(static_cast<size_t>(shape.numel()), 1);
+  for (double& v : x) v = static_cast<float>(v);
+  Upsample layer(shape.rank() - 2);
+  const Tensor y = layer.forward(tensor_from(x, shape, block), Mode::train);
+  CHECK(y.shape() == doubled(shape));
+  CHECK(y.channel_block() == block);
+  // A copy: exact.
+  CHECK(rel_max_error(values_of(y), reference(x, shape)) == 0.0);
+
+  const Vec w = random_vec(static_cast<size_t>(y.numel()), 2);
+  const Tensor dx = layer.backward(tensor_from(w, y.shape(), block));
+  CHECK(dx.shape() == shape);
+  CHECK(dx.channel_block() == block);
+  auto ref = [&](const Vec& v) { return reference(v, shape); };
+  CHECK(rel_max_error(values_of(dx), fd_gradient(ref, x, w)) < f32_tol);
+}
+
+}  // namespace
+
+TEST_CASE("upsample forward copies each value to its 2x2 children and backward sums them, 2D") {
+  check_upsample(Shape{2, 3, 5, 3}, 1);
+  check_upsample(Shape{2, 16, 5, 3}, 16);
+  check_upsample(Shape{1, 32, 4, 6}, 16);
+}
+
+TEST_CASE("upsample forward copies each value to its 2x2x2 children and backward sums them, 3D") {
+  check_upsample(Shape{2, 3, 3, 4, 5}, 1);
+  check_upsample(Shape{2, 16, 3, 2, 5}, 16);
+}
+
+TEST_CASE("upsample takes dy in another layout and returns dx in the input's") {
+  const Shape shape{2, 16, 3, 4};
+  const Vec x = random_vec(static_cast<size_t>(shape.numel()), 3);
+  Upsample layer(2);
+  const Tensor y = layer.forward(tensor_from(x, shape, 16), Mode::train);
+  const Vec w = random_vec(static_cast<size_t>(y.numel()), 4);
+  const Tensor dx = layer.backward(tensor_from(w, y.shape(), 1));
+  CHECK(dx.channel_block() == 16);
+  auto ref = [&](const Vec& v) { return reference(v, shape); };
+  CHECK(rel_max_error(values_of(dx), fd_gradient(ref, x, w)) < f32_tol);
+}
+
+TEST_CASE("upsample reports its kind, shapes and one backward flop per output element") {
+  Upsample layer(3);
+  CHECK(layer.kind() == "upsample_nearest");
+  CHECK(layer.output_shape(Shape{2, 4, 3, 5, 6}) == Shape{2, 4, 6, 10, 12});
+  const Flops f = layer.flops(Shape{2, 4, 3, 5, 6});
+  CHECK(f.forward == 0);
+  CHECK(f.backward_data == 2.0 * 4 * 6 * 10 * 12);
+  CHECK(f.backward_weights == 0);
+}
+
+TEST_CASE("upsample rejects a wrong rank, backward before forward and a mismatched dy") {
+  CHECK_THROWS_AS(Upsample(1), Error);
+  Upsample layer(2);
+  CHECK_THROWS_AS(layer.backward(Tensor::zeros(Shape{1, 1, 4, 4})), Error);
+  CHECK_THROWS_AS(layer.forward(Tensor::zeros(Shape{1, 1, 2, 2, 2}), Mode::train), Error);
+  layer.forward(Tensor::zeros(Shape{1, 2, 3, 3}), Mode::train);
+  CHECK_THROWS_AS(layer.backward(Tensor::zeros(Shape{1, 2, 6, 5})), Error);
+}

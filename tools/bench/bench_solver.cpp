@@ -1,0 +1,199 @@
+// Reference-solver benchmark: multigrid-preconditioned CG on poisson2d KL samples (sigma = 1 by
+// default) from 64^2 to 2048^2, to relative residual 1e-10. Prints a markdown table (iterations,
+// seconds, seconds per million nodes), then optionally the batch strategies compared
+// (--batch: one sample per thread vs each solve over all threads) and CG without multigrid
+// (--compare-cg: Jacobi-preconditioned and plain CG iteration counts).
+//   bench_solver [--sizes 64,128,256,512,1024,2048] [--samples 3] [--sigma 1] [--degree 2]
+//                [--range 4] [--batch] [--compare-cg]
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "config/deck.hpp"
+#include "core/timer.hpp"
+#include "physics/kl_sampler.hpp"
+#include "physics/problem.hpp"
+#include "physics/reference_solver.hpp"
+
+using namespace pdegen;
+using namespace pdegen::physics;
+
+namespace {
+
+struct Options {
+  std::vector<int> sizes = {64, 128, 256, 512, 1024, 2048};
+  int samples = 3;
+  double sigma = 1;
+  SolverOptions solver;
+  bool batch = false, compare_cg = false;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Evaluation samples 0 .. count-1 of the default deck's KL field, as fp64 arrays.
+std::vector<std::vector<double>> kl_samples(int n, int count, double sigma) {
+  PoissonSettings settings;
+  settings.sigma = sigma;
+  KlSampler2D sampler(settings, n);
+  std::vector<uint64_t> indices;
+  for (int s = 0; s < count; ++s) indices.push_back(eval_index_base + static_cast<uint64_t>(s));
+  Tensor log_nu;
+  sampler.sample(1, indices, log_nu);
+  const auto nodes = static_cast<size_t>(n) * static_cast<size_t>(n);
+  std::vector<std::vector<double>> out;
+  for (int s = 0; s < count; ++s) {
+    const float* p = log_nu.data<float>() + static_cast<size_t>(s) * nodes;
+    out.emplace_back(p, p + nodes);
+  }
+  return out;
+}
+
+void scaling_table(const Options& o) {
+  std::printf("| n | nodes | levels | iterations | setup s | solve s | s per Mnode | max rel. residual |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  for (int n : o.sizes) {
+    const auto fields = kl_samples(n, o.samples, o.sigma);
+    Poisson2DSolver solver(n, o.solver);
+    std::vector<double> u(fields[0].size());
+    solver.solve(fields[0].data(), Source::constant(0), u.data());  // warm-up: first-touch of the buffers
+    std::vector<double> seconds, setup;
+    int it_min = 1 << 30, it_max = 0;
+    double worst = 0;
+    for (const auto& f : fields) {
+      const SolveReport r = solver.solve(f.data(), Source::constant(0), u.data());
+      seconds.push_back(r.seconds);
+      setup.push_back(r.setup_seconds);
+      it_min = std::min(it_min, r.iterations);
+      it_max = std::max(it_max, r.iterations);
+      worst = std::max(worst, r.relative_residual);
+    }
+    const double mnodes = double(n) * n / 1e6, t = median(seconds);
+    const std::string its = it_min == it_max ? std::to_string(it_min) : fmt::format("{}-{}", it_min, it_max);
+    std::printf("| %d | %.0f | %d | %s | %.3f | %.3f | %.2f | %.1e |\n", n, double(n) * n,
+                solver.multigrid_levels(), its.c_str(), median(setup), t, t / mnodes, worst);
+    std::fflush(stdout);
+  }
+}
+
+// Seconds for `batch` samples of n^2: one solver per thread (threads = false) or one for all.
+double batch_seconds(int n, int batch, bool per_sample, const SolverOptions& options) {
+  const auto fields = kl_samples(n, batch, 1);
+  const auto nodes = static_cast<size_t>(n) * static_cast<size_t>(n);
+  std::vector<double> u(static_cast<size_t>(batch) * nodes);
+  std::vector<double> times;
+  for (int rep = 0; rep < 3; ++rep) {
+    Timer timer;
+    if (per_sample) {
+#pragma omp parallel
+      {
+        Poisson2DSolver solver(n, options, false);
+#pragma omp for schedule(dynamic, 1)
+        for (int s = 0; s < batch; ++s)
+          solver.solve(fields[static_cast<size_t>(s)].data(), Source::constant(0), u.data() + s * nodes);
+      }
+    } else {
+      Poisson2DSolver solver(n, options, true);
+      for (int s = 0; s < batch; ++s)
+        solver.solve(fields[static_cast<size_t>(s)].data(), Source::constant(0), u.data() + s * nodes);
+    }
+    times.push_back(timer.seconds());
+  }
+  return median(times);
+}
+
+void batch_table(const Options& o) {
+  std::printf(
+      "\n| n | batch | one sample per thread s | each solve on all threads s |\n|---:|---:|---:|---:|\n");
+  for (const auto& [n, batch] :
+       {std::pair{64, 16}, std::pair{256, 4}, std::pair{512, 2}, std::pair{1024, 2}}) {
+    const double per_sample = batch_seconds(n, batch, true, o.solver);
+    const double per_solve = batch_seconds(n, batch, false, o.solver);
+    std::printf("| %d | %d | %.3f | %.3f |\n", n, batch, per_sample, per_solve);
+    std::fflush(stdout);
+  }
+}
+
+void cg_table(const Options& o) {
+  std::printf(
+      "\n| n | multigrid CG iterations | Jacobi CG iterations | plain CG iterations "
+      "|\n|---:|---:|---:|---:|\n");
+  for (int n : {33, 65, 129, 257}) {
+    const auto f = kl_samples(n, 1, o.sigma)[0];
+    std::vector<double> u(f.size());
+    int its[3];
+    const Preconditioner kinds[3] = {Preconditioner::multigrid, Preconditioner::jacobi, Preconditioner::none};
+    for (int k = 0; k < 3; ++k) {
+      SolverOptions options = o.solver;
+      options.preconditioner = kinds[k];
+      options.max_iterations = 100000;
+      its[k] = Poisson2DSolver(n, options).solve(f.data(), Source::constant(0), u.data()).iterations;
+    }
+    std::printf("| %d | %d | %d | %d |\n", n, its[0], its[1], its[2]);
+    std::fflush(stdout);
+  }
+}
+
+std::vector<int> parse_sizes(const char* s) {
+  std::vector<int> v;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) v.push_back(std::stoi(item));
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a value\n", argv[i]);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (!std::strcmp(argv[i], "--sizes"))
+      o.sizes = parse_sizes(value());
+    else if (!std::strcmp(argv[i], "--samples"))
+      o.samples = std::atoi(value());
+    else if (!std::strcmp(argv[i], "--sigma"))
+      o.sigma = std::atof(value());
+    else if (!std::strcmp(argv[i], "--degree"))
+      o.solver.multigrid.smoothing_degree = std::atoi(value());
+    else if (!std::strcmp(argv[i], "--range"))
+      o.solver.multigrid.smoothing_range = std::atof(value());
+    else if (!std::strcmp(argv[i], "--coarsest"))
+      o.solver.multigrid.coarsest_nodes = std::atoi(value());
+    else if (!std::strcmp(argv[i], "--batch"))
+      o.batch = true;
+    else if (!std::strcmp(argv[i], "--compare-cg"))
+      o.compare_cg = true;
+    else {
+      std::fprintf(stderr, "unknown option %s (see the header of tools/bench/bench_solver.cpp)\n", argv[i]);
+      return 2;
+    }
+  }
+  std::printf("reference solver: %d threads, sigma %.2f, tolerance %.0e, Chebyshev degree %d, range %.1f\n\n",
+              omp_get_max_threads(), o.sigma, o.solver.tolerance, o.solver.multigrid.smoothing_degree,
+              o.solver.multigrid.smoothing_range);
+  try {
+    scaling_table(o);
+    if (o.batch) batch_table(o);
+    if (o.compare_cg) cg_table(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_solver: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

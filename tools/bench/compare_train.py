@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Trains the same poisson2d deck with `pdegen train` and its PyTorch peer (torch_poisson2d.py), with
+the same overrides and thread count, alternating runs (so machine noise hits both alike), and prints a
+markdown table: median step time, peak memory, rel_l2 mean/max after the same steps, wall time.
+
+    /usr/bin/python3 tools/bench/compare_train.py DECK [key.path=value ...] [--threads 2] [--steps N]
+        [--repeats 1] [--eval-only-at-end] [--pdegen build/cpu/pdegen] [--workdir DIR] [--only pdegen|torch]
+
+pdegen's numbers come from <output.dir>/summary.json (status, steps, wall_seconds, final_loss,
+eval.rel_l2_mean/max, memory.peak_rss_mb, else its peak RSS from /usr/bin/time -v) and
+<output.dir>/history.csv (the median step time, steps 4.. as for the peer, from batch / samples_per_s:
+both sides get training.log_every=1 unless an override sets it). The peer's from its final JSON line.
+Medians over the repeats are reported.
+"""
+import argparse
+import csv
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+
+
+def peak_rss_from_time(stderr):
+    m = re.search(r"Maximum resident set size \(kbytes\):\s*(\d+)", stderr)
+    return int(m.group(1)) * 1024 if m else None
+
+
+def dig(obj, *paths):
+    """The first of the dotted `paths` present in the nested dict `obj`, else None."""
+    for path in paths:
+        node = obj
+        for key in path.split("."):
+            if not isinstance(node, dict) or key not in node:
+                node = None
+                break
+            node = node[key]
+        if node is not None:
+            return node
+    return None
+
+
+def step_seconds_from_history(path, batch):
+    """Median per-step seconds from history.csv, skipping the first 3 steps: a per-step time column
+    if there is one, else batch / samples_per_s (per row: per step with training.log_every=1).
+    Returns (seconds, how) or (None, reason)."""
+    if not os.path.exists(path):
+        return None, "no history.csv"
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None, "empty history.csv"
+    cols = rows[0].keys()
+
+    def numbers(col):
+        out = []
+        for r in rows:
+            try:
+                out.append((float(r.get("step", "nan")), float(r[col])))
+            except (TypeError, ValueError):
+                pass
+        return out
+
+    later = lambda pairs: [v for s, v in pairs if not s == s or s > 3] or [v for _, v in pairs]
+    for col in ("step_seconds", "step_s"):
+        if col in cols and numbers(col):
+            return statistics.median(later(numbers(col))), f"history.csv {col}"
+    # samples_per_s is over the steps since the previous row, evaluation excluded (wall_s is not).
+    if "samples_per_s" in cols and numbers("samples_per_s"):
+        return batch / statistics.median(later(numbers("samples_per_s"))), "history.csv batch / samples_per_s"
+    return None, f"history.csv has no step time column ({', '.join(cols)})"
+
+
+def run_pdegen(a, overrides, outdir, env):
+    cmd = ["/usr/bin/time", "-v", a.pdegen, "train", a.deck, *overrides, f"output.dir={outdir}"]
+    t = time.perf_counter()
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:])
+        raise RuntimeError(f"pdegen train failed with exit code {p.returncode}: {' '.join(cmd)}")
+    with open(os.path.join(outdir, "summary.json")) as f:
+        summary = json.load(f)
+    if summary.get("status") != "completed":
+        print(f"warning: pdegen summary status '{summary.get('status')}': {summary.get('message')}", file=sys.stderr)
+    batch = a.batch
+    # A median (steps 4..) if pdegen reports one, else from history.csv, else its mean step time.
+    step, how = dig(summary, "throughput.median_step_seconds"), "summary.json throughput.median_step_seconds"
+    if step is None:
+        step, how = step_seconds_from_history(os.path.join(outdir, "history.csv"), batch)
+    if step is None:
+        step, how = dig(summary, "throughput.step_seconds"), "summary.json throughput.step_seconds (mean)"
+    rss, rss_how = dig(summary, "memory.peak_rss_mb"), "summary.json memory.peak_rss_mb"
+    if rss is not None:
+        rss = rss * 2 ** 20
+    else:
+        rss, rss_how = peak_rss_from_time(p.stderr), "/usr/bin/time -v"
+    return {"step": step, "step_how": how, "rss": rss, "rss_how": rss_how,
+            "rel_mean": dig(summary, "eval.rel_l2_mean"), "rel_max": dig(summary, "eval.rel_l2_max"),
+            "steps": dig(summary, "steps"), "final_loss": dig(summary, "final_loss"),
+            "wall": dig(summary, "wall_seconds") or wall, "process_wall": wall}
+
+
+def run_torch(a, overrides, json_path, env):
+    cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_poisson2d.py"), a.deck, *overrides,
+           "--threads", str(a.threads), "--json", json_path]
+    t = time.perf_counter()
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:])
+        raise RuntimeError(f"torch_poisson2d failed with exit code {p.returncode}")
+    with open(json_path) as f:
+        r = json.load(f)
+    return {"step": r["median_step_seconds"], "step_how": "median of its steps 4..", "rss": r["peak_rss_bytes"],
+            "rss_how": "ru_maxrss", "rel_mean": r["rel_l2_mean"], "rel_max": r["rel_l2_max"], "steps": r["steps"],
+            "final_loss": r["final_loss"], "wall": r["wall_seconds"], "process_wall": wall}
+
+
+def med(runs, key):
+    vals = [r[key] for r in runs if isinstance(r.get(key), (int, float)) and r[key] == r[key]]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, spec, unit=""):
+    return "n/a" if v is None else f"{v:{spec}}{unit}"
+
+
+def ratio(p, t):
+    return "n/a" if p is None or t is None or t == 0 else f"{p / t:.2f}x"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("deck")
+    ap.add_argument("overrides", nargs="*", help="key.path=value, given to both")
+    ap.add_argument("--pdegen", default=os.path.join(ROOT, "build", "cpu", "pdegen"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, help="training.steps=N for both")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each, alternating (medians reported)")
+    ap.add_argument("--eval-only-at-end", action="store_true", help="evaluation.every=0 for both")
+    ap.add_argument("--workdir", help="where runs go (default: a temporary directory, removed)")
+    ap.add_argument("--only", choices=("pdegen", "torch"), help="run one side only")
+    a = ap.parse_intermixed_args()
+
+    # One history row per step, so pdegen's median step time can be taken like the peer's.
+    overrides = (["training.log_every=1"] if not any(o.startswith("training.log_every=") for o in a.overrides)
+                 else []) + list(a.overrides)
+    if a.steps is not None:
+        overrides.append(f"training.steps={a.steps}")
+    if a.eval_only_at_end:
+        overrides.append("evaluation.every=0")
+    # Batch size and grid as the deck resolves them, for the table's title and step-time fallbacks.
+    sys.path.insert(0, HERE)
+    import torch_poisson2d as peer  # noqa: E402  (needs only yaml at import; torch comes with it)
+    deck = peer.load_deck(a.deck, overrides)
+    a.batch = deck["training"]["batch_size"]
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+
+    tmp = None if a.workdir else tempfile.TemporaryDirectory(prefix="compare_train_")
+    work = a.workdir or tmp.name
+    os.makedirs(work, exist_ok=True)
+    ours, theirs = [], []
+    for rep in range(a.repeats):
+        if a.only != "torch":
+            ours.append(run_pdegen(a, overrides, os.path.join(work, f"pdegen_{rep}"), env))
+            print(f"# pdegen run {rep + 1}: {ours[-1]}", file=sys.stderr, flush=True)
+        if a.only != "pdegen":
+            theirs.append(run_torch(a, overrides, os.path.join(work, f"torch_{rep}.json"), env))
+            print(f"# torch run {rep + 1}: {theirs[-1]}", file=sys.stderr, flush=True)
+
+    n, steps = deck["problem"]["resolution"], deck["training"]["steps"]
+    print(f"poisson2d training, {n}x{n}, batch {a.batch}, {steps} steps, {a.threads} threads, "
+          f"{a.repeats} run(s) each, {platform.node()} ({platform.processor() or platform.machine()}), "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print(f"deck {a.deck} {' '.join(overrides)}")
+    print()
+    print("| metric | pdegen | PyTorch | pdegen / PyTorch |")
+    print("|---|---:|---:|---:|")
+    mb = lambda v: None if v is None else v / 2 ** 20
+    rows = [("median step time (s)", med(ours, "step"), med(theirs, "step"), ".4f"),
+            ("peak memory (MiB)", mb(med(ours, "rss")), mb(med(theirs, "rss")), ".0f"),
+            ("rel_l2 mean", med(ours, "rel_mean"), med(theirs, "rel_mean"), ".4%"),
+            ("rel_l2 max", med(ours, "rel_max"), med(theirs, "rel_max"), ".4%"),
+            ("final loss", med(ours, "final_loss"), med(theirs, "final_loss"), ".6g"),
+            ("wall time (s)", med(ours, "wall"), med(theirs, "wall"), ".1f")]
+    for name, p, t, spec in rows:
+        print(f"| {name} | {fmt(p, spec)} | {fmt(t, spec)} | {ratio(p, t)} |")
+    if ours:
+        print()
+        print(f"pdegen step time from {ours[0]['step_how']}, memory from {ours[0]['rss_how']}; "
+              f"PyTorch memory is ru_maxrss (interpreter and libraries included).")
+    if tmp:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,637 @@
+#!/usr/bin/env python3
+"""PyTorch peer of `pdegen train` for poisson2d: the same deck, samples, network, loss and optimizer.
+
+It reads a pdegen deck (plus `key.path=value` overrides, applied as pdegen applies them) and trains
+the same problem the way a PyTorch user would write it, so that tools/bench/compare_train.py can put
+the two side by side. What is shared with pdegen, and must stay so:
+  - samples: Philox4x32-10 counter-based draws as src/core/rng.hpp, the KL expansion of PHYSICS.md
+    section 1 (training sample p of step s has global index s*B + p, evaluation sample e 2^40 + e);
+  - network: the U-Net of src/nn/unet_spec.hpp (PyTorch's default initialisation, not pdegen's);
+  - exact Dirichlet lift u = m * net + (1 - m) * g, Q1 energy loss as src/physics/q1_kernels.hpp;
+  - optimizer and learning-rate schedule of the deck;
+  - evaluation: rel_l2 against the assembled Q1 system solved with scipy to the deck's tolerance.
+Prints a progress line per logged step and, at the end, one JSON line (also written to --json FILE).
+Run with Debian's python (python3-torch, -numpy, -scipy, -yaml: tools/install_deps.sh --bench):
+    /usr/bin/python3 tools/bench/torch_poisson2d.py DECK [key.path=value ...] [--threads 2]
+        [--steps N] [--eval-only-at-end] [--json FILE]
+    /usr/bin/python3 tools/bench/torch_poisson2d.py --self-test
+"""
+import argparse
+import copy
+import json
+import math
+import multiprocessing
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import yaml
+
+# ---- deck -----------------------------------------------------------------------------------------
+
+# The defaults of src/config/deck.hpp for the keys the peer reads.
+DEFAULTS = {
+    "problem": {"pde": None, "resolution": None, "loss": "energy", "correlation_length": 0.5, "kl_modes": 4,
+                "sigma": 1.0, "omega_max": 3.0, "source": 0.0},
+    "network": {"type": "unet", "depth": 4, "base_channels": 16, "channel_multiplier": 2, "convs_per_level": 2,
+                "kernel_size": 3, "norm": "none", "activation": "relu", "downsample": "maxpool",
+                "upsample": "transposed_conv"},
+    "optimizer": {"type": "adam", "lr": 1e-3, "weight_decay": 0.0, "grad_clip": 0.0, "beta1": 0.9,
+                  "beta2": 0.999, "eps": 1e-8, "momentum": 0.9, "nesterov": False,
+                  "schedule": {"type": "constant", "warmup_steps": 0, "step_size": 1000, "gamma": 0.5,
+                               "min_lr": 0.0}},
+    "training": {"steps": 1000, "batch_size": 16, "seed": 0, "micro_batches": 1, "log_every": 10},
+    "evaluation": {"every": 100, "samples": 16, "solver_tolerance": 1e-10},
+}
+
+
+def apply_override(root, text):
+    """`key.path=value`: the value parsed as YAML, missing sections created, a mapping replaces the
+    whole section (as src/config/overrides.cpp)."""
+    if "=" not in text:
+        sys.exit(f"override '{text}': error: expected key.path=value (for example training.steps=500)")
+    key, value = text.split("=", 1)
+    path = key.split(".")
+    node = root
+    for word in path[:-1]:
+        if not isinstance(node.get(word), dict):
+            if word in node and node[word] is not None:
+                sys.exit(f"override '{text}': error: '{word}' holds a value, not a section")
+            node[word] = {}
+        node = node[word]
+    node[path[-1]] = yaml.safe_load(value)
+
+
+def with_defaults(defaults, given):
+    out = copy.deepcopy(defaults)
+    for key, value in (given or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = with_defaults(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_deck(path, overrides):
+    with open(path) as f:
+        root = yaml.safe_load(f) or {}
+    for text in overrides:
+        apply_override(root, text)
+    deck = with_defaults(DEFAULTS, root)
+    p, net, opt = deck["problem"], deck["network"], deck["optimizer"]
+    problems = []
+    if p["pde"] != "poisson2d":
+        problems.append(f"problem.pde is '{p['pde']}'; the peer trains poisson2d only")
+    if p["loss"] != "energy":
+        problems.append(f"problem.loss is '{p['loss']}'; the peer implements the energy loss only")
+    if not isinstance(p["resolution"], int) or p["resolution"] % (1 << (net["depth"] - 1)):
+        problems.append(f"problem.resolution {p['resolution']} is not a multiple of 2^(network.depth - 1)")
+    if net["type"] != "unet":
+        problems.append(f"network.type '{net['type']}' is not unet")
+    if opt["type"] not in ("adam", "adamw", "sgd"):
+        problems.append(f"optimizer.type '{opt['type']}': the peer has adam, adamw and sgd")
+    if deck.get("precision", "fp32") != "fp32":
+        problems.append("precision: the peer trains in fp32 only")
+    if problems:
+        sys.exit("torch_poisson2d: " + "; ".join(problems))
+    return deck
+
+
+# ---- Philox4x32-10 and the sampler ----------------------------------------------------------------
+
+_U64 = np.uint64
+_MASK32 = _U64(0xFFFFFFFF)
+_PHILOX_M0, _PHILOX_M1 = _U64(0xD2511F53), _U64(0xCD9E8D57)
+_PHILOX_W0, _PHILOX_W1 = _U64(0x9E3779B9), _U64(0xBB67AE85)
+
+
+def philox4x32_10(c0, c1, c2, c3, k0, k1):
+    """Random123's Philox4x32-10, vectorised: 32-bit words held in uint64 arrays (a 32x32-bit
+    product fits in 64 bits, so hi/lo are exact)."""
+    c0, c1, c2, c3, k0, k1 = (np.asarray(w, dtype=_U64) for w in (c0, c1, c2, c3, k0, k1))
+    for _ in range(10):
+        p0 = _PHILOX_M0 * c0
+        p1 = _PHILOX_M1 * c2
+        c0, c1, c2, c3 = (p1 >> _U64(32)) ^ c1 ^ k0, p1 & _MASK32, (p0 >> _U64(32)) ^ c3 ^ k1, p0 & _MASK32
+        k0 = (k0 + _PHILOX_W0) & _MASK32
+        k1 = (k1 + _PHILOX_W1) & _MASK32
+    return c0, c1, c2, c3
+
+
+def random_uniform(seed, stream, index):
+    """[0, 1) from 53 bits of the block for (seed, stream, index): rng.hpp's random_uniform."""
+    seed, stream, index = (np.asarray(v, dtype=_U64) for v in (seed, stream, index))
+    w0, w1, _, _ = philox4x32_10(index & _MASK32, index >> _U64(32), stream & _MASK32, stream >> _U64(32),
+                                 seed & _MASK32, seed >> _U64(32))
+    bits = ((w0 << _U64(21)) ^ (w1 >> _U64(11))) & _U64((1 << 53) - 1)
+    return bits.astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+EVAL_INDEX_BASE = 1 << 40  # evaluation sample e has global index 2^40 + e
+KL_STREAM = 4 << 32  # omega_k of a sample is drawn from stream (4 << 32) | k
+
+
+def kl_root(n, l):
+    """The n-th positive root (n >= 1) of tan a = 2 l a / (l^2 a^2 - 1), in its pole-free form
+    f(a) = (l^2 a^2 - 1) sin a - 2 l a cos a: the one root in ((n-1) pi, n pi], by bisection."""
+    f = lambda a: (l * l * a * a - 1) * math.sin(a) - 2 * l * a * math.cos(a)
+    lo, hi = (n - 1) * math.pi, n * math.pi
+    sign_hi = math.copysign(1.0, f(hi))  # f((n-1) pi) has the other sign (f ~ -(1 + 2l) a near 0)
+    while True:
+        mid = 0.5 * (lo + hi)
+        if mid <= lo or mid >= hi:  # the bracket is down to adjacent doubles
+            return mid
+        if math.copysign(1.0, f(mid)) == sign_hi:
+            hi = mid
+        else:
+            lo = mid
+
+
+class KlSampler2D:
+    """log nu fields of poisson2d samples by global index (PHYSICS.md section 1), as fp32."""
+
+    def __init__(self, problem, seed):
+        n, l, m = problem["resolution"], float(problem["correlation_length"]), int(problem["kl_modes"])
+        self.n, self.seed, self.modes = n, int(seed), m
+        self.sigma, self.omega_max = float(problem["sigma"]), float(problem["omega_max"])
+        # The m largest products lambda_i lambda_j only use the first m 1D eigenpairs.
+        a = np.array([kl_root(k, l) for k in range(1, m + 1)])
+        self.roots = a
+        self.lam = 2 * l / (1 + l * l * a * a)
+        norm2 = (l * l * a * a * (0.5 + np.sin(2 * a) / (4 * a)) + l * np.sin(a) ** 2 + 0.5 - np.sin(2 * a) / (4 * a))
+        x = np.arange(n) / (n - 1)
+        phi = (l * a[:, None] * np.cos(a[:, None] * x) + np.sin(a[:, None] * x)) / np.sqrt(norm2)[:, None]
+        self.phi = phi  # [m, n]: the 1D eigenfunctions at the nodes
+        pairs = sorted(((i, j) for i in range(m) for j in range(m)),
+                       key=lambda ij: (-(self.lam[ij[0]] * self.lam[ij[1]]), ij[0] + ij[1], ij[0]))[:m]
+        self.pairs = pairs
+        weight = np.array([math.sqrt(self.lam[i] * self.lam[j]) for i, j in pairs])
+        self.phi_x = phi[[i for i, _ in pairs]] * weight[:, None]  # [m, Nx], weight folded in
+        self.phi_y = phi[[j for _, j in pairs]]  # [m, Ny]
+
+    def omegas(self, indices):
+        """omega_k = omega_max (2U - 1) for the samples `indices`: [len, m]."""
+        g = np.asarray(indices, dtype=_U64)[:, None]
+        k = np.arange(self.modes, dtype=_U64)[None, :]
+        return self.omega_max * (2 * random_uniform(self.seed, _U64(KL_STREAM) | k, g) - 1)
+
+    def log_nu(self, indices):
+        """[len, Ny, Nx] fp32, x fastest."""
+        w = self.omegas(indices)
+        field = self.sigma * np.einsum("bk,ky,kx->byx", w, self.phi_y, self.phi_x, optimize=True)
+        return field.astype(np.float32)
+
+    def training_batch(self, step, batch):
+        return self.log_nu(np.arange(batch, dtype=np.uint64) + np.uint64(step * batch))
+
+    def evaluation_set(self, count):
+        return self.log_nu(np.arange(count, dtype=np.uint64) + np.uint64(EVAL_INDEX_BASE))
+
+
+# ---- Q1 energy (torch, over all elements at once) -------------------------------------------------
+
+_G = 1 / math.sqrt(3)
+# Gauss points (xi, eta) in q1_kernels.hpp's order, and the shape functions there at each.
+GAUSS = [(-_G, -_G), (_G, -_G), (-_G, _G), (_G, _G)]
+SHAPE = [[0.25 * (1 + xa * qx) * (1 + ya * qy) for xa, ya in ((-1, -1), (1, -1), (-1, 1), (1, 1))]
+         for qx, qy in GAUSS]
+
+
+def corners(t):
+    """The four nodal values of every element, local order (i,j), (i+1,j), (i,j+1), (i+1,j+1)."""
+    return t[:, :-1, :-1], t[:, :-1, 1:], t[:, 1:, :-1], t[:, 1:, 1:]
+
+
+def q1_energy(u, nu, source, h):
+    """Per-sample energy J(u) = sum_e sum_q |J| (1/2 nu_q |grad u_q|^2 - f u_q) on [B, Ny, Nx] nodal
+    u and nu (q1_kernels.hpp: 2x2 Gauss, nu bilinear to the Gauss points, |J| = h^2/4). The element
+    terms are in u's dtype; the sum over elements is accumulated in fp64."""
+    u0, u1, u2, u3 = corners(u)
+    nus = corners(nu)
+    dx_bottom, dx_top, dy_left, dy_right = u1 - u0, u3 - u2, u2 - u0, u3 - u1
+    density = 0
+    for (qx, qy), n_q in zip(GAUSS, SHAPE):
+        ux = ((1 - qy) * dx_bottom + (1 + qy) * dx_top) * (1 / (2 * h))
+        uy = ((1 - qx) * dy_left + (1 + qx) * dy_right) * (1 / (2 * h))
+        nu_q = n_q[0] * nus[0] + n_q[1] * nus[1] + n_q[2] * nus[2] + n_q[3] * nus[3]
+        density = density + nu_q * (ux * ux + uy * uy)
+    energy = (0.5 * h * h / 4) * density
+    if source != 0:
+        # f constant: sum_q N_a(q) = 1 for 2x2 Gauss, so sum_q |J| f u_q = |J| f (u0 + u1 + u2 + u3).
+        energy = energy - (h * h / 4 * source) * (u0 + u1 + u2 + u3)
+    return energy.to(torch.float64).sum(dim=(1, 2))
+
+
+def dirichlet_lift(n, dtype=torch.float32):
+    """(m, (1 - m) g) of u = m * net + (1 - m) g: m = 0 on the x = 0 and x = 1 columns, g = 1 at x = 0."""
+    mask = torch.ones(n, n, dtype=dtype)
+    mask[:, 0] = 0
+    mask[:, -1] = 0
+    boundary = torch.zeros(n, n, dtype=dtype)
+    boundary[:, 0] = 1
+    return mask, boundary
+
+
+# ---- reference solution (scipy) -------------------------------------------------------------------
+
+def element_matrix_table():
+    """T[q, a, b] with K_e = sum_q nu_q T[q]: |J| (dN_a/dx dN_b/dx + dN_a/dy dN_b/dy) at Gauss point q
+    (q1_kernels.hpp's element_matrix with hx = hy, where |J| (2/h)^2 = 1)."""
+    nodes = ((-1, -1), (1, -1), (-1, 1), (1, 1))
+    t = np.zeros((4, 4, 4))
+    for q, (qx, qy) in enumerate(GAUSS):
+        dxi = np.array([0.25 * xa * (1 + ya * qy) for xa, ya in nodes])
+        deta = np.array([0.25 * ya * (1 + xa * qx) for xa, ya in nodes])
+        t[q] = np.outer(dxi, dxi) + np.outer(deta, deta)
+    return t
+
+
+def assemble_q1(nu, source):
+    """Global K (scipy CSR) and F of the Q1 system on the n x n grid for nodal nu [n, n] (fp64)."""
+    import scipy.sparse as sp
+    n = nu.shape[0]
+    h = 1.0 / (n - 1)
+    nu_q = np.stack(corners(nu[None].astype(np.float64)), axis=-1)[0].reshape(-1, 4) @ np.array(SHAPE).T
+    ke = np.einsum("eq,qab->eab", nu_q, element_matrix_table())
+    j, i = np.meshgrid(np.arange(n - 1), np.arange(n - 1), indexing="ij")
+    base = (j * n + i).reshape(-1)
+    idx = np.stack([base, base + 1, base + n, base + n + 1], axis=1)
+    rows = np.repeat(idx, 4, axis=1).reshape(-1)
+    cols = np.tile(idx, (1, 4)).reshape(-1)
+    k = sp.csr_matrix((ke.reshape(-1), (rows, cols)), shape=(n * n, n * n))
+    f = np.zeros(n * n)
+    np.add.at(f, idx.reshape(-1), h * h / 4 * source)
+    return k, f
+
+
+def reference_solution(log_nu, source, tolerance):
+    """u_ref of one sample: K u = F on the free nodes, u = 1 at x = 0 and 0 at x = 1, by sparse LU
+    with iterative refinement until the relative residual is below `tolerance`."""
+    import scipy.sparse.linalg as spla
+    n = log_nu.shape[0]
+    k, f = assemble_q1(np.exp(log_nu.astype(np.float64)), source)
+    u = np.zeros((n, n))
+    u[:, 0] = 1.0
+    u = u.reshape(-1)
+    free = np.ones((n, n), dtype=bool)
+    free[:, 0] = free[:, -1] = False
+    free = free.reshape(-1)
+    a = k[free][:, free].tocsc()
+    b = f[free] - k[free][:, ~free] @ u[~free]
+    lu = spla.splu(a)
+    x = lu.solve(b)
+    for _ in range(5):
+        r = b - a @ x
+        rel = np.linalg.norm(r) / max(np.linalg.norm(b), 1e-300)
+        if rel <= tolerance:
+            break
+        x = x + lu.solve(r)
+    else:
+        raise RuntimeError(f"reference solve stopped at relative residual {rel:.2e} > {tolerance:.0e}")
+    u[free] = x
+    return u.reshape(n, n), rel
+
+
+def _solve_all(args):
+    fields, source, tolerance = args
+    return [reference_solution(f, source, tolerance) for f in fields]
+
+
+def reference_solutions(fields, source, tolerance):
+    """All references, solved in a child process so the sparse factorisation does not count in this
+    process's peak RSS (the training's memory is what is compared)."""
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        results = pool.map(_solve_all, [(fields, source, tolerance)])[0]
+    return np.stack([u for u, _ in results]), max(r for _, r in results)
+
+
+# ---- network --------------------------------------------------------------------------------------
+
+ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "tanh": nn.Tanh, "silu": nn.SiLU,
+               "sigmoid": nn.Sigmoid}
+
+
+def conv_block(net, cin, cout):
+    """convs_per_level x [conv k, padding k/2 -> norm -> activation]; a conv bias only without norm."""
+    k, norm = net["kernel_size"], net["norm"]
+    layers = []
+    for j in range(net["convs_per_level"]):
+        layers.append(nn.Conv2d(cin if j == 0 else cout, cout, k, padding=k // 2, bias=norm == "none"))
+        if norm == "batch":
+            layers.append(nn.BatchNorm2d(cout))
+        elif norm == "instance":
+            layers.append(nn.InstanceNorm2d(cout, affine=True))
+        elif norm != "none":
+            sys.exit(f"torch_poisson2d: network.norm '{norm}' is unknown")
+        layers.append(ACTIVATIONS[net["activation"]]())
+    return nn.Sequential(*layers)
+
+
+class UNet(nn.Module):
+    """src/nn/unet_spec.hpp's U-Net: c_i = base * mult^i, depth levels including the bottleneck,
+    skip concat with the encoder output first, 1x1 head with bias."""
+
+    def __init__(self, net, in_channels=1, out_channels=1):
+        super().__init__()
+        depth = net["depth"]
+        ch = [net["base_channels"] * net["channel_multiplier"] ** i for i in range(depth)]
+        bias = net["norm"] == "none"
+        self.down, self.enc, self.up, self.dec = (nn.ModuleList() for _ in range(4))
+        cin = in_channels
+        for i in range(depth):
+            if i > 0:
+                self.down.append(nn.MaxPool2d(2) if net["downsample"] == "maxpool" else
+                                 nn.Conv2d(ch[i - 1], ch[i - 1], 2, stride=2, bias=bias))
+            self.enc.append(conv_block(net, cin, ch[i]))
+            cin = ch[i]
+        for i in range(depth - 2, -1, -1):
+            if net["upsample"] == "transposed_conv":
+                self.up.append(nn.ConvTranspose2d(ch[i + 1], ch[i], 2, stride=2, bias=bias))
+            else:
+                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                             nn.Conv2d(ch[i + 1], ch[i], 3, padding=1, bias=bias)))
+            self.dec.append(conv_block(net, 2 * ch[i], ch[i]))
+        self.head = nn.Conv2d(ch[0], out_channels, 1, bias=True)
+
+    def forward(self, x):
+        skips = []
+        for i, block in enumerate(self.enc):
+            if i > 0:
+                x = self.down[i - 1](x)
+            x = block(x)
+            skips.append(x)
+        for k, (up, block) in enumerate(zip(self.up, self.dec)):
+            x = block(torch.cat([skips[len(skips) - 2 - k], up(x)], dim=1))
+        return self.head(x)
+
+
+# ---- optimizer and schedule -----------------------------------------------------------------------
+
+def make_optimizer(params, opt):
+    if opt["type"] == "adam":
+        return torch.optim.Adam(params, lr=opt["lr"], betas=(opt["beta1"], opt["beta2"]), eps=opt["eps"],
+                                weight_decay=opt["weight_decay"])
+    if opt["type"] == "adamw":
+        return torch.optim.AdamW(params, lr=opt["lr"], betas=(opt["beta1"], opt["beta2"]), eps=opt["eps"],
+                                 weight_decay=opt["weight_decay"])
+    return torch.optim.SGD(params, lr=opt["lr"], momentum=opt["momentum"], nesterov=opt["nesterov"],
+                           weight_decay=opt["weight_decay"])
+
+
+def lr_factor(step, steps, opt):
+    """Learning rate of 0-based `step` over optimizer.lr, as src/optim/schedule.cpp: linear warm-up
+    ((step+1)/warmup_steps), then constant, step (gamma^floor(t/step_size)) or cosine (lr at the first
+    step after the warm-up, min_lr at the last), t counted from the end of the warm-up."""
+    s = opt["schedule"]
+    warm = s["warmup_steps"]
+    if step < warm:
+        return (step + 1) / warm
+    t = step - warm
+    if s["type"] == "step":
+        return s["gamma"] ** (t // s["step_size"])
+    if s["type"] == "cosine":
+        span = steps - 1 - warm  # a run with no step after the warm-up is all "last step"
+        progress = min(1.0, t / span) if span > 0 else 1.0
+        low = s["min_lr"] / opt["lr"]
+        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0
+
+
+# ---- training -------------------------------------------------------------------------------------
+
+class Evaluator:
+    """rel_l2 of the network on the evaluation samples against their reference solutions."""
+
+    def __init__(self, sampler, deck, mask, boundary):
+        count = deck["evaluation"]["samples"]
+        self.inputs = sampler.evaluation_set(count)
+        t = time.perf_counter()
+        self.u_ref, self.residual = reference_solutions(self.inputs, float(deck["problem"]["source"]),
+                                                        float(deck["evaluation"]["solver_tolerance"]))
+        self.seconds = time.perf_counter() - t
+        self.batch = deck["training"]["batch_size"]
+        self.mask, self.boundary = mask, boundary
+
+    def __call__(self, model):
+        was_training = model.training
+        model.eval()
+        errors = []
+        with torch.no_grad():
+            for start in range(0, len(self.inputs), self.batch):
+                x = torch.from_numpy(self.inputs[start:start + self.batch]).unsqueeze(1)
+                u = (model(x)[:, 0] * self.mask + self.boundary).double().numpy()
+                ref = self.u_ref[start:start + self.batch]
+                errors += list(np.linalg.norm((u - ref).reshape(len(u), -1), axis=1) /
+                               np.linalg.norm(ref.reshape(len(u), -1), axis=1))
+        model.train(was_training)
+        return float(np.mean(errors)), float(np.max(errors))
+
+
+def peak_rss_bytes():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def train(deck, args):
+    t_start = time.perf_counter()
+    tr, p, opt = deck["training"], deck["problem"], deck["optimizer"]
+    steps, batch, n = int(tr["steps"]), int(tr["batch_size"]), int(p["resolution"])
+    every = 0 if args.eval_only_at_end else int(deck["evaluation"]["every"])
+    log_every = max(int(tr["log_every"]), 1)
+    h, source = 1.0 / (n - 1), float(p["source"])
+    sampler = KlSampler2D(p, tr["seed"])
+    mask, boundary = dirichlet_lift(n)
+    # First, before torch starts its OpenMP threads: the references are solved in a forked child.
+    evaluator = Evaluator(sampler, deck, mask, boundary)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(int(tr["seed"]))
+    model = UNet(deck["network"])
+    parameters = sum(w.numel() for w in model.parameters())
+    optimizer = make_optimizer(model.parameters(), opt)
+    loss_dtype = torch.float64 if args.loss_dtype == "float64" else torch.float32
+    print(f"torch_poisson2d: {n}x{n}, batch {batch}, {steps} steps, {args.threads} threads, torch "
+          f"{torch.__version__}, {parameters:,} parameters; {len(evaluator.inputs)} references in "
+          f"{evaluator.seconds:.1f} s (max rel. residual {evaluator.residual:.1e})", flush=True)
+
+    step_seconds, loss_value, rel = [], float("nan"), (float("nan"), float("nan"))
+    evaluated_at = -1
+    t_train = time.perf_counter()
+    for step in range(steps):
+        t = time.perf_counter()
+        lr = opt["lr"] * lr_factor(step, steps, opt)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        log_nu = torch.from_numpy(sampler.training_batch(step, batch))
+        u = model(log_nu.unsqueeze(1))[:, 0] * mask + boundary
+        loss = q1_energy(u.to(loss_dtype), torch.exp(log_nu).to(loss_dtype), source, h).sum() / batch
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if opt["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opt["grad_clip"])
+        optimizer.step()
+        loss_value = loss.item()
+        step_seconds.append(time.perf_counter() - t)
+        done = step + 1
+        if done % log_every == 0 or done == 1 or done == steps:
+            print(f"step {done}/{steps} loss {loss_value:.8e} lr {lr:.3e} step_s {step_seconds[-1]:.4f} "
+                  f"samples/s {batch / step_seconds[-1]:.1f}", flush=True)
+        if every > 0 and done % every == 0:
+            rel, evaluated_at = evaluator(model), done
+            print(f"eval step {done} rel_l2 mean {rel[0]:.4e} max {rel[1]:.4e}", flush=True)
+    train_seconds = time.perf_counter() - t_train
+    if evaluated_at != steps:
+        rel = evaluator(model)
+        print(f"eval step {steps} rel_l2 mean {rel[0]:.4e} max {rel[1]:.4e}", flush=True)
+    timed = step_seconds[3:] if len(step_seconds) > 3 else step_seconds
+    median = statistics.median(timed) if timed else float("nan")
+    return {
+        "tool": "torch_poisson2d", "torch": torch.__version__, "threads": args.threads, "resolution": n,
+        "batch_size": batch, "steps": steps, "parameters": parameters,
+        "wall_seconds": time.perf_counter() - t_start, "train_seconds": train_seconds,
+        "reference_seconds": evaluator.seconds, "median_step_seconds": median,
+        "samples_per_s": batch / median if median > 0 else float("nan"), "peak_rss_bytes": peak_rss_bytes(),
+        "final_loss": loss_value, "rel_l2_mean": rel[0], "rel_l2_max": rel[1],
+    }
+
+
+# ---- self-test ------------------------------------------------------------------------------------
+
+def dense_q1_system(nu, source):
+    """Independent dense assembly for the self-test: explicit loops over elements and Gauss points
+    with the bilinear basis written in physical coordinates."""
+    n = nu.shape[0]
+    h = 1.0 / (n - 1)
+    k, f = np.zeros((n * n, n * n)), np.zeros(n * n)
+    gauss_1d = (0.5 - 0.5 / math.sqrt(3), 0.5 + 0.5 / math.sqrt(3))  # on [0, 1]
+    for j in range(n - 1):
+        for i in range(n - 1):
+            nodes = [(i, j), (i + 1, j), (i, j + 1), (i + 1, j + 1)]
+            for sy in gauss_1d:
+                for sx in gauss_1d:
+                    # basis on the unit cell: N = bx(sx) by(sy), bx = 1 - s or s
+                    basis, grads = [], []
+                    for ni, nj in nodes:
+                        bx, dbx = (1 - sx, -1.0) if ni == i else (sx, 1.0)
+                        by, dby = (1 - sy, -1.0) if nj == j else (sy, 1.0)
+                        basis.append(bx * by)
+                        grads.append((dbx * by / h, bx * dby / h))
+                    nu_q = sum(b * nu[nj, ni] for b, (ni, nj) in zip(basis, nodes))
+                    w = h * h / 4  # Gauss weight 1 on [-1, 1]^2 times |det J|
+                    for a, (ai, aj) in enumerate(nodes):
+                        f[aj * n + ai] += w * source * basis[a]
+                        for b, (bi, bj) in enumerate(nodes):
+                            k[aj * n + ai, bj * n + bi] += w * nu_q * (grads[a][0] * grads[b][0] +
+                                                                       grads[a][1] * grads[b][1])
+    return k, f
+
+
+def self_test():
+    failures = []
+
+    def check(ok, what):
+        print(f"{'ok  ' if ok else 'FAIL'} {what}", flush=True)
+        if not ok:
+            failures.append(what)
+
+    # Random123's known answers (the vectors tests/unit/test_rng.cpp checks).
+    m = 0xFFFFFFFF
+    for ctr, key, want in [((0, 0, 0, 0), (0, 0), (0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8)),
+                           ((m, m, m, m), (m, m), (0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd)),
+                           ((0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344), (0xa4093822, 0x299f31d0),
+                            (0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1))]:
+        got = tuple(int(w) for w in philox4x32_10(*ctr, *key))
+        check(got == want, f"philox4x32-10 known answer {[hex(c) for c in ctr]}")
+    u = random_uniform(7, 3, np.arange(1000, dtype=np.uint64))
+    check(bool(np.all(u >= 0) and np.all(u < 1) and abs(u.mean() - 0.5) < 0.05), "random_uniform in [0, 1)")
+    check(random_uniform(7, 3, 1 << 40) != random_uniform(7, 3, 0), "random_uniform uses the high index bits")
+
+    # KL: roots solve the eigen equation, one per interval; eigenfunctions are orthonormal.
+    problem = dict(DEFAULTS["problem"], pde="poisson2d", resolution=2001, kl_modes=6)
+    s = KlSampler2D(problem, 0)
+    l = problem["correlation_length"]
+    ok = all((k - 1) * math.pi < a <= k * math.pi and abs((l * l * a * a - 1) * math.sin(a) - 2 * l * a * math.cos(a))
+             < 1e-9 for k, a in enumerate(s.roots, 1))
+    check(ok, f"KL roots {np.round(s.roots, 6).tolist()} solve tan a = 2la/(l^2a^2-1), one per interval")
+    x = np.arange(2001) / 2000
+    gram = np.trapz(s.phi[:, None, :] * s.phi[None, :, :], x, axis=2)
+    check(np.allclose(gram, np.eye(len(s.roots)), atol=1e-5), "KL eigenfunctions are orthonormal on [0, 1]")
+    prods = [s.lam[i] * s.lam[j] for i, j in s.pairs]
+    check(all(a >= b for a, b in zip(prods, prods[1:])), f"2D modes by decreasing lambda_i lambda_j: {s.pairs}")
+    a, b = s.log_nu([5, 1 << 40]), s.log_nu([1 << 40, 5])
+    check(np.array_equal(a[0], b[1]) and np.array_equal(a[1], b[0]), "a sample depends only on its index")
+
+    # Loss against an independent dense assembly on a 5x5 grid: J = u^T K u / 2 - F^T u, dJ/du = K u - F.
+    rng = np.random.default_rng(1)
+    n, source = 5, 0.7
+    nu = np.exp(rng.uniform(-1.5, 1.5, (n, n)))
+    k, f = dense_q1_system(nu, source)
+    uu = rng.uniform(-1, 1, (n, n))
+    ut = torch.tensor(uu[None], dtype=torch.float64, requires_grad=True)
+    loss = q1_energy(ut, torch.tensor(nu[None]), source, 1.0 / (n - 1)).sum()
+    loss.backward()
+    uv = uu.reshape(-1)
+    want = 0.5 * uv @ k @ uv - f @ uv
+    check(abs(loss.item() - want) <= 1e-12 * max(1.0, abs(want)), f"loss {loss.item():.15e} == u^T K u/2 - F^T u "
+          f"{want:.15e}")
+    grad_err = np.abs(ut.grad.numpy().reshape(-1) - (k @ uv - f)).max()
+    check(grad_err <= 1e-12 * np.abs(k @ uv - f).max(), f"gradient == K u - F (max difference {grad_err:.1e})")
+    k32 = q1_energy(ut.detach().float(), torch.tensor(nu[None]).float(), source, 0.25).item()
+    check(abs(k32 - want) <= 1e-5 * max(1.0, abs(want)), "the fp32 loss agrees to fp32 precision")
+    kb, fb = assemble_q1(nu, source)
+    check(np.allclose(kb.toarray(), k, rtol=1e-13, atol=1e-13) and np.allclose(fb, f, rtol=1e-13, atol=1e-15),
+          "the sparse assembly of the reference solver equals the dense one")
+
+    # The reference solution minimises the lifted loss: its gradient vanishes at the free nodes.
+    u_ref, rel = reference_solution(np.log(nu), source, 1e-10)
+    ut = torch.tensor(u_ref[None], requires_grad=True)
+    q1_energy(ut, torch.tensor(nu[None]), source, 0.25).sum().backward()
+    g = ut.grad.numpy()[0]
+    check(rel <= 1e-10 and np.abs(g[:, 1:-1]).max() < 1e-12 and np.all(u_ref[:, 0] == 1) and np.all(u_ref[:, -1] == 0),
+          f"reference solution: residual {rel:.1e}, free-node gradient {np.abs(g[:, 1:-1]).max():.1e}, "
+          "Dirichlet values exact")
+
+    # The U-Net of the quickstart deck has pdegen check's parameter count (481,745).
+    net = UNet(DEFAULTS["network"])
+    count = sum(w.numel() for w in net.parameters())
+    check(count == 481745, f"U-Net depth 4 base 16 has {count:,} parameters (pdegen check: 481,745)")
+    check(tuple(net(torch.zeros(2, 1, 64, 64)).shape) == (2, 1, 64, 64), "U-Net maps [2,1,64,64] to itself")
+    for change, want in (({"norm": "batch"}, 482337), ({"downsample": "strided_conv", "upsample": "resize_conv"},
+                                                        557121)):
+        count = sum(w.numel() for w in UNet(dict(DEFAULTS["network"], **change)).parameters())
+        check(count == want, f"U-Net with {change} has {count:,} parameters (pdegen check: {want:,})")
+
+    print("self-test: " + ("all passed" if not failures else f"{len(failures)} FAILED"), flush=True)
+    return 1 if failures else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("deck", nargs="?", help="pdegen deck (YAML)")
+    ap.add_argument("overrides", nargs="*", help="key.path=value, as for pdegen")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    ap.add_argument("--steps", type=int, help="the same as training.steps=N")
+    ap.add_argument("--eval-only-at-end", action="store_true", help="the same as evaluation.every=0")
+    ap.add_argument("--json", help="also write the final JSON line to this file")
+    ap.add_argument("--loss-dtype", choices=("float32", "float64"), default="float64",
+                    help="dtype of the loss arithmetic (default float64, as pdegen's; the sum is always fp64)")
+    ap.add_argument("--self-test", action="store_true", help="check sampler, loss and solver; exit 1 on failure")
+    args = ap.parse_intermixed_args()
+    if args.self_test:
+        torch.set_num_threads(args.threads)
+        sys.exit(self_test())
+    if not args.deck:
+        ap.error("a deck is needed (or --self-test)")
+    overrides = list(args.overrides) + ([f"training.steps={args.steps}"] if args.steps is not None else [])
+    result = train(load_deck(args.deck, overrides), args)
+    line = json.dumps(result)
+    print(line, flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
