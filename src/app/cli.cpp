@@ -172,9 +172,9 @@ usage: pdegen VERB DECK [key.path=value ...] [options]
        pdegen [VERB] --help
 
 verbs:
-  train     train a generator on the deck's PDE (not implemented yet)
-  predict   evaluate a trained generator, --checkpoint FILE (not implemented yet)
-  solve     reference solutions from the classical solver (not implemented yet)
+  train     train a generator on the deck's PDE (poisson2d now; other PDEs exit 3)
+  predict   a trained generator (--checkpoint FILE) on new samples, against the reference
+  solve     reference solutions of the evaluation samples from the classical solver
   check     validate the deck; print it resolved, with the network's size, FLOPs and memory
 
 overrides: key.path=value sets a deck key after the file is read; the value is YAML:
@@ -186,15 +186,18 @@ options:
   -h, --help          this help; 'pdegen VERB --help' for one verb
   --version           version, git hash, backends, MPI and HDF5 libraries
 
-exit codes: 0 success, 1 runtime failure, 2 usage or deck error, 3 verb not implemented yet
+exit codes: 0 success, 1 runtime failure, 2 usage or deck error, 3 not implemented yet (e.g. a
+PDE whose issue has not landed), 4 training diverged (NaN/Inf loss), 128+N stopped by signal N
 deck keys, defaults and error messages: docs/deck.md
 )";
     case Verb::train:
       return R"(usage: pdegen train DECK [key.path=value ...] [--restart FILE] [options]
 
-Trains the deck's generator with the physics loss on every MPI rank of the job, writing history,
-fields and checkpoints under output.dir. (Not implemented yet: the deck is validated, then pdegen
-exits with code 3.)
+Trains the deck's generator with the physics loss on every MPI rank of the job. Writes under
+output.dir: deck.resolved.yaml, pdegen.log, history.csv (one row per logged step), summary.json,
+checkpoints/step_<N>.h5 and, at the end, fields.h5 + fields.xdmf (held-out samples: coefficient,
+prediction, reference, error). SIGINT/SIGTERM stop after the current step with a final checkpoint;
+training.restart=latest (or --restart FILE) continues exactly where a checkpoint left off.
 
   --restart FILE   continue from this checkpoint (the same as training.restart=FILE)
   --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
@@ -202,8 +205,9 @@ exits with code 3.)
     case Verb::predict:
       return R"(usage: pdegen predict DECK --checkpoint FILE [key.path=value ...] [options]
 
-Evaluates a trained generator on the deck's evaluation samples. (Not implemented yet: the deck is
-validated, then pdegen exits with code 3.)
+Runs a trained generator on evaluation.samples new samples (a sample range that neither training
+nor evaluation uses) and compares it with the reference solver: writes output.dir/predict.h5 +
+.xdmf (coefficient, prediction, reference, error) and predict.json (rel_l2 per sample, mean, max).
 
   --checkpoint FILE   the trained generator (required)
   --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
@@ -211,8 +215,9 @@ validated, then pdegen exits with code 3.)
     case Verb::solve:
       return R"(usage: pdegen solve DECK [key.path=value ...] [options]
 
-Computes reference solutions of the deck's evaluation samples with the classical solver. (Not
-implemented yet: the deck is validated, then pdegen exits with code 3.)
+Computes the reference solutions of the deck's evaluation samples with the classical solver
+(matrix-free CG + geometric multigrid to evaluation.solver_tolerance): writes
+output.dir/reference.h5 + .xdmf (coefficient, u_ref) and solve.json (iterations, time).
 
   --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
 )";

@@ -94,19 +94,24 @@ void create_xdmf_views(hid_t file, const std::vector<std::string>& fields, int64
 std::string xdmf_text(const std::string& h5_file_name, const UniformGrid& grid,
                       const std::vector<std::string>& fields, const std::vector<int64_t>& sample_index) {
   check_grid(grid);
-  const bool is3d = grid.nodes.size() == 3;
-  const std::string dims = slowest_first(grid.nodes);
-  const std::string topology = fmt::format(R"(<Topology TopologyType="{}" Dimensions="{}"/>)",
-                                           is3d ? "3DCoRectMesh" : "2DCoRectMesh", dims);
+  // Every grid is written as a 3DCoRectMesh; a 2D one gets a single node along z (see xdmf.hpp).
+  UniformGrid g = grid;
+  if (g.nodes.size() == 2) {
+    g.nodes.push_back(1);
+    g.origin.push_back(0.0);
+    g.spacing.push_back(1.0);
+  }
+  const std::string dims = slowest_first(g.nodes);
+  const std::string topology =
+      fmt::format(R"(<Topology TopologyType="3DCoRectMesh" Dimensions="{}"/>)", dims);
   const std::string geometry = fmt::format(
-      "<Geometry GeometryType=\"{0}\">\n"
-      "          <DataItem Name=\"Origin\" Dimensions=\"{1}\" NumberType=\"Float\" Precision=\"8\" "
-      "Format=\"XML\">{2}</DataItem>\n"
-      "          <DataItem Name=\"Spacing\" Dimensions=\"{1}\" NumberType=\"Float\" Precision=\"8\" "
-      "Format=\"XML\">{3}</DataItem>\n"
+      "<Geometry GeometryType=\"ORIGIN_DXDYDZ\">\n"
+      "          <DataItem Name=\"Origin\" Dimensions=\"3\" NumberType=\"Float\" Precision=\"8\" "
+      "Format=\"XML\">{}</DataItem>\n"
+      "          <DataItem Name=\"Spacing\" Dimensions=\"3\" NumberType=\"Float\" Precision=\"8\" "
+      "Format=\"XML\">{}</DataItem>\n"
       "        </Geometry>",
-      is3d ? "ORIGIN_DXDYDZ" : "ORIGIN_DXDY", grid.nodes.size(), slowest_first(grid.origin),
-      slowest_first(grid.spacing));
+      slowest_first(g.origin), slowest_first(g.spacing));
 
   std::string out =
       "<?xml version=\"1.0\" ?>\n"

@@ -9,6 +9,13 @@
 //
 // XDMF orders dimensions, origin and spacing slowest first (z, y, x); pdegen's own vectors are
 // x first, and the functions below do the reversal.
+//
+// 2D grids are written as a 3DCoRectMesh with ONE node along z ("1 Ny Nx", origin "0 oy ox",
+// spacing "1 dy dx"), not as a 2DCoRectMesh: ParaView 5.11's readers (Xdmf3 and the legacy XDMF
+// one alike) put a 2DCoRectMesh's fastest axis along VTK's y and the other along z, i.e. the field
+// lies in the y-z plane. With the singleton z axis, x runs to the right and y up, as expected.
+// The data items declare "1 Ny Nx" too (same element count as the [Ny, Nx] datasets): with "Ny Nx"
+// the legacy reader mis-sizes the arrays.
 #pragma once
 
 #include <hdf5.h>
@@ -33,7 +40,7 @@ std::string xdmf_view_path(const std::string& field, int64_t position);
 void create_xdmf_views(hid_t file, const std::vector<std::string>& fields, int64_t samples,
                        const UniformGrid& grid);
 
-// The XDMF document: a temporal collection with one uniform grid per sample (time = position,
+// The XDMF document: a temporal collection with one 3DCoRectMesh per sample (time = position,
 // grid name `sample_<global index>`), node-centred scalar attributes read from `h5_file_name`
 // (relative to the .xdmf, so the pair can be moved together), plus the global sample index as a
 // grid-centred attribute.

@@ -90,15 +90,13 @@ run --version
 expect "--version lists version, backends, MPI and HDF5" 0 "pdegen 0.1.0" "backends:" "cpu (oneDNN " \
   "OpenMP" "cuda" "MPI: " "HDF5: "
 
-run train input_decks/quickstart.yaml
-expect "train exits 3: not implemented" 3 \
-  "pdegen train: not implemented yet (coming with the poisson2d training issue)"
+run train input_decks/poisson3d_32.yaml
+expect "train of a PDE whose issue has not landed exits 3 and says so" 3 \
+  "problem.pde 'poisson3d' is not built yet"
 run predict input_decks/quickstart.yaml --checkpoint "$work/none.h5"
-expect "predict exits 3: not implemented" 3 "pdegen predict: not implemented yet"
-run solve input_decks/quickstart.yaml
-expect "solve exits 3: not implemented" 3 "pdegen solve: not implemented yet"
-run train input_decks/quickstart.yaml --restart "$work/step_10.h5"
-expect "train --restart is accepted and still not implemented" 3 "not implemented yet"
+expect "predict names a missing checkpoint" 2 "none.h5"
+run train input_decks/quickstart.yaml --restart "$work/step_10.h5" output.dir="$work/run"
+expect "train --restart names a missing checkpoint" 2 "step_10.h5"
 
 run --help
 expect "--help shows usage and the verbs" 0 "usage: pdegen VERB DECK" "train" "predict" "solve" "check"

@@ -13,28 +13,8 @@ namespace {
 
 constexpr double eps = 1e-5;
 
-struct Case {
-  Shape shape;
-  int block;
-  bool affine;
-};
-
-// 2D and 3D, blocked (C = 16 in blocks of 16, and of 8 as with AVX2) and plain (C = 16 and C = 3),
-// with and without gamma/beta.
-const Case cases[] = {
-    {Shape{2, 16, 5, 3}, 16, true},    {Shape{2, 16, 5, 3}, 1, true},   {Shape{3, 3, 4, 5}, 1, true},
-    {Shape{2, 16, 3, 4, 3}, 16, true}, {Shape{2, 3, 3, 2, 4}, 1, true}, {Shape{2, 16, 5, 3}, 16, false},
-    {Shape{3, 3, 4, 5}, 1, false},     {Shape{2, 16, 3, 5}, 8, true},
-};
-
-struct Dims {
-  int64_t N, C, S;
-  explicit Dims(const Shape& s) : N(s[0]), C(s[1]), S(s.spatial()) {}
-  size_t at(int64_t n, int64_t c, int64_t s) const { return static_cast<size_t>((n * C + c) * S + s); }
-};
-
 // y = gamma (x - mean) / sqrt(var + eps) + beta with the given per-channel mean and (biased) variance.
-Vec normalise(const Vec& x, const Dims& d, const Vec& mean, const Vec& var, const Vec& gamma,
+Vec normalise(const Vec& x, const Extents& d, const Vec& mean, const Vec& var, const Vec& gamma,
               const Vec& beta) {
   Vec y(x.size());
   for (int64_t n = 0; n < d.N; ++n)
@@ -47,7 +27,7 @@ Vec normalise(const Vec& x, const Dims& d, const Vec& mean, const Vec& var, cons
 }
 
 // Batch mean and biased variance per channel, two-pass.
-std::pair<Vec, Vec> batch_stats(const Vec& x, const Dims& d) {
+std::pair<Vec, Vec> batch_stats(const Vec& x, const Extents& d) {
   Vec mean(static_cast<size_t>(d.C), 0.0), var(static_cast<size_t>(d.C), 0.0);
   const double M = static_cast<double>(d.N * d.S);
   for (int64_t c = 0; c < d.C; ++c) {
@@ -61,46 +41,19 @@ std::pair<Vec, Vec> batch_stats(const Vec& x, const Dims& d) {
   return {mean, var};
 }
 
-Vec train_reference(const Vec& x, const Dims& d, const Vec& gamma, const Vec& beta) {
+Vec train_reference(const Vec& x, const Extents& d, const Vec& gamma, const Vec& beta) {
   const auto [mean, var] = batch_stats(x, d);
   return normalise(x, d, mean, var, gamma, beta);
 }
 
-ParameterRegistry::Id param_id(const ParameterRegistry& r, const std::string& name) {
-  for (size_t i = 0; i < r.params().size(); ++i)
-    if (r.params()[i].name == name) return static_cast<ParameterRegistry::Id>(i);
-  FAIL("no parameter " << name);
-  return -1;
-}
-
-void set_values(const Tensor& t, const Vec& v) {
-  Tensor view = t;
-  copy_into(view, v);
-}
-
-// A finalized layer with random gamma in [0.5, 1.5] and beta in [-1, 1] (or none without affine).
-struct Fixture {
-  ParameterRegistry registry;
-  BatchNorm layer;
-  Vec gamma, beta;
+// A finalized layer "bn" with random gamma in [0.5, 1.5] and beta in [-1, 1] (or none without affine).
+struct Fixture : NormFixture<BatchNorm> {
   Fixture(int64_t C, bool affine, double momentum = 0.1)
-      : layer("bn", BatchNormConfig{C, eps, momentum, affine}, registry),
-        gamma(static_cast<size_t>(C), 1.0),
-        beta(static_cast<size_t>(C), 0.0) {
-    registry.finalize(7);
-    if (affine) {
-      gamma = random_vec(static_cast<size_t>(C), 11, 0.5, 1.5);
-      beta = random_vec(static_cast<size_t>(C), 12);
-      set_values(registry.value(param_id(registry, "bn.weight")), gamma);
-      set_values(registry.value(param_id(registry, "bn.bias")), beta);
-    }
-  }
-  Vec dgamma() const { return values_of(registry.grad(param_id(registry, "bn.weight"))); }
-  Vec dbeta() const { return values_of(registry.grad(param_id(registry, "bn.bias"))); }
+      : NormFixture("bn", BatchNormConfig{C, eps, momentum, affine}) {}
 };
 
 // Input with per-channel offsets and scales, so that normalisation has something to remove.
-Vec channel_input(const Dims& d, uint64_t stream) {
+Vec channel_input(const Extents& d, uint64_t stream) {
   Vec x = random_vec(static_cast<size_t>(d.N * d.C * d.S), stream);
   const Vec offset = random_vec(static_cast<size_t>(d.C), stream + 100, -3, 3);
   const Vec scale = random_vec(static_cast<size_t>(d.C), stream + 200, 0.5, 4);
@@ -114,11 +67,11 @@ Vec channel_input(const Dims& d, uint64_t stream) {
 }  // namespace
 
 TEST_CASE("batch norm train forward normalises with the batch mean and biased variance") {
-  for (const Case& cs : cases) {
+  for (const NormCase& cs : norm_cases) {
     CAPTURE(cs.shape.str());
     CAPTURE(cs.block);
     CAPTURE(cs.affine);
-    const Dims d(cs.shape);
+    const Extents d(cs.shape);
     Fixture f(d.C, cs.affine);
     const Vec x = channel_input(d, 1);
     const Tensor y = f.layer.forward(tensor_from(x, cs.shape, cs.block), Mode::train);
@@ -129,35 +82,24 @@ TEST_CASE("batch norm train forward normalises with the batch mean and biased va
 }
 
 TEST_CASE("batch norm train backward matches central differences for dx, dgamma and dbeta") {
-  for (const Case& cs : cases) {
+  for (const NormCase& cs : norm_cases) {
     CAPTURE(cs.shape.str());
     CAPTURE(cs.block);
     CAPTURE(cs.affine);
-    const Dims d(cs.shape);
+    const Extents d(cs.shape);
     Fixture f(d.C, cs.affine);
     const Vec x = channel_input(d, 2);
     const Vec w = random_vec(x.size(), 3);
-    f.layer.forward(tensor_from(x, cs.shape, cs.block), Mode::train);
-    const Tensor dx = f.layer.backward(tensor_from(w, cs.shape, cs.block));
-    CHECK(dx.channel_block() == cs.block);
-    const auto of_x = [&](const Vec& v) { return train_reference(v, d, f.gamma, f.beta); };
-    CHECK(rel_max_error(values_of(dx), fd_gradient(of_x, x, w)) < 1e-4);
-    if (cs.affine) {
-      const auto of_gamma = [&](const Vec& g) { return train_reference(x, d, g, f.beta); };
-      const auto of_beta = [&](const Vec& b) { return train_reference(x, d, f.gamma, b); };
-      CHECK(rel_max_error(f.dgamma(), fd_gradient(of_gamma, f.gamma, w)) < 1e-4);
-      CHECK(rel_max_error(f.dbeta(), fd_gradient(of_beta, f.beta, w)) < 1e-4);
-    } else {
-      CHECK(f.registry.params().empty());
-    }
+    check_norm_backward(f, cs, Mode::train, x, w,
+                        [&](const Vec& v, const Vec& g, const Vec& b) { return train_reference(v, d, g, b); });
   }
 }
 
 TEST_CASE("batch norm eval mode normalises with the running statistics and leaves them unchanged") {
-  for (const Case& cs : cases) {
+  for (const NormCase& cs : norm_cases) {
     CAPTURE(cs.shape.str());
     CAPTURE(cs.block);
-    const Dims d(cs.shape);
+    const Extents d(cs.shape);
     Fixture f(d.C, cs.affine);
     const Vec mean = random_vec(static_cast<size_t>(d.C), 20, -2, 2);
     const Vec var = random_vec(static_cast<size_t>(d.C), 21, 0.2, 3);
@@ -172,11 +114,11 @@ TEST_CASE("batch norm eval mode normalises with the running statistics and leave
 }
 
 TEST_CASE("batch norm eval backward matches central differences with the statistics held constant") {
-  for (const Case& cs : cases) {
+  for (const NormCase& cs : norm_cases) {
     CAPTURE(cs.shape.str());
     CAPTURE(cs.block);
     CAPTURE(cs.affine);
-    const Dims d(cs.shape);
+    const Extents d(cs.shape);
     Fixture f(d.C, cs.affine);
     const Vec mean = random_vec(static_cast<size_t>(d.C), 22, -2, 2);
     const Vec var = random_vec(static_cast<size_t>(d.C), 23, 0.2, 3);
@@ -184,24 +126,16 @@ TEST_CASE("batch norm eval backward matches central differences with the statist
     copy_into(f.layer.running_var(), var);
     const Vec x = channel_input(d, 5);
     const Vec w = random_vec(x.size(), 6);
-    f.layer.forward(tensor_from(x, cs.shape, cs.block), Mode::eval);
-    const Tensor dx = f.layer.backward(tensor_from(w, cs.shape, cs.block));
-    const auto of_x = [&](const Vec& v) { return normalise(v, d, mean, var, f.gamma, f.beta); };
-    CHECK(rel_max_error(values_of(dx), fd_gradient(of_x, x, w)) < 1e-4);
-    if (cs.affine) {
-      const auto of_gamma = [&](const Vec& g) { return normalise(x, d, mean, var, g, f.beta); };
-      const auto of_beta = [&](const Vec& b) { return normalise(x, d, mean, var, f.gamma, b); };
-      CHECK(rel_max_error(f.dgamma(), fd_gradient(of_gamma, f.gamma, w)) < 1e-4);
-      CHECK(rel_max_error(f.dbeta(), fd_gradient(of_beta, f.beta, w)) < 1e-4);
-    }
+    check_norm_backward(f, cs, Mode::eval, x, w,
+                        [&](const Vec& v, const Vec& g, const Vec& b) { return normalise(v, d, mean, var, g, b); });
   }
 }
 
 TEST_CASE("running statistics after two train steps follow the momentum rule with the unbiased variance") {
-  for (const Case& cs : {cases[0], cases[2], cases[3]}) {
+  for (const NormCase& cs : {norm_cases[0], norm_cases[2], norm_cases[3]}) {
     CAPTURE(cs.shape.str());
     CAPTURE(cs.block);
-    const Dims d(cs.shape);
+    const Extents d(cs.shape);
     const double m = 0.3;
     Fixture f(d.C, true, m);
     const double M = static_cast<double>(d.N * d.S);
@@ -222,10 +156,10 @@ TEST_CASE("running statistics after two train steps follow the momentum rule wit
 
 TEST_CASE(
     "the stats hook gets 2C+1 values in forward and 2C in backward, and doubling counts shows in y and dx") {
-  for (const Case& cs : {cases[0], cases[2], cases[3]}) {
+  for (const NormCase& cs : {norm_cases[0], norm_cases[2], norm_cases[3]}) {
     CAPTURE(cs.shape.str());
     CAPTURE(cs.block);
-    const Dims d(cs.shape);
+    const Extents d(cs.shape);
     const auto C = static_cast<int>(d.C);
     Fixture f(d.C, true);
     std::vector<int> calls;
@@ -284,10 +218,10 @@ TEST_CASE(
 }
 
 TEST_CASE("a stats hook adding a second rank's batch gives the union-batch output and gradient") {
-  for (const Case& cs : {cases[0], cases[2], cases[3]}) {
+  for (const NormCase& cs : {norm_cases[0], norm_cases[2], norm_cases[3]}) {
     CAPTURE(cs.shape.str());
     CAPTURE(cs.block);
-    const Dims d(cs.shape);
+    const Extents d(cs.shape);
     const auto C = static_cast<int>(d.C);
     Fixture f(d.C, true);
 
@@ -327,7 +261,7 @@ TEST_CASE("a stats hook adding a second rank's batch gives the union-batch outpu
     };
     Shape union_shape = cs.shape;
     union_shape[0] *= 2;
-    const Dims du(union_shape);
+    const Extents du(union_shape);
 
     const Vec x = channel_input(d, 11), w = random_vec(x.size(), 12);
     const Tensor y = f.layer.forward(tensor_from(x, cs.shape, cs.block), Mode::train);
@@ -351,7 +285,7 @@ TEST_CASE("a stats hook adding a second rank's batch gives the union-batch outpu
 
 TEST_CASE("batch norm parameter gradients accumulate over backward calls and are announced ready") {
   const Shape shape{2, 16, 4, 4};
-  const Dims d(shape);
+  const Extents d(shape);
   Fixture f(d.C, true);
   std::vector<ParameterRegistry::Id> ready;
   f.registry.set_grad_ready_hook([&](ParameterRegistry::Id id) { ready.push_back(id); });

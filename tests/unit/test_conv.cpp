@@ -2,7 +2,6 @@
 // loop for L = sum(w * y), in 2D and 3D, for blocked and plain inputs and gradients.
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <vector>
 
 #include "backend/cpu/dnnl_context.hpp"
@@ -13,14 +12,6 @@ using namespace pdegen;
 using namespace pdegen::testing;
 
 namespace {
-
-// Extents of an N, C, [D,] H, W shape with D = 1 for 2D, so one loop nest serves both.
-struct Grid {
-  int64_t n, c, d, h, w;
-};
-Grid grid_of(const Shape& s) {
-  return s.rank() == 5 ? Grid{s[0], s[1], s[2], s[3], s[4]} : Grid{s[0], s[1], 1, s[2], s[3]};
-}
 
 Shape expected_output(const ConvConfig& c, const Shape& in) {
   Shape out{in[0], c.out_channels};
@@ -54,39 +45,6 @@ Vec reference(const ConvConfig& c, const Shape& in_shape, const Vec& x, const Ve
             y[at++] = acc;
           }
   return y;
-}
-
-// Finite differences are affordable for ~200 entries; larger tensors are checked on a random subset
-// (the function is re-evaluated with only those entries varied).
-constexpr size_t fd_entries = 200;
-constexpr double grad_tol = 1e-4;
-
-void check_gradient(const std::function<Vec(const Vec&)>& f, const Vec& v, const Vec& loss_weights,
-                    const Vec& layer_grad, uint64_t stream) {
-  REQUIRE(layer_grad.size() == v.size());
-  if (v.size() <= fd_entries) {
-    CHECK(rel_max_error(layer_grad, fd_gradient(f, v, loss_weights)) < grad_tol);
-    return;
-  }
-  // Distinct entries (a repeated one would be overwritten by its twin in f_sub): the fd_entries
-  // smallest of one random key per entry.
-  const Vec keys = random_vec(v.size(), stream);
-  std::vector<size_t> picked(v.size());
-  std::iota(picked.begin(), picked.end(), size_t{0});
-  std::nth_element(picked.begin(), picked.begin() + fd_entries, picked.end(),
-                   [&](size_t a, size_t b) { return keys[a] < keys[b]; });
-  picked.resize(fd_entries);
-  Vec sub, layer_sub;
-  for (size_t i : picked) {
-    sub.push_back(v[i]);
-    layer_sub.push_back(layer_grad[i]);
-  }
-  auto f_sub = [&](const Vec& s) {
-    Vec full = v;
-    for (size_t j = 0; j < picked.size(); ++j) full[picked[j]] = s[j];
-    return f(full);
-  };
-  CHECK(rel_max_error(layer_sub, fd_gradient(f_sub, sub, loss_weights)) < grad_tol);
 }
 
 // One forward and backward of `conv` on a fresh input of `in_shape` given in `x_block` layout, with
@@ -138,6 +96,45 @@ ConvConfig config(int ndim, int64_t cin, int64_t cout, int kernel, int stride, i
   c.padding = padding;
   c.bias = bias;
   return c;
+}
+
+// Backward with and without dx on the same forward: the parameter gradients must not change (they
+// are computed first either way), dx must be undefined when switched off and come back when on.
+void check_skipped_input_grad(const ConvConfig& c, const Shape& in, int x_block) {
+  CAPTURE(in.str());
+  CAPTURE(x_block);
+  ParameterRegistry registry;
+  Conv conv("first", c, registry);
+  registry.finalize(7);
+  std::vector<ParameterRegistry::Id> ready;
+  registry.set_grad_ready_hook([&](ParameterRegistry::Id id) { ready.push_back(id); });
+  const Shape out = conv.output_shape(in);
+  const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, x_block);
+  const Tensor dy =
+      tensor_from(random_vec(static_cast<size_t>(out.numel()), 2), out, cpu::channel_block_for(c.out_channels));
+  auto backward = [&] {
+    registry.zero_grads();
+    conv.forward(x, Mode::train);
+    return conv.backward(dy);
+  };
+
+  CHECK(conv.needs_input_grad());
+  const Tensor dx = backward();
+  REQUIRE(dx.defined());
+  const Vec dw = values_of(registry.grad(conv.weight_id())), db = values_of(registry.grad(conv.bias_id()));
+
+  conv.set_needs_input_grad(false);
+  CHECK_FALSE(backward().defined());
+  CHECK(rel_max_error(values_of(registry.grad(conv.weight_id())), dw) == 0);
+  CHECK(rel_max_error(values_of(registry.grad(conv.bias_id())), db) == 0);
+  const auto w = conv.weight_id(), b = conv.bias_id();
+  CHECK(ready == std::vector<ParameterRegistry::Id>{w, b, w, b});
+
+  conv.set_needs_input_grad(true);
+  const Tensor dx_again = backward();
+  REQUIRE(dx_again.defined());
+  CHECK(dx_again.channel_block() == x_block);
+  CHECK(rel_max_error(values_of(dx_again), values_of(dx)) == 0);
 }
 
 }  // namespace
@@ -203,6 +200,13 @@ TEST_CASE("conv gradients accumulate over backwards and weight and bias are anno
   CHECK(rel_max_error(values_of(registry.grad(conv.weight_id())), dw1_twice) < 1e-6);
   CHECK(rel_max_error(values_of(registry.grad(conv.bias_id())), db1_twice) < 1e-6);
   CHECK(ready.size() == 4);
+}
+
+TEST_CASE("conv told dx is not needed gives the same dW and db, announces them, and returns no dx") {
+  // The network's first conv (1 -> 16, plain input) is the case this is for; blocked and 3D too.
+  check_skipped_input_grad(config(2, 1, 16, 3, 1, 1), Shape{2, 1, 9, 7}, 1);
+  check_skipped_input_grad(config(2, 16, 16, 3, 1, 1), Shape{1, 16, 6, 5}, 16);
+  check_skipped_input_grad(config(3, 1, 16, 3, 1, 1), Shape{1, 1, 4, 5, 3}, 1);
 }
 
 TEST_CASE("conv rebuilds its primitives when the input shape changes") {

@@ -3,7 +3,6 @@
 // plain inputs and gradients.
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <vector>
 
 #include "backend/cpu/dnnl_context.hpp"
@@ -14,14 +13,6 @@ using namespace pdegen;
 using namespace pdegen::testing;
 
 namespace {
-
-// Extents of an N, C, [D,] H, W shape with D = 1 for 2D, so one loop nest serves both.
-struct Grid {
-  int64_t n, c, d, h, w;
-};
-Grid grid_of(const Shape& s) {
-  return s.rank() == 5 ? Grid{s[0], s[1], s[2], s[3], s[4]} : Grid{s[0], s[1], 1, s[2], s[3]};
-}
 
 Shape expected_output(const ConvTransposeConfig& c, const Shape& in) {
   Shape out{in[0], c.out_channels};
@@ -59,39 +50,6 @@ Vec reference(const ConvTransposeConfig& c, const Shape& in_shape, const Vec& x,
                   }
           }
   return y;
-}
-
-// Finite differences are affordable for ~200 entries; larger tensors are checked on a random subset
-// (the function is re-evaluated with only those entries varied).
-constexpr size_t fd_entries = 200;
-constexpr double grad_tol = 1e-4;
-
-void check_gradient(const std::function<Vec(const Vec&)>& f, const Vec& v, const Vec& loss_weights,
-                    const Vec& layer_grad, uint64_t stream) {
-  REQUIRE(layer_grad.size() == v.size());
-  if (v.size() <= fd_entries) {
-    CHECK(rel_max_error(layer_grad, fd_gradient(f, v, loss_weights)) < grad_tol);
-    return;
-  }
-  // Distinct entries (a repeated one would be overwritten by its twin in f_sub): the fd_entries
-  // smallest of one random key per entry.
-  const Vec keys = random_vec(v.size(), stream);
-  std::vector<size_t> picked(v.size());
-  std::iota(picked.begin(), picked.end(), size_t{0});
-  std::nth_element(picked.begin(), picked.begin() + fd_entries, picked.end(),
-                   [&](size_t a, size_t b) { return keys[a] < keys[b]; });
-  picked.resize(fd_entries);
-  Vec sub, layer_sub;
-  for (size_t i : picked) {
-    sub.push_back(v[i]);
-    layer_sub.push_back(layer_grad[i]);
-  }
-  auto f_sub = [&](const Vec& s) {
-    Vec full = v;
-    for (size_t j = 0; j < picked.size(); ++j) full[picked[j]] = s[j];
-    return f(full);
-  };
-  CHECK(rel_max_error(layer_sub, fd_gradient(f_sub, sub, loss_weights)) < grad_tol);
 }
 
 // One forward and backward of `up` on a fresh input of `in_shape` given in `x_block` layout, with
@@ -197,6 +155,27 @@ TEST_CASE("conv_transpose gradients accumulate over backwards and weight and bia
   CHECK(rel_max_error(values_of(registry.grad(up.weight_id())), dw1_twice) < 1e-6);
   CHECK(rel_max_error(values_of(registry.grad(up.bias_id())), db1_twice) < 1e-6);
   CHECK(ready.size() == 4);
+}
+
+TEST_CASE("conv_transpose told dx is not needed gives the same dW and db and returns no dx") {
+  for (int block : {1, 16}) {
+    CAPTURE(block);
+    ParameterRegistry registry;
+    ConvTranspose up("up", config(2, 16, 16, 2, 2, 0), registry);
+    registry.finalize(7);
+    const Shape in{2, 16, 3, 4}, out = up.output_shape(in);
+    const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, block);
+    const Tensor dy = tensor_from(random_vec(static_cast<size_t>(out.numel()), 2), out, 16);
+    up.forward(x, Mode::train);
+    REQUIRE(up.backward(dy).defined());
+    const Vec dw = values_of(registry.grad(up.weight_id())), db = values_of(registry.grad(up.bias_id()));
+    registry.zero_grads();
+    up.set_needs_input_grad(false);
+    up.forward(x, Mode::train);
+    CHECK_FALSE(up.backward(dy).defined());
+    CHECK(rel_max_error(values_of(registry.grad(up.weight_id())), dw) == 0);
+    CHECK(rel_max_error(values_of(registry.grad(up.bias_id())), db) == 0);
+  }
 }
 
 TEST_CASE("conv_transpose rebuilds its primitives when the input shape changes") {

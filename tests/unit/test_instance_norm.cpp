@@ -12,27 +12,7 @@ namespace {
 
 constexpr double eps = 1e-5;
 
-struct Case {
-  Shape shape;
-  int block;
-  bool affine;
-};
-
-// 2D and 3D, blocked (C = 16 in blocks of 16, and of 8 as with AVX2) and plain (C = 16 and C = 3),
-// with and without gamma/beta.
-const Case cases[] = {
-    {Shape{2, 16, 5, 3}, 16, true},    {Shape{2, 16, 5, 3}, 1, true},   {Shape{3, 3, 4, 5}, 1, true},
-    {Shape{2, 16, 3, 4, 3}, 16, true}, {Shape{2, 3, 3, 2, 4}, 1, true}, {Shape{2, 16, 5, 3}, 16, false},
-    {Shape{3, 3, 4, 5}, 1, false},     {Shape{2, 16, 3, 5}, 8, true},
-};
-
-struct Dims {
-  int64_t N, C, S;
-  explicit Dims(const Shape& s) : N(s[0]), C(s[1]), S(s.spatial()) {}
-  size_t at(int64_t n, int64_t c, int64_t s) const { return static_cast<size_t>((n * C + c) * S + s); }
-};
-
-Vec reference(const Vec& x, const Dims& d, const Vec& gamma, const Vec& beta) {
+Vec reference(const Vec& x, const Extents& d, const Vec& gamma, const Vec& beta) {
   Vec y(x.size());
   for (int64_t n = 0; n < d.N; ++n)
     for (int64_t c = 0; c < d.C; ++c) {
@@ -47,40 +27,13 @@ Vec reference(const Vec& x, const Dims& d, const Vec& gamma, const Vec& beta) {
   return y;
 }
 
-ParameterRegistry::Id param_id(const ParameterRegistry& r, const std::string& name) {
-  for (size_t i = 0; i < r.params().size(); ++i)
-    if (r.params()[i].name == name) return static_cast<ParameterRegistry::Id>(i);
-  FAIL("no parameter " << name);
-  return -1;
-}
-
-void set_values(const Tensor& t, const Vec& v) {
-  Tensor view = t;
-  copy_into(view, v);
-}
-
-struct Fixture {
-  ParameterRegistry registry;
-  InstanceNorm layer;
-  Vec gamma, beta;
-  Fixture(int64_t C, bool affine)
-      : layer("in", InstanceNormConfig{C, eps, affine}, registry),
-        gamma(static_cast<size_t>(C), 1.0),
-        beta(static_cast<size_t>(C), 0.0) {
-    registry.finalize(7);
-    if (affine) {
-      gamma = random_vec(static_cast<size_t>(C), 11, 0.5, 1.5);
-      beta = random_vec(static_cast<size_t>(C), 12);
-      set_values(registry.value(param_id(registry, "in.weight")), gamma);
-      set_values(registry.value(param_id(registry, "in.bias")), beta);
-    }
-  }
-  Vec dgamma() const { return values_of(registry.grad(param_id(registry, "in.weight"))); }
-  Vec dbeta() const { return values_of(registry.grad(param_id(registry, "in.bias"))); }
+// A finalized layer "in" with random gamma in [0.5, 1.5] and beta in [-1, 1] (or none without affine).
+struct Fixture : NormFixture<InstanceNorm> {
+  Fixture(int64_t C, bool affine) : NormFixture("in", InstanceNormConfig{C, eps, affine}) {}
 };
 
 // Every (sample, channel) gets its own offset and scale, so per-instance statistics matter.
-Vec instance_input(const Dims& d, uint64_t stream) {
+Vec instance_input(const Extents& d, uint64_t stream) {
   Vec x = random_vec(static_cast<size_t>(d.N * d.C * d.S), stream);
   const Vec offset = random_vec(static_cast<size_t>(d.N * d.C), stream + 100, -3, 3);
   const Vec scale = random_vec(static_cast<size_t>(d.N * d.C), stream + 200, 0.5, 4);
@@ -95,11 +48,11 @@ Vec instance_input(const Dims& d, uint64_t stream) {
 }  // namespace
 
 TEST_CASE("instance norm forward normalises every (sample, channel) with its own mean and variance") {
-  for (const Case& cs : cases) {
+  for (const NormCase& cs : norm_cases) {
     CAPTURE(cs.shape.str());
     CAPTURE(cs.block);
     CAPTURE(cs.affine);
-    const Dims d(cs.shape);
+    const Extents d(cs.shape);
     Fixture f(d.C, cs.affine);
     const Vec x = instance_input(d, 1);
     const Tensor y = f.layer.forward(tensor_from(x, cs.shape, cs.block), Mode::train);
@@ -109,33 +62,22 @@ TEST_CASE("instance norm forward normalises every (sample, channel) with its own
 }
 
 TEST_CASE("instance norm backward matches central differences for dx, dgamma and dbeta") {
-  for (const Case& cs : cases) {
+  for (const NormCase& cs : norm_cases) {
     CAPTURE(cs.shape.str());
     CAPTURE(cs.block);
     CAPTURE(cs.affine);
-    const Dims d(cs.shape);
+    const Extents d(cs.shape);
     Fixture f(d.C, cs.affine);
     const Vec x = instance_input(d, 2);
     const Vec w = random_vec(x.size(), 3);
-    f.layer.forward(tensor_from(x, cs.shape, cs.block), Mode::train);
-    const Tensor dx = f.layer.backward(tensor_from(w, cs.shape, cs.block));
-    CHECK(dx.channel_block() == cs.block);
-    const auto of_x = [&](const Vec& v) { return reference(v, d, f.gamma, f.beta); };
-    CHECK(rel_max_error(values_of(dx), fd_gradient(of_x, x, w)) < 1e-4);
-    if (cs.affine) {
-      const auto of_gamma = [&](const Vec& g) { return reference(x, d, g, f.beta); };
-      const auto of_beta = [&](const Vec& b) { return reference(x, d, f.gamma, b); };
-      CHECK(rel_max_error(f.dgamma(), fd_gradient(of_gamma, f.gamma, w)) < 1e-4);
-      CHECK(rel_max_error(f.dbeta(), fd_gradient(of_beta, f.beta, w)) < 1e-4);
-    } else {
-      CHECK(f.registry.params().empty());
-    }
+    check_norm_backward(f, cs, Mode::train, x, w,
+                        [&](const Vec& v, const Vec& g, const Vec& b) { return reference(v, d, g, b); });
   }
 }
 
 TEST_CASE("instance norm eval mode is train mode: no running statistics") {
-  const Case cs = cases[0];
-  const Dims d(cs.shape);
+  const NormCase cs = norm_cases[0];
+  const Extents d(cs.shape);
   Fixture f(d.C, true);
   const Vec x = instance_input(d, 4);
   const Vec y_train = values_of(f.layer.forward(tensor_from(x, cs.shape, cs.block), Mode::train));
@@ -144,8 +86,8 @@ TEST_CASE("instance norm eval mode is train mode: no running statistics") {
 }
 
 TEST_CASE("instance norm parameter gradients accumulate and are announced ready") {
-  const Case cs = cases[3];
-  const Dims d(cs.shape);
+  const NormCase cs = norm_cases[3];
+  const Extents d(cs.shape);
   Fixture f(d.C, true);
   std::vector<ParameterRegistry::Id> ready;
   f.registry.set_grad_ready_hook([&](ParameterRegistry::Id id) { ready.push_back(id); });

@@ -9,10 +9,14 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <numeric>
+#include <string>
 #include <vector>
 
 #include "core/rng.hpp"
 #include "core/tensor.hpp"
+#include "nn/layer.hpp"
+#include "nn/parameter.hpp"
 
 namespace pdegen::testing {
 
@@ -82,9 +86,135 @@ inline Vec fd_gradient(const std::function<Vec(const Vec&)>& f, Vec v, const Vec
   return g;
 }
 
+// Finite differences are affordable for ~200 entries; larger tensors are checked on a random subset
+// (the function is re-evaluated with only those entries varied, `stream` choosing them).
+inline constexpr size_t fd_entries = 200;
+
+// layer_grad against central differences of L(v) = sum_k w_k f(v)_k, on every entry of v or on
+// fd_entries distinct random ones.
+inline void check_gradient(const std::function<Vec(const Vec&)>& f, const Vec& v, const Vec& loss_weights,
+                           const Vec& layer_grad, uint64_t stream, double tol = 1e-4) {
+  REQUIRE(layer_grad.size() == v.size());
+  if (v.size() <= fd_entries) {
+    CHECK(rel_max_error(layer_grad, fd_gradient(f, v, loss_weights)) < tol);
+    return;
+  }
+  // Distinct entries (a repeated one would be overwritten by its twin in f_sub): the fd_entries
+  // smallest of one random key per entry.
+  const Vec keys = random_vec(v.size(), stream);
+  std::vector<size_t> picked(v.size());
+  std::iota(picked.begin(), picked.end(), size_t{0});
+  std::nth_element(picked.begin(), picked.begin() + fd_entries, picked.end(),
+                   [&](size_t a, size_t b) { return keys[a] < keys[b]; });
+  picked.resize(fd_entries);
+  Vec sub, layer_sub;
+  for (size_t i : picked) {
+    sub.push_back(v[i]);
+    layer_sub.push_back(layer_grad[i]);
+  }
+  auto f_sub = [&](const Vec& s) {
+    Vec full = v;
+    for (size_t j = 0; j < picked.size(); ++j) full[picked[j]] = s[j];
+    return f(full);
+  };
+  CHECK(rel_max_error(layer_sub, fd_gradient(f_sub, sub, loss_weights)) < tol);
+}
+
+// Extents of an N, C, [D,] H, W shape with D = 1 for 2D, so one loop nest serves both.
+struct Grid {
+  int64_t n, c, d, h, w;
+};
+inline Grid grid_of(const Shape& s) {
+  return s.rank() == 5 ? Grid{s[0], s[1], s[2], s[3], s[4]} : Grid{s[0], s[1], 1, s[2], s[3]};
+}
+
+// An N, C, [D,] H, W shape as N, C and S = prod(spatial), with the logical (plain) index of (n, c, s).
+struct Extents {
+  int64_t N, C, S;
+  explicit Extents(const Shape& s) : N(s[0]), C(s[1]), S(s.spatial()) {}
+  size_t at(int64_t n, int64_t c, int64_t s) const { return static_cast<size_t>((n * C + c) * S + s); }
+};
+
+inline ParameterRegistry::Id param_id(const ParameterRegistry& r, const std::string& name) {
+  for (size_t i = 0; i < r.params().size(); ++i)
+    if (r.params()[i].name == name) return static_cast<ParameterRegistry::Id>(i);
+  FAIL("no parameter " << name);
+  return -1;
+}
+
+// Overwrites a plain fp32 tensor (e.g. a registry value, a view into the flat buffer) with v.
+inline void set_values(const Tensor& t, const Vec& v) {
+  Tensor view = t;
+  copy_into(view, v);
+}
+
 // fp32 forward/backward against fp64 references: sums of K fp32 products carry ~sqrt(K) * 6e-8
 // relative rounding, far below this for the K <= a few thousand of the test shapes, while a wrong
 // index or a missing term gives errors of order 1.
 inline constexpr double f32_tol = 2e-5;
+
+// ---- normalisation layers (batch norm, instance norm) ----------------------------------------
+
+struct NormCase {
+  Shape shape;
+  int block;
+  bool affine;
+};
+
+// 2D and 3D, blocked (C = 16 in blocks of 16, and of 8 as with AVX2) and plain (C = 16 and C = 3),
+// with and without gamma/beta.
+inline const NormCase norm_cases[] = {
+    {Shape{2, 16, 5, 3}, 16, true},    {Shape{2, 16, 5, 3}, 1, true},   {Shape{3, 3, 4, 5}, 1, true},
+    {Shape{2, 16, 3, 4, 3}, 16, true}, {Shape{2, 3, 3, 2, 4}, 1, true}, {Shape{2, 16, 5, 3}, 16, false},
+    {Shape{3, 3, 4, 5}, 1, false},     {Shape{2, 16, 3, 5}, 8, true},
+};
+
+// A finalized normalisation layer L named `name` with random gamma in [0.5, 1.5] and beta in [-1, 1]
+// (without affine it has no parameters, and gamma = 1, beta = 0 serve the references).
+template <class L>
+struct NormFixture {
+  ParameterRegistry registry;
+  L layer;
+  std::string name;
+  Vec gamma, beta;
+  template <class Config>
+  NormFixture(const std::string& layer_name, const Config& config)
+      : layer(layer_name, config, registry),
+        name(layer_name),
+        gamma(static_cast<size_t>(config.channels), 1.0),
+        beta(static_cast<size_t>(config.channels), 0.0) {
+    registry.finalize(7);
+    if (config.affine) {
+      gamma = random_vec(gamma.size(), 11, 0.5, 1.5);
+      beta = random_vec(beta.size(), 12);
+      set_values(registry.value(param_id(registry, name + ".weight")), gamma);
+      set_values(registry.value(param_id(registry, name + ".bias")), beta);
+    }
+  }
+  Vec dgamma() const { return values_of(registry.grad(param_id(registry, name + ".weight"))); }
+  Vec dbeta() const { return values_of(registry.grad(param_id(registry, name + ".bias"))); }
+};
+
+// One forward in `mode` and one backward of f.layer on x and dy = w in the case's layout: dx, and
+// with affine dgamma and dbeta, against central differences of reference(x, gamma, beta) for
+// L = sum(w * y); without affine, the layer must have no parameters.
+using NormReference = std::function<Vec(const Vec& x, const Vec& gamma, const Vec& beta)>;
+template <class Fixture>
+void check_norm_backward(Fixture& f, const NormCase& cs, Mode mode, const Vec& x, const Vec& w,
+                         const NormReference& reference) {
+  f.layer.forward(tensor_from(x, cs.shape, cs.block), mode);
+  const Tensor dx = f.layer.backward(tensor_from(w, cs.shape, cs.block));
+  CHECK(dx.channel_block() == cs.block);
+  const auto of_x = [&](const Vec& v) { return reference(v, f.gamma, f.beta); };
+  CHECK(rel_max_error(values_of(dx), fd_gradient(of_x, x, w)) < 1e-4);
+  if (cs.affine) {
+    const auto of_gamma = [&](const Vec& g) { return reference(x, g, f.beta); };
+    const auto of_beta = [&](const Vec& b) { return reference(x, f.gamma, b); };
+    CHECK(rel_max_error(f.dgamma(), fd_gradient(of_gamma, f.gamma, w)) < 1e-4);
+    CHECK(rel_max_error(f.dbeta(), fd_gradient(of_beta, f.beta, w)) < 1e-4);
+  } else {
+    CHECK(f.registry.params().empty());
+  }
+}
 
 }  // namespace pdegen::testing

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# End to end on a tiny deck: train writes every output; N steps + restart + N steps equals 2N steps
+# bit for bit; predict and solve work from what train wrote; SIGTERM stops cleanly with a final
+# checkpoint; a diverging run stops with exit 4 and status "diverged".
+#   PDEGEN=build/cpu/pdegen bash tests/decks/test_train.sh   (from the repository root)
+set -u
+PDEGEN="${PDEGEN:-build/cpu/pdegen}"
+deck=tests/decks/tiny.yaml
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+passed=0 failed=0
+pass() { echo "PASS: $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $1${2:+ ($2)}"; failed=$((failed + 1)); }
+check() { if eval "$2"; then pass "$1"; else fail "$1" "$2"; fi; }
+json() { /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+"$PDEGEN" train "$deck" output.dir="$work/full" >"$work/full.log" 2>&1
+check "train exits 0" "[ $? -eq 0 ]"
+for f in summary.json history.csv deck.resolved.yaml pdegen.log fields.h5 fields.xdmf checkpoints/step_00000006.h5; do
+  check "train writes $f" "[ -s '$work/full/$f' ]"
+done
+check "no temporary file is left behind" "[ -z \"\$(find '$work/full' -name '*.tmp')\" ]"
+check "summary says completed after 6 steps" "[ \"\$(json '$work/full/summary.json' 'd[\"status\"], d[\"steps\"]')\" = \"('completed', 6)\" ]"
+check "summary has rel_l2 mean and max" "json '$work/full/summary.json' 'd[\"eval\"][\"rel_l2_mean\"] > 0 and d[\"eval\"][\"rel_l2_max\"] >= d[\"eval\"][\"rel_l2_mean\"]' | grep -q True"
+check "history has one row per step" "[ \$(wc -l < '$work/full/history.csv') -eq 7 ]"
+check "the progress line reports loss, lr, rel_l2, samples/s, GFLOP/s and ETA" \
+  "grep -E 'step 6/6 \\| loss [0-9.e+-]+ \\| lr [0-9.e+-]+ \\| rel_l2 [0-9.]+% .* samples/s \\| .* GFLOP/s \\| ETA' '$work/full.log' >/dev/null"
+
+# 3 steps, then the same deck with 6 steps continuing from the latest checkpoint.
+"$PDEGEN" train "$deck" output.dir="$work/split" training.steps=3 >"$work/split1.log" 2>&1
+check "first half exits 0" "[ $? -eq 0 ]"
+"$PDEGEN" train "$deck" output.dir="$work/split" training.restart=latest >"$work/split2.log" 2>&1
+check "second half restarts from the latest checkpoint" "[ $? -eq 0 ] && grep -q 'restarted from .*step_00000003.h5 at step 3' '$work/split2.log'"
+check "3 + restart + 3 steps give bit-identical parameters to 6 steps" \
+  "h5diff -d 0 '$work/full/checkpoints/step_00000006.h5' '$work/split/checkpoints/step_00000006.h5' /parameters /parameters >/dev/null"
+check "... and bit-identical optimizer state" \
+  "h5diff '$work/full/checkpoints/step_00000006.h5' '$work/split/checkpoints/step_00000006.h5' /optimizer_state /optimizer_state >/dev/null"
+check "... and the same loss history" "diff <(cut -d, -f1,3,4,5 '$work/full/history.csv') <(cut -d, -f1,3,4,5 '$work/split/history.csv') >/dev/null"
+
+"$PDEGEN" predict "$deck" output.dir="$work/predict" --checkpoint "$work/full/checkpoints/step_00000006.h5" >"$work/predict.log" 2>&1
+check "predict exits 0 and writes predict.h5/.xdmf/.json" "[ $? -eq 0 ] && [ -s '$work/predict/predict.h5' ] && [ -s '$work/predict/predict.xdmf' ]"
+check "predict reports finite rel_l2 for every sample" "json '$work/predict/predict.json' 'd[\"rel_l2_mean\"] > 0' | grep -q True"
+"$PDEGEN" predict "$deck" output.dir="$work/predict2" network.base_channels=8 --checkpoint "$work/full/checkpoints/step_00000006.h5" >"$work/predict2.log" 2>&1
+check "predict refuses a checkpoint of another network, naming it" "[ $? -eq 2 ] && grep -q 'step_00000006.h5' '$work/predict2.log'"
+
+"$PDEGEN" solve "$deck" output.dir="$work/solve" >"$work/solve.log" 2>&1
+check "solve exits 0 and writes reference.h5/.xdmf" "[ $? -eq 0 ] && [ -s '$work/solve/reference.h5' ] && [ -s '$work/solve/reference.xdmf' ]"
+
+# SIGTERM during a long run: a clean stop after the current step, with a checkpoint.
+"$PDEGEN" train "$deck" output.dir="$work/term" training.steps=100000 evaluation.every=0 >"$work/term.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do [ -s "$work/term/history.csv" ] && [ "$(wc -l < "$work/term/history.csv")" -ge 3 ] && break; sleep 0.1; done
+kill -TERM $pid
+wait $pid
+rc=$?
+check "SIGTERM exits 143" "[ $rc -eq 143 ]"
+check "SIGTERM leaves status interrupted and a final checkpoint" \
+  "json '$work/term/summary.json' 'd[\"status\"]' | grep -q interrupted && [ -n \"\$(ls '$work/term/checkpoints/')\" ]"
+
+"$PDEGEN" train "$deck" output.dir="$work/nan" optimizer.lr=1e30 training.steps=30 >"$work/nan.log" 2>&1
+rc=$?
+check "a diverging run exits 4" "[ $rc -eq 4 ]"
+check "... with status diverged and a clear message" \
+  "json '$work/nan/summary.json' 'd[\"status\"]' | grep -q diverged && grep -q 'training diverged' '$work/nan.log'"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
