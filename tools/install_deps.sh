@@ -4,6 +4,8 @@
 #   tools/install_deps.sh            build + test dependencies
 #   tools/install_deps.sh --bench    also python3-torch/numpy/scipy/yaml for the PyTorch comparison benchmarks
 #   tools/install_deps.sh --plots    also python3-matplotlib/h5py for the plotting tools
+#   tools/install_deps.sh --paraview also ParaView's python (pvpython), xvfb and h5py for
+#                                    tests/io/test_paraview.sh (pulls OpenMPI: use mpiexec.mpich)
 set -euo pipefail
 
 pkgs=(mpich libmpich-dev libhdf5-mpich-dev hdf5-tools libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev
@@ -12,8 +14,9 @@ for arg in "$@"; do
   case "$arg" in
     --bench) pkgs+=(python3 python3-torch python3-numpy python3-scipy python3-yaml) ;;
     --plots) pkgs+=(python3 python3-matplotlib python3-h5py python3-numpy) ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
-    *) echo "install_deps.sh: unknown option '$arg' (expected --bench or --plots)" >&2; exit 2 ;;
+    --paraview) pkgs+=(python3-paraview xvfb python3-h5py hdf5-tools) ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "install_deps.sh: unknown option '$arg' (expected --bench, --plots or --paraview)" >&2; exit 2 ;;
   esac
 done
 

@@ -46,8 +46,8 @@ void Activation::keep_for_backward(const Tensor& x, const Tensor& y) {
 void Activation::check_gradient(const Tensor& dy) const {
   PDEGEN_CHECK(has_forward_, "activation backward without a forward");
   PDEGEN_CHECK(dy.shape() == shape_ && dy.channel_block() == channel_block_ && dy.dtype() == DType::f32,
-               "activation backward got {}, forward saw f32 {} in channel block {}", dy.describe(), shape_.str(),
-               channel_block_);
+               "activation backward got {}, forward saw f32 {} in channel block {}", dy.describe(),
+               shape_.str(), channel_block_);
 }
 
 Tensor Activation::forward(const Tensor& x, Mode) {

@@ -1,50 +1,21 @@
 // BatchNorm on the CPU: each direction is two OpenMP passes over the tensor's contiguous rows with
-// the channel-block lanes innermost (nn/norm_kernels.hpp): per-channel sums in double, the hook,
-// then the element-wise normalisation (forward) or gradient (backward).
+// the channel-block lanes innermost (nn/norm_kernels.hpp): per-channel sums in double (the rows'
+// statistics slot is their channel block), the hook, then the element-wise normalisation (forward)
+// or gradient (backward).
 #include <vector>
 
-#include "backend/cpu/parallel.hpp"
 #include "nn/batch_norm.hpp"
 #include "nn/norm_kernels.hpp"
 
 namespace pdegen {
 
-namespace {
-
 using norm_cpu::Tiling;
-
-Tiling tiling_of(const Tensor& t) {
-  const int64_t b = t.channel_block();
-  return Tiling(t.dim(0) * (t.dim(1) / b), t.shape().spatial(), b);
-}
-
-// Per-channel totals of two per-lane sums over the whole tensor. `item_sums(item, first, second)`
-// adds one work item's lanes into first[0, B) and second[0, B); the items' partial sums are then
-// added in item order, so the totals do not depend on the thread count.
-template <class F>
-void channel_sums(const Tiling& t, int64_t channels, F&& item_sums, double* first, double* second) {
-  const int64_t B = t.block, blocks = channels / B;
-  std::vector<double> part(static_cast<size_t>(t.items() * 2 * B), 0.0);
-  cpu::parallel_for(t.items(), [&](int64_t i) {
-    double* p = part.data() + i * 2 * B;
-    item_sums(i, p, p + B);
-  });
-  for (int64_t i = 0; i < t.items(); ++i) {
-    const int64_t c0 = t.row(i) % blocks * B;
-    const double* p = part.data() + i * 2 * B;
-    for (int64_t l = 0; l < B; ++l) {
-      first[c0 + l] += p[l];
-      second[c0 + l] += p[B + l];
-    }
-  }
-}
-
-}  // namespace
 
 Tensor BatchNorm::forward_cpu(const Tensor& x, Mode mode) {
   const int64_t C = config_.channels;
-  const Tiling t = tiling_of(x);
+  const Tiling t = norm_cpu::tiling_of(x);
   const int64_t blocks = C / t.block;
+  const auto channel_slot = [blocks, B = t.block](int64_t row) { return row % blocks * B; };
   const float* xs = x.data<float>();
   float* running_mean = running_mean_.data<float>();
   float* running_var = running_var_.data<float>();
@@ -52,15 +23,7 @@ Tensor BatchNorm::forward_cpu(const Tensor& x, Mode mode) {
   std::vector<double> mean(static_cast<size_t>(C)), inv_std(static_cast<size_t>(C));
   if (mode == Mode::train) {
     std::vector<double> stats(static_cast<size_t>(2 * C + 1), 0.0);  // the hook's forward layout
-    norm_cpu::with_lanes(x.channel_block(), [&](auto lanes) {
-      constexpr int L = decltype(lanes)::value;
-      channel_sums(
-          t, C,
-          [&](int64_t i, double* sum, double* sum_sq) {
-            norm_cpu::lane_sums<L>(xs + t.offset(i), t.count(i), sum, sum_sq);
-          },
-          stats.data(), stats.data() + C);
-    });
+    norm_cpu::sums_pass(t, channel_slot, xs, stats.data(), stats.data() + C);
     stats[static_cast<size_t>(2 * C)] = static_cast<double>(x.numel() / C);
     if (allreduce_) allreduce_(stats.data(), static_cast<int>(2 * C + 1));
     const double count = stats[static_cast<size_t>(2 * C)];
@@ -97,14 +60,7 @@ Tensor BatchNorm::forward_cpu(const Tensor& x, Mode mode) {
 
   Tensor y = Tensor::empty(x.shape(), DType::f32, x.device(), x.channel_block());
   float* ys = y.data<float>();
-  norm_cpu::with_lanes(x.channel_block(), [&](auto lanes) {
-    constexpr int L = decltype(lanes)::value;
-    cpu::parallel_for(t.items(), [&](int64_t i) {
-      const int64_t c0 = t.row(i) % blocks * L;
-      norm_cpu::lane_forward<L>(xs + t.offset(i), ys + t.offset(i), t.count(i), mean_f.data() + c0,
-                                scale.data() + c0, shift.data() + c0);
-    });
-  });
+  norm_cpu::forward_pass(t, channel_slot, xs, ys, mean_f.data(), scale.data(), shift.data());
 
   x_ = x;
   mode_ = mode;
@@ -116,8 +72,9 @@ Tensor BatchNorm::forward_cpu(const Tensor& x, Mode mode) {
 Tensor BatchNorm::backward_cpu(const Tensor& dy_in) {
   const Tensor dy = to_channel_block(dy_in, x_.channel_block());
   const int64_t C = config_.channels;
-  const Tiling t = tiling_of(x_);
+  const Tiling t = norm_cpu::tiling_of(x_);
   const int64_t blocks = C / t.block;
+  const auto channel_slot = [blocks, B = t.block](int64_t row) { return row % blocks * B; };
   const bool batch_statistics = mode_ == Mode::train;
   const float* xs = x_.data<float>();
   const float* gs = dy.data<float>();
@@ -126,16 +83,7 @@ Tensor BatchNorm::backward_cpu(const Tensor& dy_in) {
   // parameters needs neither.
   std::vector<double> sums(static_cast<size_t>(2 * C), 0.0);
   if (batch_statistics || config_.affine) {
-    norm_cpu::with_lanes(x_.channel_block(), [&](auto lanes) {
-      constexpr int L = decltype(lanes)::value;
-      channel_sums(
-          t, C,
-          [&](int64_t i, double* sum_dy, double* sum_dy_xc) {
-            norm_cpu::lane_grad_sums<L>(xs + t.offset(i), gs + t.offset(i), t.count(i),
-                                        mean_.data() + t.row(i) % blocks * L, sum_dy, sum_dy_xc);
-          },
-          sums.data(), sums.data() + C);
-    });
+    norm_cpu::grad_sums_pass(t, channel_slot, xs, gs, mean_.data(), sums.data(), sums.data() + C);
     for (int64_t c = 0; c < C; ++c) sums[static_cast<size_t>(C + c)] *= inv_std_[static_cast<size_t>(c)];
   }
 
@@ -166,14 +114,7 @@ Tensor BatchNorm::backward_cpu(const Tensor& dy_in) {
 
   Tensor dx = Tensor::empty(x_.shape(), DType::f32, x_.device(), x_.channel_block());
   float* dxs = dx.data<float>();
-  norm_cpu::with_lanes(x_.channel_block(), [&](auto lanes) {
-    constexpr int L = decltype(lanes)::value;
-    cpu::parallel_for(t.items(), [&](int64_t i) {
-      const int64_t c0 = t.row(i) % blocks * L;
-      norm_cpu::lane_backward<L>(xs + t.offset(i), gs + t.offset(i), dxs + t.offset(i), t.count(i),
-                                 mean_.data() + c0, a.data() + c0, b.data() + c0, c.data() + c0);
-    });
-  });
+  norm_cpu::backward_pass(t, channel_slot, xs, gs, dxs, mean_.data(), a.data(), b.data(), c.data());
   return dx;
 }
 

@@ -8,7 +8,11 @@ namespace pdegen {
 
 ConvFamilyLayer::ConvFamilyLayer(std::string_view kind, std::string name, const ConvGeometry& geometry,
                                  bool transposed, ParameterRegistry& registry)
-    : kind_(kind), name_(std::move(name)), geometry_(geometry), transposed_(transposed), registry_(&registry) {
+    : kind_(kind),
+      name_(std::move(name)),
+      geometry_(geometry),
+      transposed_(transposed),
+      registry_(&registry) {
   const ConvGeometry& g = geometry_;
   PDEGEN_CHECK(g.ndim == 2 || g.ndim == 3, "{} '{}': ndim {} (expected 2 or 3)", kind_, name_, g.ndim);
   PDEGEN_CHECK(g.in_channels > 0 && g.out_channels > 0, "{} '{}': channels {} -> {}", kind_, name_,
@@ -33,15 +37,16 @@ Shape ConvFamilyLayer::weight_shape() const {
 Tensor ConvFamilyLayer::forward(const Tensor& x, Mode mode) {
   const ConvGeometry& g = geometry_;
   PDEGEN_CHECK(x.dtype() == DType::f32, "{} '{}' computes in f32, got {}", kind_, name_, x.describe());
-  PDEGEN_CHECK(x.rank() == g.ndim + 2 && x.dim(1) == g.in_channels, "{} '{}' expects [N, {}, {}] input, got {}",
-               kind_, name_, g.in_channels, g.ndim == 2 ? "H, W" : "D, H, W", x.describe());
+  PDEGEN_CHECK(x.rank() == g.ndim + 2 && x.dim(1) == g.in_channels,
+               "{} '{}' expects [N, {}, {}] input, got {}", kind_, name_, g.in_channels,
+               g.ndim == 2 ? "H, W" : "D, H, W", x.describe());
   output_shape(x.shape());  // checks the spatial extents
   return forward_checked(x, mode);
 }
 
 Tensor ConvFamilyLayer::backward(const Tensor& dy) {
-  PDEGEN_CHECK(x_.defined(), "{} '{}': backward without a train-mode forward (eval mode keeps no input)", kind_,
-               name_);
+  PDEGEN_CHECK(x_.defined(), "{} '{}': backward without a train-mode forward (eval mode keeps no input)",
+               kind_, name_);
   PDEGEN_CHECK(dy.shape() == output_shape(x_.shape()) && dy.dtype() == DType::f32,
                "{} '{}': backward got dy {}, forward produced {}", kind_, name_, dy.describe(),
                output_shape(x_.shape()).str());

@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "backend/cpu/dnnl_util.hpp"
+#include "nn/conv_family.hpp"
 
 namespace pdegen {
 
@@ -25,97 +26,106 @@ class ConvFamilyPlan {
  public:
   using memory = dnnl::memory;
 
-  struct Geometry {
-    dnnl::algorithm algorithm = dnnl::algorithm::undef;
-    Shape in, out;
-    memory::desc plain_weights;  // the registry's weights, as oneDNN indexes them
-    memory::desc bias;           // plain [Cout]; empty when the primitive adds no bias
-    int ndim = 2, stride = 1, padding = 0;
-  };
-
-  // `label` names the layer in debug logs. Floor division of the output extent makes
-  // padding_r = padding consistent even when the last window does not fit.
-  ConvFamilyPlan(Geometry geometry, std::string label)
-      : g_(std::move(geometry)),
+  // The primitives for input shape `in` (output `out`) of a layer of the given geometry, whose
+  // registry weights oneDNN reads as `plain_weights`; with `primitive_bias` the primitives add the
+  // bias and compute its gradient. `label` names the layer in debug logs. Floor division of the
+  // output extent makes padding_r = padding consistent even when the last window does not fit.
+  ConvFamilyPlan(dnnl::algorithm algorithm, const ConvGeometry& geometry, const Shape& in, const Shape& out,
+                 const memory::desc& plain_weights, bool primitive_bias, std::string label)
+      : algorithm_(algorithm),
+        in_(in),
+        out_(out),
+        plain_weights_(plain_weights),
+        bias_(primitive_bias ? cpu::plain_desc(Shape{geometry.out_channels}) : memory::desc()),
         label_(std::move(label)),
-        strides_(cpu::uniform_dims(g_.ndim, g_.stride)),
-        padding_(cpu::uniform_dims(g_.ndim, g_.padding)) {
+        strides_(cpu::uniform_dims(geometry.ndim, geometry.stride)),
+        padding_(cpu::uniform_dims(geometry.ndim, geometry.padding)) {
     DNNL_CHECK(fwd_pd_ = typename Forward::primitive_desc(
-                   typename Forward::desc(dnnl::prop_kind::forward_training, g_.algorithm,
-                                          cpu::activation_or_any(g_.in), any_weights(), g_.bias,
-                                          cpu::activation_or_any(g_.out), strides_, padding_, padding_),
+                   typename Forward::desc(dnnl::prop_kind::forward_training, algorithm_,
+                                          cpu::activation_or_any(in_), any_weights(), bias_,
+                                          cpu::activation_or_any(out_), strides_, padding_, padding_),
                    cpu::engine()));
     DNNL_CHECK(fwd_ = Forward(fwd_pd_));
     src_md_ = fwd_pd_.src_desc();
     dst_md_ = fwd_pd_.dst_desc();
-    fwd_weights_ = cpu::PrimitiveWeights(g_.plain_weights, fwd_pd_.weights_desc());
-    spdlog::debug("{} {}: forward {}", label_, g_.in.str(), fwd_pd_.impl_info_str());
+    fwd_weights_ = cpu::PrimitiveWeights(plain_weights_, fwd_pd_.weights_desc());
+    spdlog::debug("{} {}: forward {}", label_, in_.str(), fwd_pd_.impl_info_str());
   }
 
-  const Shape& in_shape() const { return g_.in; }
+  const Shape& in_shape() const { return in_; }
 
-  // y = op(x, weights) (+ bias when the geometry has one); x in any layout, y in its activation one.
-  void forward(const Tensor& x, const Tensor& weights, const Tensor& bias, const Tensor& y) {
+  // y = op(x, weights) (+ bias with primitive_bias); x in any layout, y in its activation one.
+  Tensor forward(const Tensor& x, const Tensor& weights, const Tensor& bias) {
+    Tensor y = Tensor::empty(out_, DType::f32, Device::cpu, cpu::channel_block_for(out_[1]));
     cpu::DnnlBuffer src_scratch;
     const cpu::Destination dst(y, dst_md_);
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, cpu::as_layout(x, src_md_, src_scratch)},
                                          {DNNL_ARG_WEIGHTS, fwd_weights_.get(weights)},
                                          {DNNL_ARG_DST, dst.written()}};
-    if (has_bias()) args.emplace(DNNL_ARG_BIAS, memory(g_.bias, cpu::engine(), bias.raw()));
+    if (has_bias()) args.emplace(DNNL_ARG_BIAS, memory(bias_, cpu::engine(), bias.raw()));
     cpu::execute(fwd_, args);
     dst.finish();
+    return y;
   }
 
-  // dy in the layout the backward primitives read: its own memory, or a reorder into `scratch`.
-  memory diff_dst(const Tensor& dy, cpu::DnnlBuffer& scratch) const { return cpu::as_layout(dy, dst_md_, scratch); }
-
-  // grad_weights += dL/dW for the forward input x; with a bias, diff_bias = dL/db (overwritten).
-  void backward_weights(const Tensor& x, const memory& dy, const Tensor& grad_weights, const Tensor& diff_bias) {
+  // grad_weights += dL/dW for the forward input x and the output gradient dy; with a bias,
+  // diff_bias = dL/db (overwritten). Returns dy in the layout the backward primitives read, for
+  // backward_data: dy's own memory, or a reorder into `dy_scratch`.
+  memory backward_weights(const Tensor& x, const Tensor& dy, cpu::DnnlBuffer& dy_scratch,
+                          const Tensor& grad_weights, const Tensor& diff_bias) {
     if (!has_bwd_weights_) {
       DNNL_CHECK(bwd_weights_pd_ = typename BackwardWeights::primitive_desc(
-                     typename BackwardWeights::desc(g_.algorithm, src_md_, any_weights(), g_.bias, dst_md_,
+                     typename BackwardWeights::desc(algorithm_, src_md_, any_weights(), bias_, dst_md_,
                                                     strides_, padding_, padding_),
                      cpu::engine(), fwd_pd_));
       DNNL_CHECK(bwd_weights_ = BackwardWeights(bwd_weights_pd_));
-      diff_weights_ = cpu::GradientAccumulator(bwd_weights_pd_.diff_weights_desc(), g_.plain_weights);
-      spdlog::debug("{} {}: backward weights {}", label_, g_.in.str(), bwd_weights_pd_.impl_info_str());
+      diff_weights_ = cpu::GradientAccumulator(bwd_weights_pd_.diff_weights_desc(), plain_weights_);
+      spdlog::debug("{} {}: backward weights {}", label_, in_.str(), bwd_weights_pd_.impl_info_str());
       has_bwd_weights_ = true;
     }
+    const memory diff_dst = cpu::as_layout(dy, dst_md_, dy_scratch);
     cpu::DnnlBuffer src_scratch;
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, cpu::as_layout(x, src_md_, src_scratch)},
-                                         {DNNL_ARG_DIFF_DST, dy},
+                                         {DNNL_ARG_DIFF_DST, diff_dst},
                                          {DNNL_ARG_DIFF_WEIGHTS, diff_weights_.produced()}};
-    if (has_bias()) args.emplace(DNNL_ARG_DIFF_BIAS, memory(g_.bias, cpu::engine(), diff_bias.raw()));
+    if (has_bias()) args.emplace(DNNL_ARG_DIFF_BIAS, memory(bias_, cpu::engine(), diff_bias.raw()));
     cpu::execute(bwd_weights_, args);
     diff_weights_.add_to(grad_weights);
+    return diff_dst;
   }
 
-  // dx = op^T(dy, weights), written in dx's layout.
-  void backward_data(const memory& dy, const Tensor& weights, const Tensor& dx) {
+  // dL/dx = op^T(dy, weights) in the layout of the forward input x; dy as backward_weights
+  // returned it.
+  Tensor backward_data(const memory& dy, const Tensor& weights, const Tensor& x) {
     if (!has_bwd_data_) {
       DNNL_CHECK(bwd_data_pd_ = typename BackwardData::primitive_desc(
-                     typename BackwardData::desc(g_.algorithm, cpu::activation_or_any(g_.in), any_weights(),
+                     typename BackwardData::desc(algorithm_, cpu::activation_or_any(in_), any_weights(),
                                                  dst_md_, strides_, padding_, padding_),
                      cpu::engine(), fwd_pd_));
       DNNL_CHECK(bwd_data_ = BackwardData(bwd_data_pd_));
-      bwd_data_weights_ = cpu::PrimitiveWeights(g_.plain_weights, bwd_data_pd_.weights_desc());
-      spdlog::debug("{} {}: backward data {}", label_, g_.in.str(), bwd_data_pd_.impl_info_str());
+      bwd_data_weights_ = cpu::PrimitiveWeights(plain_weights_, bwd_data_pd_.weights_desc());
+      spdlog::debug("{} {}: backward data {}", label_, in_.str(), bwd_data_pd_.impl_info_str());
       has_bwd_data_ = true;
     }
+    Tensor dx = Tensor::empty(x.shape(), DType::f32, Device::cpu, x.channel_block());
     const cpu::Destination diff_src(dx, bwd_data_pd_.diff_src_desc());
     cpu::execute(bwd_data_, {{DNNL_ARG_DIFF_DST, dy},
                              {DNNL_ARG_WEIGHTS, bwd_data_weights_.get(weights)},
                              {DNNL_ARG_DIFF_SRC, diff_src.written()}});
     diff_src.finish();
+    return dx;
   }
 
  private:
-  bool has_bias() const { return g_.bias.get_size() != 0; }
+  bool has_bias() const { return bias_.get_size() != 0; }
   memory::desc any_weights() const {
-    return memory::desc(g_.plain_weights.dims(), memory::data_type::f32, memory::format_tag::any);
+    return memory::desc(plain_weights_.dims(), memory::data_type::f32, memory::format_tag::any);
   }
 
-  Geometry g_;
+  dnnl::algorithm algorithm_;
+  Shape in_, out_;
+  memory::desc plain_weights_;  // the registry's weights, as oneDNN indexes them
+  memory::desc bias_;           // plain [Cout]; empty when the primitives add no bias
   std::string label_;
   memory::dims strides_, padding_;
   // Layouts the primitives work in (see the file comment).

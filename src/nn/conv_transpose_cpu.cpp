@@ -78,21 +78,11 @@ void accumulate_bias_grad(const Tensor& dy, float* db) {
 }  // namespace
 
 Tensor ConvTranspose::forward_cpu(const Tensor& x, Mode mode) {
-  const Shape out_shape = output_shape(x.shape());
-  if (!cpu_plan_ || !(cpu_plan_->in_shape() == x.shape())) {
-    DeconvPrimitives::Geometry g;
-    g.algorithm = dnnl::algorithm::deconvolution_direct;
-    g.in = x.shape();
-    g.out = out_shape;
-    g.plain_weights = pytorch_weights_desc(weight_shape());
-    g.ndim = config_.ndim;
-    g.stride = config_.stride;
-    g.padding = config_.padding;
-    cpu_plan_.reset(new CpuPlan(std::move(g), fmt::format("conv_transpose '{}'", name_)));
-  }
-
-  Tensor y = Tensor::empty(out_shape, DType::f32, Device::cpu, cpu::channel_block_for(config_.out_channels));
-  cpu_plan_->forward(x, registry_->value(weight_id_), Tensor(), y);
+  if (!cpu_plan_ || cpu_plan_->in_shape() != x.shape())
+    cpu_plan_.reset(new CpuPlan(dnnl::algorithm::deconvolution_direct, geometry_, x.shape(),
+                                output_shape(x.shape()), pytorch_weights_desc(weight_shape()), false,
+                                fmt::format("conv_transpose '{}'", name_)));
+  Tensor y = cpu_plan_->forward(x, registry_->value(weight_id_), Tensor());
   if (config_.bias) add_bias(y, registry_->value(bias_id_).data<float>());
   // The caller's tensor, not a re-laid-out copy: it is usually alive anyway (the previous layer's
   // output), so keeping it costs no memory; backward redoes the reorder if one was needed.
@@ -100,24 +90,17 @@ Tensor ConvTranspose::forward_cpu(const Tensor& x, Mode mode) {
   return y;
 }
 
-Tensor ConvTranspose::backward_cpu(const Tensor& dy_in) {
+Tensor ConvTranspose::backward_cpu(const Tensor& dy) {
   CpuPlan& p = *cpu_plan_;
   cpu::DnnlBuffer dy_scratch;
-  const dnnl::memory dy = p.diff_dst(dy_in, dy_scratch);
-
   // Parameter gradients first, so the reducer can ship them while dx is computed.
-  p.backward_weights(x_, dy, registry_->grad(weight_id_), Tensor());
+  const dnnl::memory diff_dst = p.backward_weights(x_, dy, dy_scratch, registry_->grad(weight_id_), Tensor());
   registry_->grad_ready(weight_id_);
   if (config_.bias) {
-    accumulate_bias_grad(dy_in, registry_->grad(bias_id_).data<float>());
+    accumulate_bias_grad(dy, registry_->grad(bias_id_).data<float>());
     registry_->grad_ready(bias_id_);
   }
-  if (!needs_input_grad_) return Tensor();
-
-  // dx in the layout the forward input came in.
-  Tensor dx = Tensor::empty(x_.shape(), DType::f32, Device::cpu, x_.channel_block());
-  p.backward_data(dy, registry_->value(weight_id_), dx);
-  return dx;
+  return needs_input_grad_ ? p.backward_data(diff_dst, registry_->value(weight_id_), x_) : Tensor();
 }
 
 }  // namespace pdegen

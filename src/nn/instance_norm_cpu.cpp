@@ -3,7 +3,6 @@
 // at n * C + cb * B + l = r * B + l: the per-(n, c) arrays are indexed like the rows themselves.
 #include <vector>
 
-#include "backend/cpu/parallel.hpp"
 #include "nn/instance_norm.hpp"
 #include "nn/norm_kernels.hpp"
 
@@ -11,51 +10,31 @@ namespace pdegen {
 
 namespace {
 
-using norm_cpu::Tiling;
-
-Tiling tiling_of(const Tensor& t) {
-  const int64_t b = t.channel_block();
-  return Tiling(t.dim(0) * (t.dim(1) / b), t.shape().spatial(), b);
-}
-
-// Per-(n, c) totals of two per-lane sums: `item_sums(item, first, second)` adds one work item's lanes
-// into first[0, B) and second[0, B); the chunks of a row are then added in order (deterministic for
-// any thread count).
-template <class F>
-void instance_sums(const Tiling& t, F&& item_sums, double* first, double* second) {
-  const int64_t B = t.block;
-  std::vector<double> part(static_cast<size_t>(t.items() * 2 * B), 0.0);
-  cpu::parallel_for(t.items(), [&](int64_t i) {
-    double* p = part.data() + i * 2 * B;
-    item_sums(i, p, p + B);
-  });
-  for (int64_t i = 0; i < t.items(); ++i) {
-    const int64_t k0 = t.row(i) * B;
-    const double* p = part.data() + i * 2 * B;
-    for (int64_t l = 0; l < B; ++l) {
-      first[k0 + l] += p[l];
-      second[k0 + l] += p[B + l];
-    }
-  }
-}
+// The statistics of a tensor: one per (sample, channel), over `count` spatial positions, lane 0 of
+// work-item row r at slot(r) = r * B.
+struct Instances {
+  int64_t C, NC;
+  size_t nc;
+  double count;
+  norm_cpu::Tiling t;
+  Instances(const Tensor& x, int64_t channels)
+      : C(channels),
+        NC(x.dim(0) * channels),
+        nc(static_cast<size_t>(NC)),
+        count(static_cast<double>(x.shape().spatial())),
+        t(norm_cpu::tiling_of(x)) {}
+  int64_t operator()(int64_t row) const { return row * t.block; }
+};
 
 }  // namespace
 
 Tensor InstanceNorm::forward_cpu(const Tensor& x) {
-  const int64_t N = x.dim(0), C = config_.channels, NC = N * C;
-  const auto nc = static_cast<size_t>(NC);
-  const double count = static_cast<double>(x.shape().spatial());
-  const Tiling t = tiling_of(x);
+  const Instances slots(x, config_.channels);
+  const auto& [C, NC, nc, count, t] = slots;
   const float* xs = x.data<float>();
 
   std::vector<double> sum(nc, 0.0), sum_sq(nc, 0.0);
-  norm_cpu::with_lanes(x.channel_block(), [&](auto lanes) {
-    constexpr int L = decltype(lanes)::value;
-    instance_sums(
-        t,
-        [&](int64_t i, double* s, double* q) { norm_cpu::lane_sums<L>(xs + t.offset(i), t.count(i), s, q); },
-        sum.data(), sum_sq.data());
-  });
+  norm_cpu::sums_pass(t, slots, xs, sum.data(), sum_sq.data());
 
   const float* gamma = config_.affine ? registry_->value(weight_id_).data<float>() : nullptr;
   const float* beta = config_.affine ? registry_->value(bias_id_).data<float>() : nullptr;
@@ -72,14 +51,7 @@ Tensor InstanceNorm::forward_cpu(const Tensor& x) {
 
   Tensor y = Tensor::empty(x.shape(), DType::f32, x.device(), x.channel_block());
   float* ys = y.data<float>();
-  norm_cpu::with_lanes(x.channel_block(), [&](auto lanes) {
-    constexpr int L = decltype(lanes)::value;
-    cpu::parallel_for(t.items(), [&](int64_t i) {
-      const int64_t k0 = t.row(i) * L;
-      norm_cpu::lane_forward<L>(xs + t.offset(i), ys + t.offset(i), t.count(i), mean.data() + k0,
-                                scale.data() + k0, shift.data() + k0);
-    });
-  });
+  norm_cpu::forward_pass(t, slots, xs, ys, mean.data(), scale.data(), shift.data());
 
   x_ = x;
   mean_ = std::move(mean);
@@ -89,24 +61,13 @@ Tensor InstanceNorm::forward_cpu(const Tensor& x) {
 
 Tensor InstanceNorm::backward_cpu(const Tensor& dy_in) {
   const Tensor dy = to_channel_block(dy_in, x_.channel_block());
-  const int64_t N = x_.dim(0), C = config_.channels, NC = N * C;
-  const auto nc = static_cast<size_t>(NC);
-  const double count = static_cast<double>(x_.shape().spatial());
-  const Tiling t = tiling_of(x_);
+  const Instances slots(x_, config_.channels);
+  const auto& [C, NC, nc, count, t] = slots;
   const float* xs = x_.data<float>();
   const float* gs = dy.data<float>();
 
   std::vector<double> sum_dy(nc, 0.0), sum_dy_xhat(nc, 0.0);
-  norm_cpu::with_lanes(x_.channel_block(), [&](auto lanes) {
-    constexpr int L = decltype(lanes)::value;
-    instance_sums(
-        t,
-        [&](int64_t i, double* s, double* q) {
-          norm_cpu::lane_grad_sums<L>(xs + t.offset(i), gs + t.offset(i), t.count(i),
-                                      mean_.data() + t.row(i) * L, s, q);
-        },
-        sum_dy.data(), sum_dy_xhat.data());
-  });
+  norm_cpu::grad_sums_pass(t, slots, xs, gs, mean_.data(), sum_dy.data(), sum_dy_xhat.data());
   for (size_t j = 0; j < nc; ++j) sum_dy_xhat[j] *= inv_std_[j];
 
   if (config_.affine) {
@@ -138,14 +99,7 @@ Tensor InstanceNorm::backward_cpu(const Tensor& dy_in) {
 
   Tensor dx = Tensor::empty(x_.shape(), DType::f32, x_.device(), x_.channel_block());
   float* dxs = dx.data<float>();
-  norm_cpu::with_lanes(x_.channel_block(), [&](auto lanes) {
-    constexpr int L = decltype(lanes)::value;
-    cpu::parallel_for(t.items(), [&](int64_t i) {
-      const int64_t k0 = t.row(i) * L;
-      norm_cpu::lane_backward<L>(xs + t.offset(i), gs + t.offset(i), dxs + t.offset(i), t.count(i),
-                                 mean_.data() + k0, a.data() + k0, b.data() + k0, c.data() + k0);
-    });
-  });
+  norm_cpu::backward_pass(t, slots, xs, gs, dxs, mean_.data(), a.data(), b.data(), c.data());
   return dx;
 }
 

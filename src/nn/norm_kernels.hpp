@@ -8,9 +8,14 @@
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/hd.hpp"
+#if !defined(__CUDACC__)
+#include "backend/cpu/parallel.hpp"
+#include "core/tensor.hpp"
+#endif
 
 namespace pdegen {
 
@@ -77,6 +82,12 @@ struct Tiling {
   int64_t count(int64_t item) const { return std::min(chunk, spatial - first(item)); }
   int64_t offset(int64_t item) const { return (row(item) * spatial + first(item)) * block; }
 };
+
+// The work items of an N, C, [D,] H, W tensor in its own layout.
+inline Tiling tiling_of(const Tensor& t) {
+  const int64_t b = t.channel_block();
+  return Tiling(t.dim(0) * (t.dim(1) / b), t.shape().spatial(), b);
+}
 
 // Calls f(std::integral_constant<int, B>) for the tensor's channel block, so the lane loops get B
 // as a compile-time constant.
@@ -212,6 +223,85 @@ void lane_backward(const float* __restrict x, const float* __restrict dy, float*
 #pragma omp simd
       for (int l = 0; l < B; ++l) dx[j + l] = norm_backward(dy[j + l], x[j + l], mean[l], a[l], b[l], c[l]);
   }
+}
+
+// Totals of two per-lane sums: `item_sums(item, first, second)` adds one work item's lanes into
+// first[0, B) and second[0, B) of a scratch row per item (items in parallel); the rows are then added
+// in item order into first[slot(row) + l] and second[slot(row) + l], so the totals do not depend on
+// the thread count. slot(row) is where the statistics of the row's lane 0 sit: its channel for batch
+// norm, its (sample, channel) for instance norm.
+template <class Slot, class F>
+void lane_totals(const Tiling& t, Slot&& slot, F&& item_sums, double* first, double* second) {
+  const int64_t B = t.block;
+  std::vector<double> part(static_cast<size_t>(t.items() * 2 * B), 0.0);
+  cpu::parallel_for(t.items(), [&](int64_t i) {
+    double* p = part.data() + i * 2 * B;
+    item_sums(i, p, p + B);
+  });
+  for (int64_t i = 0; i < t.items(); ++i) {
+    const int64_t k0 = slot(t.row(i));
+    const double* p = part.data() + i * 2 * B;
+    for (int64_t l = 0; l < B; ++l) {
+      first[k0 + l] += p[l];
+      second[k0 + l] += p[B + l];
+    }
+  }
+}
+
+// Whole-tensor passes: the lane loops over every work item of `t`, in parallel, with the statistics
+// and coefficients of row r's lane l at index slot(r) + l (see lane_totals).
+
+// sum[k] += sum of x, sum_sq[k] += sum of x^2 over the elements of statistic k.
+template <class Slot>
+void sums_pass(const Tiling& t, Slot&& slot, const float* x, double* sum, double* sum_sq) {
+  with_lanes(static_cast<int>(t.block), [&](auto lanes) {
+    constexpr int L = decltype(lanes)::value;
+    lane_totals(
+        t, slot, [&](int64_t i, double* s, double* q) { lane_sums<L>(x + t.offset(i), t.count(i), s, q); },
+        sum, sum_sq);
+  });
+}
+
+// sum_dy[k] += sum of dy, sum_dy_xc[k] += sum of dy * (x - mean[k]).
+template <class Slot>
+void grad_sums_pass(const Tiling& t, Slot&& slot, const float* x, const float* dy, const float* mean,
+                    double* sum_dy, double* sum_dy_xc) {
+  with_lanes(static_cast<int>(t.block), [&](auto lanes) {
+    constexpr int L = decltype(lanes)::value;
+    lane_totals(
+        t, slot,
+        [&](int64_t i, double* s, double* q) {
+          lane_grad_sums<L>(x + t.offset(i), dy + t.offset(i), t.count(i), mean + slot(t.row(i)), s, q);
+        },
+        sum_dy, sum_dy_xc);
+  });
+}
+
+// y = norm_forward(x, mean[k], scale[k], shift[k]).
+template <class Slot>
+void forward_pass(const Tiling& t, Slot&& slot, const float* x, float* y, const float* mean,
+                  const float* scale, const float* shift) {
+  with_lanes(static_cast<int>(t.block), [&](auto lanes) {
+    constexpr int L = decltype(lanes)::value;
+    cpu::parallel_for(t.items(), [&](int64_t i) {
+      const int64_t k0 = slot(t.row(i));
+      lane_forward<L>(x + t.offset(i), y + t.offset(i), t.count(i), mean + k0, scale + k0, shift + k0);
+    });
+  });
+}
+
+// dx = norm_backward(dy, x, mean[k], a[k], b[k], c[k]).
+template <class Slot>
+void backward_pass(const Tiling& t, Slot&& slot, const float* x, const float* dy, float* dx,
+                   const float* mean, const float* a, const float* b, const float* c) {
+  with_lanes(static_cast<int>(t.block), [&](auto lanes) {
+    constexpr int L = decltype(lanes)::value;
+    cpu::parallel_for(t.items(), [&](int64_t i) {
+      const int64_t k0 = slot(t.row(i));
+      lane_backward<L>(x + t.offset(i), dy + t.offset(i), dx + t.offset(i), t.count(i), mean + k0, a + k0,
+                       b + k0, c + k0);
+    });
+  });
 }
 
 }  // namespace norm_cpu

@@ -2,8 +2,12 @@
 // tensors, and the reverse walk that routes the concat gradients.
 #include "nn/unet.hpp"
 
+#include <functional>
+#include <memory>
+
 #include "backend/cpu/parallel.hpp"
 #include "nn/activation.hpp"
+#include "nn/concat.hpp"
 #include "nn/conv.hpp"
 #include "nn/conv_transpose.hpp"
 #include "nn/instance_norm.hpp"
@@ -181,8 +185,8 @@ void UNet::backward(const Tensor& dy) {
                "U-Net backward without a train-mode forward since the last backward (eval mode keeps nothing "
                "for it)");
   PDEGEN_CHECK(dy.shape() == batched(plan_.output, batch_) && dy.dtype() == DType::f32,
-               "U-Net backward got dy {}, the forward produced [{}, {}] fp32", dy.describe(), batch_,
-               plan_.output.str());
+               "U-Net backward got dy {}, the forward produced {} fp32 samples of shape {}", dy.describe(),
+               batch_, plan_.output.str());
   batch_ = 0;  // layers may drop their saved tensors below: one backward per forward
   // Gradients for skip sources, from their concat, waiting for that layer's backward.
   std::vector<Tensor> skip_grads(nodes_.size());

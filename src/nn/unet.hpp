@@ -6,14 +6,11 @@
 // output gradient before the layer's backward runs.
 #pragma once
 
-#include <functional>
-#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "nn/batch_norm.hpp"
-#include "nn/concat.hpp"
 #include "nn/layer.hpp"
 #include "nn/parameter.hpp"
 #include "nn/unet_spec.hpp"

@@ -30,7 +30,7 @@ DenseCholesky::DenseCholesky(std::vector<double> a, int n) : n_(n), l_(std::move
     for (size_t i = j + 1; i < un && i <= j + band_; ++i) {
       double* li = &l_[i * un];
       double s = li[j];
-      for (size_t k = std::max(first, i - band_); k < j; ++k) s -= li[k] * lj[k];
+      for (size_t k = std::max(first, i > band_ ? i - band_ : 0); k < j; ++k) s -= li[k] * lj[k];
       li[j] = s / djj;
     }
   }

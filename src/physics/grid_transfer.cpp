@@ -102,58 +102,99 @@ void GridTransfer::restrict_to(const Field& fine, Field& coarse, bool threads) {
 }
 
 StencilOperator GridTransfer::galerkin(const StencilOperator& fine, bool threads) const {
-  const int rf = fine.radius();
+  const int rf = fine.radius(), wf = 2 * rf + 1;
   // Nested bilinear transfer keeps a 9-point operator 9-point; anything else reaches 2 coarse nodes
   // (a coarse node's support spans < 2 coarse cells, plus the fine stencil's reach < 1 coarse cell).
   const int rc = (rf == 1 && nested()) ? 1 : 2;
   StencilOperator coarse(coarse_, rc);
+  const int nxf = fine_.nx, nyf = fine_.ny, nxc = coarse_.nx;
+  constexpr int reach = 2, span = 2 * reach + 1;  // x offsets between coarse nodes, checked below
+
+  // Where A(p, p + d) lives for each of the wf x wf offsets d: a stored (forward) term at p, or the
+  // backward term's coefficient at p + d. Either way a pointer shift from p.
+  std::vector<const Field*> term_field(static_cast<size_t>(wf * wf));
+  std::vector<int64_t> term_shift(static_cast<size_t>(wf * wf));
+  for (int dy = -rf; dy <= rf; ++dy)
+    for (int dx = -rf; dx <= rf; ++dx) {
+      const auto d = static_cast<size_t>((dy + rf) * wf + dx + rf);
+      const int forward = fine.term_of(dx, dy);
+      term_field[d] = &fine.coefficients(forward >= 0 ? forward : fine.term_of(-dx, -dy));
+      term_shift[d] = forward >= 0 ? 0 : dy * fine_.stride + dx;
+    }
+
+  // P = Py (x) Px, so A_c(J, K) = sum_iy Py(iy, Jy) sum_dy Py(iy + dy, Ky) T_dy(iy; Jx, Kx) with the
+  // x-stage T_dy(iy; Jx, Kx) = sum_ix sum_dx Px(ix, Jx) A((ix, iy), (ix + dx, iy + dy)) Px(ix + dx, Kx).
+  // Each coarse row is one task: it forms T for its fine child rows, then the y-stage into its own
+  // stencil row only, so tasks never write the same memory.
+  //
+  // The x-stage scatters each A entry into up to 4 places of T (the parents of ix times those of
+  // ix + dx). Which places, with which weights, depends only on (ix, dx): tabulated once, nonzero
+  // weights only, as (ix, place in T's row = Jx * span + Kx - Jx + reach, weight) per dx.
+  struct Scatter {
+    int ix, place;
+    double weight;
+  };
+  std::vector<std::vector<Scatter>> scatter(static_cast<size_t>(wf));
+  for (int dx = -rf; dx <= rf; ++dx)
+    for (int ix = std::max(0, -dx); ix < std::min(nxf, nxf - dx); ++ix) {
+      const auto jx = static_cast<size_t>(ix), kx = static_cast<size_t>(ix + dx);
+      const double wj[2] = {px_.w_left[jx], px_.w_right[jx]}, wk[2] = {px_.w_left[kx], px_.w_right[kx]};
+      for (int bj = 0; bj < 2; ++bj)
+        for (int bk = 0; bk < 2; ++bk) {
+          const int offset = px_.left[kx] + bk - px_.left[jx] - bj;
+          const double w = wj[bj] * wk[bk];
+          if (w == 0) continue;
+          PDEGEN_CHECK(offset >= -reach && offset <= reach, "Galerkin x-stage offset {} beyond {}", offset,
+                       reach);
+          scatter[static_cast<size_t>(dx + rf)].push_back(
+              {ix, (px_.left[jx] + bj) * span + offset + reach, w});
+        }
+    }
   std::vector<char> out_of_reach(static_cast<size_t>(coarse_.ny), 0);
+  const int* ly = py_.left.data();
   for_rows(coarse_.ny, threads && coarse_.worth_threads(), [&](int jy) {
     const auto sy = static_cast<size_t>(jy);
-    for (int jx = 0; jx < coarse_.nx; ++jx) {
-      if (jx == 0 || jx == coarse_.nx - 1) {  // Dirichlet rows: the identity
-        coarse.coefficients(0)(jx, jy) = 1;
-        continue;
-      }
-      const auto sx = static_cast<size_t>(jx);
-      // A_c(J, J + D) = sum_i P(i, J) sum_k A(i, k) P(k, J + D), for the stored (forward) D only.
-      for (int cy = py_.child_begin[sy]; cy < py_.child_begin[sy + 1]; ++cy) {
-        const int iy = py_.child[static_cast<size_t>(cy)];
-        const double wy = py_.child_weight[static_cast<size_t>(cy)];
-        for (int cx = px_.child_begin[sx]; cx < px_.child_begin[sx + 1]; ++cx) {
-          const int ix = px_.child[static_cast<size_t>(cx)];
-          const double wi = wy * px_.child_weight[static_cast<size_t>(cx)];
-          for (int dy = -rf; dy <= rf; ++dy) {
-            const int ky = iy + dy;
-            if (ky < 0 || ky >= fine_.ny) continue;
-            const auto ty = static_cast<size_t>(ky);
-            const int ly = py_.left[ty];
-            const double wky[2] = {py_.w_left[ty], py_.w_right[ty]};
-            for (int dx = -rf; dx <= rf; ++dx) {
-              const int kx = ix + dx;
-              if (kx < 0 || kx >= fine_.nx) continue;
-              const double a = fine.entry(ix, iy, dx, dy);
-              if (a == 0) continue;
-              const auto tx = static_cast<size_t>(kx);
-              const int lx = px_.left[tx];
-              const double wkx[2] = {px_.w_left[tx], px_.w_right[tx]};
-              for (int by = 0; by < 2; ++by)
-                for (int bx = 0; bx < 2; ++bx) {
-                  const double w = wky[by] * wkx[bx];
-                  if (w == 0) continue;
-                  const int ox = lx + bx - jx, oy = ly + by - jy;
-                  if (std::abs(ox) > rc || std::abs(oy) > rc) {
-                    out_of_reach[sy] = 1;
-                    continue;
-                  }
-                  const int k = coarse.term_of(ox, oy);
-                  if (k >= 0) coarse.coefficients(k)(jx, jy) += wi * a * w;
-                }
-            }
-          }
+    std::vector<double> t(static_cast<size_t>(wf * nxc * span));
+    for (int c = py_.child_begin[sy]; c < py_.child_begin[sy + 1]; ++c) {
+      const int iy = py_.child[static_cast<size_t>(c)];
+      const double wy = py_.child_weight[static_cast<size_t>(c)];
+      std::fill(t.begin(), t.end(), 0.0);
+      for (int dy = -rf; dy <= rf; ++dy) {  // x-stage
+        if (iy + dy < 0 || iy + dy >= nyf) continue;
+        double* tr = t.data() + (dy + rf) * nxc * span;
+        for (int dx = -rf; dx <= rf; ++dx) {
+          const auto d = static_cast<size_t>((dy + rf) * wf + dx + rf);
+          const double* a = term_field[d]->row(iy) + term_shift[d];
+          for (const Scatter& e : scatter[static_cast<size_t>(dx + rf)]) tr[e.place] += e.weight * a[e.ix];
         }
       }
+      for (int dy = -rf; dy <= rf; ++dy) {  // y-stage: this child row's share of coarse row jy
+        const int ky = iy + dy;
+        if (ky < 0 || ky >= nyf) continue;
+        const double* tr = t.data() + (dy + rf) * nxc * span;
+        const double wk[2] = {py_.w_left[static_cast<size_t>(ky)], py_.w_right[static_cast<size_t>(ky)]};
+        for (int bk = 0; bk < 2; ++bk) {
+          const double w = wy * wk[bk];
+          const int oy = ly[ky] + bk - jy;
+          if (w == 0) continue;
+          if (oy < -rc || oy > rc) {
+            out_of_reach[sy] = 1;
+            continue;
+          }
+          for (int ox = -reach; ox <= reach; ++ox) {
+            const int k = coarse.term_of(ox, oy);
+            if (k < 0) continue;  // backward (stored at the neighbour) or beyond the radius
+            double* cr = coarse.coefficients(k).row(jy);
+            for (int jx = 0; jx < nxc; ++jx) cr[jx] += w * tr[jx * span + ox + reach];
+          }
+        }
+        if (rc < reach)  // a 9-point result: the product must not reach 2 coarse nodes along x
+          for (int jx = 0; jx < nxc; ++jx)
+            if (tr[jx * span] != 0 || tr[jx * span + span - 1] != 0) out_of_reach[sy] = 1;
+      }
     }
+    coarse.coefficients(0)(0, jy) = 1;  // Dirichlet rows: the identity (P gave them nothing)
+    coarse.coefficients(0)(nxc - 1, jy) = 1;
   });
   for (char bad : out_of_reach)
     PDEGEN_CHECK(!bad, "Galerkin product reaches beyond the coarse stencil radius {}", rc);

@@ -53,7 +53,7 @@ Multigrid::Multigrid(int nx, int ny, bool threads, const MultigridOptions& optio
   PDEGEN_CHECK(options.smoothing_degree >= 1, "Chebyshev degree must be >= 1, got {}",
                options.smoothing_degree);
   PDEGEN_CHECK(options.smoothing_range > 1, "smoothing range must be > 1, got {}", options.smoothing_range);
-  PDEGEN_CHECK(options.lanczos_steps >= 2, "need >= 2 Lanczos steps, got {}", options.lanczos_steps);
+  PDEGEN_CHECK(options.lanczos_steps >= 0, "need >= 0 Lanczos steps, got {}", options.lanczos_steps);
   auto add_level = [&](const GridLayout& g, int radius) {
     Level& l = levels_.emplace_back();
     l.layout = g;
@@ -100,6 +100,7 @@ double Multigrid::estimate_upper_bound(Level& lv) const {
   // (deterministic): its largest Ritz value approaches lmax from below within a few steps.
   const GridLayout& g = lv.layout;
   const bool threads = lv.threads;
+  if (options_.lanczos_steps == 0) return lv.a.jacobi_gershgorin_bound(threads);
   Field &r = lv.r, &z = lv.x, &p = lv.d, &q = lv.b;
   constexpr uint64_t seed = 0x5eed, stream = 0x1a9c205;
   for_rows(g.ny, threads, [&](int iy) {

@@ -3,13 +3,15 @@
 // coefficient rows (exp'd once per row, not per element) and writes every node row it owns alone.
 // Each node row j sums (elements of row j - 1) + (elements of row j) in that order; the two rows at
 // a block's edges are finished after all blocks, from the partial sums the blocks left. So there
-// are no races, no atomics, and the result does not depend on the thread count.
+// are no races, no atomics, and the result does not depend on the thread count. Along a row the
+// shared q1 kernels run on eight elements at a time (Lanes), the same source the CUDA kernels use.
 #include "physics/poisson_loss.hpp"
 
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "physics/q1_kernels.hpp"
 
@@ -27,30 +29,103 @@ Grid grid_of(int64_t nx, int64_t ny) {
   return Grid{nx, ny, 1.0 / static_cast<double>(nx - 1), 1.0 / static_cast<double>(ny - 1)};
 }
 
-// Element row j (between node rows j and j + 1): each element's contributions e0..e3 to the energy
-// gradient at its local nodes and, with kEnergy, the sum of its elements' energies.
-template <bool kEnergy, bool kGradient>
-double element_row(const Grid& g, double f, const double* ulo, const double* uhi, const double* nulo,
-                   const double* nuhi, double* e0, double* e1, double* e2, double* e3) {
-  const double fq[4] = {f, f, f, f}, hx = g.hx, hy = g.hy;
-  double energy = 0;
-#pragma omp simd reduction(+ : energy)
-  for (int64_t i = 0; i < g.nx - 1; ++i) {
-    const double ue[4] = {ulo[i], ulo[i + 1], uhi[i], uhi[i + 1]};
-    const double nue[4] = {nulo[i], nulo[i + 1], nuhi[i], nuhi[i + 1]};
-    double nuq[4];
-    q1::gauss_values(nue, nuq);
-    if constexpr (kEnergy) energy += q1::element_energy(ue, nuq, fq, hx, hy);
-    if constexpr (kGradient) {
-      double ge[4];
-      q1::element_gradient(ue, nuq, fq, hx, hy, ge);
-      e0[i] = ge[0];
-      e1[i] = ge[1];
-      e2[i] = ge[2];
-      e3[i] = ge[3];
-    }
+// Eight fp64 lanes with the operations the q1 kernels use (+, -, *, /, broadcast from a double).
+// Instantiated with it, q1::element_energy and q1::element_gradient evaluate eight neighbouring
+// elements per call, each lane doing the operations of T = double in the same order: one AVX-512
+// register (two AVX2 ones). GCC does not vectorise the kernels' small nested loops across elements by
+// itself (measured: scalar code, 4x slower).
+class Lanes {
+ public:
+  static constexpr int width = 8;
+  Lanes() = default;
+  Lanes(double s) : v_(Raw{} + s) {}  // implicit: the kernels write `T x = 0` and `T(2)`
+  static Lanes load(const double* p) {
+    Lanes r;
+    std::memcpy(&r.v_, p, sizeof(Raw));
+    return r;
   }
-  return energy;
+  void store(double* p) const { std::memcpy(p, &v_, sizeof(Raw)); }
+  friend Lanes operator+(Lanes a, Lanes b) { return Lanes(a.v_ + b.v_); }
+  friend Lanes operator-(Lanes a, Lanes b) { return Lanes(a.v_ - b.v_); }
+  friend Lanes operator*(Lanes a, Lanes b) { return Lanes(a.v_ * b.v_); }
+  friend Lanes operator/(Lanes a, Lanes b) { return Lanes(a.v_ / b.v_); }
+  Lanes& operator+=(Lanes b) {
+    v_ += b.v_;
+    return *this;
+  }
+  Lanes& operator-=(Lanes b) {
+    v_ -= b.v_;
+    return *this;
+  }
+
+ private:
+  using Raw = double __attribute__((vector_size(width * sizeof(double))));
+  explicit Lanes(Raw v) : v_(v) {}
+  Raw v_;
+};
+
+template <class T>
+T load(const double* p);
+template <>
+inline double load<double>(const double* p) {
+  return *p;
+}
+template <>
+inline Lanes load<Lanes>(const double* p) {
+  return Lanes::load(p);
+}
+inline void store(double* p, double v) { *p = v; }
+inline void store(double* p, const Lanes& v) { v.store(p); }
+
+// The two node rows of an element row and the per-element outputs.
+struct ElementRow {
+  const double *u_lo, *u_hi, *nu_lo, *nu_hi;
+  double *energy, *e0, *e1, *e2, *e3;
+};
+
+// Elements i .. i + lanes - 1 of the row (T = double: one, T = Lanes: eight).
+template <class T, bool kEnergy, bool kGradient>
+inline void elements_at(const ElementRow& r, int64_t i, double f, double hx, double hy) {
+  const T ue[4] = {load<T>(r.u_lo + i), load<T>(r.u_lo + i + 1), load<T>(r.u_hi + i),
+                   load<T>(r.u_hi + i + 1)};
+  const T nue[4] = {load<T>(r.nu_lo + i), load<T>(r.nu_lo + i + 1), load<T>(r.nu_hi + i),
+                    load<T>(r.nu_hi + i + 1)};
+  const T fq[4] = {T(f), T(f), T(f), T(f)};
+  T nuq[4];
+  q1::gauss_values(nue, nuq);
+  if constexpr (kEnergy) store(r.energy + i, q1::element_energy(ue, nuq, fq, T(hx), T(hy)));
+  if constexpr (kGradient) {
+    T ge[4];
+    q1::element_gradient(ue, nuq, fq, T(hx), T(hy), ge);
+    store(r.e0 + i, ge[0]);
+    store(r.e1 + i, ge[1]);
+    store(r.e2 + i, ge[2]);
+    store(r.e3 + i, ge[3]);
+  }
+}
+
+// Element row j (between node rows j and j + 1): each element's contributions e0..e3 to the energy
+// gradient at its local nodes (kGradient) and its energy (kEnergy).
+template <bool kEnergy, bool kGradient>
+void element_row(const Grid& g, double f, const ElementRow& r) {
+  const int64_t elements = g.nx - 1;
+  int64_t i = 0;
+  for (; i + Lanes::width <= elements; i += Lanes::width)
+    elements_at<Lanes, kEnergy, kGradient>(r, i, f, g.hx, g.hy);
+  for (; i < elements; ++i) elements_at<double, kEnergy, kGradient>(r, i, f, g.hx, g.hy);
+}
+
+// Sum of an element row's energies in a fixed order (eight interleaved partial sums, then those in
+// order), so the value does not depend on how the compiler vectorised anything.
+double row_sum(const double* e, int64_t count) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= count; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += e[i + k];
+  for (int k = 0; i < count; ++i, ++k) acc[k] += e[i];
+  double s = 0;
+  for (double a : acc) s += a;
+  return s;
 }
 
 // Node-row sums of one element row's contributions: node i gets (element i - 1) + (element i).
@@ -73,11 +148,12 @@ void sweep(const Grid& g, double f, const NuRow& nu_row, const URow& u_row, cons
   std::vector<double> first(kGradient ? static_cast<size_t>(blocks * nx) : 0), last(first.size());
 #pragma omp parallel num_threads(blocks)
   {
-    std::vector<double> scratch(static_cast<size_t>(11 * nx));
-    double* rows[11];
-    for (int r = 0; r < 11; ++r) rows[r] = scratch.data() + r * nx;
+    std::vector<double> scratch(static_cast<size_t>(12 * nx));
+    double* rows[12];
+    for (int r = 0; r < 12; ++r) rows[r] = scratch.data() + r * nx;
     double *nu_buf[2] = {rows[0], rows[1]}, *u_buf[2] = {rows[2], rows[3]}, *top[2] = {rows[4], rows[5]};
-    double *e0 = rows[6], *e1 = rows[7], *e2 = rows[8], *e3 = rows[9], *node_row = rows[10];
+    double *e0 = rows[6], *e1 = rows[7], *e2 = rows[8], *e3 = rows[9], *node_row = rows[10],
+           *energy = rows[11];
 
 #pragma omp for schedule(static)
     for (int blk = 0; blk < blocks; ++blk) {
@@ -88,8 +164,8 @@ void sweep(const Grid& g, double f, const NuRow& nu_row, const URow& u_row, cons
       for (int64_t j = j0; j < j1; ++j) {
         const double* nu_hi = nu_row(j + 1, nu_buf[(j + 1) & 1]);
         const double* u_hi = u_row(j + 1, u_buf[(j + 1) & 1]);
-        const double e = element_row<kEnergy, kGradient>(g, f, u_lo, u_hi, nu_lo, nu_hi, e0, e1, e2, e3);
-        if constexpr (kEnergy) row_energy[j] = e;
+        element_row<kEnergy, kGradient>(g, f, ElementRow{u_lo, u_hi, nu_lo, nu_hi, energy, e0, e1, e2, e3});
+        if constexpr (kEnergy) row_energy[j] = row_sum(energy, nx - 1);
         if constexpr (kGradient) {
           double* top_now = top[j & 1];
           node_sums(nx, e2, e3, top_now);

@@ -80,18 +80,23 @@ void StencilOperator::subtract_apply(const Field& x, Field& y, bool threads) con
 }
 
 double StencilOperator::jacobi_gershgorin_bound(bool threads) const {
-  double bound = 0;
-  const int r = radius_;
-  // A max over rows: the order does not matter, so a plain OpenMP reduction is deterministic.
-#pragma omp parallel for schedule(static) reduction(max : bound) if (threads)
-  for (int iy = 0; iy < layout_.ny; ++iy)
-    for (int ix = 0; ix < layout_.nx; ++ix) {
-      double s = 0;
-      for (int dy = -r; dy <= r; ++dy)
-        for (int dx = -r; dx <= r; ++dx) s += std::abs(entry(ix, iy, dx, dy));
-      bound = std::max(bound, s / coef_[0](ix, iy));
+  const int nx = layout_.nx;
+  const int64_t stride = layout_.stride;
+  std::vector<double> row_max(static_cast<size_t>(layout_.ny));
+  for_rows(layout_.ny, threads, [&](int iy) {
+    std::vector<double> sum(static_cast<size_t>(nx));
+    const double* c0 = coef_[0].row(iy);
+    for (int ix = 0; ix < nx; ++ix) sum[static_cast<size_t>(ix)] = std::abs(c0[ix]);
+    for (size_t k = 1; k < offsets_.size(); ++k) {
+      const double* ck = coef_[k].row(iy);
+      const double* cb = ck - (offsets_[k].dy * stride + offsets_[k].dx);
+      for (int ix = 0; ix < nx; ++ix) sum[static_cast<size_t>(ix)] += std::abs(ck[ix]) + std::abs(cb[ix]);
     }
-  return bound;
+    double m = 0;
+    for (int ix = 0; ix < nx; ++ix) m = std::max(m, sum[static_cast<size_t>(ix)] / c0[ix]);
+    row_max[static_cast<size_t>(iy)] = m;
+  });
+  return *std::max_element(row_max.begin(), row_max.end());
 }
 
 std::vector<double> StencilOperator::to_dense() const {

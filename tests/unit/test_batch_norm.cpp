@@ -52,6 +52,15 @@ struct Fixture : NormFixture<BatchNorm> {
       : NormFixture("bn", BatchNormConfig{C, eps, momentum, affine}) {}
 };
 
+// Random running statistics written into the layer: mean in [-2, 2], variance in [0.2, 3].
+std::pair<Vec, Vec> set_running_stats(Fixture& f, const Extents& d, uint64_t stream) {
+  const Vec mean = random_vec(static_cast<size_t>(d.C), stream, -2, 2);
+  const Vec var = random_vec(static_cast<size_t>(d.C), stream + 1, 0.2, 3);
+  copy_into(f.layer.running_mean(), mean);
+  copy_into(f.layer.running_var(), var);
+  return {mean, var};
+}
+
 // Input with per-channel offsets and scales, so that normalisation has something to remove.
 Vec channel_input(const Extents& d, uint64_t stream) {
   Vec x = random_vec(static_cast<size_t>(d.N * d.C * d.S), stream);
@@ -67,68 +76,50 @@ Vec channel_input(const Extents& d, uint64_t stream) {
 }  // namespace
 
 TEST_CASE("batch norm train forward normalises with the batch mean and biased variance") {
-  for (const NormCase& cs : norm_cases) {
-    CAPTURE(cs.shape.str());
-    CAPTURE(cs.block);
-    CAPTURE(cs.affine);
+  for_each_norm_case([](const NormCase& cs) {
     const Extents d(cs.shape);
     Fixture f(d.C, cs.affine);
-    const Vec x = channel_input(d, 1);
-    const Tensor y = f.layer.forward(tensor_from(x, cs.shape, cs.block), Mode::train);
-    CHECK(y.channel_block() == cs.block);
-    CHECK(y.shape() == cs.shape);
-    CHECK(rel_max_error(values_of(y), train_reference(x, d, f.gamma, f.beta)) < f32_tol);
-  }
+    check_norm_forward(f, cs, Mode::train, channel_input(d, 1),
+                       [&](const Vec& v, const Vec& g, const Vec& b) { return train_reference(v, d, g, b); });
+  });
 }
 
 TEST_CASE("batch norm train backward matches central differences for dx, dgamma and dbeta") {
-  for (const NormCase& cs : norm_cases) {
-    CAPTURE(cs.shape.str());
-    CAPTURE(cs.block);
-    CAPTURE(cs.affine);
+  for_each_norm_case([](const NormCase& cs) {
     const Extents d(cs.shape);
     Fixture f(d.C, cs.affine);
     const Vec x = channel_input(d, 2);
     const Vec w = random_vec(x.size(), 3);
-    check_norm_backward(f, cs, Mode::train, x, w,
-                        [&](const Vec& v, const Vec& g, const Vec& b) { return train_reference(v, d, g, b); });
-  }
+    check_norm_backward(f, cs, Mode::train, x, w, [&](const Vec& v, const Vec& g, const Vec& b) {
+      return train_reference(v, d, g, b);
+    });
+  });
 }
 
 TEST_CASE("batch norm eval mode normalises with the running statistics and leaves them unchanged") {
-  for (const NormCase& cs : norm_cases) {
-    CAPTURE(cs.shape.str());
-    CAPTURE(cs.block);
+  for_each_norm_case([](const NormCase& cs) {
     const Extents d(cs.shape);
     Fixture f(d.C, cs.affine);
-    const Vec mean = random_vec(static_cast<size_t>(d.C), 20, -2, 2);
-    const Vec var = random_vec(static_cast<size_t>(d.C), 21, 0.2, 3);
-    copy_into(f.layer.running_mean(), mean);
-    copy_into(f.layer.running_var(), var);
-    const Vec x = channel_input(d, 4);
-    const Tensor y = f.layer.forward(tensor_from(x, cs.shape, cs.block), Mode::eval);
-    CHECK(rel_max_error(values_of(y), normalise(x, d, mean, var, f.gamma, f.beta)) < f32_tol);
+    const auto [mean, var] = set_running_stats(f, d, 20);
+    check_norm_forward(f, cs, Mode::eval, channel_input(d, 4), [&](const Vec& v, const Vec& g, const Vec& b) {
+      return normalise(v, d, mean, var, g, b);
+    });
     CHECK(rel_max_error(values_of(f.layer.running_mean()), mean) < 1e-7);
     CHECK(rel_max_error(values_of(f.layer.running_var()), var) < 1e-7);
-  }
+  });
 }
 
 TEST_CASE("batch norm eval backward matches central differences with the statistics held constant") {
-  for (const NormCase& cs : norm_cases) {
-    CAPTURE(cs.shape.str());
-    CAPTURE(cs.block);
-    CAPTURE(cs.affine);
+  for_each_norm_case([](const NormCase& cs) {
     const Extents d(cs.shape);
     Fixture f(d.C, cs.affine);
-    const Vec mean = random_vec(static_cast<size_t>(d.C), 22, -2, 2);
-    const Vec var = random_vec(static_cast<size_t>(d.C), 23, 0.2, 3);
-    copy_into(f.layer.running_mean(), mean);
-    copy_into(f.layer.running_var(), var);
+    const auto [mean, var] = set_running_stats(f, d, 22);
     const Vec x = channel_input(d, 5);
     const Vec w = random_vec(x.size(), 6);
-    check_norm_backward(f, cs, Mode::eval, x, w,
-                        [&](const Vec& v, const Vec& g, const Vec& b) { return normalise(v, d, mean, var, g, b); });
-  }
+    check_norm_backward(f, cs, Mode::eval, x, w, [&](const Vec& v, const Vec& g, const Vec& b) {
+      return normalise(v, d, mean, var, g, b);
+    });
+  });
 }
 
 TEST_CASE("running statistics after two train steps follow the momentum rule with the unbiased variance") {

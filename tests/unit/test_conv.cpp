@@ -47,35 +47,13 @@ Vec reference(const ConvConfig& c, const Shape& in_shape, const Vec& x, const Ve
   return y;
 }
 
-// One forward and backward of `conv` on a fresh input of `in_shape` given in `x_block` layout, with
-// dy given in `dy_block` layout, checked against the fp64 reference.
+// One forward and backward of `conv` against the fp64 reference (see check_weighted_layer).
 void check_layer(Conv& conv, ParameterRegistry& registry, const Shape& in_shape, int x_block, int dy_block) {
   const ConvConfig& c = conv.config();
-  CAPTURE(in_shape.str());
-  CAPTURE(x_block);
-  CAPTURE(dy_block);
-  registry.zero_grads();
-  const Vec weight = values_of(registry.value(conv.weight_id()));
-  const Vec bias = c.bias ? values_of(registry.value(conv.bias_id())) : Vec{};
-  const Vec x = random_vec(static_cast<size_t>(in_shape.numel()), 1);
-  const Shape out_shape = expected_output(c, in_shape);
-
-  const Tensor y = conv.forward(tensor_from(x, in_shape, x_block), Mode::train);
-  REQUIRE(y.shape() == out_shape);
-  CHECK(y.channel_block() == cpu::channel_block_for(c.out_channels));
-  CHECK(rel_max_error(values_of(y), reference(c, in_shape, x, weight, bias)) < f32_tol);
-
-  const Vec loss_weights = random_vec(static_cast<size_t>(out_shape.numel()), 2);
-  const Tensor dx = conv.backward(tensor_from(loss_weights, out_shape, dy_block));
-  REQUIRE(dx.shape() == in_shape);
-  CHECK(dx.channel_block() == x_block);
-  check_gradient([&](const Vec& v) { return reference(c, in_shape, v, weight, bias); }, x, loss_weights,
-                 values_of(dx), 3);
-  check_gradient([&](const Vec& v) { return reference(c, in_shape, x, v, bias); }, weight, loss_weights,
-                 values_of(registry.grad(conv.weight_id())), 4);
-  if (c.bias)
-    check_gradient([&](const Vec& v) { return reference(c, in_shape, x, weight, v); }, bias, loss_weights,
-                   values_of(registry.grad(conv.bias_id())), 5);
+  check_weighted_layer(conv, registry, in_shape, expected_output(c, in_shape), x_block, dy_block,
+                       cpu::channel_block_for(c.out_channels), [&](const Vec& x, const Vec& w, const Vec& b) {
+                         return reference(c, in_shape, x, w, b);
+                       });
 }
 
 void check_conv(const ConvConfig& c, const Shape& in_shape, int x_block, int dy_block) {
@@ -87,15 +65,7 @@ void check_conv(const ConvConfig& c, const Shape& in_shape, int x_block, int dy_
 
 ConvConfig config(int ndim, int64_t cin, int64_t cout, int kernel, int stride, int padding,
                   bool bias = true) {
-  ConvConfig c;
-  c.ndim = ndim;
-  c.in_channels = cin;
-  c.out_channels = cout;
-  c.kernel = kernel;
-  c.stride = stride;
-  c.padding = padding;
-  c.bias = bias;
-  return c;
+  return conv_config<ConvConfig>(ndim, cin, cout, kernel, stride, padding, bias);
 }
 
 // Backward with and without dx on the same forward: the parameter gradients must not change (they
@@ -110,8 +80,8 @@ void check_skipped_input_grad(const ConvConfig& c, const Shape& in, int x_block)
   registry.set_grad_ready_hook([&](ParameterRegistry::Id id) { ready.push_back(id); });
   const Shape out = conv.output_shape(in);
   const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, x_block);
-  const Tensor dy =
-      tensor_from(random_vec(static_cast<size_t>(out.numel()), 2), out, cpu::channel_block_for(c.out_channels));
+  const Tensor dy = tensor_from(random_vec(static_cast<size_t>(out.numel()), 2), out,
+                                cpu::channel_block_for(c.out_channels));
   auto backward = [&] {
     registry.zero_grads();
     conv.forward(x, Mode::train);
@@ -174,10 +144,7 @@ TEST_CASE("conv without bias registers only a weight and matches the fp64 loop")
   ParameterRegistry registry;
   Conv conv("nobias", config(2, 16, 16, 3, 1, 1, false), registry);
   registry.finalize(7);
-  CHECK(conv.bias_id() == -1);
-  REQUIRE(registry.params().size() == 1);
-  CHECK(registry.params()[0].name == "nobias.weight");
-  CHECK(registry.params()[0].shape == Shape{16, 16, 3, 3});
+  check_weight_only(conv, registry, Shape{16, 16, 3, 3});
   check_layer(conv, registry, Shape{2, 16, 5, 6}, 16, 16);
 }
 
@@ -185,21 +152,7 @@ TEST_CASE("conv gradients accumulate over backwards and weight and bias are anno
   ParameterRegistry registry;
   Conv conv("acc", config(2, 16, 16, 3, 1, 1), registry);
   registry.finalize(7);
-  std::vector<ParameterRegistry::Id> ready;
-  registry.set_grad_ready_hook([&](ParameterRegistry::Id id) { ready.push_back(id); });
-  const Shape in{2, 16, 5, 4}, out = conv.output_shape(in);
-  conv.forward(tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, 16), Mode::train);
-  const Tensor dy = tensor_from(random_vec(static_cast<size_t>(out.numel()), 2), out, 16);
-  conv.backward(dy);
-  const Vec dw1 = values_of(registry.grad(conv.weight_id())), db1 = values_of(registry.grad(conv.bias_id()));
-  CHECK(ready == std::vector<ParameterRegistry::Id>{conv.weight_id(), conv.bias_id()});
-  conv.backward(dy);
-  Vec dw1_twice = dw1, db1_twice = db1;
-  for (auto& v : dw1_twice) v *= 2;
-  for (auto& v : db1_twice) v *= 2;
-  CHECK(rel_max_error(values_of(registry.grad(conv.weight_id())), dw1_twice) < 1e-6);
-  CHECK(rel_max_error(values_of(registry.grad(conv.bias_id())), db1_twice) < 1e-6);
-  CHECK(ready.size() == 4);
+  check_weighted_accumulation(conv, registry, Shape{2, 16, 5, 4}, 16);
 }
 
 TEST_CASE("conv told dx is not needed gives the same dW and db, announces them, and returns no dx") {
@@ -222,13 +175,7 @@ TEST_CASE("conv in eval mode gives the train-mode output but keeps no input, so 
   ParameterRegistry registry;
   Conv conv("eval", config(2, 16, 16, 3, 1, 1), registry);
   registry.finalize(7);
-  const Shape in{1, 16, 5, 5};
-  const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, 16);
-  const Vec train = values_of(conv.forward(x, Mode::train));
-  const Vec eval = values_of(conv.forward(x, Mode::eval));
-  CHECK(rel_max_error(eval, train) == 0);
-  const Shape out = conv.output_shape(in);
-  CHECK_THROWS_AS(conv.backward(Tensor::zeros(out, DType::f32, Device::cpu, 16)), Error);
+  check_eval_keeps_no_input(conv, Shape{1, 16, 5, 5}, 16);
 }
 
 TEST_CASE("conv output shape and flops follow floor((in + 2p - k)/s) + 1 and 2 N Cout S_out Cin k^ndim") {
@@ -236,11 +183,7 @@ TEST_CASE("conv output shape and flops follow floor((in + 2p - k)/s) + 1 and 2 N
   Conv down("down", config(3, 8, 16, 3, 2, 1), registry);
   const Shape in{2, 8, 9, 8, 7};
   CHECK(down.output_shape(in) == Shape{2, 16, 5, 4, 4});
-  const double fwd = 2.0 * 2 * 16 * (5 * 4 * 4) * 8 * 27;
-  const Flops f = down.flops(in);
-  CHECK(f.forward == fwd);
-  CHECK(f.backward_data == fwd);
-  CHECK(f.backward_weights == fwd);
+  check_symmetric_flops(down, in, 2.0 * 2 * 16 * (5 * 4 * 4) * 8 * 27);
   CHECK(down.kind() == "conv");
   CHECK_THROWS_AS(down.output_shape(Shape{2, 8, 9, 8}), Error);
 }
@@ -249,19 +192,7 @@ TEST_CASE("conv initialises weight and bias uniform within +-1/sqrt(Cin k^ndim),
   ParameterRegistry registry;
   Conv conv("init", config(3, 4, 8, 3, 1, 1), registry);
   registry.finalize(11);
-  const double bound = 1 / std::sqrt(4.0 * 27);
-  for (auto id : {conv.weight_id(), conv.bias_id()}) {
-    CHECK(registry.param(id).init.kind == ParamInit::Kind::uniform);
-    CHECK(registry.param(id).init.value == doctest::Approx(bound));
-    double largest = 0;
-    for (double v : values_of(registry.value(id))) largest = std::max(largest, std::abs(v));
-    CHECK(largest <= bound);
-    CHECK(largest > 0.5 * bound);
-  }
-  CHECK(registry.param(conv.weight_id()).name == "init.weight");
-  CHECK(registry.param(conv.weight_id()).shape == Shape{8, 4, 3, 3, 3});
-  CHECK(registry.param(conv.bias_id()).name == "init.bias");
-  CHECK(registry.param(conv.bias_id()).shape == Shape{8});
+  check_uniform_init(conv, registry, 1 / std::sqrt(4.0 * 27), Shape{8, 4, 3, 3, 3}, 8);
 }
 
 TEST_CASE("conv rejects an input whose channel count or rank does not match its config") {

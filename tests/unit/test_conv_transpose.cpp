@@ -52,36 +52,14 @@ Vec reference(const ConvTransposeConfig& c, const Shape& in_shape, const Vec& x,
   return y;
 }
 
-// One forward and backward of `up` on a fresh input of `in_shape` given in `x_block` layout, with
-// dy given in `dy_block` layout, checked against the fp64 reference.
+// One forward and backward of `up` against the fp64 reference (see check_weighted_layer).
 void check_layer(ConvTranspose& up, ParameterRegistry& registry, const Shape& in_shape, int x_block,
                  int dy_block) {
   const ConvTransposeConfig& c = up.config();
-  CAPTURE(in_shape.str());
-  CAPTURE(x_block);
-  CAPTURE(dy_block);
-  registry.zero_grads();
-  const Vec weight = values_of(registry.value(up.weight_id()));
-  const Vec bias = c.bias ? values_of(registry.value(up.bias_id())) : Vec{};
-  const Vec x = random_vec(static_cast<size_t>(in_shape.numel()), 1);
-  const Shape out_shape = expected_output(c, in_shape);
-
-  const Tensor y = up.forward(tensor_from(x, in_shape, x_block), Mode::train);
-  REQUIRE(y.shape() == out_shape);
-  CHECK(y.channel_block() == cpu::channel_block_for(c.out_channels));
-  CHECK(rel_max_error(values_of(y), reference(c, in_shape, x, weight, bias)) < f32_tol);
-
-  const Vec loss_weights = random_vec(static_cast<size_t>(out_shape.numel()), 2);
-  const Tensor dx = up.backward(tensor_from(loss_weights, out_shape, dy_block));
-  REQUIRE(dx.shape() == in_shape);
-  CHECK(dx.channel_block() == x_block);
-  check_gradient([&](const Vec& v) { return reference(c, in_shape, v, weight, bias); }, x, loss_weights,
-                 values_of(dx), 3);
-  check_gradient([&](const Vec& v) { return reference(c, in_shape, x, v, bias); }, weight, loss_weights,
-                 values_of(registry.grad(up.weight_id())), 4);
-  if (c.bias)
-    check_gradient([&](const Vec& v) { return reference(c, in_shape, x, weight, v); }, bias, loss_weights,
-                   values_of(registry.grad(up.bias_id())), 5);
+  check_weighted_layer(up, registry, in_shape, expected_output(c, in_shape), x_block, dy_block,
+                       cpu::channel_block_for(c.out_channels), [&](const Vec& x, const Vec& w, const Vec& b) {
+                         return reference(c, in_shape, x, w, b);
+                       });
 }
 
 void check_conv_transpose(const ConvTransposeConfig& c, const Shape& in_shape, int x_block, int dy_block) {
@@ -93,15 +71,7 @@ void check_conv_transpose(const ConvTransposeConfig& c, const Shape& in_shape, i
 
 ConvTransposeConfig config(int ndim, int64_t cin, int64_t cout, int kernel, int stride, int padding,
                            bool bias = true) {
-  ConvTransposeConfig c;
-  c.ndim = ndim;
-  c.in_channels = cin;
-  c.out_channels = cout;
-  c.kernel = kernel;
-  c.stride = stride;
-  c.padding = padding;
-  c.bias = bias;
-  return c;
+  return conv_config<ConvTransposeConfig>(ndim, cin, cout, kernel, stride, padding, bias);
 }
 
 }  // namespace
@@ -129,10 +99,7 @@ TEST_CASE("conv_transpose without bias registers only a weight and matches the f
   ParameterRegistry registry;
   ConvTranspose up("nobias", config(2, 32, 16, 2, 2, 0, false), registry);
   registry.finalize(7);
-  CHECK(up.bias_id() == -1);
-  REQUIRE(registry.params().size() == 1);
-  CHECK(registry.params()[0].name == "nobias.weight");
-  CHECK(registry.params()[0].shape == Shape{32, 16, 2, 2});
+  check_weight_only(up, registry, Shape{32, 16, 2, 2});
   check_layer(up, registry, Shape{2, 32, 3, 4}, 16, 16);
 }
 
@@ -140,21 +107,7 @@ TEST_CASE("conv_transpose gradients accumulate over backwards and weight and bia
   ParameterRegistry registry;
   ConvTranspose up("acc", config(2, 32, 16, 2, 2, 0), registry);
   registry.finalize(7);
-  std::vector<ParameterRegistry::Id> ready;
-  registry.set_grad_ready_hook([&](ParameterRegistry::Id id) { ready.push_back(id); });
-  const Shape in{2, 32, 3, 4}, out = up.output_shape(in);
-  up.forward(tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, 16), Mode::train);
-  const Tensor dy = tensor_from(random_vec(static_cast<size_t>(out.numel()), 2), out, 16);
-  up.backward(dy);
-  const Vec dw1 = values_of(registry.grad(up.weight_id())), db1 = values_of(registry.grad(up.bias_id()));
-  CHECK(ready == std::vector<ParameterRegistry::Id>{up.weight_id(), up.bias_id()});
-  up.backward(dy);
-  Vec dw1_twice = dw1, db1_twice = db1;
-  for (auto& v : dw1_twice) v *= 2;
-  for (auto& v : db1_twice) v *= 2;
-  CHECK(rel_max_error(values_of(registry.grad(up.weight_id())), dw1_twice) < 1e-6);
-  CHECK(rel_max_error(values_of(registry.grad(up.bias_id())), db1_twice) < 1e-6);
-  CHECK(ready.size() == 4);
+  check_weighted_accumulation(up, registry, Shape{2, 32, 3, 4}, 16);
 }
 
 TEST_CASE("conv_transpose told dx is not needed gives the same dW and db and returns no dx") {
@@ -191,12 +144,7 @@ TEST_CASE("conv_transpose in eval mode gives the train-mode output but keeps no 
   ParameterRegistry registry;
   ConvTranspose up("eval", config(2, 16, 16, 2, 2, 0), registry);
   registry.finalize(7);
-  const Shape in{1, 16, 4, 4};
-  const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, 16);
-  const Vec train = values_of(up.forward(x, Mode::train));
-  const Vec eval = values_of(up.forward(x, Mode::eval));
-  CHECK(rel_max_error(eval, train) == 0);
-  CHECK_THROWS_AS(up.backward(Tensor::zeros(up.output_shape(in), DType::f32, Device::cpu, 16)), Error);
+  check_eval_keeps_no_input(up, Shape{1, 16, 4, 4}, 16);
 }
 
 TEST_CASE("conv_transpose output shape and flops follow (in-1)s - 2p + k and 2 N Cin S_in Cout k^ndim") {
@@ -204,11 +152,7 @@ TEST_CASE("conv_transpose output shape and flops follow (in-1)s - 2p + k and 2 N
   ConvTranspose up("up", config(3, 32, 16, 3, 2, 1), registry);
   const Shape in{2, 32, 4, 5, 3};
   CHECK(up.output_shape(in) == Shape{2, 16, 7, 9, 5});
-  const double fwd = 2.0 * 2 * 32 * (4 * 5 * 3) * 16 * 27;
-  const Flops f = up.flops(in);
-  CHECK(f.forward == fwd);
-  CHECK(f.backward_data == fwd);
-  CHECK(f.backward_weights == fwd);
+  check_symmetric_flops(up, in, 2.0 * 2 * 32 * (4 * 5 * 3) * 16 * 27);
   CHECK(up.kind() == "conv_transpose");
   CHECK_THROWS_AS(up.output_shape(Shape{2, 32, 4, 5}), Error);
 }
@@ -217,19 +161,7 @@ TEST_CASE("conv_transpose initialises weight [Cin, Cout, k...] and bias within +
   ParameterRegistry registry;
   ConvTranspose up("init", config(3, 8, 4, 2, 2, 0), registry);
   registry.finalize(11);
-  const double bound = 1 / std::sqrt(4.0 * 8);
-  for (auto id : {up.weight_id(), up.bias_id()}) {
-    CHECK(registry.param(id).init.kind == ParamInit::Kind::uniform);
-    CHECK(registry.param(id).init.value == doctest::Approx(bound));
-    double largest = 0;
-    for (double v : values_of(registry.value(id))) largest = std::max(largest, std::abs(v));
-    CHECK(largest <= bound);
-    CHECK(largest > 0.5 * bound);
-  }
-  CHECK(registry.param(up.weight_id()).name == "init.weight");
-  CHECK(registry.param(up.weight_id()).shape == Shape{8, 4, 2, 2, 2});
-  CHECK(registry.param(up.bias_id()).name == "init.bias");
-  CHECK(registry.param(up.bias_id()).shape == Shape{4});
+  check_uniform_init(up, registry, 1 / std::sqrt(4.0 * 8), Shape{8, 4, 2, 2, 2}, 4);
 }
 
 TEST_CASE("conv_transpose rejects an input whose channel count or rank does not match its config") {

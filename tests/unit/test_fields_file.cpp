@@ -405,11 +405,11 @@ void round_trip(const Example& ex, const std::string& keep_subdir) {
 
 }  // namespace
 
-TEST_CASE("2D fields round trip: values, shapes [N, Ny, Nx], sample indices and root attributes") {
+TEST_CASE("2D fields round trip: values, shapes N x Ny x Nx, sample indices and root attributes") {
   round_trip(example_2d(), "2d");
 }
 
-TEST_CASE("3D fields round trip: values, shapes [N, Nz, Ny, Nx], sample indices and root attributes") {
+TEST_CASE("3D fields round trip: values, shapes N x Nz x Ny x Nx, sample indices and root attributes") {
   round_trip(example_3d(), "3d");
 }
 
@@ -465,7 +465,7 @@ TEST_CASE("inconsistent input throws on every rank and publishes nothing") {
   CHECK_FALSE(fs::exists(dir / "fields.xdmf"));
 }
 
-TEST_CASE("sample ranges that do not tile [0, N) are rejected") {
+TEST_CASE("sample ranges that leave a gap or overlap are rejected") {
   const Example ex = example_2d();
   SharedTempDir dir;
   auto [first, last] = my_range(ex.samples);

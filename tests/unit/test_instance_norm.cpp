@@ -48,31 +48,23 @@ Vec instance_input(const Extents& d, uint64_t stream) {
 }  // namespace
 
 TEST_CASE("instance norm forward normalises every (sample, channel) with its own mean and variance") {
-  for (const NormCase& cs : norm_cases) {
-    CAPTURE(cs.shape.str());
-    CAPTURE(cs.block);
-    CAPTURE(cs.affine);
+  for_each_norm_case([](const NormCase& cs) {
     const Extents d(cs.shape);
     Fixture f(d.C, cs.affine);
-    const Vec x = instance_input(d, 1);
-    const Tensor y = f.layer.forward(tensor_from(x, cs.shape, cs.block), Mode::train);
-    CHECK(y.channel_block() == cs.block);
-    CHECK(rel_max_error(values_of(y), reference(x, d, f.gamma, f.beta)) < f32_tol);
-  }
+    check_norm_forward(f, cs, Mode::train, instance_input(d, 1),
+                       [&](const Vec& v, const Vec& g, const Vec& b) { return reference(v, d, g, b); });
+  });
 }
 
 TEST_CASE("instance norm backward matches central differences for dx, dgamma and dbeta") {
-  for (const NormCase& cs : norm_cases) {
-    CAPTURE(cs.shape.str());
-    CAPTURE(cs.block);
-    CAPTURE(cs.affine);
+  for_each_norm_case([](const NormCase& cs) {
     const Extents d(cs.shape);
     Fixture f(d.C, cs.affine);
     const Vec x = instance_input(d, 2);
     const Vec w = random_vec(x.size(), 3);
     check_norm_backward(f, cs, Mode::train, x, w,
                         [&](const Vec& v, const Vec& g, const Vec& b) { return reference(v, d, g, b); });
-  }
+  });
 }
 
 TEST_CASE("instance norm eval mode is train mode: no running statistics") {

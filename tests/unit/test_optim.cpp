@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <numbers>
 
 #include "optim/grad_clip.hpp"
 #include "optim/optimizer.hpp"
@@ -191,7 +192,7 @@ TEST_CASE("constant, step and cosine schedules give the documented rates at chos
   c.schedule.min_lr = 0.01;
   CHECK(learning_rate(c, 0, 101) == doctest::Approx(0.1));
   CHECK(learning_rate(c, 50, 101) == doctest::Approx(0.055));  // half way: the mean
-  CHECK(learning_rate(c, 25, 101) == doctest::Approx(0.01 + 0.09 * (1 + std::cos(M_PI / 4)) / 2));
+  CHECK(learning_rate(c, 25, 101) == doctest::Approx(0.01 + 0.09 * (1 + std::cos(std::numbers::pi / 4)) / 2));
   CHECK(learning_rate(c, 100, 101) == doctest::Approx(0.01));  // the last step: min_lr
   CHECK(learning_rate(c, 150, 101) == doctest::Approx(0.01));  // past the end it stays there
   CHECK(learning_rate(c, 0, 1) == doctest::Approx(0.01));      // a one-step run is all last step

@@ -153,6 +153,129 @@ inline void set_values(const Tensor& t, const Vec& v) {
 // index or a missing term gives errors of order 1.
 inline constexpr double f32_tol = 2e-5;
 
+// ---- layers with a weight and an optional bias (conv, conv_transpose) ------------------------
+
+// A ConvConfig or ConvTransposeConfig (they have the same fields).
+template <class Config>
+Config conv_config(int ndim, int64_t cin, int64_t cout, int kernel, int stride, int padding,
+                   bool bias = true) {
+  Config c;
+  c.ndim = ndim;
+  c.in_channels = cin;
+  c.out_channels = cout;
+  c.kernel = kernel;
+  c.stride = stride;
+  c.padding = padding;
+  c.bias = bias;
+  return c;
+}
+
+// One forward and backward of `layer` (weight_id(), bias_id() < 0 without bias) on a fresh input of
+// `in_shape` given in `x_block` layout, with dy given in `dy_block` layout: y (of `out_shape`, in
+// `y_block` layout) against reference(x, weight, bias) in fp64, and dx (in x's layout), dW and db
+// against central differences of it for L = sum(w * y).
+using WeightedReference = std::function<Vec(const Vec& x, const Vec& weight, const Vec& bias)>;
+template <class L>
+void check_weighted_layer(L& layer, ParameterRegistry& registry, const Shape& in_shape,
+                          const Shape& out_shape, int x_block, int dy_block, int y_block,
+                          const WeightedReference& reference) {
+  CAPTURE(in_shape.str());
+  CAPTURE(x_block);
+  CAPTURE(dy_block);
+  registry.zero_grads();
+  const bool has_bias = layer.bias_id() >= 0;
+  const Vec weight = values_of(registry.value(layer.weight_id()));
+  const Vec bias = has_bias ? values_of(registry.value(layer.bias_id())) : Vec{};
+  const Vec x = random_vec(static_cast<size_t>(in_shape.numel()), 1);
+
+  const Tensor y = layer.forward(tensor_from(x, in_shape, x_block), Mode::train);
+  REQUIRE(y.shape() == out_shape);
+  CHECK(y.channel_block() == y_block);
+  CHECK(rel_max_error(values_of(y), reference(x, weight, bias)) < f32_tol);
+
+  const Vec loss_weights = random_vec(static_cast<size_t>(out_shape.numel()), 2);
+  const Tensor dx = layer.backward(tensor_from(loss_weights, out_shape, dy_block));
+  REQUIRE(dx.shape() == in_shape);
+  CHECK(dx.channel_block() == x_block);
+  check_gradient([&](const Vec& v) { return reference(v, weight, bias); }, x, loss_weights, values_of(dx), 3);
+  check_gradient([&](const Vec& v) { return reference(x, v, bias); }, weight, loss_weights,
+                 values_of(registry.grad(layer.weight_id())), 4);
+  if (has_bias)
+    check_gradient([&](const Vec& v) { return reference(x, weight, v); }, bias, loss_weights,
+                   values_of(registry.grad(layer.bias_id())), 5);
+}
+
+// Two backward calls after one forward of `layer` (with weight and bias) on `in`, x and dy in
+// channel block `block`: dW and db double, as gradients accumulate, and each call announces the weight, then
+// the bias, ready.
+template <class L>
+void check_weighted_accumulation(L& layer, ParameterRegistry& registry, const Shape& in, int block) {
+  std::vector<ParameterRegistry::Id> ready;
+  registry.set_grad_ready_hook([&](ParameterRegistry::Id id) { ready.push_back(id); });
+  const Shape out = layer.output_shape(in);
+  layer.forward(tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, block), Mode::train);
+  const Tensor dy = tensor_from(random_vec(static_cast<size_t>(out.numel()), 2), out, block);
+  layer.backward(dy);
+  const ParameterRegistry::Id w = layer.weight_id(), b = layer.bias_id();
+  const Vec dw1 = values_of(registry.grad(w)), db1 = values_of(registry.grad(b));
+  CHECK(ready == std::vector<ParameterRegistry::Id>{w, b});
+  layer.backward(dy);
+  Vec dw1_twice = dw1, db1_twice = db1;
+  for (auto& v : dw1_twice) v *= 2;
+  for (auto& v : db1_twice) v *= 2;
+  CHECK(rel_max_error(values_of(registry.grad(w)), dw1_twice) < 1e-6);
+  CHECK(rel_max_error(values_of(registry.grad(b)), db1_twice) < 1e-6);
+  CHECK(ready.size() == 4);
+}
+
+// A layer built without bias registered exactly one parameter, "<name>.weight" of `weight_shape`.
+template <class L>
+void check_weight_only(const L& layer, const ParameterRegistry& registry, const Shape& weight_shape) {
+  CHECK(layer.bias_id() == -1);
+  REQUIRE(registry.params().size() == 1);
+  CHECK(registry.params()[0].name == layer.name() + ".weight");
+  CHECK(registry.params()[0].shape == weight_shape);
+}
+
+// Eval mode gives the train-mode output of x (shape `in`, channel block `block`) but keeps no input,
+// so a backward after it is an error.
+template <class L>
+void check_eval_keeps_no_input(L& layer, const Shape& in, int block) {
+  const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, block);
+  const Vec train = values_of(layer.forward(x, Mode::train));
+  const Vec eval = values_of(layer.forward(x, Mode::eval));
+  CHECK(rel_max_error(eval, train) == 0);
+  CHECK_THROWS_AS(layer.backward(Tensor::zeros(layer.output_shape(in), DType::f32, Device::cpu, 16)), Error);
+}
+
+// The layer's FLOPs on `in`: `forward` for forward and the same for each half of backward.
+template <class L>
+void check_symmetric_flops(const L& layer, const Shape& in, double forward) {
+  const Flops f = layer.flops(in);
+  CHECK(f.forward == forward);
+  CHECK(f.backward_data == forward);
+  CHECK(f.backward_weights == forward);
+}
+
+// "<name>.weight" of `weight_shape` and "<name>.bias" [Cout] start uniform on +-bound (their
+// largest magnitude within the bound and above half of it).
+template <class L>
+void check_uniform_init(const L& layer, const ParameterRegistry& registry, double bound,
+                        const Shape& weight_shape, int64_t out_channels) {
+  for (auto id : {layer.weight_id(), layer.bias_id()}) {
+    CHECK(registry.param(id).init.kind == ParamInit::Kind::uniform);
+    CHECK(registry.param(id).init.value == doctest::Approx(bound));
+    double largest = 0;
+    for (double v : values_of(registry.value(id))) largest = std::max(largest, std::abs(v));
+    CHECK(largest <= bound);
+    CHECK(largest > 0.5 * bound);
+  }
+  CHECK(registry.param(layer.weight_id()).name == layer.name() + ".weight");
+  CHECK(registry.param(layer.weight_id()).shape == weight_shape);
+  CHECK(registry.param(layer.bias_id()).name == layer.name() + ".bias");
+  CHECK(registry.param(layer.bias_id()).shape == Shape{out_channels});
+}
+
 // ---- normalisation layers (batch norm, instance norm) ----------------------------------------
 
 struct NormCase {
@@ -195,10 +318,33 @@ struct NormFixture {
   Vec dbeta() const { return values_of(registry.grad(param_id(registry, name + ".bias"))); }
 };
 
+// Runs body(case) for every case of norm_cases, naming the case in failure messages.
+template <class F>
+void for_each_norm_case(F&& body) {
+  for (const NormCase& cs : norm_cases) {
+    CAPTURE(cs.shape.str());
+    CAPTURE(cs.block);
+    CAPTURE(cs.affine);
+    body(cs);
+  }
+}
+
+using NormReference = std::function<Vec(const Vec& x, const Vec& gamma, const Vec& beta)>;
+
+// One forward of f.layer in `mode` on x in the case's layout: y keeps the shape and layout and
+// matches reference(x, gamma, beta) in fp64.
+template <class Fixture>
+void check_norm_forward(Fixture& f, const NormCase& cs, Mode mode, const Vec& x,
+                        const NormReference& reference) {
+  const Tensor y = f.layer.forward(tensor_from(x, cs.shape, cs.block), mode);
+  CHECK(y.channel_block() == cs.block);
+  CHECK(y.shape() == cs.shape);
+  CHECK(rel_max_error(values_of(y), reference(x, f.gamma, f.beta)) < f32_tol);
+}
+
 // One forward in `mode` and one backward of f.layer on x and dy = w in the case's layout: dx, and
 // with affine dgamma and dbeta, against central differences of reference(x, gamma, beta) for
 // L = sum(w * y); without affine, the layer must have no parameters.
-using NormReference = std::function<Vec(const Vec& x, const Vec& gamma, const Vec& beta)>;
 template <class Fixture>
 void check_norm_backward(Fixture& f, const NormCase& cs, Mode mode, const Vec& x, const Vec& w,
                          const NormReference& reference) {

@@ -89,7 +89,8 @@ def run_pdegen(a, overrides, outdir, env):
     with open(os.path.join(outdir, "summary.json")) as f:
         summary = json.load(f)
     if summary.get("status") != "completed":
-        print(f"warning: pdegen summary status '{summary.get('status')}': {summary.get('message')}", file=sys.stderr)
+        print(f"warning: pdegen summary status '{summary.get('status')}': {summary.get('message')}",
+              file=sys.stderr)
     batch = a.batch
     # A median (steps 4..) if pdegen reports one, else from history.csv, else its mean step time.
     step, how = dig(summary, "throughput.median_step_seconds"), "summary.json throughput.median_step_seconds"
@@ -110,7 +111,7 @@ def run_pdegen(a, overrides, outdir, env):
 
 def run_torch(a, overrides, json_path, env):
     cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_poisson2d.py"), a.deck, *overrides,
-           "--threads", str(a.threads), "--json", json_path]
+           "--threads", str(a.threads), "--json", json_path, "--ref-cache", a.ref_cache]
     t = time.perf_counter()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -119,9 +120,10 @@ def run_torch(a, overrides, json_path, env):
         raise RuntimeError(f"torch_poisson2d failed with exit code {p.returncode}")
     with open(json_path) as f:
         r = json.load(f)
-    return {"step": r["median_step_seconds"], "step_how": "median of its steps 4..", "rss": r["peak_rss_bytes"],
-            "rss_how": "ru_maxrss", "rel_mean": r["rel_l2_mean"], "rel_max": r["rel_l2_max"], "steps": r["steps"],
-            "final_loss": r["final_loss"], "wall": r["wall_seconds"], "process_wall": wall}
+    return {"step": r["median_step_seconds"], "step_how": "median of its steps 4..",
+            "rss": r["peak_rss_bytes"], "rss_how": "ru_maxrss", "rel_mean": r["rel_l2_mean"],
+            "rel_max": r["rel_l2_max"], "steps": r["steps"], "final_loss": r["final_loss"],
+            "wall": r["wall_seconds"], "process_wall": wall}
 
 
 def med(runs, key):
@@ -147,6 +149,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=1, help="runs of each, alternating (medians reported)")
     ap.add_argument("--eval-only-at-end", action="store_true", help="evaluation.every=0 for both")
     ap.add_argument("--workdir", help="where runs go (default: a temporary directory, removed)")
+    ap.add_argument("--ref-cache", help="the peer's reference-solution cache (default: WORKDIR/ref_cache)")
     ap.add_argument("--only", choices=("pdegen", "torch"), help="run one side only")
     a = ap.parse_intermixed_args()
 
@@ -167,6 +170,7 @@ def main():
     tmp = None if a.workdir else tempfile.TemporaryDirectory(prefix="compare_train_")
     work = a.workdir or tmp.name
     os.makedirs(work, exist_ok=True)
+    a.ref_cache = a.ref_cache or os.path.join(work, "ref_cache")  # solved once, reused by the repeats
     ours, theirs = [], []
     for rep in range(a.repeats):
         if a.only != "torch":
