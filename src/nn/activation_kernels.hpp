@@ -14,7 +14,12 @@ namespace pdegen {
 
 enum class ActivationKind { identity, relu, leaky_relu, tanh, silu, sigmoid };
 
-PDEGEN_HD float sigmoidf(float x) { return 1.0f / (1.0f + fast_exp(-x)); }
+// 1 / (1 + e^-x) as e^-|x| on both sides, so the exponential never overflows and the tail below
+// -87 underflows gradually instead of through 1 / inf.
+PDEGEN_HD float sigmoidf(float x) {
+  const float e = fast_exp(x < 0.0f ? x : -x);
+  return (x < 0.0f ? e : 1.0f) / (1.0f + e);
+}
 
 // tanh without the cancellation of 1 - 2 / (e^2x + 1) near 0: Cephes' odd polynomial below 0.625
 // (where that formula would lose up to all digits), the exponential form above it; both are

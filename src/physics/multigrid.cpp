@@ -5,38 +5,10 @@
 #include <cmath>
 
 #include "core/error.hpp"
-#include "core/rng.hpp"
 
 namespace pdegen::physics {
 
 namespace {
-
-// Largest eigenvalue of the symmetric tridiagonal matrix (diag, off) by Sturm-sequence bisection.
-double tridiagonal_max_eigenvalue(const std::vector<double>& diag, const std::vector<double>& off) {
-  const size_t n = diag.size();
-  double lo = diag[0], hi = diag[0];
-  for (size_t i = 0; i < n; ++i) {
-    const double radius = (i > 0 ? std::abs(off[i - 1]) : 0.0) + (i + 1 < n ? std::abs(off[i]) : 0.0);
-    lo = std::min(lo, diag[i] - radius);
-    hi = std::max(hi, diag[i] + radius);
-  }
-  // Number of eigenvalues below x: the negative pivots of T - x I.
-  auto below = [&](double x) {
-    size_t count = 0;
-    double pivot = 1;
-    for (size_t i = 0; i < n; ++i) {
-      pivot = diag[i] - x - (i > 0 ? off[i - 1] * off[i - 1] / pivot : 0.0);
-      if (pivot == 0) pivot = -1e-300;
-      if (pivot < 0) ++count;
-    }
-    return count;
-  };
-  for (int it = 0; it < 100 && hi - lo > 1e-12 * std::abs(hi); ++it) {
-    const double mid = 0.5 * (lo + hi);
-    (below(mid) == n ? hi : lo) = mid;
-  }
-  return hi;
-}
 
 void copy_rows(const Field& src, Field& dst, bool threads) {
   const int nx = src.layout().nx;
@@ -53,7 +25,6 @@ Multigrid::Multigrid(int nx, int ny, bool threads, const MultigridOptions& optio
   PDEGEN_CHECK(options.smoothing_degree >= 1, "Chebyshev degree must be >= 1, got {}",
                options.smoothing_degree);
   PDEGEN_CHECK(options.smoothing_range > 1, "smoothing range must be > 1, got {}", options.smoothing_range);
-  PDEGEN_CHECK(options.lanczos_steps >= 0, "need >= 0 Lanczos steps, got {}", options.lanczos_steps);
   auto add_level = [&](const GridLayout& g, int radius) {
     Level& l = levels_.emplace_back();
     l.layout = g;
@@ -88,71 +59,11 @@ void Multigrid::setup() {
       double* inv = lv.inv_diag.row(iy);
       for (int ix = 0; ix < nx; ++ix) inv[ix] = 1 / diag[ix];
     });
-    lv.upper = estimate_upper_bound(lv);
+    lv.upper = lv.a.jacobi_gershgorin_bound(lv.threads);
     lv.lower = lv.upper / options_.smoothing_range;
   }
   const StencilOperator& coarsest = levels_.back().a;
   coarsest_ = DenseCholesky(coarsest.to_dense(), static_cast<int>(coarsest.layout().nodes()));
-}
-
-double Multigrid::estimate_upper_bound(Level& lv) const {
-  // Lanczos on D^-1 A through the coefficients of Jacobi-preconditioned CG from a fixed random start
-  // (deterministic): its largest Ritz value approaches lmax from below within a few steps.
-  const GridLayout& g = lv.layout;
-  const bool threads = lv.threads;
-  if (options_.lanczos_steps == 0) return lv.a.jacobi_gershgorin_bound(threads);
-  Field &r = lv.r, &z = lv.x, &p = lv.d, &q = lv.b;
-  constexpr uint64_t seed = 0x5eed, stream = 0x1a9c205;
-  for_rows(g.ny, threads, [&](int iy) {
-    double* rr = r.row(iy);
-    double* zr = z.row(iy);
-    double* pr = p.row(iy);
-    const double* inv = lv.inv_diag.row(iy);
-    for (int ix = 0; ix < g.nx; ++ix) {
-      rr[ix] = random_uniform(seed, stream, static_cast<uint64_t>(int64_t{iy} * g.nx + ix)) - 0.5;
-      zr[ix] = inv[ix] * rr[ix];
-      pr[ix] = zr[ix];
-    }
-  });
-  double rz = dot(r, z, threads);
-  std::vector<double> alpha, beta;
-  for (int k = 0; k < options_.lanczos_steps && rz > 0; ++k) {
-    lv.a.apply(p, q, threads);
-    const double pq = dot(p, q, threads);
-    if (!(pq > 0)) break;
-    const double a = rz / pq;
-    const double rz_next = sum_rows(g.ny, threads, [&](int iy) {
-      double* rr = r.row(iy);
-      double* zr = z.row(iy);
-      const double* qr = q.row(iy);
-      const double* inv = lv.inv_diag.row(iy);
-      double s = 0;
-      for (int ix = 0; ix < g.nx; ++ix) {
-        rr[ix] -= a * qr[ix];
-        zr[ix] = inv[ix] * rr[ix];
-        s += rr[ix] * zr[ix];
-      }
-      return s;
-    });
-    const double b = rz_next / rz;
-    alpha.push_back(a);
-    beta.push_back(b);
-    rz = rz_next;
-    for_rows(g.ny, threads, [&](int iy) {
-      double* pr = p.row(iy);
-      const double* zr = z.row(iy);
-      for (int ix = 0; ix < g.nx; ++ix) pr[ix] = zr[ix] + b * pr[ix];
-    });
-  }
-  const double gershgorin = lv.a.jacobi_gershgorin_bound(threads);
-  if (alpha.empty()) return gershgorin;
-  // The Lanczos tridiagonal from the CG coefficients.
-  std::vector<double> diag(alpha.size()), off(alpha.size() - 1);
-  for (size_t k = 0; k < alpha.size(); ++k) {
-    diag[k] = 1 / alpha[k] + (k > 0 ? beta[k - 1] / alpha[k - 1] : 0.0);
-    if (k + 1 < alpha.size()) off[k] = std::sqrt(beta[k]) / alpha[k];
-  }
-  return std::min(1.1 * tridiagonal_max_eigenvalue(diag, off), gershgorin);
 }
 
 void Multigrid::smooth(Level& lv, const Field& b, Field& x, bool from_zero, bool want_residual) {
@@ -160,7 +71,7 @@ void Multigrid::smooth(Level& lv, const Field& b, Field& x, bool from_zero, bool
   // keeping the residual r = b - A x up to date with one product per step.
   const GridLayout& g = lv.layout;
   const bool threads = lv.threads;
-  const double theta = 0.5 * (lv.upper + lv.lower), delta = 0.5 * (lv.upper - lv.lower);
+  const double theta = (from_zero ? 1.0 : 1.05) * 0.5 * (lv.upper + lv.lower), delta = 0.5 * (lv.upper - lv.lower);
   const double sigma = theta / delta;
   double rho = 1 / sigma;
   copy_rows(b, lv.r, threads);

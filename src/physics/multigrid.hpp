@@ -7,8 +7,10 @@
 //   to the coefficient's contrast, unlike re-discretisation with an averaged coefficient, because the
 //   coarse correction is then the energy-optimal one in the range of P whatever nu does.
 // - Smoother: Chebyshev polynomial of D^-1 A (Jacobi-preconditioned), the same polynomial before and
-//   after the coarse correction, targeting the eigenvalues in [lmax / range, lmax]. lmax is
-//   1.1 x a Lanczos estimate, capped by Gershgorin's bound (a true upper bound).
+//   after the coarse correction, targeting the eigenvalues in [lmax / range, lmax], with lmax
+//   Gershgorin's bound: a true upper bound, so the smoother never amplifies an error component.
+//   The default, degree 1, is damped Jacobi with weight 2 / (lmax (1 + 1 / range)); higher degrees
+//   cut the iteration count by one or two but cost more per iteration (docs/theory.md has the table).
 // - Coarsest level: banded Cholesky, exact.
 // With the same smoother pre and post, Galerkin coarse operators and an exact coarsest solve, the
 // V-cycle is a symmetric positive definite operator B ~ A^-1, as conjugate gradients require.
@@ -25,10 +27,9 @@
 namespace pdegen::physics {
 
 struct MultigridOptions {
-  int smoothing_degree = 2;      // Chebyshev degree of the pre- and of the post-smoother
-  double smoothing_range = 4;    // the smoother damps eigenvalues of D^-1 A in [lmax / range, lmax]
+  int smoothing_degree = 1;      // Chebyshev degree of the pre- and of the post-smoother
+  double smoothing_range = 8;    // the smoother damps eigenvalues of D^-1 A in [lmax / range, lmax]
   int64_t coarsest_nodes = 400;  // coarsen while a level has more nodes than this
-  int lanczos_steps = 12;        // for the estimate of lmax on each level
 };
 
 class Multigrid {
@@ -68,7 +69,6 @@ class Multigrid {
 
   void cycle(std::size_t level, const Field& b, Field& x);
   void smooth(Level& level, const Field& b, Field& x, bool from_zero, bool want_residual);
-  double estimate_upper_bound(Level& level) const;
   void solve_coarsest(const Field& b, Field& x);
 
   MultigridOptions options_;

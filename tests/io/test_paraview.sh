@@ -95,5 +95,17 @@ for broken in hyperslab swapped; do
   fi
 done
 
+# A real training run's fields.xdmf (tiny deck), with ParaView's own choice of reader.
+if [ -n "${PDEGEN:-}" ] && [ -x "$PDEGEN" ]; then
+  if "$PDEGEN" train tests/decks/tiny.yaml output.dir="$work/run" >"$work/out" 2>&1 &&
+    "${PV[@]}" "$check" "$work/run/fields.xdmf" >"$work/out" 2>&1 && grep -q "^OK:" "$work/out" &&
+    for f in log_nu u_pred u_ref error; do grep -q "$f" "$work/out" || exit 1; done; then
+    pass "a training run's fields.xdmf opens with every field in ParaView's default reader"
+    sed 's/^/      | /' "$work/out"
+  else
+    fail "a training run's fields.xdmf opens with every field in ParaView's default reader"
+  fi
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -64,3 +64,28 @@ TEST_CASE("activations match fp64 formulas and central differences, plain and bl
 TEST_CASE("unknown activation name is a user error listing the known ones") {
   CHECK_THROWS_WITH_AS(parse_activation("relux"), doctest::Contains("expected identity, relu"), UserError);
 }
+
+TEST_CASE("tanh, sigmoid and silu keep fp32 relative accuracy from tiny to saturated inputs, any size") {
+  // Tiny values (where 1 - 2 / (e^2x + 1) would cancel), both sides of tanh's switch at 0.625, and
+  // saturation; 47 values, so the vector loops run their remainder too.
+  Vec x{0, 1e-30, 1e-7, 1e-3, 0.3, 0.6249, 0.625, 0.6251, 1, 2.5, 5, 9, 20, 50, 87, 100, 1e4, 1e30};
+  for (size_t i = 0, n = x.size(); i < n; ++i) x.push_back(-x[i]);
+  for (double v : {0.05, 0.1, 0.2, 0.4, 0.5, 0.7, 0.9, 1.5, 3.0, 4.0, 7.0}) x.push_back(v);
+  const Shape shape{1, 1, 1, static_cast<int64_t>(x.size())};
+  for (auto kind : {ActivationKind::tanh, ActivationKind::sigmoid, ActivationKind::silu}) {
+    CAPTURE(activation_name(kind));
+    Activation layer(kind);
+    // The inputs as fp32 values, so the reference sees exactly what the layer does.
+    const Vec xf = values_of(tensor_from(x, shape));
+    const Vec y = values_of(layer.forward(tensor_from(xf, shape), Mode::train));
+    const Vec dx = values_of(layer.backward(tensor_from(Vec(x.size(), 1.0), shape)));
+    for (size_t i = 0; i < x.size(); ++i) {
+      CAPTURE(xf[i]);
+      const double want = reference(kind, xf[i], 0);
+      // 2 ulp of the result where it is a normal float; below FLT_MIN (sigmoid(-100) = 3.7e-44) the
+      // subnormals carry fewer digits, so there an absolute FLT_MIN.
+      CHECK(std::abs(y[i] - want) <= 2.4e-7 * std::abs(want) + 1.2e-38);
+      CHECK(std::isfinite(dx[i]));
+    }
+  }
+}

@@ -108,7 +108,7 @@ TEST_CASE("KL roots solve the characteristic equation to machine precision and t
   }
 }
 
-TEST_CASE("exactly one root lies in each interval ((n-1) pi, n pi] and the roots increase") {
+TEST_CASE("exactly one root lies between (n-1) pi and n pi for every n and the roots increase") {
   for (double l : {0.05, 0.2, 0.5, 1.0, 2 / pi, 3.0, 10.0}) {
     CAPTURE(l);
     double previous = 0;

@@ -6,6 +6,7 @@
 #include <numbers>
 #include <string>
 
+#include "physics/dense_cholesky.hpp"
 #include "physics/grid_transfer.hpp"
 #include "physics/multigrid.hpp"
 #include "physics/q1_kernels.hpp"
@@ -259,6 +260,30 @@ TEST_CASE("the Galerkin coarse operator equals P^T A P formed densely, with iden
   }
 }
 
+TEST_CASE("the coarsest-level Cholesky solves banded symmetric positive definite systems to round-off") {
+  // Diagonally dominant with bandwidth 7 < n, so the first rows (fewer than a band of predecessors)
+  // and the interior rows are both exercised.
+  const int n = 60, band = 7;
+  const auto un = static_cast<size_t>(n);
+  const Vec r = testing::random_vec(un * un, 30, 0, 1);
+  Vec a(un * un, 0.0);
+  for (size_t i = 0; i < un; ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (i - j <= band) a[i * un + j] = a[j * un + i] = -r[i * un + j];
+  for (size_t i = 0; i < un; ++i) {
+    double off = 0;
+    for (size_t j = 0; j < un; ++j) off += std::abs(a[i * un + j]);
+    a[i * un + i] = 0.5 + off;
+  }
+  const Vec b = testing::random_vec(un, 31);
+  Vec x(un);
+  DenseCholesky(a, n).solve(b.data(), x.data());
+  Vec ax(un, 0.0);
+  for (size_t i = 0; i < un; ++i)
+    for (size_t j = 0; j < un; ++j) ax[i] += a[i * un + j] * x[j];
+  CHECK(testing::rel_max_error(ax, b) < 1e-13);
+}
+
 TEST_CASE("coarse grids halve the cell count, rounding up, down to a few hundred nodes") {
   auto sizes = [](int n) {
     Multigrid mg(n, n, false);
@@ -273,9 +298,12 @@ TEST_CASE("coarse grids halve the cell count, rounding up, down to a few hundred
 }
 
 TEST_CASE("the multigrid V-cycle is a symmetric positive definite operator") {
-  for (int n : {64, 65}) {
+  for (const auto& [n, degree] : {std::pair{64, 1}, std::pair{65, 1}, std::pair{64, 3}}) {
     CAPTURE(n);
-    Multigrid mg(n, n, true);
+    CAPTURE(degree);
+    MultigridOptions options;
+    options.smoothing_degree = degree;
+    Multigrid mg(n, n, true, options);
     fill_q1_operator(mg.fine_operator(), smooth_log_nu(n, 3, 6));
     mg.setup();
     const GridLayout g = mg.fine_operator().layout();

@@ -175,7 +175,6 @@ int main(int argc, char** argv) {
       o.solver.multigrid.smoothing_range = std::atof(value());
     else if (!std::strcmp(argv[i], "--coarsest"))
       o.solver.multigrid.coarsest_nodes = std::atoi(value());
-    else if (!std::strcmp(argv[i], "--lanczos")) o.solver.multigrid.lanczos_steps = std::atoi(value());
     else if (!std::strcmp(argv[i], "--batch"))
       o.batch = true;
     else if (!std::strcmp(argv[i], "--compare-cg"))
