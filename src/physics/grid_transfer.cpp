@@ -129,7 +129,7 @@ StencilOperator GridTransfer::galerkin(const StencilOperator& fine, bool threads
   //
   // The x-stage scatters each A entry into up to 4 places of T (the parents of ix times those of
   // ix + dx). Which places, with which weights, depends only on (ix, dx): tabulated once, nonzero
-  // weights only, as (ix, place in T's row = Jx * span + Kx - Jx + reach, weight) per dx.
+  // weights only, as (ix, place in T's row = (Kx - Jx + reach) * nxc + Jx, weight) per dx.
   struct Scatter {
     int ix, place;
     double weight;
@@ -147,55 +147,76 @@ StencilOperator GridTransfer::galerkin(const StencilOperator& fine, bool threads
           PDEGEN_CHECK(offset >= -reach && offset <= reach, "Galerkin x-stage offset {} beyond {}", offset,
                        reach);
           scatter[static_cast<size_t>(dx + rf)].push_back(
-              {ix, (px_.left[jx] + bj) * span + offset + reach, w});
+              {ix, (offset + reach) * nxc + px_.left[jx] + bj, w});
         }
     }
   std::vector<char> out_of_reach(static_cast<size_t>(coarse_.ny), 0);
   const int* ly = py_.left.data();
-  for_rows(coarse_.ny, threads && coarse_.worth_threads(), [&](int jy) {
-    const auto sy = static_cast<size_t>(jy);
-    std::vector<double> t(static_cast<size_t>(wf * nxc * span));
-    for (int c = py_.child_begin[sy]; c < py_.child_begin[sy + 1]; ++c) {
-      const int iy = py_.child[static_cast<size_t>(c)];
-      const double wy = py_.child_weight[static_cast<size_t>(c)];
-      std::fill(t.begin(), t.end(), 0.0);
-      for (int dy = -rf; dy <= rf; ++dy) {  // x-stage
-        if (iy + dy < 0 || iy + dy >= nyf) continue;
-        double* tr = t.data() + (dy + rf) * nxc * span;
-        for (int dx = -rf; dx <= rf; ++dx) {
-          const auto d = static_cast<size_t>((dy + rf) * wf + dx + rf);
-          const double* a = term_field[d]->row(iy) + term_shift[d];
-          for (const Scatter& e : scatter[static_cast<size_t>(dx + rf)]) tr[e.place] += e.weight * a[e.ix];
-        }
-      }
-      for (int dy = -rf; dy <= rf; ++dy) {  // y-stage: this child row's share of coarse row jy
-        const int ky = iy + dy;
-        if (ky < 0 || ky >= nyf) continue;
-        const double* tr = t.data() + (dy + rf) * nxc * span;
-        const double wk[2] = {py_.w_left[static_cast<size_t>(ky)], py_.w_right[static_cast<size_t>(ky)]};
-        for (int bk = 0; bk < 2; ++bk) {
-          const double w = wy * wk[bk];
-          const int oy = ly[ky] + bk - jy;
-          if (w == 0) continue;
-          if (oy < -rc || oy > rc) {
-            out_of_reach[sy] = 1;
-            continue;
+  // Coarse rows go in contiguous blocks, in order within a block, so consecutive rows share fine
+  // child rows: their x-stage is kept in a small ring (children of one coarse row span < 6 fine rows)
+  // instead of being formed twice. The result does not depend on the blocking.
+  const int rows = coarse_.ny, blocks = std::min(rows, 64);
+  constexpr int ring = 8;
+  const auto t_size = static_cast<size_t>(wf * span * nxc);  // per fine row: [dy][Kx - Jx][Jx]
+#pragma omp parallel if (threads && coarse_.worth_threads())
+  {
+    std::vector<double> t(ring * t_size);
+    int held[ring];
+#pragma omp for schedule(static)
+    for (int block = 0; block < blocks; ++block) {
+      std::fill(held, held + ring, -1);
+      for (int jy = block * rows / blocks; jy < (block + 1) * rows / blocks; ++jy) {
+        const auto sy = static_cast<size_t>(jy);
+        for (int c = py_.child_begin[sy]; c < py_.child_begin[sy + 1]; ++c) {
+          const int iy = py_.child[static_cast<size_t>(c)];
+          const double wy = py_.child_weight[static_cast<size_t>(c)];
+          double* ti = t.data() + static_cast<size_t>(iy % ring) * t_size;
+          if (held[iy % ring] != iy) {  // x-stage of fine row iy
+            held[iy % ring] = iy;
+            std::fill(ti, ti + t_size, 0.0);
+            for (int dy = -rf; dy <= rf; ++dy) {
+              if (iy + dy < 0 || iy + dy >= nyf) continue;
+              double* tr = ti + (dy + rf) * span * nxc;
+              for (int dx = -rf; dx <= rf; ++dx) {
+                const auto d = static_cast<size_t>((dy + rf) * wf + dx + rf);
+                const double* a = term_field[d]->row(iy) + term_shift[d];
+                for (const Scatter& e : scatter[static_cast<size_t>(dx + rf)])
+                  tr[e.place] += e.weight * a[e.ix];
+              }
+            }
           }
-          for (int ox = -reach; ox <= reach; ++ox) {
-            const int k = coarse.term_of(ox, oy);
-            if (k < 0) continue;  // backward (stored at the neighbour) or beyond the radius
-            double* cr = coarse.coefficients(k).row(jy);
-            for (int jx = 0; jx < nxc; ++jx) cr[jx] += w * tr[jx * span + ox + reach];
+          for (int dy = -rf; dy <= rf; ++dy) {  // y-stage: this child row's share of coarse row jy
+            const int ky = iy + dy;
+            if (ky < 0 || ky >= nyf) continue;
+            const double* tr = ti + (dy + rf) * span * nxc;
+            const double wk[2] = {py_.w_left[static_cast<size_t>(ky)], py_.w_right[static_cast<size_t>(ky)]};
+            for (int bk = 0; bk < 2; ++bk) {
+              const double w = wy * wk[bk];
+              const int oy = ly[ky] + bk - jy;
+              if (w == 0) continue;
+              if (oy < -rc || oy > rc) {
+                out_of_reach[sy] = 1;
+                continue;
+              }
+              for (int ox = -reach; ox <= reach; ++ox) {
+                const int k = coarse.term_of(ox, oy);
+                if (k < 0) continue;  // backward (stored at the neighbour) or beyond the radius
+                double* cr = coarse.coefficients(k).row(jy);
+                const double* src = tr + (ox + reach) * nxc;
+#pragma omp simd
+                for (int jx = 0; jx < nxc; ++jx) cr[jx] += w * src[jx];
+              }
+            }
+            if (rc < reach)  // a 9-point result: the product must not reach 2 coarse nodes along x
+              for (int jx = 0; jx < nxc; ++jx)
+                if (tr[jx] != 0 || tr[(span - 1) * nxc + jx] != 0) out_of_reach[sy] = 1;
           }
         }
-        if (rc < reach)  // a 9-point result: the product must not reach 2 coarse nodes along x
-          for (int jx = 0; jx < nxc; ++jx)
-            if (tr[jx * span] != 0 || tr[jx * span + span - 1] != 0) out_of_reach[sy] = 1;
+        coarse.coefficients(0)(0, jy) = 1;  // Dirichlet rows: the identity (P gave them nothing)
+        coarse.coefficients(0)(nxc - 1, jy) = 1;
       }
     }
-    coarse.coefficients(0)(0, jy) = 1;  // Dirichlet rows: the identity (P gave them nothing)
-    coarse.coefficients(0)(nxc - 1, jy) = 1;
-  });
+  }
   for (char bad : out_of_reach)
     PDEGEN_CHECK(!bad, "Galerkin product reaches beyond the coarse stencil radius {}", rc);
   return coarse;

@@ -3,38 +3,29 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "core/error.hpp"
 
 namespace pdegen::physics {
-
-namespace {
-
-void copy_rows(const Field& src, Field& dst, bool threads) {
-  const int nx = src.layout().nx;
-  for_rows(src.layout().ny, threads, [&](int iy) {
-    const double* s = src.row(iy);
-    double* d = dst.row(iy);
-    for (int ix = 0; ix < nx; ++ix) d[ix] = s[ix];
-  });
-}
-
-}  // namespace
 
 Multigrid::Multigrid(int nx, int ny, bool threads, const MultigridOptions& options) : options_(options) {
   PDEGEN_CHECK(options.smoothing_degree >= 1, "Chebyshev degree must be >= 1, got {}",
                options.smoothing_degree);
   PDEGEN_CHECK(options.smoothing_range > 1, "smoothing range must be > 1, got {}", options.smoothing_range);
   auto add_level = [&](const GridLayout& g, int radius) {
-    Level& l = levels_.emplace_back();
+    Level l;
     l.layout = g;
     l.threads = threads && g.worth_threads();
     l.a = StencilOperator(g, radius);
     l.inv_diag = Field(g);
-    l.b = Field(g);
-    l.x = Field(g);
+    if (!levels_.empty()) {  // the finest level's right-hand side and solution are apply()'s arguments
+      l.b = Field(g);
+      l.x = Field(g);
+    }
     l.r = Field(g);
     l.d = Field(g);
+    levels_.push_back(std::move(l));
   };
   add_level(GridLayout(nx, ny), 1);
   for (;;) {
@@ -68,26 +59,40 @@ void Multigrid::setup() {
 
 void Multigrid::smooth(Level& lv, const Field& b, Field& x, bool from_zero, bool want_residual) {
   // Chebyshev iteration on D^-1 A for the interval [lower, upper] (Saad, Iterative Methods, alg. 12.1),
-  // keeping the residual r = b - A x up to date with one product per step.
+  // keeping the residual r = b - A x up to date with one product per step. From a zero start the
+  // first step needs no product: x = d = D^-1 b / theta.
   const GridLayout& g = lv.layout;
   const bool threads = lv.threads;
-  const double theta = (from_zero ? 1.0 : 1.05) * 0.5 * (lv.upper + lv.lower), delta = 0.5 * (lv.upper - lv.lower);
+  const int degree = options_.smoothing_degree;
+  const double theta = 0.5 * (lv.upper + lv.lower), delta = 0.5 * (lv.upper - lv.lower);
   const double sigma = theta / delta;
   double rho = 1 / sigma;
-  copy_rows(b, lv.r, threads);
-  if (!from_zero) lv.a.subtract_apply(x, lv.r, threads);
+  bool residual_known = !from_zero;
+  if (residual_known) lv.a.residual(b, x, lv.r, threads);
+  const Field& first = from_zero ? b : lv.r;  // the residual of the starting x
+  const bool keep_step = degree > 1 || !from_zero;
   for_rows(g.ny, threads, [&](int iy) {
-    const double* rr = lv.r.row(iy);
+    const double* rr = first.row(iy);
     const double* inv = lv.inv_diag.row(iy);
     double* dr = lv.d.row(iy);
     double* xr = x.row(iy);
     for (int ix = 0; ix < g.nx; ++ix) {
-      dr[ix] = inv[ix] * rr[ix] / theta;
-      xr[ix] = (from_zero ? 0.0 : xr[ix]) + dr[ix];
+      const double step = inv[ix] * rr[ix] / theta;
+      if (keep_step) dr[ix] = step;
+      xr[ix] = (from_zero ? 0.0 : xr[ix]) + step;
     }
   });
-  for (int k = 1; k < options_.smoothing_degree; ++k) {
-    lv.a.subtract_apply(lv.d, lv.r, threads);
+  // r = b - A x after the latest step: from b when no residual exists yet (x is then that step).
+  auto update_residual = [&] {
+    if (residual_known) {
+      lv.a.subtract_apply(lv.d, lv.r, threads);
+    } else {
+      lv.a.residual(b, x, lv.r, threads);
+      residual_known = true;
+    }
+  };
+  for (int k = 1; k < degree; ++k) {
+    update_residual();
     const double rho_next = 1 / (2 * sigma - rho);
     const double keep = rho_next * rho, gain = 2 * rho_next / delta;
     for_rows(g.ny, threads, [&](int iy) {
@@ -102,7 +107,7 @@ void Multigrid::smooth(Level& lv, const Field& b, Field& x, bool from_zero, bool
     });
     rho = rho_next;
   }
-  if (want_residual) lv.a.subtract_apply(lv.d, lv.r, threads);
+  if (want_residual) update_residual();
 }
 
 void Multigrid::solve_coarsest(const Field& b, Field& x) {

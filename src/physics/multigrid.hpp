@@ -63,7 +63,7 @@ class Multigrid {
     bool threads = false;
     StencilOperator a;
     Field inv_diag;
-    Field b, x, r, d;  // right-hand side and correction of this level; smoother residual and step
+    Field b, x, r, d;  // right-hand side and correction (coarse levels only); smoother residual and step
     double upper = 0, lower = 0;
   };
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <exception>
 #include <memory>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/timer.hpp"
@@ -30,12 +31,26 @@ void Poisson2DSolver::assemble(const double* log_nu, const Source& f) {
   const bool threads = threads_ && g.worth_threads();
   const int n = n_;
   const double h = 1.0 / (n - 1);
+  // nu and f must be finite (and nu > 0) for K to be SPD; the first bad node is reported after the
+  // parallel loop, which must not throw.
+  std::vector<int> first_bad(static_cast<size_t>(n), -1);
   for_rows(n, threads, [&](int iy) {
-    for (int ix = 0; ix < n; ++ix) {
+    for (int ix = n - 1; ix >= 0; --ix) {
       const auto node = static_cast<size_t>(int64_t{iy} * n + ix);
       nu_[node] = std::exp(log_nu[node]);
+      if (!(std::isfinite(nu_[node]) && nu_[node] > 0 && std::isfinite(f.at(static_cast<int64_t>(node)))))
+        first_bad[static_cast<size_t>(iy)] = ix;
     }
   });
+  for (int iy = 0; iy < n; ++iy) {
+    const int ix = first_bad[static_cast<size_t>(iy)];
+    if (ix < 0) continue;
+    const int64_t node = int64_t{iy} * n + ix;
+    PDEGEN_THROW(
+        "reference solve: node ({}, {}) has log nu = {} and f = {}; nu = exp(log nu) must be finite and "
+        "positive and f finite",
+        ix, iy, log_nu[node], f.at(node));
+  }
   a.set_zero();
   b_.set_zero();
   // Stored terms (forward offsets) of the 9-point stencil, in element-local node numbering:
@@ -80,9 +95,10 @@ void Poisson2DSolver::assemble(const double* log_nu, const Source& f) {
       couple(1, 2, north_west);
     }
   };
-  // Element row ey writes node rows ey and ey + 1: even rows first, then odd rows, never racing.
+  // Element row ey writes node rows ey and ey + 1: the n - 1 element rows go even ones first, then
+  // odd ones ((n - parity) / 2 of each), so rows running together never write the same node row.
   for (int parity = 0; parity < 2; ++parity)
-    for_rows((n - 1 - parity + 1) / 2, threads, [&](int t) { element_row(2 * t + parity); });
+    for_rows((n - parity) / 2, threads, [&](int t) { element_row(2 * t + parity); });
   for (int iy = 0; iy < n; ++iy) {  // the eliminated Dirichlet rows: identity, zero right-hand side
     a.coefficients(0)(0, iy) = 1;
     a.coefficients(0)(n - 1, iy) = 1;
@@ -113,12 +129,7 @@ void Poisson2DSolver::precondition(const Field& r, Field& z) {
 double Poisson2DSolver::true_residual_norm() {
   const GridLayout& g = r_.layout();
   const bool threads = threads_ && g.worth_threads();
-  for_rows(g.ny, threads, [&](int iy) {
-    const double* br = b_.row(iy);
-    double* rr = r_.row(iy);
-    for (int ix = 0; ix < g.nx; ++ix) rr[ix] = br[ix];
-  });
-  mg_.fine_operator().subtract_apply(w_, r_, threads);
+  mg_.fine_operator().residual(b_, w_, r_, threads);
   return std::sqrt(dot(r_, r_, threads));
 }
 

@@ -39,8 +39,8 @@ double StencilOperator::entry(int ix, int iy, int dx, int dy) const {
   return coef_[static_cast<size_t>(back)].data()[layout_.at(ix + dx, iy + dy)];
 }
 
-template <bool subtract>
-void StencilOperator::product(const Field& x, Field& y, bool threads) const {
+template <StencilOperator::Mode mode>
+void StencilOperator::product(const Field* b, const Field& x, Field& y, bool threads) const {
   PDEGEN_CHECK(&x != &y, "a stencil product cannot run in place");
   const int nx = layout_.nx;
   const int64_t stride = layout_.stride;
@@ -49,9 +49,13 @@ void StencilOperator::product(const Field& x, Field& y, bool threads) const {
     double* yr = y.row(iy);
     const double* c0 = coef_[0].row(iy);
     // One pass over the row per stored term: the row stays in L1, the coefficients stream once.
-    if constexpr (subtract) {
+    if constexpr (mode == Mode::subtract) {
 #pragma omp simd
       for (int ix = 0; ix < nx; ++ix) yr[ix] -= c0[ix] * xr[ix];
+    } else if constexpr (mode == Mode::residual) {
+      const double* br = b->row(iy);
+#pragma omp simd
+      for (int ix = 0; ix < nx; ++ix) yr[ix] = br[ix] - c0[ix] * xr[ix];
     } else {
 #pragma omp simd
       for (int ix = 0; ix < nx; ++ix) yr[ix] = c0[ix] * xr[ix];
@@ -62,21 +66,28 @@ void StencilOperator::product(const Field& x, Field& y, bool threads) const {
       const double* cb = ck - o;  // term k of the backward neighbour: A(p - o, p) = A(p, p - o)
       const double* xf = xr + o;
       const double* xb = xr - o;
-      if constexpr (subtract) {
-#pragma omp simd
-        for (int ix = 0; ix < nx; ++ix) yr[ix] -= ck[ix] * xf[ix] + cb[ix] * xb[ix];
-      } else {
+      if constexpr (mode == Mode::assign) {
 #pragma omp simd
         for (int ix = 0; ix < nx; ++ix) yr[ix] += ck[ix] * xf[ix] + cb[ix] * xb[ix];
+      } else {
+#pragma omp simd
+        for (int ix = 0; ix < nx; ++ix) yr[ix] -= ck[ix] * xf[ix] + cb[ix] * xb[ix];
       }
     }
   });
 }
 
-void StencilOperator::apply(const Field& x, Field& y, bool threads) const { product<false>(x, y, threads); }
+void StencilOperator::apply(const Field& x, Field& y, bool threads) const {
+  product<Mode::assign>(nullptr, x, y, threads);
+}
 
 void StencilOperator::subtract_apply(const Field& x, Field& y, bool threads) const {
-  product<true>(x, y, threads);
+  product<Mode::subtract>(nullptr, x, y, threads);
+}
+
+void StencilOperator::residual(const Field& b, const Field& x, Field& r, bool threads) const {
+  PDEGEN_CHECK(&b != &r, "a residual cannot overwrite its right-hand side");
+  product<Mode::residual>(&b, x, r, threads);
 }
 
 double StencilOperator::jacobi_gershgorin_bound(bool threads) const {

@@ -38,8 +38,9 @@ class StencilOperator {
   // A(p, p + (dx, dy)) for p = (ix, iy) and any offset within the radius, forward or backward.
   double entry(int ix, int iy, int dx, int dy) const;
 
-  void apply(const Field& x, Field& y, bool threads) const;           // y = A x
-  void subtract_apply(const Field& x, Field& y, bool threads) const;  // y -= A x
+  void apply(const Field& x, Field& y, bool threads) const;                     // y = A x
+  void subtract_apply(const Field& x, Field& y, bool threads) const;            // y -= A x
+  void residual(const Field& b, const Field& x, Field& r, bool threads) const;  // r = b - A x
 
   // max_p sum_q |A(p, q)| / A(p, p): Gershgorin's bound on the spectrum of D^-1 A.
   double jacobi_gershgorin_bound(bool threads) const;
@@ -50,8 +51,9 @@ class StencilOperator {
   void set_zero();
 
  private:
-  template <bool subtract>
-  void product(const Field& x, Field& y, bool threads) const;
+  enum class Mode { assign, subtract, residual };
+  template <Mode mode>
+  void product(const Field* b, const Field& x, Field& y, bool threads) const;
 
   GridLayout layout_;
   int radius_ = 0;

@@ -9,6 +9,7 @@
 #include "physics/dense_cholesky.hpp"
 #include "physics/grid_transfer.hpp"
 #include "physics/multigrid.hpp"
+#include "physics/poisson_loss.hpp"
 #include "physics/q1_kernels.hpp"
 #include "physics/reference_solver.hpp"
 #include "testing.hpp"
@@ -171,6 +172,55 @@ Vec dense_prolongation(const GridLayout& fine, const GridLayout& coarse) {
   return p;
 }
 
+// P^T A P from the definition, summed over fine nodes i, their stencil neighbours k and the coarse
+// hats nonzero at i and at k, into full 5 x 5 coarse stencils: [node * 25 + (dy + 2) * 5 + dx + 2].
+Vec sparse_galerkin(const StencilOperator& a, const GridLayout& coarse) {
+  const GridLayout& fine = a.layout();
+  using Parents = std::vector<std::pair<int, double>>;
+  auto parents = [](int nf, int nc, bool drop_ends) {  // per fine node: (coarse node, hat value)
+    std::vector<Parents> all(static_cast<size_t>(nf));
+    const double hc = 1.0 / (nc - 1);
+    for (int i = 0; i < nf; ++i) {
+      const double x = double(i) / (nf - 1);
+      for (int j = static_cast<int>(x / hc) - 1; j <= static_cast<int>(x / hc) + 2; ++j) {
+        if (j < 0 || j >= nc || (drop_ends && (j == 0 || j == nc - 1))) continue;
+        const double w = 1 - std::abs(x - j * hc) / hc;
+        if (w > 1e-12) all[static_cast<size_t>(i)].push_back({j, w});
+      }
+    }
+    return all;
+  };
+  const auto px = parents(fine.nx, coarse.nx, true), py = parents(fine.ny, coarse.ny, false);
+  const int r = a.radius();
+  Vec ac(static_cast<size_t>(coarse.nodes()) * 25, 0.0);
+  bool in_reach = true;
+  for (int iy = 0; iy < fine.ny; ++iy)
+    for (int ix = 0; ix < fine.nx; ++ix)
+      for (int dy = -r; dy <= r; ++dy)
+        for (int dx = -r; dx <= r; ++dx) {
+          const int kx = ix + dx, ky = iy + dy;
+          if (kx < 0 || kx >= fine.nx || ky < 0 || ky >= fine.ny) continue;
+          const double v = a.entry(ix, iy, dx, dy);
+          if (v == 0) continue;
+          for (const auto& [jx, wjx] : px[static_cast<size_t>(ix)])
+            for (const auto& [jy, wjy] : py[static_cast<size_t>(iy)])
+              for (const auto& [mx, wmx] : px[static_cast<size_t>(kx)])
+                for (const auto& [my, wmy] : py[static_cast<size_t>(ky)]) {
+                  const int ox = mx - jx, oy = my - jy;
+                  if (std::abs(ox) > 2 || std::abs(oy) > 2) {
+                    in_reach = false;
+                    continue;
+                  }
+                  ac[static_cast<size_t>((jy * coarse.nx + jx) * 25 + (oy + 2) * 5 + ox + 2)] +=
+                      wjx * wjy * v * wmx * wmy;
+                }
+        }
+  CHECK(in_reach);
+  for (int jy = 0; jy < coarse.ny; ++jy)
+    for (int jx : {0, coarse.nx - 1}) ac[static_cast<size_t>((jy * coarse.nx + jx) * 25 + 12)] = 1;
+  return ac;
+}
+
 Vec solve(int n, const Vec& log_nu, double f, const SolverOptions& options, SolveReport* report = nullptr) {
   Vec u(static_cast<size_t>(n) * n);
   Poisson2DSolver solver(n, options);
@@ -256,6 +306,28 @@ TEST_CASE("the Galerkin coarse operator equals P^T A P formed densely, with iden
           expect[d * nc + d] = 1;
         }
       CHECK(testing::rel_max_error(ac.to_dense(), expect) < 1e-13);
+    }
+  }
+}
+
+TEST_CASE("the Galerkin coarse operator of large grids equals P^T A P summed from its definition") {
+  // More than 64 coarse rows, so the product's row blocks hold several rows and share fine rows.
+  for (const auto& [fine_n, coarse_n] : {std::pair{260, 131}, std::pair{257, 129}}) {
+    for (int radius : {1, 2}) {
+      CAPTURE(fine_n);
+      CAPTURE(radius);
+      const GridLayout fine(fine_n, fine_n), coarse(coarse_n, coarse_n);
+      const StencilOperator a = random_operator(fine, radius, 6);
+      const StencilOperator ac = GridTransfer(fine, coarse).galerkin(a, true);
+      const Vec expect = sparse_galerkin(a, coarse);
+      Vec got(expect.size());
+      for (int jy = 0; jy < coarse_n; ++jy)
+        for (int jx = 0; jx < coarse_n; ++jx)
+          for (int oy = -2; oy <= 2; ++oy)
+            for (int ox = -2; ox <= 2; ++ox)
+              got[static_cast<size_t>((jy * coarse_n + jx) * 25 + (oy + 2) * 5 + ox + 2)] =
+                  std::abs(ox) <= ac.radius() && std::abs(oy) <= ac.radius() ? ac.entry(jx, jy, ox, oy) : 0.0;
+      CHECK(testing::rel_max_error(got, expect) < 1e-13);
     }
   }
 }
@@ -355,6 +427,33 @@ TEST_CASE(
       CHECK(std::abs(rel - report.relative_residual) <= 1e-3 * rel + 1e-15);
     }
   }
+}
+
+TEST_CASE("the reference solution of fp32 log nu minimises the training loss's own discrete energy") {
+  // The loss's K and F (poisson_loss.hpp, the network's side) applied to the batch solver's answer:
+  // K u - F vanishes at the free nodes to the solver's tolerance.
+  const int n = 48;
+  const auto nodes = static_cast<size_t>(n) * n;
+  const double f = 2.0;
+  const Vec v = smooth_log_nu(n, 3, 40);
+  Tensor log_nu = Tensor::empty(Shape{1, 1, n, n}, DType::f32);
+  for (size_t i = 0; i < nodes; ++i) log_nu.data<float>()[i] = static_cast<float>(v[i]);
+  Tensor u = Tensor::empty(Shape{1, 1, n, n}, DType::f64);
+  solve_poisson2d_batch(log_nu, f, u);
+  Vec nu(nodes), ku(nodes), load(nodes), lift(nodes, 0.0), klift(nodes);
+  nodal_coefficient(log_nu.data<float>(), static_cast<int64_t>(nodes), nu.data());
+  apply_stiffness(nu.data(), u.data<double>(), ku.data(), n);
+  load_vector(f, n, load.data());
+  for (int iy = 0; iy < n; ++iy) lift[static_cast<size_t>(iy * n)] = 1;
+  apply_stiffness(nu.data(), lift.data(), klift.data(), n);
+  double num = 0, den = 0;
+  for (int iy = 0; iy < n; ++iy)
+    for (int ix = 1; ix < n - 1; ++ix) {
+      const auto i = static_cast<size_t>(iy * n + ix);
+      num += (load[i] - ku[i]) * (load[i] - ku[i]);
+      den += (load[i] - klift[i]) * (load[i] - klift[i]);
+    }
+  CHECK(std::sqrt(num / den) <= 1e-10);
 }
 
 TEST_CASE("a manufactured solution converges at second order in h") {
@@ -473,5 +572,17 @@ TEST_CASE("a solve that cannot reach the tolerance throws, naming the residual r
     const std::string what = e.what();
     CHECK(what.find("relative residual") != std::string::npos);
     CHECK(what.find("after 2 iterations") != std::string::npos);
+  }
+}
+
+TEST_CASE("a coefficient whose exp is not finite and positive is rejected, naming the node") {
+  const int n = 17;
+  Vec log_nu(static_cast<size_t>(n) * n, 0.0);
+  log_nu[static_cast<size_t>(5 * n + 3)] = 800;  // exp overflows
+  try {
+    solve(n, log_nu, 0, {});
+    FAIL("no exception");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("node (3, 5)") != std::string::npos);
   }
 }

@@ -2,9 +2,10 @@
 // default) from 64^2 to 2048^2, to relative residual 1e-10. Prints a markdown table (iterations,
 // seconds, seconds per million nodes), then optionally the batch strategies compared
 // (--batch: one sample per thread vs each solve over all threads) and CG without multigrid
-// (--compare-cg: Jacobi-preconditioned and plain CG iteration counts).
-//   bench_solver [--sizes 64,128,256,512,1024,2048] [--samples 3] [--sigma 1] [--degree 2]
-//                [--range 4] [--batch] [--compare-cg]
+// (--compare-cg: Jacobi-preconditioned and plain CG iteration counts) and the smoother's
+// parameters swept (--sweep-smoother: Chebyshev degree 1-3, range 4-16, at each of --sizes).
+//   bench_solver [--sizes 64,128,256,512,1024,2048] [--samples 3] [--sigma 1] [--degree 1]
+//                [--range 8] [--coarsest 400] [--batch] [--compare-cg] [--sweep-smoother]
 #include <omp.h>
 
 #include <algorithm>
@@ -32,7 +33,7 @@ struct Options {
   int samples = 3;
   double sigma = 1;
   SolverOptions solver;
-  bool batch = false, compare_cg = false;
+  bool batch = false, compare_cg = false, sweep = false;
 };
 
 double median(std::vector<double> v) {
@@ -143,6 +144,32 @@ void cg_table(const Options& o) {
   }
 }
 
+// The smoother's Chebyshev degree and range at each size: iterations and median solve seconds.
+void smoother_table(const Options& o) {
+  std::printf("\n| n | degree | range | iterations | solve s |\n|---:|---:|---:|---:|---:|\n");
+  for (int n : o.sizes) {
+    const auto fields = kl_samples(n, o.samples, o.sigma);
+    std::vector<double> u(fields[0].size());
+    for (int degree : {1, 2, 3})
+      for (double range : {4.0, 8.0, 16.0}) {
+        SolverOptions options = o.solver;
+        options.multigrid.smoothing_degree = degree;
+        options.multigrid.smoothing_range = range;
+        Poisson2DSolver solver(n, options);
+        solver.solve(fields[0].data(), Source::constant(0), u.data());
+        std::vector<double> seconds;
+        int iterations = 0;
+        for (const auto& f : fields) {
+          const SolveReport r = solver.solve(f.data(), Source::constant(0), u.data());
+          seconds.push_back(r.seconds);
+          iterations = std::max(iterations, r.iterations);
+        }
+        std::printf("| %d | %d | %.0f | %d | %.3f |\n", n, degree, range, iterations, median(seconds));
+        std::fflush(stdout);
+      }
+  }
+}
+
 std::vector<int> parse_sizes(const char* s) {
   std::vector<int> v;
   std::stringstream in(s);
@@ -179,6 +206,8 @@ int main(int argc, char** argv) {
       o.batch = true;
     else if (!std::strcmp(argv[i], "--compare-cg"))
       o.compare_cg = true;
+    else if (!std::strcmp(argv[i], "--sweep-smoother"))
+      o.sweep = true;
     else {
       std::fprintf(stderr, "unknown option %s (see the header of tools/bench/bench_solver.cpp)\n", argv[i]);
       return 2;
@@ -191,6 +220,7 @@ int main(int argc, char** argv) {
     scaling_table(o);
     if (o.batch) batch_table(o);
     if (o.compare_cg) cg_table(o);
+    if (o.sweep) smoother_table(o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_solver: %s\n", e.what());
     return 1;

@@ -5,7 +5,8 @@ It reads a pdegen deck (plus `key.path=value` overrides, applied as pdegen appli
 the same problem the way a PyTorch user would write it, so that tools/bench/compare_train.py can put
 the two side by side. What is shared with pdegen, and must stay so:
   - samples: Philox4x32-10 counter-based draws as src/core/rng.hpp, the KL expansion of PHYSICS.md
-    section 1 (training sample p of step s has global index s*B + p, evaluation sample e 2^40 + e);
+    section 1 as src/physics/kl_sampler.* (training sample p of step s has global index s*B + p,
+    evaluation sample e 2^40 + e); tools/bench/dump_kl_samples prints pdegen's fields to compare;
   - network: the U-Net of src/nn/unet_spec.hpp (PyTorch's default initialisation, not pdegen's);
   - exact Dirichlet lift u = m * net + (1 - m) * g, Q1 energy loss as src/physics/q1_kernels.hpp;
   - optimizer and learning-rate schedule of the deck;
@@ -134,7 +135,7 @@ def random_uniform(seed, stream, index):
 
 
 EVAL_INDEX_BASE = 1 << 40  # evaluation sample e has global index 2^40 + e
-KL_STREAM = 4 << 32  # omega_k of a sample is drawn from stream (4 << 32) | k
+KL_STREAM = 4 << 32  # omega_k of a sample is drawn from stream (4 << 32) | k: kl_sampler.hpp's kl_stream
 
 
 def kl_root(n, l):
@@ -514,6 +515,7 @@ def train(deck, args):
         "batch_size": batch, "steps": steps, "parameters": parameters,
         "wall_seconds": time.perf_counter() - t_start, "train_seconds": train_seconds,
         "reference_seconds": evaluator.seconds, "median_step_seconds": median,
+        "min_step_seconds": min(timed) if timed else float("nan"),  # the least disturbed on a busy machine
         "samples_per_s": batch / median if median > 0 else float("nan"), "peak_rss_bytes": peak_rss_bytes(),
         "final_loss": loss_value, "rel_l2_mean": rel[0], "rel_l2_max": rel[1],
     }
