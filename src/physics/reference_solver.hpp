@@ -94,7 +94,7 @@ SolveReport solve_poisson2d(const double* log_nu, const Source& f, int n, double
 // with a constant source. Small grids solve one sample per OpenMP thread; large grids (more than
 // `batch_sample_parallel_max_nodes` nodes, or a single sample) run each solve over all threads.
 // Either way the numbers are bitwise the same. Returns one report per sample.
-inline constexpr int64_t batch_sample_parallel_max_nodes = 512 * 512;
+inline constexpr int64_t batch_sample_parallel_max_nodes = 256 * 256;
 std::vector<SolveReport> solve_poisson2d_batch(const Tensor& log_nu, double source, Tensor& u,
                                                const SolverOptions& options = {});
 
