@@ -2,6 +2,7 @@
 # The README's second command (and CI's): set up, build and run the whole test suite.
 #   1. the optimised CPU build (warnings are errors) and every ctest test in it;
 #   2. the AddressSanitizer + UBSan build and the unit tests under it.
+#   3. (before 1) ParaView's python for the XDMF test, unless PDEGEN_SKIP_PARAVIEW=1.
 # Skip the sanitizer stage with PDEGEN_SKIP_ASAN=1 (e.g. for a quick local run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,11 @@ jobs="$(nproc)"
 # Tests run ranks and OpenMP threads side by side on few cores: keep them from fighting.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 
+# ParaView's python (for the test that opens fields.xdmf with ParaView's own reader) and h5py;
+# PDEGEN_SKIP_PARAVIEW=1 leaves it out (that test then reports itself skipped).
+if [ "${PDEGEN_SKIP_PARAVIEW:-0}" != 1 ]; then
+  tools/install_deps.sh --paraview
+fi
 echo "== build (cpu preset)"
 tools/build.sh cpu
 echo "== tests (cpu preset)"

@@ -22,7 +22,8 @@ struct GridLayout {
   int64_t nodes() const { return int64_t{nx} * ny; }
   int64_t size() const { return (ny + 2 * halo) * stride; }  // doubles per field, halo included
   int64_t at(int ix, int iy) const { return (iy + halo) * stride + ix + halo; }
-  // Below this many nodes an OpenMP team costs more than it saves (measured at 64^2 and 1024^2).
+  // Below this many nodes an OpenMP team costs about what it saves (bench_solver: two threads tie
+  // with one at 128^2 and win from 256^2 on).
   bool worth_threads() const { return nodes() >= 16384; }
 };
 
