@@ -103,8 +103,10 @@ void GridTransfer::restrict_to(const Field& fine, Field& coarse, bool threads) {
 
 StencilOperator GridTransfer::galerkin(const StencilOperator& fine, bool threads) const {
   const int rf = fine.radius(), wf = 2 * rf + 1;
-  // Nested bilinear transfer keeps a 9-point operator 9-point; anything else reaches 2 coarse nodes
-  // (a coarse node's support spans < 2 coarse cells, plus the fine stencil's reach < 1 coarse cell).
+  // Nested bilinear transfer keeps a 9-point operator 9-point. Otherwise coarse nodes J and K couple
+  // when fine nodes within the fine stencil's reach lie in both hats' open supports (2H wide): for
+  // a 9-point A, |X_J - X_K| < 2H + h < 3H; for a 25-point A the alignment of the two grids keeps
+  // it below 3H too. So A_c reaches 2 coarse nodes; both stages check it and throw otherwise.
   const int rc = (rf == 1 && nested()) ? 1 : 2;
   StencilOperator coarse(coarse_, rc);
   const int nxf = fine_.nx, nyf = fine_.ny, nxc = coarse_.nx;

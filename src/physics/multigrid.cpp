@@ -1,8 +1,6 @@
 // Geometric multigrid V-cycle for the reference solver (see multigrid.hpp).
 #include "physics/multigrid.hpp"
 
-#include <algorithm>
-#include <cmath>
 #include <utility>
 
 #include "core/error.hpp"
@@ -13,11 +11,11 @@ Multigrid::Multigrid(int nx, int ny, bool threads, const MultigridOptions& optio
   PDEGEN_CHECK(options.smoothing_degree >= 1, "Chebyshev degree must be >= 1, got {}",
                options.smoothing_degree);
   PDEGEN_CHECK(options.smoothing_range > 1, "smoothing range must be > 1, got {}", options.smoothing_range);
-  auto add_level = [&](const GridLayout& g, int radius) {
+  auto add_level = [&](const GridLayout& g) {
     Level l;
     l.layout = g;
     l.threads = threads && g.worth_threads();
-    l.a = StencilOperator(g, radius);
+    if (levels_.empty()) l.a = StencilOperator(g, 1);  // coarse operators come from setup()
     l.inv_diag = Field(g);
     if (!levels_.empty()) {  // the finest level's right-hand side and solution are apply()'s arguments
       l.b = Field(g);
@@ -27,14 +25,14 @@ Multigrid::Multigrid(int nx, int ny, bool threads, const MultigridOptions& optio
     l.d = Field(g);
     levels_.push_back(std::move(l));
   };
-  add_level(GridLayout(nx, ny), 1);
+  add_level(GridLayout(nx, ny));
   for (;;) {
     const GridLayout g = levels_.back().layout;  // a copy: add_level() moves the levels
     const int mx = g.nx - 1, my = g.ny - 1;
     if (g.nodes() <= options.coarsest_nodes || mx < 4 || my < 4) break;
     const GridLayout coarse((mx + 1) / 2 + 1, (my + 1) / 2 + 1);
     transfers_.emplace_back(g, coarse);
-    add_level(coarse, 2);  // the real radius is chosen by the Galerkin product in setup()
+    add_level(coarse);
   }
   coarse_rhs_.resize(static_cast<size_t>(levels_.back().layout.nodes()));
 }

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "physics/dense_cholesky.hpp"
@@ -49,12 +50,11 @@ class Multigrid {
   void apply(const Field& r, Field& z);
 
   int levels() const { return static_cast<int>(levels_.size()); }
+  const GridLayout& level_layout(int level) const { return levels_[static_cast<std::size_t>(level)].layout; }
+  // A level's operator (coarse levels: after setup()) and its smoother's bound on lmax(D^-1 A).
   const StencilOperator& level_operator(int level) const {
     return levels_[static_cast<std::size_t>(level)].a;
   }
-  GridTransfer& transfer(int level) {
-    return transfers_[static_cast<std::size_t>(level)];
-  }  // level -> level + 1
   double smoother_upper_bound(int level) const { return levels_[static_cast<std::size_t>(level)].upper; }
 
  private:

@@ -643,8 +643,10 @@ def main():
     ap.add_argument("--steps", type=int, help="the same as training.steps=N")
     ap.add_argument("--eval-only-at-end", action="store_true", help="the same as evaluation.every=0")
     ap.add_argument("--json", help="also write the final JSON line to this file")
-    ap.add_argument("--loss-dtype", choices=("float32", "float64"), default="float64",
-                    help="dtype of the loss arithmetic (default float64, as pdegen's; sums always fp64)")
+    # fp32 by default, as a PyTorch user would write it: fp64 temporaries cost ~20% more peak memory at
+    # 1024^2 (2.2 vs 1.8 GiB) for no visible change in accuracy.
+    ap.add_argument("--loss-dtype", choices=("float32", "float64"), default="float32",
+                    help="dtype of the loss arithmetic (default float32; pdegen's is float64; sums are fp64)")
     ap.add_argument("--ref-cache", metavar="DIR", help="keep the reference solutions in DIR and reuse them")
     ap.add_argument("--self-test", action="store_true",
                     help="check sampler, loss and solver; exit 1 on failure")
