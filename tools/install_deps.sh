@@ -9,7 +9,7 @@
 set -euo pipefail
 
 pkgs=(mpich libmpich-dev libhdf5-mpich-dev hdf5-tools libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev
-      libdnnl-dev cmake g++ make pkg-config git python3)
+      libdnnl-dev cmake g++ make pkg-config git python3 clang-format)
 for arg in "$@"; do
   case "$arg" in
     --bench) pkgs+=(python3 python3-torch python3-numpy python3-scipy python3-yaml) ;;

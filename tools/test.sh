@@ -18,6 +18,8 @@ if [ "${PDEGEN_SKIP_PARAVIEW:-0}" != 1 ]; then
 fi
 echo "== build (cpu preset)"
 tools/build.sh cpu
+echo "== format (.clang-format)"
+git ls-files '*.cpp' '*.hpp' '*.cu' '*.cuh' | xargs clang-format --dry-run -Werror
 echo "== tests (cpu preset)"
 ctest --preset cpu -j "$jobs"
 

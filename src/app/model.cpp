@@ -16,13 +16,14 @@ std::unique_ptr<Model> build_model(const UNetPlan& plan, uint64_t seed) {
 
 namespace {
 // Copies the stored tensor into `dst` bit for bit, or says what does not match.
-void copy_named(const std::vector<std::pair<std::string, Tensor>>& stored, const std::string& name, const Tensor& dst,
-                const std::string& path, const char* what) {
+void copy_named(const std::vector<std::pair<std::string, Tensor>>& stored, const std::string& name,
+                const Tensor& dst, const std::string& path, const char* what) {
   for (const auto& [n, t] : stored) {
     if (n != name) continue;
     if (t.numel() != dst.numel() || t.dtype() != dst.dtype())
-      throw UserError(fmt::format("{}: {} '{}' has {} elements of {}, this run expects {} of {}", path, what, name,
-                                  t.numel(), dtype_name(t.dtype()), dst.numel(), dtype_name(dst.dtype())));
+      throw UserError(fmt::format("{}: {} '{}' has {} elements of {}, this run expects {} of {}", path, what,
+                                  name, t.numel(), dtype_name(t.dtype()), dst.numel(),
+                                  dtype_name(dst.dtype())));
     std::memcpy(dst.raw(), t.raw(), dst.nbytes());
     return;
   }
@@ -38,7 +39,8 @@ void restore_model(Model& model, const CheckpointData& data, const std::string& 
   std::memcpy(values.raw(), data.parameters.raw(), values.nbytes());
   for (auto& [name, t] : model.net->buffers()) copy_named(data.buffers, name, t, path, "buffer");
   if (optimizer) {
-    for (auto& [name, t] : optimizer->state()) copy_named(data.optimizer_state, name, *t, path, "optimizer state");
+    for (auto& [name, t] : optimizer->state())
+      copy_named(data.optimizer_state, name, *t, path, "optimizer state");
     int64_t steps = data.step;
     for (const auto& [n, v] : data.scalars)
       if (n == "optimizer_steps") steps = static_cast<int64_t>(v);

@@ -31,7 +31,8 @@ int run_predict(const CliOptions& options) {
   const int64_t total = deck.evaluation.samples;
   const Share share = share_of(total, comm.rank(), comm.size());
   std::vector<uint64_t> indices;
-  for (int64_t e = share.begin; e < share.end; ++e) indices.push_back(predict_index_base + static_cast<uint64_t>(e));
+  for (int64_t e = share.begin; e < share.end; ++e)
+    indices.push_back(predict_index_base + static_cast<uint64_t>(e));
   const std::filesystem::path dir = deck.output.dir;
   if (comm.rank() == 0) std::filesystem::create_directories(dir);
   comm.barrier();
@@ -79,8 +80,9 @@ int run_predict(const CliOptions& options) {
         .add("seconds", t.seconds())
         .add("file", writer.path());
     write_text_file_atomically((dir / "predict.json").string(), j.dump() + "\n");
-    spdlog::info("predict: {} new samples, rel_l2 mean {:.3f}% max {:.3f}% (checkpoint {} at step {}); wrote {}", total,
-                 100 * mean, 100 * mx, options.checkpoint, data.step, writer.path());
+    spdlog::info(
+        "predict: {} new samples, rel_l2 mean {:.3f}% max {:.3f}% (checkpoint {} at step {}); wrote {}",
+        total, 100 * mean, 100 * mx, options.checkpoint, data.step, writer.path());
   }
   return 0;
 }

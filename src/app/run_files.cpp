@@ -35,14 +35,26 @@ std::string json_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", static_cast<int>(c));
-        else out += c;
+        if (static_cast<unsigned char>(c) < 0x20)
+          out += fmt::format("\\u{:04x}", static_cast<int>(c));
+        else
+          out += c;
     }
   }
   return out;
@@ -97,7 +109,8 @@ HistoryWriter::HistoryWriter(const std::string& path, const std::vector<std::str
 }
 
 void HistoryWriter::row(const std::vector<std::string>& values) {
-  PDEGEN_CHECK(values.size() == columns_, "history row has {} values for {} columns", values.size(), columns_);
+  PDEGEN_CHECK(values.size() == columns_, "history row has {} values for {} columns", values.size(),
+               columns_);
   out_ << fmt::format("{}", fmt::join(values, ",")) << '\n';
   out_.flush();  // a job killed at its time limit still leaves every logged step
 }

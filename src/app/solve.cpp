@@ -22,7 +22,8 @@ int run_solve(const CliOptions& options) {
   const int64_t total = deck.evaluation.samples;
   const Share share = share_of(total, comm.rank(), comm.size());
   std::vector<uint64_t> indices;
-  for (int64_t e = share.begin; e < share.end; ++e) indices.push_back(eval_index_base + static_cast<uint64_t>(e));
+  for (int64_t e = share.begin; e < share.end; ++e)
+    indices.push_back(eval_index_base + static_cast<uint64_t>(e));
   const std::filesystem::path dir = deck.output.dir;
   if (comm.rank() == 0) std::filesystem::create_directories(dir);
   comm.barrier();
@@ -58,10 +59,11 @@ int run_solve(const CliOptions& options) {
         .add("seconds_per_sample", seconds * comm.size() / std::max<int64_t>(1, total))
         .add("file", writer.path());
     write_text_file_atomically((dir / "solve.json").string(), j.dump() + "\n");
-    spdlog::info("solve: {} reference solutions of {} at {}^2 to relative residual {:.0e} in {:.2f} s (at most {} "
-                 "iterations); wrote {} and {}",
-                 total, problem->name(), deck.problem.resolution, deck.evaluation.solver_tolerance, seconds, max_it,
-                 writer.path(), writer.xdmf_path());
+    spdlog::info(
+        "solve: {} reference solutions of {} at {}^2 to relative residual {:.0e} in {:.2f} s (at most {} "
+        "iterations); wrote {} and {}",
+        total, problem->name(), deck.problem.resolution, deck.evaluation.solver_tolerance, seconds, max_it,
+        writer.path(), writer.xdmf_path());
   }
   return 0;
 }

@@ -8,12 +8,12 @@
 
 #include <cmath>
 #include <filesystem>
+#include <pdegen/build_info.hpp>
 
 #include "app/model.hpp"
 #include "app/run_files.hpp"
 #include "app/stop_signal.hpp"
 #include "core/allocator.hpp"
-#include <pdegen/build_info.hpp>
 #include "core/log.hpp"
 #include "core/timer.hpp"
 #include "io/atomic_file.hpp"
@@ -58,7 +58,8 @@ EvalSet make_eval_set(const PdeProblem& problem, const Deck& deck, const Communi
   EvalSet set;
   set.total = deck.evaluation.samples;
   const Share share = share_of(set.total, comm.rank(), comm.size());
-  for (int64_t e = share.begin; e < share.end; ++e) set.indices.push_back(eval_index_base + static_cast<uint64_t>(e));
+  for (int64_t e = share.begin; e < share.end; ++e)
+    set.indices.push_back(eval_index_base + static_cast<uint64_t>(e));
   if (set.indices.empty()) return set;
   problem.sample(deck.training.seed, set.indices, set.input);
   Timer t;
@@ -66,8 +67,9 @@ EvalSet make_eval_set(const PdeProblem& problem, const Deck& deck, const Communi
   set.reference = problem.reference_solution(set.input, deck.evaluation.solver_tolerance, &iterations);
   int lo = 1 << 30, hi = 0;
   for (int it : iterations) lo = std::min(lo, it), hi = std::max(hi, it);
-  spdlog::info("reference solutions: {} evaluation samples on this rank in {:.2f} s ({}-{} iterations to {:.0e})",
-               set.indices.size(), t.seconds(), lo, hi, deck.evaluation.solver_tolerance);
+  spdlog::info(
+      "reference solutions: {} evaluation samples on this rank in {:.2f} s ({}-{} iterations to {:.0e})",
+      set.indices.size(), t.seconds(), lo, hi, deck.evaluation.solver_tolerance);
   return set;
 }
 
@@ -95,7 +97,8 @@ void write_fields(Model& model, const PdeProblem& problem, const EvalSet& set, c
   const Share share = share_of(set.total, comm.rank(), comm.size());
   const int64_t first = std::min(share.begin, total), last = std::min(share.end, total);
   const int64_t count = last - first;
-  Tensor input = set.input.defined() && count > 0 ? set.input.slice_batch(0, count) : Tensor::empty(Shape{0, 1, 1, 1});
+  Tensor input =
+      set.input.defined() && count > 0 ? set.input.slice_batch(0, count) : Tensor::empty(Shape{0, 1, 1, 1});
   Tensor ref = count > 0 ? set.reference.slice_batch(0, count) : input;
   Tensor pred = count > 0 ? predict(model, problem, input) : input;
   Tensor err = pred.clone();
@@ -109,7 +112,8 @@ void write_fields(Model& model, const PdeProblem& problem, const EvalSet& set, c
   writer.add_field("error", err);
   writer.set_sample_index(gidx);
   writer.write();
-  spdlog::info("fields: {} ({} samples; open {} in ParaView or VisIt)", writer.path(), total, writer.xdmf_path());
+  spdlog::info("fields: {} ({} samples; open {} in ParaView or VisIt)", writer.path(), total,
+               writer.xdmf_path());
 }
 
 }  // namespace
@@ -125,22 +129,25 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   }
   comm.barrier();
   add_log_file((dir / "pdegen.log").string());
-  spdlog::info("pdegen {} ({}) training on {} rank(s), device {}; effective configuration:\n{}", build::version,
-               build::git_hash, comm.size(), device_name(deck.device), deck_yaml);
+  spdlog::info("pdegen {} ({}) training on {} rank(s), device {}; effective configuration:\n{}",
+               build::version, build::git_hash, comm.size(), device_name(deck.device), deck_yaml);
 
   const int64_t B = deck.training.batch_size, steps = deck.training.steps;
   const Share share = share_of(B, comm.rank(), comm.size());
   auto model = build_model(plan, deck.training.seed);
   auto optimizer = make_optimizer(deck.optimizer, model->registry);
-  spdlog::info("network: {} parameters, {:.2f} GFLOP per training step (global batch {}), this rank holds {} samples",
-               plan.parameters, plan.flops_per_step / 1e9, B, share.count());
+  spdlog::info(
+      "network: {} parameters, {:.2f} GFLOP per training step (global batch {}), this rank holds {} samples",
+      plan.parameters, plan.flops_per_step / 1e9, B, share.count());
 
   // Restart: an explicit file, or the newest checkpoint of this run directory.
   int64_t start = 0;
   std::string restart = deck.training.restart;
   if (restart == "latest") {
     restart = latest_checkpoint(ckpt_dir.string());
-    if (restart.empty()) spdlog::info("training.restart is 'latest' but {} has no checkpoint: starting at step 0", ckpt_dir.string());
+    if (restart.empty())
+      spdlog::info("training.restart is 'latest' but {} has no checkpoint: starting at step 0",
+                   ckpt_dir.string());
   } else if (restart == "none") {
     restart.clear();
   }
@@ -149,8 +156,8 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     restore_model(*model, data, restart, optimizer.get());
     start = data.step;
     if (data.seed != deck.training.seed)
-      spdlog::warn("{} was written with training.seed {}, this run uses {}: the sample sequence changes", restart,
-                   data.seed, deck.training.seed);
+      spdlog::warn("{} was written with training.seed {}, this run uses {}: the sample sequence changes",
+                   restart, data.seed, deck.training.seed);
     spdlog::info("restarted from {} at step {}", restart, start);
   }
   if (start > steps)
@@ -210,9 +217,10 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     loss = comm.sum(loss_sum) / static_cast<double>(B);
     if (!std::isfinite(loss)) {
       const std::string last = latest_checkpoint(ckpt_dir.string());
-      message = fmt::format("the loss is {} at step {}: training diverged (lower optimizer.lr, or enable "
-                            "optimizer.grad_clip); the last good checkpoint is {}",
-                            loss, s + 1, last.empty() ? "none" : last);
+      message = fmt::format(
+          "the loss is {} at step {}: training diverged (lower optimizer.lr, or enable "
+          "optimizer.grad_clip); the last good checkpoint is {}",
+          loss, s + 1, last.empty() ? "none" : last);
       spdlog::error("{}", message);
       status = "diverged";
       exit_code = exit_diverged;
@@ -235,16 +243,19 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     if (do_log) {
       const double sps = static_cast<double>(B * window_steps) / window_time;
       const double gflops = plan.flops_per_step * static_cast<double>(window_steps) / window_time / 1e9;
-      const double eta = train_time / static_cast<double>(completed - start) * static_cast<double>(steps - completed);
+      const double eta =
+          train_time / static_cast<double>(completed - start) * static_cast<double>(steps - completed);
       const int width = static_cast<int>(std::to_string(steps).size());
-      std::string line = fmt::format("step {:>{}}/{} | loss {:.4e} | lr {:.1e}", completed, width, steps, loss, lr);
-      if (do_eval) line += fmt::format(" | rel_l2 {:.3f}% (max {:.3f}%)", 100 * last_eval.mean, 100 * last_eval.max);
+      std::string line =
+          fmt::format("step {:>{}}/{} | loss {:.4e} | lr {:.1e}", completed, width, steps, loss, lr);
+      if (do_eval)
+        line += fmt::format(" | rel_l2 {:.3f}% (max {:.3f}%)", 100 * last_eval.mean, 100 * last_eval.max);
       line += fmt::format(" | {:.0f} samples/s | {:.1f} GFLOP/s | ETA {}", sps, gflops, format_duration(eta));
       spdlog::info("{}", line);
       if (history)
-        history->row({std::to_string(completed), fmt::format("{:.3f}", wall.seconds()), fmt::format("{:.9e}", loss),
-                      fmt::format("{:.6e}", lr), fmt::format("{:.6e}", grad_norm),
-                      do_eval ? fmt::format("{:.6e}", last_eval.mean) : "",
+        history->row({std::to_string(completed), fmt::format("{:.3f}", wall.seconds()),
+                      fmt::format("{:.9e}", loss), fmt::format("{:.6e}", lr),
+                      fmt::format("{:.6e}", grad_norm), do_eval ? fmt::format("{:.6e}", last_eval.mean) : "",
                       do_eval ? fmt::format("{:.6e}", last_eval.max) : "", fmt::format("{:.2f}", sps),
                       fmt::format("{:.2f}", gflops)});
       window_time = 0;
@@ -267,15 +278,19 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   if (status != "diverged") {
     final_checkpoint = save(completed);
     if (comm.rank() == 0) spdlog::info("checkpoint: {}", final_checkpoint);
-    if (status == "completed" && deck.output.fields) write_fields(*model, *problem, eval_set, deck, deck_yaml, comm);
+    if (status == "completed" && deck.output.fields)
+      write_fields(*model, *problem, eval_set, deck, deck_yaml, comm);
   }
-  if (std::isnan(last_eval.mean) && status != "diverged") last_eval = evaluate(*model, *problem, eval_set, comm);
+  if (std::isnan(last_eval.mean) && status != "diverged")
+    last_eval = evaluate(*model, *problem, eval_set, comm);
 
   const double steps_run = static_cast<double>(completed - start);
   const auto mem = CachingAllocator::host().stats();
   if (comm.rank() == 0) {
     JsonObject eval_json, throughput, memory, summary;
-    eval_json.add("rel_l2_mean", last_eval.mean).add("rel_l2_max", last_eval.max).add("samples", last_eval.samples);
+    eval_json.add("rel_l2_mean", last_eval.mean)
+        .add("rel_l2_max", last_eval.max)
+        .add("samples", last_eval.samples);
     throughput.add("samples_per_s", train_time > 0 ? static_cast<double>(B) * steps_run / train_time : 0.0)
         .add("gflops", train_time > 0 ? plan.flops_per_step * steps_run / train_time / 1e9 : 0.0)
         .add("step_seconds", steps_run > 0 ? train_time / steps_run : 0.0);
@@ -298,10 +313,11 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
         .add("checkpoint", final_checkpoint)
         .add("pdegen_version", fmt::format("{} ({})", build::version, build::git_hash));
     write_text_file_atomically((dir / "summary.json").string(), summary.dump() + "\n");
-    spdlog::info("{}: {} steps in {}, final loss {:.6e}, rel_l2 mean {:.3f}% max {:.3f}% over {} held-out samples; "
-                 "summary: {}",
-                 status, completed, format_duration(wall.seconds()), loss, 100 * last_eval.mean, 100 * last_eval.max,
-                 last_eval.samples, (dir / "summary.json").string());
+    spdlog::info(
+        "{}: {} steps in {}, final loss {:.6e}, rel_l2 mean {:.3f}% max {:.3f}% over {} held-out samples; "
+        "summary: {}",
+        status, completed, format_duration(wall.seconds()), loss, 100 * last_eval.mean, 100 * last_eval.max,
+        last_eval.samples, (dir / "summary.json").string());
   }
   return exit_code;
 }

@@ -14,7 +14,8 @@ Communicator::Communicator(MPI_Comm comm) : comm_(comm) {
 
 namespace {
 // MPI counts are int: large buffers go in chunks.
-template <class T> void allreduce_chunked(T* data, int64_t count, MPI_Datatype type, MPI_Op op, MPI_Comm comm) {
+template <class T>
+void allreduce_chunked(T* data, int64_t count, MPI_Datatype type, MPI_Op op, MPI_Comm comm) {
   constexpr int64_t chunk = std::numeric_limits<int>::max() / 2;
   for (int64_t off = 0; off < count; off += chunk) {
     const int n = static_cast<int>(std::min(chunk, count - off));

@@ -29,7 +29,8 @@ class Poisson2DProblem final : public PdeProblem {
               std::vector<double>* per_sample) const override {
     return loss_.evaluate(u, input, grad_scale, du, per_sample);
   }
-  Tensor reference_solution(const Tensor& input, double tolerance, std::vector<int>* iterations) const override {
+  Tensor reference_solution(const Tensor& input, double tolerance,
+                            std::vector<int>* iterations) const override {
     physics::SolverOptions options;
     options.tolerance = tolerance;
     Tensor u = Tensor::empty(input.shape());
@@ -58,18 +59,21 @@ class Poisson2DProblem final : public PdeProblem {
 
 std::unique_ptr<PdeProblem> make_problem(const ProblemConfig& problem) {
   switch (problem.pde) {
-    case PdeKind::poisson2d: return std::make_unique<Poisson2DProblem>(problem);
+    case PdeKind::poisson2d:
+      return std::make_unique<Poisson2DProblem>(problem);
     case PdeKind::poisson3d:
-      throw NotImplemented("problem.pde 'poisson3d' is not built yet (coming with the 3D issue); the deck is valid");
+      throw NotImplemented(
+          "problem.pde 'poisson3d' is not built yet (coming with the 3D issue); the deck is valid");
     case PdeKind::burgers1d:
-      throw NotImplemented("problem.pde 'burgers1d' is not built yet (coming with the Burgers issue); the deck is valid");
+      throw NotImplemented(
+          "problem.pde 'burgers1d' is not built yet (coming with the Burgers issue); the deck is valid");
   }
   throw NotImplemented("unknown problem.pde");
 }
 
 std::vector<double> relative_l2(const Tensor& a, const Tensor& reference) {
-  PDEGEN_CHECK(a.shape() == reference.shape() && a.is_plain() && reference.is_plain(), "rel_l2 of {} against {}",
-               a.describe(), reference.describe());
+  PDEGEN_CHECK(a.shape() == reference.shape() && a.is_plain() && reference.is_plain(),
+               "rel_l2 of {} against {}", a.describe(), reference.describe());
   const int64_t b = a.dim(0), per = b ? a.numel() / b : 0;
   std::vector<double> out(static_cast<size_t>(b));
   const float *pa = a.data<float>(), *pr = reference.data<float>();

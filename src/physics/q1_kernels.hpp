@@ -26,7 +26,7 @@ struct Tables {
 PDEGEN_HD constexpr Tables make_tables() {
   Tables t{};
   constexpr double g = 0.57735026918962576451;  // 1/sqrt(3)
-  constexpr double xs[4] = {-1, 1, -1, 1};       // node a's reference coordinates
+  constexpr double xs[4] = {-1, 1, -1, 1};      // node a's reference coordinates
   constexpr double ys[4] = {-1, -1, 1, 1};
   constexpr double qx[4] = {-g, g, -g, g};
   constexpr double qy[4] = {-g, -g, g, g};
@@ -42,7 +42,8 @@ PDEGEN_HD constexpr Tables make_tables() {
 inline constexpr Tables tables = make_tables();
 
 // Coefficient at the 4 Gauss points from its 4 nodal values.
-template <class T> PDEGEN_HD void gauss_values(const T nodal[4], T at_q[4]) {
+template <class T>
+PDEGEN_HD void gauss_values(const T nodal[4], T at_q[4]) {
   for (int q = 0; q < 4; ++q) {
     T s = 0;
     for (int a = 0; a < 4; ++a) s += static_cast<T>(tables.N[q][a]) * nodal[a];
@@ -51,7 +52,8 @@ template <class T> PDEGEN_HD void gauss_values(const T nodal[4], T at_q[4]) {
 }
 
 // Physical gradient of u at Gauss point q.
-template <class T> PDEGEN_HD void gradient_at(int q, const T u[4], T hx, T hy, T& ux, T& uy) {
+template <class T>
+PDEGEN_HD void gradient_at(int q, const T u[4], T hx, T hy, T& ux, T& uy) {
   T sx = 0, sy = 0;
   for (int a = 0; a < 4; ++a) {
     sx += static_cast<T>(tables.dxi[q][a]) * u[a];
@@ -62,7 +64,8 @@ template <class T> PDEGEN_HD void gradient_at(int q, const T u[4], T hx, T hy, T
 }
 
 // Element energy; nu_q and f_q at the Gauss points.
-template <class T> PDEGEN_HD T element_energy(const T u[4], const T nu_q[4], const T f_q[4], T hx, T hy) {
+template <class T>
+PDEGEN_HD T element_energy(const T u[4], const T nu_q[4], const T f_q[4], T hx, T hy) {
   const T detj = hx * hy / T(4);
   T e = 0;
   for (int q = 0; q < 4; ++q) {
@@ -90,7 +93,8 @@ PDEGEN_HD void element_gradient(const T u[4], const T nu_q[4], const T f_q[4], T
 }
 
 // The element stiffness matrix K_e (row-major 4x4) for Gauss-point coefficients nu_q.
-template <class T> PDEGEN_HD void element_matrix(const T nu_q[4], T hx, T hy, T K[16]) {
+template <class T>
+PDEGEN_HD void element_matrix(const T nu_q[4], T hx, T hy, T K[16]) {
   const T detj = hx * hy / T(4), sx = T(2) / hx, sy = T(2) / hy;
   for (int i = 0; i < 16; ++i) K[i] = 0;
   for (int q = 0; q < 4; ++q)
@@ -102,7 +106,8 @@ template <class T> PDEGEN_HD void element_matrix(const T nu_q[4], T hx, T hy, T 
 }
 
 // The element load vector F_e for Gauss-point source values f_q.
-template <class T> PDEGEN_HD void element_load(const T f_q[4], T hx, T hy, T F[4]) {
+template <class T>
+PDEGEN_HD void element_load(const T f_q[4], T hx, T hy, T F[4]) {
   const T detj = hx * hy / T(4);
   for (int a = 0; a < 4; ++a) {
     T s = 0;

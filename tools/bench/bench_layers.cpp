@@ -58,7 +58,8 @@ struct Options {
 };
 
 // A single-input layer case: owns the registry, the layer, the input and the upstream gradient.
-template <class L, class... Args> Case layer_case(std::string name, const Shape& in, Args&&... args) {
+template <class L, class... Args>
+Case layer_case(std::string name, const Shape& in, Args&&... args) {
   auto reg = std::make_shared<ParameterRegistry>();
   auto layer = std::make_shared<L>(std::forward<Args>(args)..., *reg);
   reg->finalize(0);
@@ -68,12 +69,16 @@ template <class L, class... Args> Case layer_case(std::string name, const Shape&
   c.name = std::move(name);
   c.flops = layer->flops(in);
   // The lambdas own the registry too: the layer holds a pointer to it.
-  c.forward = [=] { (void)reg; layer->forward(*x, Mode::train); };
+  c.forward = [=] {
+    (void)reg;
+    layer->forward(*x, Mode::train);
+  };
   c.backward = [=] { layer->backward(*dy); };
   return c;
 }
 
-template <class L, class... Args> Case plain_layer_case(std::string name, const Shape& in, Args&&... args) {
+template <class L, class... Args>
+Case plain_layer_case(std::string name, const Shape& in, Args&&... args) {
   auto layer = std::make_shared<L>(std::forward<Args>(args)...);
   auto x = std::make_shared<Tensor>(random_input(in, 1));
   auto dy = std::make_shared<Tensor>(random_input(layer->output_shape(in), 2));
@@ -94,8 +99,8 @@ std::vector<Case> make_cases(const Options& o) {
     cfg.out_channels = cout;
     cfg.kernel = k;
     cfg.padding = k / 2;
-    cases.push_back(layer_case<Conv>(fmt::format("conv{}x{}_s1 {}->{}", k, k, cin, cout), Shape{n, cin, s, s},
-                                     "c", cfg));
+    cases.push_back(
+        layer_case<Conv>(fmt::format("conv{}x{}_s1 {}->{}", k, k, cin, cout), Shape{n, cin, s, s}, "c", cfg));
   };
   conv(1, 16, 3);
   conv(16, 16, 3);
@@ -106,8 +111,8 @@ std::vector<Case> make_cases(const Options& o) {
     ConvTransposeConfig cfg;
     cfg.in_channels = cin;
     cfg.out_channels = cout;
-    cases.push_back(layer_case<ConvTranspose>(fmt::format("convT2x2_s2 {}->{}", cin, cout), Shape{n, cin, s, s},
-                                              "t", cfg));
+    cases.push_back(layer_case<ConvTranspose>(fmt::format("convT2x2_s2 {}->{}", cin, cout),
+                                              Shape{n, cin, s, s}, "t", cfg));
   }
   for (int64_t c : {16, 32, 64}) {
     BatchNormConfig cfg;
@@ -158,10 +163,14 @@ int main(int argc, char** argv) {
       }
       return std::string(argv[++i]);
     };
-    if (a == "--batch") o.batch = std::stoll(next());
-    else if (a == "--size") o.size = std::stoll(next());
-    else if (a == "--reps") o.reps = std::stoi(next());
-    else if (a == "--filter") o.filter = next();
+    if (a == "--batch")
+      o.batch = std::stoll(next());
+    else if (a == "--size")
+      o.size = std::stoll(next());
+    else if (a == "--reps")
+      o.reps = std::stoi(next());
+    else if (a == "--filter")
+      o.filter = next();
     else {
       std::fprintf(stderr, "usage: bench_layers [--batch N] [--size S] [--reps R] [--filter TEXT]\n");
       return 2;
@@ -169,8 +178,8 @@ int main(int argc, char** argv) {
   }
   try {
     std::fprintf(stderr, "# bench_layers: batch %lld, %lldx%lld, %d OpenMP threads, channel block %d\n",
-                 static_cast<long long>(o.batch), static_cast<long long>(o.size), static_cast<long long>(o.size),
-                 omp_get_max_threads(), cpu::preferred_channel_block());
+                 static_cast<long long>(o.batch), static_cast<long long>(o.size),
+                 static_cast<long long>(o.size), omp_get_max_threads(), cpu::preferred_channel_block());
     // Build cases lazily one at a time so their tensors do not all live at once.
     const auto all = make_cases(o);
     for (const auto& c : all) {
@@ -190,7 +199,8 @@ int main(int argc, char** argv) {
       }
       const double f = median(tf) * 1e3, b = median(tb) * 1e3;
       std::printf(
-          "{\"case\": \"%s\", \"fwd_ms\": %.4f, \"bwd_ms\": %.4f, \"gflops_fwd\": %.2f, \"gflops_bwd\": %.2f}\n",
+          "{\"case\": \"%s\", \"fwd_ms\": %.4f, \"bwd_ms\": %.4f, \"gflops_fwd\": %.2f, \"gflops_bwd\": "
+          "%.2f}\n",
           c.name.c_str(), f, b, c.flops.forward / f / 1e6, c.flops.backward() / b / 1e6);
       std::fflush(stdout);
     }
