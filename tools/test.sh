@@ -10,6 +10,8 @@ start=$(date +%s)
 jobs="$(nproc)"
 # Tests run ranks and OpenMP threads side by side on few cores: keep them from fighting.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+# Passive waiting: spinning OpenMP threads steal the cores that other test processes need.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
 # ParaView's python (for the test that opens fields.xdmf with ParaView's own reader) and h5py;
 # PDEGEN_SKIP_PARAVIEW=1 leaves it out (that test then reports itself skipped).
