@@ -44,10 +44,7 @@ int run_predict(const CliOptions& options) {
     problem->sample(deck.training.seed, indices, input);
     pred = problem->lift(model->net->forward(input, Mode::eval));
     ref = problem->reference_solution(input, deck.evaluation.solver_tolerance, nullptr);
-    err = pred.clone();
-    float* e = err.data<float>();
-    const float* r = ref.data<float>();
-    for (int64_t i = 0; i < err.numel(); ++i) e[i] -= r[i];
+    err = difference(pred, ref);
     const auto local = relative_l2(pred, ref);
     for (size_t i = 0; i < local.size(); ++i) rel[static_cast<size_t>(share.begin) + i] = local[i];
   } else {

@@ -101,8 +101,7 @@ void write_fields(Model& model, const PdeProblem& problem, const EvalSet& set, c
       set.input.defined() && count > 0 ? set.input.slice_batch(0, count) : Tensor::empty(Shape{0, 1, 1, 1});
   Tensor ref = count > 0 ? set.reference.slice_batch(0, count) : input;
   Tensor pred = count > 0 ? predict(model, problem, input) : input;
-  Tensor err = pred.clone();
-  for (int64_t i = 0; i < err.numel(); ++i) err.data<float>()[i] -= ref.data<float>()[i];
+  Tensor err = difference(pred, ref);
   std::vector<int64_t> gidx(set.indices.begin(), set.indices.begin() + count);
   FieldsMetadata meta{std::string(problem.name()), problem.origin(), problem.spacing(), deck_yaml};
   FieldsWriter writer(fs::path(deck.output.dir) / "fields.h5", meta, comm.comm(), total, first, last);

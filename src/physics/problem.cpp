@@ -71,6 +71,16 @@ std::unique_ptr<PdeProblem> make_problem(const ProblemConfig& problem) {
   throw NotImplemented("unknown problem.pde");
 }
 
+Tensor difference(const Tensor& a, const Tensor& b) {
+  PDEGEN_CHECK(a.shape() == b.shape() && a.is_plain() && b.is_plain(), "difference of {} and {}",
+               a.describe(), b.describe());
+  Tensor d = Tensor::empty(a.shape());
+  const float *pa = a.data<float>(), *pb = b.data<float>();
+  float* pd = d.data<float>();
+  for (int64_t i = 0; i < d.numel(); ++i) pd[i] = pa[i] - pb[i];
+  return d;
+}
+
 std::vector<double> relative_l2(const Tensor& a, const Tensor& reference) {
   PDEGEN_CHECK(a.shape() == reference.shape() && a.is_plain() && reference.is_plain(),
                "rel_l2 of {} against {}", a.describe(), reference.describe());

@@ -46,6 +46,9 @@ class PdeProblem {
 // Throws UserError for PDEs whose issue has not landed yet, saying so.
 std::unique_ptr<PdeProblem> make_problem(const ProblemConfig& problem);
 
+// a - b, element by element (the error field of a prediction), for two plain fp32 tensors.
+Tensor difference(const Tensor& a, const Tensor& b);
+
 // rel_l2 = ||a - b|| / ||b|| per sample of two [b, 1, ...] fp32 tensors, in double.
 std::vector<double> relative_l2(const Tensor& a, const Tensor& reference);
 
