@@ -60,6 +60,22 @@ struct UNet::Node {
   }
 };
 
+namespace {
+// Conv and ConvTranspose take the same geometry from a plan entry.
+template <class Config>
+Config conv_config(const UNetLayer& l, int ndim) {
+  Config c;
+  c.ndim = ndim;
+  c.in_channels = l.in[0];
+  c.out_channels = l.out[0];
+  c.kernel = l.kernel;
+  c.stride = l.stride;
+  c.padding = l.padding;
+  c.bias = l.bias;
+  return c;
+}
+}  // namespace
+
 UNet::UNet(const UNetPlan& plan, ParameterRegistry& registry) : plan_(plan) {
   const int ndim = plan_.spatial_dims;
   const int64_t parameters_before = registry.count();
@@ -68,30 +84,13 @@ UNet::UNet(const UNetPlan& plan, ParameterRegistry& registry) : plan_(plan) {
     const UNetLayer& l = plan_.layers[k];
     Node& node = nodes_[k];
     switch (l.op) {
-      case UNetOp::conv: {
-        ConvConfig c;
-        c.ndim = ndim;
-        c.in_channels = l.in[0];
-        c.out_channels = l.out[0];
-        c.kernel = l.kernel;
-        c.stride = l.stride;
-        c.padding = l.padding;
-        c.bias = l.bias;
-        node.set(std::make_unique<Conv>(l.name, c, registry));
+      case UNetOp::conv:
+        node.set(std::make_unique<Conv>(l.name, conv_config<ConvConfig>(l, ndim), registry));
         break;
-      }
-      case UNetOp::conv_transpose: {
-        ConvTransposeConfig c;
-        c.ndim = ndim;
-        c.in_channels = l.in[0];
-        c.out_channels = l.out[0];
-        c.kernel = l.kernel;
-        c.stride = l.stride;
-        c.padding = l.padding;
-        c.bias = l.bias;
-        node.set(std::make_unique<ConvTranspose>(l.name, c, registry));
+      case UNetOp::conv_transpose:
+        node.set(
+            std::make_unique<ConvTranspose>(l.name, conv_config<ConvTransposeConfig>(l, ndim), registry));
         break;
-      }
       case UNetOp::norm:
         if (l.norm == NormKind::batch) {
           BatchNormConfig c;
