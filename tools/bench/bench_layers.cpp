@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backend/cpu/dnnl_context.hpp"
+#include "bench_common.hpp"
 #include "core/rng.hpp"
 #include "core/timer.hpp"
 #include "nn/activation.hpp"
@@ -29,19 +30,9 @@ using namespace pdegen;
 
 namespace {
 
+// Inputs in the layout the network keeps them in.
 Tensor random_input(const Shape& shape, uint64_t stream) {
-  Tensor t = Tensor::empty(shape);
-  float* p = t.data<float>();
-  const int64_t n = t.numel();
-#pragma omp parallel for
-  for (int64_t i = 0; i < n; ++i)
-    p[i] = static_cast<float>(2 * random_uniform(1, stream, static_cast<uint64_t>(i)) - 1);
-  return to_channel_block(t, cpu::channel_block_for(shape[1]));
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  return to_channel_block(bench::random_field(shape, stream), cpu::channel_block_for(shape[1]));
 }
 
 struct Case {
@@ -197,7 +188,7 @@ int main(int argc, char** argv) {
         c.backward();
         tb.push_back(t.seconds());
       }
-      const double f = median(tf) * 1e3, b = median(tb) * 1e3;
+      const double f = bench::median(tf) * 1e3, b = bench::median(tb) * 1e3;
       std::printf(
           "{\"case\": \"%s\", \"fwd_ms\": %.4f, \"bwd_ms\": %.4f, \"gflops_fwd\": %.2f, \"gflops_bwd\": "
           "%.2f}\n",

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_common.hpp"
 #include "config/deck.hpp"
 #include "core/timer.hpp"
 #include "physics/kl_sampler.hpp"
@@ -35,11 +36,6 @@ struct Options {
   SolverOptions solver;
   bool batch = false, compare_cg = false, sweep = false;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // Evaluation samples 0 .. count-1 of the default deck's KL field, as fp64 arrays.
 std::vector<std::vector<double>> kl_samples(int n, int count, double sigma) {
@@ -78,10 +74,10 @@ void scaling_table(const Options& o) {
       it_max = std::max(it_max, r.iterations);
       worst = std::max(worst, r.relative_residual);
     }
-    const double mnodes = double(n) * n / 1e6, t = median(seconds);
+    const double mnodes = double(n) * n / 1e6, t = bench::median(seconds);
     const std::string its = it_min == it_max ? std::to_string(it_min) : fmt::format("{}-{}", it_min, it_max);
     std::printf("| %d | %.0f | %d | %s | %.3f | %.3f | %.2f | %.1e |\n", n, double(n) * n,
-                solver.multigrid_levels(), its.c_str(), median(setup), t, t / mnodes, worst);
+                solver.multigrid_levels(), its.c_str(), bench::median(setup), t, t / mnodes, worst);
     std::fflush(stdout);
   }
 }
@@ -109,7 +105,7 @@ double batch_seconds(int n, int batch, bool per_sample, const SolverOptions& opt
     }
     times.push_back(timer.seconds());
   }
-  return median(times);
+  return bench::median(times);
 }
 
 void batch_table(const Options& o) {
@@ -164,7 +160,7 @@ void smoother_table(const Options& o) {
           seconds.push_back(r.seconds);
           iterations = std::max(iterations, r.iterations);
         }
-        std::printf("| %d | %d | %.0f | %d | %.3f |\n", n, degree, range, iterations, median(seconds));
+        std::printf("| %d | %d | %.0f | %d | %.3f |\n", n, degree, range, iterations, bench::median(seconds));
         std::fflush(stdout);
       }
   }

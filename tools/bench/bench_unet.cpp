@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "backend/cpu/dnnl_context.hpp"
+#include "bench_common.hpp"
 #include "config/choices.hpp"
 #include "core/allocator.hpp"
 #include "core/rng.hpp"
@@ -31,21 +32,6 @@ struct Options {
   NetworkConfig network;  // the deck's defaults
 };
 
-Tensor random_field(const Shape& shape, uint64_t stream) {
-  Tensor t = Tensor::empty(shape);
-  float* p = t.data<float>();
-  const int64_t n = t.numel();
-#pragma omp parallel for
-  for (int64_t i = 0; i < n; ++i)
-    p[i] = static_cast<float>(2 * random_uniform(1, stream, static_cast<uint64_t>(i)) - 1);
-  return t;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 template <class E>
 E parse_choice(const std::string& word) {
   for (const auto& entry : ChoiceNames<E>::table)
@@ -58,8 +44,8 @@ void run_case(const Options& o, int64_t size, int64_t batch) {
   ParameterRegistry registry;
   UNet net(plan, registry);
   registry.finalize(0);
-  const Tensor x = random_field(Shape{batch, 1, size, size}, 1);
-  const Tensor dy = random_field(Shape{batch, 1, size, size}, 2);
+  const Tensor x = bench::random_field(Shape{batch, 1, size, size}, 1);
+  const Tensor dy = bench::random_field(Shape{batch, 1, size, size}, 2);
   const Flops flops = net.flops(batch);
 
   for (int w = 0; w < 2; ++w) {  // warm-up: JIT kernels, primitive caches, the allocator's free lists
@@ -79,7 +65,7 @@ void run_case(const Options& o, int64_t size, int64_t batch) {
     net.backward(dy);
     tb.push_back(t.seconds());
   }
-  const double f = median(tf) * 1e3, b = median(tb) * 1e3;
+  const double f = bench::median(tf) * 1e3, b = bench::median(tb) * 1e3;
   std::printf(
       "{\"case\": \"%lldx%lld batch %lld\", \"fwd_ms\": %.2f, \"bwd_ms\": %.2f, \"step_ms\": %.2f, "
       "\"gflops_fwd\": %.1f, \"gflops_bwd\": %.1f, \"gflops_step\": %.1f, \"peak_bytes\": %zu, "
