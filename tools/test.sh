@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The README's second command (and CI's): set up, build and run the whole test suite.
 #   1. the optimised CPU build (warnings are errors) and every ctest test in it;
-#   2. the AddressSanitizer + UBSan build and the unit tests under it.
-#   3. (before 1) ParaView's python for the XDMF test, unless PDEGEN_SKIP_PARAVIEW=1.
+#   2. where the CUDA toolkit is installed, the cuda preset compiled and linked (pdegen and the test
+#      binaries; CI has no GPU, so nothing of it runs here; PDEGEN_SKIP_CUDA=1 leaves it out);
+#   3. the AddressSanitizer + UBSan build and the unit tests under it.
+#   4. (before 1) ParaView's python for the XDMF test, unless PDEGEN_SKIP_PARAVIEW=1.
 # Skip the sanitizer stage with PDEGEN_SKIP_ASAN=1 (e.g. for a quick local run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,20 @@ echo "== format (.clang-format)"
 git ls-files '*.cpp' '*.hpp' '*.cu' '*.cuh' | xargs clang-format --dry-run -Werror
 echo "== tests (cpu preset)"
 ctest --preset cpu -j "$jobs"
+
+if [ -x /usr/local/cuda/bin/nvcc ] && [ "${PDEGEN_SKIP_CUDA:-0}" != 1 ]; then
+  echo "== build (cuda preset: compile and link only, no GPU here)"
+  cuda_start=$(date +%s)
+  cmake --preset cuda >/dev/null
+  # The executable and every unit-test binary, not the benchmarks.
+  cuda_targets=(pdegen)
+  for t in tests/unit/test_*.cpp; do
+    name=$(basename "$t" .cpp)
+    [ "$name" = test_main ] || cuda_targets+=("$name")
+  done
+  cmake --build --preset cuda -j "$jobs" --target "${cuda_targets[@]}"
+  echo "== cuda build (archs $(sed -n 's/^CMAKE_CUDA_ARCHITECTURES:[A-Z]*=//p' build/cuda/CMakeCache.txt)) took $(( $(date +%s) - cuda_start )) s"
+fi
 
 if [ "${PDEGEN_SKIP_ASAN:-0}" != 1 ]; then
   echo "== build (asan preset)"

@@ -1,7 +1,9 @@
-// The training loop (see trainer.hpp). One step on each rank:
-//   sample this rank's share of the global batch by global index -> U-Net forward -> lift ->
-//   physics loss (a sum, gradient scaled by 1/B_global) -> lift backward -> U-Net backward ->
-//   gradient sum over ranks -> clip -> optimizer (identical on every rank).
+// The training loop (see trainer.hpp). One step on each rank, per micro-batch:
+//   sample this rank's share of the micro-batch by global index -> U-Net forward -> lift ->
+//   physics loss (a sum, gradient scaled by 1/B_global) -> lift backward -> U-Net backward, whose
+//   finished gradients the reducer sums over ranks while backward goes on (last micro-batch only);
+// then clip -> optimizer, identical on every rank. The optimizer drives this as a closure, since
+// L-BFGS evaluates the loss several times per step.
 #include "app/trainer.hpp"
 
 #include <sys/resource.h>
@@ -20,6 +22,8 @@
 #include "io/fields_file.hpp"
 #include "optim/grad_clip.hpp"
 #include "optim/schedule.hpp"
+#include "parallel/consistency.hpp"
+#include "parallel/reducer.hpp"
 #include "physics/problem.hpp"
 
 namespace pdegen::app {
@@ -97,8 +101,10 @@ void write_fields(Model& model, const PdeProblem& problem, const EvalSet& set, c
   const Share share = share_of(set.total, comm.rank(), comm.size());
   const int64_t first = std::min(share.begin, total), last = std::min(share.end, total);
   const int64_t count = last - first;
-  Tensor input =
-      set.input.defined() && count > 0 ? set.input.slice_batch(0, count) : Tensor::empty(Shape{0, 1, 1, 1});
+  // A rank without field samples still describes the fields' shape (zero samples of it).
+  Shape none{0};
+  for (int i = 0; i < problem.sample_shape().rank(); ++i) none.push_back(problem.sample_shape()[i]);
+  Tensor input = count > 0 ? set.input.slice_batch(0, count) : Tensor::empty(none);
   Tensor ref = count > 0 ? set.reference.slice_batch(0, count) : input;
   Tensor pred = count > 0 ? predict(model, problem, input) : input;
   Tensor err = difference(pred, ref);
@@ -113,6 +119,25 @@ void write_fields(Model& model, const PdeProblem& problem, const EvalSet& set, c
   writer.write();
   spdlog::info("fields: {} ({} samples; open {} in ParaView or VisIt)", writer.path(), total,
                writer.xdmf_path());
+}
+
+// Rank 0 writes every rank's events as one Chrome trace.
+void write_timeline(const Timeline& timeline, const fs::path& path, const Communicator& comm) {
+  const auto parts = comm.gather(timeline.events_json(comm.rank()));
+  if (comm.rank() != 0) return;
+  std::string json = "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [";
+  for (size_t r = 0; r < parts.size(); ++r) json += (r ? ",\n" : "\n") + parts[r];
+  write_text_file_atomically(path.string(), json + "\n]}\n");
+  spdlog::info("timeline: {} (open in https://ui.perfetto.dev or chrome://tracing)", path.string());
+}
+
+// The samples of micro-batch m on this rank: the global batch is cut into `micro` micro-batches
+// first, then each is shared over the ranks, so a micro-batch is the same set of global indices on
+// any number of ranks (batch-norm statistics included).
+Share micro_batch_share(int64_t B, int m, int micro, const Communicator& comm) {
+  const Share global = share_of(B, m, micro);
+  const Share mine = share_of(global.count(), comm.rank(), comm.size());
+  return {global.begin + mine.begin, global.begin + mine.end};
 }
 
 }  // namespace
@@ -134,10 +159,39 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   const int64_t B = deck.training.batch_size, steps = deck.training.steps;
   const Share share = share_of(B, comm.rank(), comm.size());
   auto model = build_model(plan, deck.training.seed);
-  auto optimizer = make_optimizer(deck.optimizer, model->registry);
+  auto optimizer = make_optimizer(deck.optimizer, model->registry, comm);
   spdlog::info(
       "network: {} parameters, {:.2f} GFLOP per training step (global batch {}), this rank holds {} samples",
       plan.parameters, plan.flops_per_step / 1e9, B, share.count());
+  const int micro = deck.training.micro_batches;
+
+  // Synchronized batch norm: statistics over the whole (micro-)batch, whatever the rank count.
+  const bool sync_bn = deck.network.norm == NormKind::batch && comm.size() > 1 &&
+                       deck.parallel.sync_batchnorm != SyncBatchNorm::off;
+  if (sync_bn) {
+    if (B / micro < comm.size())
+      throw UserError(
+          fmt::format("synchronized batch norm needs a sample on every rank in every micro-batch: "
+                      "training.batch_size ({}) / "
+                      "training.micro_batches ({}) is below the {} ranks; raise the batch, lower "
+                      "micro_batches or the rank "
+                      "count",
+                      B, micro, comm.size()));
+    model->net->set_stats_allreduce([&comm](double* data, int count) { comm.allreduce_sum(data, count); });
+  } else if (deck.network.norm == NormKind::batch && comm.size() > 1) {
+    spdlog::warn(
+        "parallel.sync_batchnorm is off: each rank normalises with its own samples' statistics, so "
+        "the training depends on the rank count");
+  }
+
+  // Timeline (one clock origin for all ranks) and the gradient reducer.
+  Timeline timeline;
+  comm.barrier();
+  timeline.start_clock();
+  if (deck.timeline.enabled) model->net->set_timeline(&timeline);
+  Reducer reducer(model->registry, comm, ReducerOptions::from(deck.parallel),
+                  deck.timeline.enabled ? &timeline : nullptr);
+  spdlog::info("{}{}", reducer.describe(), sync_bn ? "; synchronized batch norm" : "");
 
   // Restart: an explicit file, or the newest checkpoint of this run directory.
   int64_t start = 0;
@@ -184,7 +238,6 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   };
 
   install_stop_handlers();
-  const int micro = deck.training.micro_batches;
   const double grad_scale = 1.0 / static_cast<double>(B);
   Tensor input;
   std::vector<uint64_t> indices;
@@ -195,25 +248,42 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   int exit_code = 0;
   CachingAllocator::host().reset_peak();
 
-  for (int64_t s = start; s < steps; ++s) {
-    Timer step_timer;
-    const double lr = learning_rate(deck.optimizer, s, steps);
+  // The global loss and gradient at the current parameters, for the optimizer (sample set of step s).
+  int64_t s = start;
+  const LossClosure loss_and_gradient = [&]() -> double {
     model->registry.zero_grads();
     double loss_sum = 0;
-    // Micro-batches: this rank's share in `micro` slices; gradients accumulate, no communication.
     for (int m = 0; m < micro; ++m) {
-      const Share part = share_of(share.count(), m, micro);
+      const bool last = m == micro - 1;
+      if (last) reducer.begin_backward(true);  // even without samples here: the collectives must match
+      const Share part = micro_batch_share(B, m, micro, comm);
       if (part.count() == 0) continue;
       indices.clear();
-      for (int64_t p = share.begin + part.begin; p < share.begin + part.end; ++p)
-        indices.push_back(static_cast<uint64_t>(s * B + p));
-      problem->sample(deck.training.seed, indices, input);
-      const Tensor u = problem->lift(model->net->forward(input, Mode::train));
+      for (int64_t p = part.begin; p < part.end; ++p) indices.push_back(static_cast<uint64_t>(s * B + p));
       Tensor du;
-      loss_sum += problem->loss(u, input, grad_scale, &du, nullptr);
+      {
+        const TimelineScope event(&timeline, "sample + forward + loss");
+        problem->sample(deck.training.seed, indices, input);
+        const Tensor u = problem->lift(model->net->forward(input, Mode::train));
+        loss_sum += problem->loss(u, input, grad_scale, &du, nullptr);
+      }
       model->net->backward(problem->lift_backward(du));
     }
-    loss = comm.sum(loss_sum) / static_cast<double>(B);
+    const double global = comm.sum(loss_sum) / static_cast<double>(B);
+    const TimelineScope event(&timeline, "wait for gradient reduction");
+    reducer.finish();
+    return global;
+  };
+
+  for (; s < steps; ++s) {
+    Timer step_timer;
+    timeline.set_active(deck.timeline.enabled && s + 1 >= deck.timeline.first_step &&
+                        s + 1 < deck.timeline.first_step + deck.timeline.steps);
+    const double lr = learning_rate(deck.optimizer, s, steps);
+    const StepResult result =
+        optimizer->step(model->registry, lr, loss_and_gradient, deck.optimizer.grad_clip);
+    loss = result.loss;
+    grad_norm = result.grad_norm;
     if (!std::isfinite(loss)) {
       const std::string last = latest_checkpoint(ckpt_dir.string());
       message = fmt::format(
@@ -225,10 +295,12 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
       exit_code = exit_diverged;
       break;
     }
-    const Tensor& grads = model->registry.flat_grads();
-    comm.allreduce_sum(grads.data<float>(), grads.numel());
-    grad_norm = clip_grad_norm(model->registry, deck.optimizer.grad_clip);
-    optimizer->step(model->registry, lr);
+    if (deck.parallel.consistency_every > 0 && (s + 1) % deck.parallel.consistency_every == 0) {
+      std::vector<const Tensor*> state{&model->registry.flat_values()};
+      optimizer->gather_state();  // sharded state: the full vectors, identical on every rank
+      for (auto& [name, tensor] : optimizer->state()) state.push_back(tensor);
+      check_replicas_identical(state_checksum(state), comm, s + 1);
+    }
     completed = s + 1;
     const double dt = step_timer.seconds();
     window_time += dt;
@@ -283,6 +355,18 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   if (std::isnan(last_eval.mean) && status != "diverged")
     last_eval = evaluate(*model, *problem, eval_set, comm);
 
+  timeline.set_active(false);
+  if (deck.timeline.enabled) write_timeline(timeline, dir / "timeline.json", comm);
+  // Reduction figures, averaged over ranks.
+  const ReducerStats& rs = reducer.stats();
+  const double comm_seconds = comm.sum(rs.comm_seconds) / comm.size();
+  const double exposed_seconds = comm.sum(rs.exposed_seconds) / comm.size();
+  const double exposed_fraction = comm_seconds > 0 ? std::min(1.0, exposed_seconds / comm_seconds) : 0.0;
+  if (comm.size() > 1)
+    spdlog::info(
+        "gradient reduction: {:.3f} s in {} reductions, {:.1f}% of it exposed (not hidden by backward)",
+        comm_seconds, rs.steps, 100 * exposed_fraction);
+
   const double steps_run = static_cast<double>(completed - start);
   const auto mem = CachingAllocator::host().stats();
   if (comm.rank() == 0) {
@@ -306,6 +390,11 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
         .add("throughput", throughput)
         .add("memory", memory)
         .add("ranks", comm.size())
+        .add("comm_seconds", comm_seconds)
+        .add("comm_exposed_seconds", exposed_seconds)
+        .add("comm_exposed_fraction", exposed_fraction)
+        .add("bucket_count", static_cast<int64_t>(reducer.schedule().buckets.size()))
+        .add("reduction", reducer.describe())
         .add("device", std::string(device_name(deck.device)))
         .add("pde", std::string(problem->name()))
         .add("parameters", plan.parameters)

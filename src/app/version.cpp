@@ -8,10 +8,7 @@
 #include <pdegen/build_info.hpp>
 
 #include "app/verbs.hpp"
-
-#if defined(PDEGEN_HAVE_CUDA)
-#include <cuda_runtime_api.h>
-#endif
+#include "backend/cuda/cuda_context.hpp"
 
 namespace pdegen::app {
 
@@ -37,13 +34,18 @@ std::string mpi_library() {
   return out;
 }
 
+// "cuda (CUDA 13.0, cuDNN 9.19.0, NCCL 2.28.9) on NVIDIA H100 ... (sm_90, ...), driver ..." where a
+// GPU is present; the versions compiled against and why no GPU is used otherwise.
 std::string cuda_backend() {
 #if defined(PDEGEN_HAVE_CUDA)
-  int runtime = 0, devices = 0;
-  cudaRuntimeGetVersion(&runtime);
-  if (cudaGetDeviceCount(&devices) != cudaSuccess) devices = 0;
-  return fmt::format("cuda (CUDA runtime {}.{}, {} device{} visible)", runtime / 1000, runtime % 1000 / 10,
-                     devices, devices == 1 ? "" : "s");
+  std::string reason;
+  const std::string built = fmt::format("cuda ({})", cuda::compiled_versions());
+  if (!cuda::available(&reason)) return fmt::format("{}: {}", built, reason);
+  try {
+    return fmt::format("{} on {}", built, cuda::describe_device());
+  } catch (const Error& e) {
+    return fmt::format("{}: device not usable: {}", built, e.what());
+  }
 #else
   return "cuda: not built in this binary";
 #endif

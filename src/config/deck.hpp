@@ -83,10 +83,17 @@ struct MomentumSettings {
   bool operator==(const MomentumSettings&) const = default;
 };
 
-// optimizer.* keys of lars only.
+// optimizer.* keys of lars only (You, Gitman & Ginsburg 2017).
 struct LarsSettings {
   double trust_coefficient = 0.001;
+  double eps = 1e-8;  // in the denominator of the trust ratio (the deck's `eps` for lars)
   bool operator==(const LarsSettings&) const = default;
+};
+
+// optimizer.* keys of lamb only (You et al. 2019).
+struct LambSettings {
+  double max_trust_ratio = 0.0;  // upper clamp of ||w|| / ||update||; 0 = no clamp
+  bool operator==(const LambSettings&) const = default;
 };
 
 // optimizer.* keys of lbfgs.
@@ -97,6 +104,8 @@ struct LbfgsSettings {
   LineSearch line_search = LineSearch::strong_wolfe;
   double tolerance_grad = 1e-7;
   double tolerance_change = 1e-9;
+  double curvature_eps = 1e-10;  // a pair (s, y) with s.y <= curvature_eps * y.y is skipped
+  bool damping = false;          // Powell damping of y before the curvature test
   bool shard_history = false;
   LbfgsBatch batch = LbfgsBatch::fixed;
   bool operator==(const LbfgsSettings&) const = default;
@@ -111,16 +120,33 @@ struct ScheduleConfig {
   bool operator==(const ScheduleConfig&) const = default;
 };
 
-struct OptimizerConfig {
+// One optimizer with its settings: the optimizer section itself, or one of its later phases.
+struct OptimizerSettings {
   OptimizerKind type = OptimizerKind::adam;
   double lr = 1e-3;
   double weight_decay = 0.0;
-  double grad_clip = 0.0;  // global-norm clip, 0 = off
+  double grad_clip = 0.0;  // global-norm clip, 0 = off (not for lbfgs)
   AdamSettings adam;
   MomentumSettings momentum;
   LarsSettings lars;
+  LambSettings lamb;
   LbfgsSettings lbfgs;
-  ScheduleConfig schedule;
+  ScheduleConfig schedule;  // runs over its own phase: step 0 is the phase's first step
+  bool operator==(const OptimizerSettings&) const = default;
+};
+
+// A later phase (the deck's optimizer.then, nested): from training step `after_steps` on (0-based:
+// after that many completed steps), this optimizer replaces the one before, with fresh state.
+struct OptimizerPhase {
+  int64_t after_steps = 0;
+  OptimizerSettings settings;
+  bool operator==(const OptimizerPhase&) const = default;
+};
+
+// The optimizer section: the settings of the first phase, then the later phases by increasing
+// after_steps (empty: one optimizer for the whole run). optim/phases.hpp picks the phase of a step.
+struct OptimizerConfig : OptimizerSettings {
+  std::vector<OptimizerPhase> phases;
   bool operator==(const OptimizerConfig&) const = default;
 };
 
@@ -163,6 +189,8 @@ struct OutputConfig {
 
 struct TimelineConfig {
   bool enabled = false;
+  int64_t first_step = 2;  // 1-based; the first steps pay one-time setup (primitive creation)
+  int64_t steps = 5;       // steps recorded
   bool operator==(const TimelineConfig&) const = default;
 };
 

@@ -110,9 +110,9 @@ void write_network(YamlWriter& w, const NetworkConfig& c) {
   w.close();
 }
 
-void write_optimizer(YamlWriter& w, const OptimizerConfig& c) {
+// The keys of one optimizer phase, in the documented order.
+void write_optimizer_settings(YamlWriter& w, const OptimizerSettings& c) {
   using enum OptimizerKind;
-  w.open("optimizer");
   w.key("type", choice(c.type));
   w.key("lr", number(c.lr));
   w.key("weight_decay", number(c.weight_decay));
@@ -122,11 +122,13 @@ void write_optimizer(YamlWriter& w, const OptimizerConfig& c) {
     w.key("beta2", number(c.adam.beta2));
     w.key("eps", number(c.adam.eps));
   }
+  if (c.type == lars) w.key("eps", number(c.lars.eps));
   if (c.type == sgd || c.type == lars) {
     w.key("momentum", number(c.momentum.momentum));
     w.key("nesterov", boolean(c.momentum.nesterov));
   }
   if (c.type == lars) w.key("trust_coefficient", number(c.lars.trust_coefficient));
+  if (c.type == lamb) w.key("max_trust_ratio", number(c.lamb.max_trust_ratio));
   if (c.type == lbfgs) {
     const auto& l = c.lbfgs;
     w.key("history", integer(l.history));
@@ -135,6 +137,8 @@ void write_optimizer(YamlWriter& w, const OptimizerConfig& c) {
     w.key("line_search", choice(l.line_search));
     w.key("tolerance_grad", number(l.tolerance_grad));
     w.key("tolerance_change", number(l.tolerance_change));
+    w.key("curvature_eps", number(l.curvature_eps));
+    w.key("damping", boolean(l.damping));
     w.key("shard_history", boolean(l.shard_history));
     w.key("batch", choice(l.batch));
   }
@@ -147,6 +151,18 @@ void write_optimizer(YamlWriter& w, const OptimizerConfig& c) {
   }
   if (c.schedule.type == ScheduleKind::cosine) w.key("min_lr", number(c.schedule.min_lr));
   w.close();
+}
+
+// The phases nest: each later phase is the `then` of the one before.
+void write_optimizer(YamlWriter& w, const OptimizerConfig& c) {
+  w.open("optimizer");
+  write_optimizer_settings(w, c);
+  for (const OptimizerPhase& phase : c.phases) {
+    w.open("then");
+    w.key("after_steps", integer(phase.after_steps));
+    write_optimizer_settings(w, phase.settings);
+  }
+  for (size_t i = 0; i < c.phases.size(); ++i) w.close();
   w.close();
 }
 
@@ -193,6 +209,8 @@ std::string to_yaml(const Deck& d) {
 
   w.open("timeline");
   w.key("enabled", boolean(d.timeline.enabled));
+  w.key("first_step", integer(d.timeline.first_step));
+  w.key("steps", integer(d.timeline.steps));
   w.close();
 
   w.key("device", choice(d.device));

@@ -57,6 +57,8 @@ OutputConfig read_output(Section& s, const EvaluationConfig& evaluation, bool sa
 TimelineConfig read_timeline(Section& s) {
   TimelineConfig c;
   c.enabled = s.boolean("enabled", c.enabled);
+  c.first_step = s.integer("first_step", c.first_step, at_least(1));
+  c.steps = s.integer("steps", c.steps, at_least(1));
   return c;
 }
 

@@ -6,17 +6,51 @@
 #include <cstring>
 
 #include "core/allocator.hpp"
+#ifdef PDEGEN_HAVE_CUDA
+#include "backend/cuda/device_allocator.hpp"
+#endif
 
 namespace pdegen {
 
 std::string_view device_name(Device d) { return d == Device::cpu ? "cpu" : "cuda"; }
 
+namespace {
+// Every use of Device::cuda in a binary without the backend ends here or in PDEGEN_DISPATCH: an
+// error, never a silent fall-back to the host.
+[[maybe_unused]] void require_cuda_backend(Device device, const char* what) {
+#ifndef PDEGEN_HAVE_CUDA
+  if (device == Device::cuda)
+    PDEGEN_THROW(
+        "{} on device 'cuda', but this pdegen was built without the CUDA backend (configure with "
+        "the 'cuda' preset or -DPDEGEN_CUDA=ON)",
+        what);
+#else
+  (void)device;
+  (void)what;
+#endif
+}
+}  // namespace
+
 Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
-  PDEGEN_CHECK(device == Device::cpu, "device storage needs the CUDA backend, not built in this binary");
+  require_cuda_backend(device, "tensor storage");
+#ifdef PDEGEN_HAVE_CUDA
+  if (device == Device::cuda) {
+    data_ = cuda::DeviceAllocator::instance().allocate(bytes);
+    return;
+  }
+#endif
   data_ = CachingAllocator::host().allocate(bytes);
 }
 
-Storage::~Storage() { CachingAllocator::host().release(data_, bytes_); }
+Storage::~Storage() {
+#ifdef PDEGEN_HAVE_CUDA
+  if (device_ == Device::cuda) {
+    cuda::DeviceAllocator::instance().release(data_, bytes_);
+    return;
+  }
+#endif
+  CachingAllocator::host().release(data_, bytes_);
+}
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, int channel_block) {
   PDEGEN_CHECK(channel_block >= 1, "channel block {} < 1", channel_block);
@@ -37,7 +71,11 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, int channel
 
 Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device, int channel_block) {
   Tensor t = empty(shape, dtype, device, channel_block);
-  if (t.nbytes()) std::memset(t.data_, 0, t.nbytes());
+  if (device == Device::cpu) {
+    if (t.nbytes()) std::memset(t.data_, 0, t.nbytes());
+  } else {
+    t.fill(0);
+  }
   return t;
 }
 
@@ -92,12 +130,63 @@ Tensor Tensor::clone() const {
 void Tensor::copy_from(const Tensor& src) {
   PDEGEN_CHECK(src.shape_ == shape_ && src.dtype_ == dtype_ && src.channel_block_ == channel_block_,
                "copy_from {} into {}", src.describe(), describe());
-  PDEGEN_CHECK(device_ == Device::cpu && src.device_ == Device::cpu, "host copy of device tensors");
-  if (nbytes()) std::memcpy(data_, src.data_, nbytes());
+  if (device_ == Device::cpu && src.device_ == Device::cpu) {
+    if (nbytes()) std::memcpy(data_, src.data_, nbytes());
+    return;
+  }
+  require_cuda_backend(Device::cuda, "copy_from");
+#ifdef PDEGEN_HAVE_CUDA
+  cuda::copy_bytes(data_, device_ == Device::cuda, src.data_, src.device_ == Device::cuda, nbytes());
+#endif
 }
 
+Tensor Tensor::to(Device device) const {
+  if (device == device_) return *this;
+  Tensor t = empty(shape_, dtype_, device, channel_block_);
+  t.copy_from(*this);
+  return t;
+}
+
+namespace {
+// The bit pattern of `value` stored as one element of `dtype` (for device fills).
+[[maybe_unused]] uint64_t element_bits(DType dtype, double value) {
+  switch (dtype) {
+    case DType::f32: {
+      const float f = static_cast<float>(value);
+      uint32_t b = 0;
+      std::memcpy(&b, &f, sizeof b);
+      return b;
+    }
+    case DType::f64: {
+      uint64_t b = 0;
+      std::memcpy(&b, &value, sizeof b);
+      return b;
+    }
+    case DType::f16: {
+      const half_t h = to_f16(static_cast<float>(value));
+      uint16_t b = 0;
+      std::memcpy(&b, &h, sizeof b);
+      return b;
+    }
+    case DType::bf16: {
+      const bfloat16_t h = to_bf16(static_cast<float>(value));
+      uint16_t b = 0;
+      std::memcpy(&b, &h, sizeof b);
+      return b;
+    }
+  }
+  return 0;
+}
+}  // namespace
+
 void Tensor::fill(double value) {
-  PDEGEN_CHECK(device_ == Device::cpu, "fill on {}", device_name(device_));
+  if (device_ != Device::cpu) {
+    require_cuda_backend(device_, "fill");
+#ifdef PDEGEN_HAVE_CUDA
+    cuda::fill_bits(data_, numel(), dtype_size(dtype_), element_bits(dtype_, value));
+#endif
+    return;
+  }
   const int64_t n = numel();
   switch (dtype_) {
     case DType::f32: {

@@ -85,9 +85,12 @@ class Tensor {
   // Same memory, other shape with the same element count (plain layout only).
   Tensor reshape(const Shape& shape) const;
 
+  // Copies, fills and clones work on either device; copy_from also copies between host and device.
   Tensor clone() const;
   void fill(double value);
-  void copy_from(const Tensor& src);  // same shape, dtype and layout
+  void copy_from(const Tensor& src);  // same shape, dtype and layout; any devices
+  // The same tensor (layout kept) on `device`: *this when it is already there, else a copy.
+  Tensor to(Device device) const;
 
   std::string describe() const;
 

@@ -53,4 +53,9 @@ Tensor ConvFamilyLayer::backward(const Tensor& dy) {
   return backward_checked(dy);
 }
 
+#ifndef PDEGEN_HAVE_CUDA
+// Without the CUDA backend no plan is ever made (PDEGEN_DISPATCH refuses device tensors first).
+void ConvFamilyLayer::CudaPlanDeleter::operator()(CudaPlan* /*plan*/) const {}
+#endif
+
 }  // namespace pdegen

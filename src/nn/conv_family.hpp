@@ -4,6 +4,7 @@
 // FLOP count and backend passes.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -53,6 +54,11 @@ class ConvFamilyLayer : public Layer {
   virtual Tensor forward_checked(const Tensor& x, Mode mode) = 0;
   virtual Tensor backward_checked(const Tensor& dy) = 0;
 
+  // The GPU passes, the same for both kinds (nn/conv_family_cuda.cu): cuDNN's convolution and its
+  // two adjoints, a transposed convolution running the same three with the roles swapped.
+  Tensor forward_cudnn(const Tensor& x, Mode mode);
+  Tensor backward_cudnn(const Tensor& dy);
+
   std::string_view kind_;
   std::string name_;
   ConvGeometry geometry_;
@@ -60,6 +66,14 @@ class ConvFamilyLayer : public Layer {
   ParameterRegistry* registry_;
   ParameterRegistry::Id weight_id_ = -1, bias_id_ = -1;
   Tensor x_;  // the forward input as given (train mode only); dx comes back in its layout
+
+  // cuDNN descriptors and algorithms for the last GPU input shape; rebuilt when it changes. Defined
+  // in nn/conv_family_cuda.cu, so this header needs no CUDA.
+  struct CudaPlan;
+  struct CudaPlanDeleter {
+    void operator()(CudaPlan* plan) const;
+  };
+  std::unique_ptr<CudaPlan, CudaPlanDeleter> cuda_plan_;
 };
 
 }  // namespace pdegen

@@ -12,9 +12,12 @@
 
 #include "core/error.hpp"
 #include "core/hd.hpp"
-#if !defined(__CUDACC__)
-#include "backend/cpu/parallel.hpp"
 #include "core/tensor.hpp"
+#if defined(__CUDACC__)
+#include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/cuda_context.hpp"
+#else
+#include "backend/cpu/parallel.hpp"
 #endif
 
 namespace pdegen {
@@ -305,6 +308,228 @@ void backward_pass(const Tiling& t, Slot&& slot, const float* x, const float* dy
 }
 
 }  // namespace norm_cpu
+#endif
+
+#if defined(__CUDACC__)
+// The GPU's kernels for the same arithmetic. Each thread maps a storage index to its logical
+// (n, c, s) through the tensor's channel block (core/tensor.hpp), so one kernel serves plain and
+// blocked tensors, and x and dy may differ in layout. Statistics are indexed by `slot`: the channel
+// for batch norm, n * C + c for instance norm (per_instance). Sums are reduced in double like the
+// CPU's, in a fixed order: each segment (a statistic's elements) is cut into `parts` strided parts,
+// each part reduced by one block in shared memory, and the parts then added in order by one thread,
+// so the result is the same run to run and needs no atomics.
+namespace norm_cuda {
+
+struct Layout {
+  int64_t N = 0, C = 0, S = 0, b = 1;
+  __host__ __device__ int64_t offset(int64_t n, int64_t c, int64_t s) const {
+    return ((n * (C / b) + c / b) * S + s) * b + c % b;
+  }
+  // Logical (n, c, s) of storage index i.
+  __device__ void logical(int64_t i, int64_t& n, int64_t& c, int64_t& s) const {
+    const int64_t lane = i % b, q = i / b, r = q / S;
+    s = q % S;
+    c = r % (C / b) * b + lane;
+    n = r / (C / b);
+  }
+};
+
+inline Layout layout_of(const Tensor& t) {
+  return Layout{t.dim(0), t.dim(1), t.shape().spatial(), t.channel_block()};
+}
+
+// Which statistic an element belongs to, and the elements of statistic k.
+struct Slots {
+  bool per_instance;
+  int64_t C, S, N;
+  __host__ __device__ int64_t segments() const { return per_instance ? N * C : C; }
+  __host__ __device__ int64_t length() const { return per_instance ? S : N * S; }
+  __device__ int64_t slot(int64_t n, int64_t c) const { return per_instance ? n * C + c : c; }
+  // Element j of statistic k as (n, c, s).
+  __device__ void element(int64_t k, int64_t j, int64_t& n, int64_t& c, int64_t& s) const {
+    if (per_instance) {
+      n = k / C;
+      c = k % C;
+      s = j;
+    } else {
+      c = k;
+      n = j / S;
+      s = j % S;
+    }
+  }
+};
+
+inline constexpr int threads = 256;
+
+// The terms of the forward sums: x and x^2 (exact in double).
+struct ValueTerms {
+  const float* x;
+  Layout lx;
+  __device__ void operator()(int64_t n, int64_t c, int64_t s, int64_t, double& a, double& q) const {
+    a = x[lx.offset(n, c, s)];
+    q = a * a;
+  }
+};
+
+// The terms of the backward sums: dy and dy * (x - mean), the subtraction in fp32 as on the CPU.
+struct GradTerms {
+  const float *x, *dy, *mean;
+  Layout lx, ldy;
+  __device__ void operator()(int64_t n, int64_t c, int64_t s, int64_t k, double& a, double& q) const {
+    a = dy[ldy.offset(n, c, s)];
+    q = a * static_cast<double>(x[lx.offset(n, c, s)] - mean[k]);
+  }
+};
+
+// partial[(k * parts + p) * 2 + {0, 1}] = the sums of part p of statistic k (grid: parts x segments).
+template <class Terms>
+__global__ void part_sums_kernel(Slots slots, Terms terms, int64_t parts, double* partial) {
+  __shared__ double first[threads], second[threads];
+  const int64_t k = blockIdx.y, p = blockIdx.x, length = slots.length();
+  double a_sum = 0, q_sum = 0;
+  for (int64_t j = p * threads + threadIdx.x; j < length; j += parts * threads) {
+    int64_t n, c, s;
+    slots.element(k, j, n, c, s);
+    double a, q;
+    terms(n, c, s, k, a, q);
+    a_sum += a;
+    q_sum += q;
+  }
+  first[threadIdx.x] = a_sum;
+  second[threadIdx.x] = q_sum;
+  __syncthreads();
+  for (int width = threads / 2; width > 0; width /= 2) {
+    if (static_cast<int>(threadIdx.x) < width) {
+      first[threadIdx.x] += first[threadIdx.x + width];
+      second[threadIdx.x] += second[threadIdx.x + width];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    partial[(k * parts + p) * 2] = first[0];
+    partial[(k * parts + p) * 2 + 1] = second[0];
+  }
+}
+
+// The non-template kernels have internal linkage: nvcc has no inline __global__ functions, and each
+// .cu file that includes this header gets its own copy.
+namespace {
+
+// totals[k] = sums of statistic k's parts in order, first then second: [first_0.., second_0..].
+__global__ void part_totals_kernel(const double* partial, int64_t parts, int64_t segments,
+                                          double* totals) {
+  const int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (k >= segments) return;
+  double a = 0, q = 0;
+  for (int64_t p = 0; p < parts; ++p) {
+    a += partial[(k * parts + p) * 2];
+    q += partial[(k * parts + p) * 2 + 1];
+  }
+  totals[k] = a;
+  totals[segments + k] = q;
+}
+
+}  // namespace
+
+// Host: the two sums of every statistic, copied into first[k] and second[k] (this waits for the GPU).
+// The part count depends on the shape only, so the order of the additions does too.
+template <class Terms>
+void totals(const Slots& slots, const Terms& terms, double* first, double* second) {
+  const int64_t segments = slots.segments(), length = slots.length();
+  const int64_t parts = std::clamp<int64_t>((length + 8 * threads - 1) / (8 * threads), 1, 1024);
+  PDEGEN_CHECK(segments <= 65535, "GPU normalisation supports at most 65535 statistics, got {}", segments);
+  Tensor partial = Tensor::empty(Shape{segments * parts * 2}, DType::f64, Device::cuda);
+  Tensor sums = Tensor::empty(Shape{2 * segments}, DType::f64, Device::cuda);
+  cudaStream_t stream = cuda::stream();
+  part_sums_kernel<<<dim3(static_cast<unsigned>(parts), static_cast<unsigned>(segments)), threads, 0, stream>>>(
+      slots, terms, parts, partial.data<double>());
+  CUDA_CHECK_LAUNCH();
+  part_totals_kernel<<<cuda::blocks_for(segments), threads, 0, stream>>>(partial.data<double>(), parts, segments,
+                                                                       sums.data<double>());
+  CUDA_CHECK_LAUNCH();
+  std::vector<double> host(static_cast<size_t>(2 * segments));
+  CUDA_CHECK(cudaMemcpyAsync(host.data(), sums.data<double>(), host.size() * sizeof(double),
+                             cudaMemcpyDeviceToHost, stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::copy(host.begin(), host.begin() + segments, first);
+  std::copy(host.begin() + segments, host.end(), second);
+}
+
+namespace {
+
+// y = norm_forward(x, mean[k], scale[k], shift[k]) over y's storage (y in x's layout).
+__global__ void forward_kernel(Slots slots, Layout l, const float* __restrict__ x, float* __restrict__ y,
+                                      const float* mean, const float* scale, const float* shift) {
+  const int64_t total = l.N * l.C * l.S;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
+    int64_t n, c, s;
+    l.logical(i, n, c, s);
+    const int64_t k = slots.slot(n, c);
+    y[i] = norm_forward(x[i], mean[k], scale[k], shift[k]);
+  }
+}
+
+// dx = norm_backward(dy, x, mean[k], a[k], b[k], c[k]) over dx's storage (dx in x's layout).
+__global__ void backward_kernel(Slots slots, Layout l, Layout ldy, const float* __restrict__ x,
+                                       const float* __restrict__ dy, float* __restrict__ dx, const float* mean,
+                                       const float* a, const float* b, const float* c) {
+  const int64_t total = l.N * l.C * l.S;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
+    int64_t n, ch, s;
+    l.logical(i, n, ch, s);
+    const int64_t k = slots.slot(n, ch);
+    dx[i] = norm_backward(dy[ldy.offset(n, ch, s)], x[i], mean[k], a[k], b[k], c[k]);
+  }
+}
+
+}  // namespace
+
+inline unsigned grid_for(int64_t n) { return std::min(cuda::blocks_for(n), 65535u); }
+
+// A host vector on the device (the copy is queued on the compute stream; pageable host memory is
+// staged before the call returns, so `v` may go away).
+template <class T>
+Tensor upload(const std::vector<T>& v) {
+  Tensor t = Tensor::empty(Shape{static_cast<int64_t>(v.size())}, dtype_of<T>(), Device::cuda);
+  if (!v.empty())
+    CUDA_CHECK(cudaMemcpyAsync(t.raw(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice, cuda::stream()));
+  return t;
+}
+
+// A small fp32 tensor's values on the host, from either device (waits for the GPU).
+inline std::vector<float> host_values(const Tensor& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  if (t.device() == Device::cpu) {
+    std::copy(t.data<float>(), t.data<float>() + t.numel(), v.begin());
+  } else if (!v.empty()) {
+    CUDA_CHECK(cudaMemcpyAsync(v.data(), t.data<float>(), v.size() * sizeof(float), cudaMemcpyDeviceToHost,
+                               cuda::stream()));
+    CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
+  }
+  return v;
+}
+
+namespace {
+// grad[c] += delta[c] for a parameter gradient on either device.
+__global__ void add_kernel(float* grad, const float* delta, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (i < n) grad[i] += delta[i];
+}
+}  // namespace
+
+inline void accumulate(const Tensor& grad, const std::vector<float>& delta) {
+  float* g = grad.data<float>();
+  if (grad.device() == Device::cpu) {
+    for (size_t i = 0; i < delta.size(); ++i) g[i] += delta[i];
+    return;
+  }
+  const Tensor d = upload(delta);
+  const auto n = static_cast<int64_t>(delta.size());
+  add_kernel<<<cuda::blocks_for(n), threads, 0, cuda::stream()>>>(g, d.data<float>(), n);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace norm_cuda
 #endif
 
 }  // namespace pdegen

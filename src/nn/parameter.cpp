@@ -22,20 +22,18 @@ std::vector<ParameterRegistry::Id> ParameterRegistry::backward_order() const {
 
 void ParameterRegistry::finalize(uint64_t seed, Device device) {
   PDEGEN_CHECK(!finalized_, "registry finalized twice");
-  PDEGEN_CHECK(device == Device::cpu, "parameters on {} need the CUDA backend", device_name(device));
   int64_t total = 0;
   for (Id id : backward_order()) {
     auto& p = params_[static_cast<size_t>(id)];
     p.offset = total;
     total += (p.shape.numel() + align_elements - 1) / align_elements * align_elements;
   }
-  values_ = Tensor::zeros(Shape{total}, DType::f32, device);
-  grads_ = Tensor::zeros(Shape{total}, DType::f32, device);
+  // Initial values are drawn on the host, so every backend starts from the same numbers, then
+  // copied once to the device (Tensor::zeros refuses a device this binary cannot use).
+  Tensor host_values = Tensor::zeros(Shape{total}, DType::f32, Device::cpu);
   for (size_t i = 0; i < params_.size(); ++i) {
-    auto& p = params_[i];
-    p.value = Tensor::view(values_.data<float>() + p.offset, p.shape, DType::f32, device);
-    p.grad = Tensor::view(grads_.data<float>() + p.offset, p.shape, DType::f32, device);
-    float* v = p.value.data<float>();
+    const auto& p = params_[i];
+    float* v = host_values.data<float>() + p.offset;
     const int64_t n = p.shape.numel();
     if (p.init.kind == ParamInit::Kind::constant) {
       for (int64_t j = 0; j < n; ++j) v[j] = static_cast<float>(p.init.value);
@@ -47,6 +45,12 @@ void ParameterRegistry::finalize(uint64_t seed, Device device) {
             (2 * random_uniform(seed, rng_stream::weight_init, base + static_cast<uint64_t>(j)) - 1) *
             p.init.value);
     }
+  }
+  values_ = host_values.to(device);
+  grads_ = Tensor::zeros(Shape{total}, DType::f32, device);
+  for (auto& p : params_) {
+    p.value = Tensor::view(values_.data<float>() + p.offset, p.shape, DType::f32, device);
+    p.grad = Tensor::view(grads_.data<float>() + p.offset, p.shape, DType::f32, device);
   }
   finalized_ = true;
 }
@@ -68,7 +72,11 @@ int64_t ParameterRegistry::count() const {
 }
 
 void ParameterRegistry::zero_grads() {
-  if (grads_.numel()) std::memset(grads_.raw(), 0, grads_.nbytes());
+  if (grads_.numel() == 0) return;
+  if (grads_.device() == Device::cpu)
+    std::memset(grads_.raw(), 0, grads_.nbytes());
+  else
+    grads_.fill(0);  // stream-ordered on the device
 }
 
 }  // namespace pdegen

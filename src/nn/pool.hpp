@@ -55,6 +55,9 @@ class Pool : public Layer {
     void operator()(CpuPlan* plan) const;
   };
   std::unique_ptr<CpuPlan, CpuPlanDeleter> cpu_plan_;
+  // On the GPU (pool_cuda.cu), max pooling's argmax: each output element's position in its window
+  // (an int32 per output element, stored in a 4-byte-per-element tensor), written by the last forward.
+  Tensor cuda_argmax_;
   Shape in_shape_;
   int in_block_ = 1;
   bool has_forward_ = false;

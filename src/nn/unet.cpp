@@ -192,6 +192,7 @@ void UNet::backward(const Tensor& dy) {
   Tensor g = dy;
   for (size_t k = nodes_.size(); k-- > 0;) {
     Node& node = nodes_[k];
+    const TimelineScope event(timeline_, plan_.layers[k].name.c_str());
     if (skip_grads[k].defined()) g = add_gradients(std::move(skip_grads[k]), g);
     if (node.concat) {
       auto [d_skip, d_up] = node.concat->backward(g);

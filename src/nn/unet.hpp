@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/timeline.hpp"
 #include "nn/batch_norm.hpp"
 #include "nn/layer.hpp"
 #include "nn/parameter.hpp"
@@ -39,6 +40,8 @@ class UNet {
   std::vector<std::pair<std::string, Tensor>> buffers();
   // The synchronized batch norm hook (nn/batch_norm.hpp), given to every batch norm layer.
   void set_stats_allreduce(const StatsAllreduce& allreduce);
+  // Records one event per layer backward (named after the layer) while `timeline` is active.
+  void set_timeline(Timeline* timeline) { timeline_ = timeline; }
 
   const UNetPlan& plan() const { return plan_; }
   // The layers' own FLOP counts for a batch of `batch` samples: the sum of their flops(), without
@@ -52,6 +55,7 @@ class UNet {
   UNetPlan plan_;
   std::vector<Node> nodes_;  // one per plan layer, same order
   int64_t batch_ = 0;        // of the last train-mode forward; 0 when backward has nothing to use
+  Timeline* timeline_ = nullptr;
 };
 
 }  // namespace pdegen

@@ -11,7 +11,7 @@ namespace {
 
 class Adam final : public Optimizer {
  public:
-  Adam(const OptimizerConfig& config, int64_t size, bool decoupled)
+  Adam(const OptimizerSettings& config, int64_t size, bool decoupled)
       : settings_(config.adam), weight_decay_(config.weight_decay), decoupled_(decoupled) {
     exp_avg_ = Tensor::zeros(Shape{size});
     exp_avg_sq_ = Tensor::zeros(Shape{size});
@@ -64,7 +64,7 @@ class Adam final : public Optimizer {
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_adam(const OptimizerConfig& config, int64_t size,
+std::unique_ptr<Optimizer> make_adam(const OptimizerSettings& config, int64_t size,
                                      bool decoupled_weight_decay) {
   return std::make_unique<Adam>(config, size, decoupled_weight_decay);
 }

@@ -1,27 +1,62 @@
-// The optimizer factory: the deck's optimizer.type to an implementation.
+// The optimizer factory (the deck's optimizer.type to an implementation) and the default closure step.
 #include "optim/optimizer.hpp"
 
+#include <cmath>
+
 #include "config/choices.hpp"
+#include "optim/grad_clip.hpp"
 
 namespace pdegen {
 
-std::unique_ptr<Optimizer> make_optimizer(const OptimizerConfig& config, const ParameterRegistry& params) {
+StepResult Optimizer::step(ParameterRegistry& params, double lr, const LossClosure& closure, double grad_clip) {
+  StepResult result;
+  result.loss = closure();
+  result.evaluations = 1;
+  if (!std::isfinite(result.loss)) {
+    result.grad_norm = NAN;
+    return result;
+  }
+  result.grad_norm = clip_grad_norm(params, grad_clip);
+  step(params, lr);
+  return result;
+}
+
+namespace {
+
+std::unique_ptr<Optimizer> make(const OptimizerSettings& settings, const ParameterRegistry& params,
+                                const Communicator* comm) {
   PDEGEN_CHECK(params.finalized(), "optimizer created before the parameter registry was finalized");
   const int64_t size = params.flat_values().numel();
-  switch (config.type) {
+  switch (settings.type) {
     case OptimizerKind::adam:
-      return make_adam(config, size, false);
+      return make_adam(settings, size, false);
     case OptimizerKind::adamw:
-      return make_adam(config, size, true);
+      return make_adam(settings, size, true);
     case OptimizerKind::sgd:
-      return make_sgd(config, size);
-    case OptimizerKind::lbfgs:
+      return make_sgd(settings, size);
     case OptimizerKind::lars:
+      return make_lars(settings, params);
     case OptimizerKind::lamb:
-      break;
+      return make_lamb(settings, params);
+    case OptimizerKind::lbfgs:
+      return make_lbfgs(settings, params, comm);
   }
-  throw UserError(fmt::format("optimizer.type '{}' is not built yet (coming with the optimizers issue)",
-                              name_of(config.type)));
+  PDEGEN_THROW("unhandled optimizer type {}", static_cast<int>(settings.type));
+}
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerSettings& settings, const ParameterRegistry& params,
+                                          const Communicator& comm) {
+  return make(settings, params, &comm);
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerSettings& settings, const ParameterRegistry& params) {
+  if (settings.type == OptimizerKind::lbfgs && settings.lbfgs.shard_history) {
+    const Communicator world;
+    return make(settings, params, &world);
+  }
+  return make(settings, params, nullptr);
 }
 
 }  // namespace pdegen

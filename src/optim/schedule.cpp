@@ -9,7 +9,7 @@
 
 namespace pdegen {
 
-double learning_rate(const OptimizerConfig& config, int64_t step, int64_t total_steps) {
+double learning_rate(const OptimizerSettings& config, int64_t step, int64_t total_steps) {
   PDEGEN_CHECK(step >= 0, "learning rate of step {}", step);
   const ScheduleConfig& s = config.schedule;
   const double lr = config.lr;

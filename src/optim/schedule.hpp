@@ -16,6 +16,6 @@ namespace pdegen {
 //     step:      lr * gamma^floor(s / step_size)
 //     cosine:    min_lr + (lr - min_lr) (1 + cos(pi s / (total_steps - 1 - W))) / 2, which is lr at
 //                s = 0 and min_lr at the last step (min_lr from there on if the run goes longer).
-double learning_rate(const OptimizerConfig& config, int64_t step, int64_t total_steps);
+double learning_rate(const OptimizerSettings& config, int64_t step, int64_t total_steps);
 
 }  // namespace pdegen

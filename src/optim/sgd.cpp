@@ -21,7 +21,7 @@ void momentum_loop(float* p, const float* g, float* b, int64_t n, float rate, fl
 
 class Sgd final : public Optimizer {
  public:
-  Sgd(const OptimizerConfig& config, int64_t size)
+  Sgd(const OptimizerSettings& config, int64_t size)
       : size_(size),
         momentum_(config.momentum.momentum),
         nesterov_(config.momentum.nesterov),
@@ -67,7 +67,7 @@ class Sgd final : public Optimizer {
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_sgd(const OptimizerConfig& config, int64_t size) {
+std::unique_ptr<Optimizer> make_sgd(const OptimizerSettings& config, int64_t size) {
   return std::make_unique<Sgd>(config, size);
 }
 

@@ -2,18 +2,23 @@
 // exactly, and the backward is the gradient with those columns zeroed.
 #include "physics/boundary_lift.hpp"
 
+#include "nn/layer.hpp"  // PDEGEN_DISPATCH
+
 namespace pdegen {
 
 namespace {
 void check_field(const Tensor& t, const char* what) {
-  PDEGEN_CHECK(t.rank() == 4 && t.dim(1) == 1 && t.dim(3) >= 2 && t.is_plain() && t.dtype() == DType::f32 &&
-                   t.device() == Device::cpu,
-               "boundary lift {} must be a plain fp32 CPU [b, 1, Ny, Nx] tensor with Nx >= 2, got {}", what,
+  PDEGEN_CHECK(t.rank() == 4 && t.dim(1) == 1 && t.dim(3) >= 2 && t.is_plain() && t.dtype() == DType::f32,
+               "boundary lift {} must be a plain fp32 [b, 1, Ny, Nx] tensor with Nx >= 2, got {}", what,
                t.describe());
 }
 }  // namespace
 
 void BoundaryLift2D::set_columns(Tensor& t, float left, float right) {
+  if (t.device() == Device::cuda) {
+    PDEGEN_DISPATCH(t.device(), (void)0, set_columns_cuda(t, left, right));
+    return;
+  }
   const int64_t rows = t.dim(0) * t.dim(2), nx = t.dim(3);
   float* p = t.data<float>();
 #pragma omp parallel for schedule(static)

@@ -11,7 +11,7 @@ class BoundaryLift2D {
  public:
   explicit BoundaryLift2D(float left = 1.0f, float right = 0.0f) : left_(left), right_(right) {}
 
-  // v, du: plain fp32 [b, 1, Ny, Nx] on the CPU, Nx >= 2.
+  // v, du: plain fp32 [b, 1, Ny, Nx], Nx >= 2, on the CPU or the GPU (results on the same device).
   Tensor forward(const Tensor& v) const;    // u = m v + (1 - m) g
   Tensor backward(const Tensor& du) const;  // dv = m du (g is data: no gradient)
   // The same in place, for callers that own the buffer.
@@ -21,6 +21,7 @@ class BoundaryLift2D {
  private:
   // Overwrites the x = 0 and x = 1 columns of every row with the given values.
   static void set_columns(Tensor& t, float left, float right);
+  static void set_columns_cuda(Tensor& t, float left, float right);  // boundary_lift_cuda.cu
 
   float left_, right_;
 };

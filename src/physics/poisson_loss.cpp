@@ -243,6 +243,9 @@ void load_vector(double f, int nx, int ny, double* F) {
 
 double PoissonLoss2D::evaluate(const Tensor& u, const Tensor& log_nu, double grad_scale, Tensor* du,
                                std::vector<double>* per_sample) const {
+#if defined(PDEGEN_HAVE_CUDA)
+  if (u.device() == Device::cuda) return evaluate_cuda(u, log_nu, grad_scale, du, per_sample);
+#endif
   check_field(u, "field u");
   check_field(log_nu, "coefficient log nu");
   PDEGEN_CHECK(u.shape() == log_nu.shape(), "u is {} but log nu is {}", u.shape().str(),

@@ -2,8 +2,9 @@
 //   J(u) = sum over elements of q1::element_energy (nu = exp(log nu) nodal, constant source f),
 // whose gradient is K(nu) u - F, and the residual J_res(u) = ||K(nu) u - F||^2 over the free nodes
 // (all but the x = 0 and x = 1 columns), whose gradient is 2 K (m r). Fields are plain fp32
-// [b, 1, Ny, Nx] with x fastest on [0, 1]^2 (hx = 1 / (Nx - 1), hy = 1 / (Ny - 1)); the arithmetic is
-// fp64 and, for a given field, bitwise the same on any number of OpenMP threads.
+// [b, 1, Ny, Nx] with x fastest on [0, 1]^2 (hx = 1 / (Nx - 1), hy = 1 / (Ny - 1)), on the CPU or
+// the GPU; the arithmetic is fp64 and, for a given field, bitwise the same on any number of OpenMP
+// threads, and run to run on the GPU.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,10 @@ class PoissonLoss2D {
   double source() const { return source_; }
 
  private:
+  // u, log_nu (and du) on the GPU: poisson_loss_cuda.cu, the same arithmetic in fp64 per node.
+  double evaluate_cuda(const Tensor& u, const Tensor& log_nu, double grad_scale, Tensor* du,
+                       std::vector<double>* per_sample) const;
+
   LossKind kind_;
   double source_;
 };

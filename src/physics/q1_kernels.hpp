@@ -40,13 +40,26 @@ PDEGEN_HD constexpr Tables make_tables() {
 }
 
 inline constexpr Tables tables = make_tables();
+#if defined(__CUDACC__)
+// The GPU's copy: device code cannot read a host constexpr aggregate at run time.
+__device__ constexpr Tables device_tables = make_tables();
+#endif
+
+// The tables on the side that runs the caller.
+PDEGEN_HD constexpr const Tables& q1_tables() {
+#if defined(__CUDA_ARCH__)
+  return device_tables;
+#else
+  return tables;
+#endif
+}
 
 // Coefficient at the 4 Gauss points from its 4 nodal values.
 template <class T>
 PDEGEN_HD void gauss_values(const T nodal[4], T at_q[4]) {
   for (int q = 0; q < 4; ++q) {
     T s = 0;
-    for (int a = 0; a < 4; ++a) s += static_cast<T>(tables.N[q][a]) * nodal[a];
+    for (int a = 0; a < 4; ++a) s += static_cast<T>(q1_tables().N[q][a]) * nodal[a];
     at_q[q] = s;
   }
 }
@@ -56,8 +69,8 @@ template <class T>
 PDEGEN_HD void gradient_at(int q, const T u[4], T hx, T hy, T& ux, T& uy) {
   T sx = 0, sy = 0;
   for (int a = 0; a < 4; ++a) {
-    sx += static_cast<T>(tables.dxi[q][a]) * u[a];
-    sy += static_cast<T>(tables.deta[q][a]) * u[a];
+    sx += static_cast<T>(q1_tables().dxi[q][a]) * u[a];
+    sy += static_cast<T>(q1_tables().deta[q][a]) * u[a];
   }
   ux = sx * (T(2) / hx);
   uy = sy * (T(2) / hy);
@@ -71,7 +84,7 @@ PDEGEN_HD T element_energy(const T u[4], const T nu_q[4], const T f_q[4], T hx, 
   for (int q = 0; q < 4; ++q) {
     T ux, uy, uq = 0;
     gradient_at(q, u, hx, hy, ux, uy);
-    for (int a = 0; a < 4; ++a) uq += static_cast<T>(tables.N[q][a]) * u[a];
+    for (int a = 0; a < 4; ++a) uq += static_cast<T>(q1_tables().N[q][a]) * u[a];
     e += detj * (T(0.5) * nu_q[q] * (ux * ux + uy * uy) - f_q[q] * uq);
   }
   return e;
@@ -87,8 +100,8 @@ PDEGEN_HD void element_gradient(const T u[4], const T nu_q[4], const T f_q[4], T
     gradient_at(q, u, hx, hy, ux, uy);
     const T kx = detj * nu_q[q] * ux * (T(2) / hx), ky = detj * nu_q[q] * uy * (T(2) / hy);
     for (int a = 0; a < 4; ++a)
-      g[a] += kx * static_cast<T>(tables.dxi[q][a]) + ky * static_cast<T>(tables.deta[q][a]) -
-              detj * f_q[q] * static_cast<T>(tables.N[q][a]);
+      g[a] += kx * static_cast<T>(q1_tables().dxi[q][a]) + ky * static_cast<T>(q1_tables().deta[q][a]) -
+              detj * f_q[q] * static_cast<T>(q1_tables().N[q][a]);
   }
 }
 
@@ -101,8 +114,8 @@ PDEGEN_HD void element_matrix(const T nu_q[4], T hx, T hy, T K[16]) {
     for (int a = 0; a < 4; ++a)
       for (int b = 0; b < 4; ++b)
         K[a * 4 + b] += detj * nu_q[q] *
-                        (static_cast<T>(tables.dxi[q][a] * tables.dxi[q][b]) * sx * sx +
-                         static_cast<T>(tables.deta[q][a] * tables.deta[q][b]) * sy * sy);
+                        (static_cast<T>(q1_tables().dxi[q][a] * q1_tables().dxi[q][b]) * sx * sx +
+                         static_cast<T>(q1_tables().deta[q][a] * q1_tables().deta[q][b]) * sy * sy);
 }
 
 // The element load vector F_e for Gauss-point source values f_q.
@@ -111,7 +124,7 @@ PDEGEN_HD void element_load(const T f_q[4], T hx, T hy, T F[4]) {
   const T detj = hx * hy / T(4);
   for (int a = 0; a < 4; ++a) {
     T s = 0;
-    for (int q = 0; q < 4; ++q) s += detj * f_q[q] * static_cast<T>(tables.N[q][a]);
+    for (int q = 0; q < 4; ++q) s += detj * f_q[q] * static_cast<T>(q1_tables().N[q][a]);
     F[a] = s;
   }
 }

@@ -7,7 +7,7 @@
 
 #include <cstdlib>
 
-namespace testing {
+namespace pdegen::testing {
 
 inline MPI_Comm mpi_world() {
   int initialized = 0;
@@ -24,4 +24,4 @@ inline MPI_Comm mpi_world() {
   return MPI_COMM_WORLD;
 }
 
-}  // namespace testing
+}  // namespace pdegen::testing

@@ -1,10 +1,12 @@
 // Conv: forward against a naive fp64 loop, backward (dx, dW, db) against central differences of that
-// loop for L = sum(w * y), in 2D and 3D, for blocked and plain inputs and gradients.
+// loop for L = sum(w * y), in 2D and 3D, for blocked and plain inputs and gradients; every promise on
+// each device of test_devices() (the GPU's activations are plain, so its cases use plain layouts).
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "backend/cpu/dnnl_context.hpp"
+#include "backends.hpp"
 #include "nn/conv.hpp"
 #include "testing.hpp"
 
@@ -47,20 +49,28 @@ Vec reference(const ConvConfig& c, const Shape& in_shape, const Vec& x, const Ve
   return y;
 }
 
-// One forward and backward of `conv` against the fp64 reference (see check_weighted_layer).
-void check_layer(Conv& conv, ParameterRegistry& registry, const Shape& in_shape, int x_block, int dy_block) {
+// One forward and backward of `conv` on `device` against the fp64 reference (see
+// check_weighted_layer_on), the GPU in fp32 math unless `math` says otherwise, with the tolerances
+// for it.
+void check_layer(Device device, Conv& conv, ParameterRegistry& registry, const Shape& in_shape, int x_block,
+                 int dy_block, cuda::ConvMath math = cuda::ConvMath::fp32, double forward_tol = f32_tol,
+                 double gradient_tol = 1e-4) {
+  const ScopedConvMath gpu_math(math);
   const ConvConfig& c = conv.config();
-  check_weighted_layer(conv, registry, in_shape, expected_output(c, in_shape), x_block, dy_block,
-                       cpu::channel_block_for(c.out_channels), [&](const Vec& x, const Vec& w, const Vec& b) {
-                         return reference(c, in_shape, x, w, b);
-                       });
+  check_weighted_layer_on(
+      device, conv, registry, in_shape, expected_output(c, in_shape), x_block, dy_block,
+      cpu::channel_block_for(c.out_channels),
+      [&](const Vec& x, const Vec& w, const Vec& b) { return reference(c, in_shape, x, w, b); }, forward_tol,
+      gradient_tol);
 }
 
 void check_conv(const ConvConfig& c, const Shape& in_shape, int x_block, int dy_block) {
-  ParameterRegistry registry;
-  Conv conv("conv", c, registry);
-  registry.finalize(7);
-  check_layer(conv, registry, in_shape, x_block, dy_block);
+  for (Device device : test_devices()) {
+    ParameterRegistry registry;
+    Conv conv("conv", c, registry);
+    registry.finalize(7, device);
+    check_layer(device, conv, registry, in_shape, x_block, dy_block);
+  }
 }
 
 ConvConfig config(int ndim, int64_t cin, int64_t cout, int kernel, int stride, int padding,
@@ -70,18 +80,20 @@ ConvConfig config(int ndim, int64_t cin, int64_t cout, int kernel, int stride, i
 
 // Backward with and without dx on the same forward: the parameter gradients must not change (they
 // are computed first either way), dx must be undefined when switched off and come back when on.
-void check_skipped_input_grad(const ConvConfig& c, const Shape& in, int x_block) {
+void check_skipped_input_grad(Device device, const ConvConfig& c, const Shape& in, int x_block) {
+  CAPTURE(device_name(device));
   CAPTURE(in.str());
   CAPTURE(x_block);
+  const ScopedConvMath gpu_math(cuda::ConvMath::fp32);
   ParameterRegistry registry;
   Conv conv("first", c, registry);
-  registry.finalize(7);
+  registry.finalize(7, device);
   std::vector<ParameterRegistry::Id> ready;
   registry.set_grad_ready_hook([&](ParameterRegistry::Id id) { ready.push_back(id); });
   const Shape out = conv.output_shape(in);
-  const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, x_block);
-  const Tensor dy = tensor_from(random_vec(static_cast<size_t>(out.numel()), 2), out,
-                                cpu::channel_block_for(c.out_channels));
+  const Tensor x = device_tensor(device, random_vec(static_cast<size_t>(in.numel()), 1), in, x_block);
+  const Tensor dy = device_tensor(device, random_vec(static_cast<size_t>(out.numel()), 2), out,
+                                  cpu::channel_block_for(c.out_channels));
   auto backward = [&] {
     registry.zero_grads();
     conv.forward(x, Mode::train);
@@ -91,20 +103,21 @@ void check_skipped_input_grad(const ConvConfig& c, const Shape& in, int x_block)
   CHECK(conv.needs_input_grad());
   const Tensor dx = backward();
   REQUIRE(dx.defined());
-  const Vec dw = values_of(registry.grad(conv.weight_id())), db = values_of(registry.grad(conv.bias_id()));
+  const Vec dw = host_values(registry.grad(conv.weight_id())),
+            db = host_values(registry.grad(conv.bias_id()));
 
   conv.set_needs_input_grad(false);
   CHECK_FALSE(backward().defined());
-  CHECK(rel_max_error(values_of(registry.grad(conv.weight_id())), dw) == 0);
-  CHECK(rel_max_error(values_of(registry.grad(conv.bias_id())), db) == 0);
+  CHECK(rel_max_error(host_values(registry.grad(conv.weight_id())), dw) == 0);
+  CHECK(rel_max_error(host_values(registry.grad(conv.bias_id())), db) == 0);
   const auto w = conv.weight_id(), b = conv.bias_id();
   CHECK(ready == std::vector<ParameterRegistry::Id>{w, b, w, b});
 
   conv.set_needs_input_grad(true);
   const Tensor dx_again = backward();
   REQUIRE(dx_again.defined());
-  CHECK(dx_again.channel_block() == x_block);
-  CHECK(rel_max_error(values_of(dx_again), values_of(dx)) == 0);
+  CHECK(dx_again.channel_block() == block_on(device, x_block));
+  CHECK(rel_max_error(host_values(dx_again), host_values(dx)) == 0);
 }
 
 }  // namespace
@@ -141,41 +154,64 @@ TEST_CASE("conv 3D k3 p1 matches the fp64 loop and central differences, blocked 
 }
 
 TEST_CASE("conv without bias registers only a weight and matches the fp64 loop") {
-  ParameterRegistry registry;
-  Conv conv("nobias", config(2, 16, 16, 3, 1, 1, false), registry);
-  registry.finalize(7);
-  check_weight_only(conv, registry, Shape{16, 16, 3, 3});
-  check_layer(conv, registry, Shape{2, 16, 5, 6}, 16, 16);
+  for (Device device : test_devices()) {
+    ParameterRegistry registry;
+    Conv conv("nobias", config(2, 16, 16, 3, 1, 1, false), registry);
+    registry.finalize(7, device);
+    check_weight_only(conv, registry, Shape{16, 16, 3, 3});
+    check_layer(device, conv, registry, Shape{2, 16, 5, 6}, 16, 16);
+  }
 }
 
 TEST_CASE("conv gradients accumulate over backwards and weight and bias are announced ready") {
-  ParameterRegistry registry;
-  Conv conv("acc", config(2, 16, 16, 3, 1, 1), registry);
-  registry.finalize(7);
-  check_weighted_accumulation(conv, registry, Shape{2, 16, 5, 4}, 16);
+  for (Device device : test_devices()) {
+    const ScopedConvMath gpu_math(cuda::ConvMath::fp32);
+    ParameterRegistry registry;
+    Conv conv("acc", config(2, 16, 16, 3, 1, 1), registry);
+    registry.finalize(7, device);
+    check_weighted_accumulation_on(device, conv, registry, Shape{2, 16, 5, 4}, 16);
+  }
 }
 
 TEST_CASE("conv told dx is not needed gives the same dW and db, announces them, and returns no dx") {
   // The network's first conv (1 -> 16, plain input) is the case this is for; blocked and 3D too.
-  check_skipped_input_grad(config(2, 1, 16, 3, 1, 1), Shape{2, 1, 9, 7}, 1);
-  check_skipped_input_grad(config(2, 16, 16, 3, 1, 1), Shape{1, 16, 6, 5}, 16);
-  check_skipped_input_grad(config(3, 1, 16, 3, 1, 1), Shape{1, 1, 4, 5, 3}, 1);
+  for (Device device : test_devices()) {
+    check_skipped_input_grad(device, config(2, 1, 16, 3, 1, 1), Shape{2, 1, 9, 7}, 1);
+    check_skipped_input_grad(device, config(2, 16, 16, 3, 1, 1), Shape{1, 16, 6, 5}, 16);
+    check_skipped_input_grad(device, config(3, 1, 16, 3, 1, 1), Shape{1, 1, 4, 5, 3}, 1);
+  }
 }
 
 TEST_CASE("conv rebuilds its primitives when the input shape changes") {
-  ParameterRegistry registry;
-  Conv conv("reshape", config(2, 16, 16, 3, 1, 1), registry);
-  registry.finalize(7);
-  check_layer(conv, registry, Shape{1, 16, 6, 6}, 16, 16);
-  check_layer(conv, registry, Shape{2, 16, 9, 7}, 16, 16);
-  check_layer(conv, registry, Shape{1, 16, 6, 6}, 1, 16);
+  for (Device device : test_devices()) {
+    ParameterRegistry registry;
+    Conv conv("reshape", config(2, 16, 16, 3, 1, 1), registry);
+    registry.finalize(7, device);
+    check_layer(device, conv, registry, Shape{1, 16, 6, 6}, 16, 16);
+    check_layer(device, conv, registry, Shape{2, 16, 9, 7}, 16, 16);
+    check_layer(device, conv, registry, Shape{1, 16, 6, 6}, 1, 16);
+  }
 }
 
 TEST_CASE("conv in eval mode gives the train-mode output but keeps no input, so backward is an error") {
-  ParameterRegistry registry;
-  Conv conv("eval", config(2, 16, 16, 3, 1, 1), registry);
-  registry.finalize(7);
-  check_eval_keeps_no_input(conv, Shape{1, 16, 5, 5}, 16);
+  for (Device device : test_devices()) {
+    ParameterRegistry registry;
+    Conv conv("eval", config(2, 16, 16, 3, 1, 1), registry);
+    registry.finalize(7, device);
+    check_eval_keeps_no_input_on(device, conv, Shape{1, 16, 5, 5}, 16);
+  }
+}
+
+TEST_CASE("conv on the GPU with TF32 tensor-core math stays within TF32 rounding of the fp64 loop") {
+  // TF32 keeps 10 mantissa bits of each factor (relative rounding 2^-11 ~ 5e-4), so sums of K of
+  // them deviate by ~sqrt(K) 5e-4 of the terms' scale: 1e-2 separates that from a wrong index.
+  for (Device device : test_devices()) {
+    if (device != Device::cuda) continue;
+    ParameterRegistry registry;
+    Conv conv("tf32", config(2, 32, 32, 3, 1, 1), registry);
+    registry.finalize(7, device);
+    check_layer(device, conv, registry, Shape{2, 32, 9, 8}, 16, 16, cuda::ConvMath::tf32, 1e-2, 1e-2);
+  }
 }
 
 TEST_CASE("conv output shape and flops follow floor((in + 2p - k)/s) + 1 and 2 N Cout S_out Cin k^ndim") {
@@ -193,6 +229,17 @@ TEST_CASE("conv initialises weight and bias uniform within +-1/sqrt(Cin k^ndim),
   Conv conv("init", config(3, 4, 8, 3, 1, 1), registry);
   registry.finalize(11);
   check_uniform_init(conv, registry, 1 / std::sqrt(4.0 * 27), Shape{8, 4, 3, 3, 3}, 8);
+  // Every backend starts from the same numbers: drawn on the host, copied to the device.
+  for (Device device : test_devices()) {
+    CAPTURE(device_name(device));
+    ParameterRegistry on_device;
+    Conv same("init", config(3, 4, 8, 3, 1, 1), on_device);
+    on_device.finalize(11, device);
+    CHECK(on_device.flat_values().device() == device);
+    CHECK(host_values(on_device.flat_values()) == values_of(registry.flat_values()));
+    CHECK(host_values(on_device.flat_grads()) ==
+          Vec(static_cast<size_t>(registry.flat_grads().numel()), 0.0));
+  }
 }
 
 TEST_CASE("conv rejects an input whose channel count or rank does not match its config") {
@@ -200,6 +247,11 @@ TEST_CASE("conv rejects an input whose channel count or rank does not match its 
   Conv conv("strict", config(2, 16, 16, 3, 1, 1), registry);
   registry.finalize(7);
   CHECK_THROWS_AS(conv.forward(Tensor::zeros(Shape{1, 8, 5, 5}), Mode::train), Error);
+  // A device input with host parameters (or a binary without the device) is an error, not a copy.
+  for (Device device : test_devices())
+    if (device != Device::cpu)
+      CHECK_THROWS_AS(conv.forward(Tensor::zeros(Shape{1, 16, 5, 5}, DType::f32, device), Mode::train),
+                      Error);
   CHECK_THROWS_AS(conv.forward(Tensor::zeros(Shape{1, 16, 5, 5, 5}), Mode::train), Error);
   CHECK_THROWS_AS(conv.forward(Tensor::zeros(Shape{1, 16, 0, 5}), Mode::train), Error);
 }

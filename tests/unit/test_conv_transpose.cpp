@@ -1,11 +1,13 @@
 // ConvTranspose: forward against a naive fp64 scatter loop (PyTorch's definition), backward (dx, dW,
 // db) against central differences of that loop for L = sum(w * y), in 2D and 3D, for blocked and
-// plain inputs and gradients.
+// plain inputs and gradients; every promise on each device of test_devices() (the GPU's activations
+// are plain, so its cases use plain layouts).
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "backend/cpu/dnnl_context.hpp"
+#include "backends.hpp"
 #include "nn/conv_transpose.hpp"
 #include "testing.hpp"
 
@@ -52,21 +54,28 @@ Vec reference(const ConvTransposeConfig& c, const Shape& in_shape, const Vec& x,
   return y;
 }
 
-// One forward and backward of `up` against the fp64 reference (see check_weighted_layer).
-void check_layer(ConvTranspose& up, ParameterRegistry& registry, const Shape& in_shape, int x_block,
-                 int dy_block) {
+// One forward and backward of `up` on `device` against the fp64 reference (see
+// check_weighted_layer_on), the GPU in fp32 math unless `math` says otherwise, with the tolerances
+// for it.
+void check_layer(Device device, ConvTranspose& up, ParameterRegistry& registry, const Shape& in_shape,
+                 int x_block, int dy_block, cuda::ConvMath math = cuda::ConvMath::fp32,
+                 double forward_tol = f32_tol, double gradient_tol = 1e-4) {
+  const ScopedConvMath gpu_math(math);
   const ConvTransposeConfig& c = up.config();
-  check_weighted_layer(up, registry, in_shape, expected_output(c, in_shape), x_block, dy_block,
-                       cpu::channel_block_for(c.out_channels), [&](const Vec& x, const Vec& w, const Vec& b) {
-                         return reference(c, in_shape, x, w, b);
-                       });
+  check_weighted_layer_on(
+      device, up, registry, in_shape, expected_output(c, in_shape), x_block, dy_block,
+      cpu::channel_block_for(c.out_channels),
+      [&](const Vec& x, const Vec& w, const Vec& b) { return reference(c, in_shape, x, w, b); }, forward_tol,
+      gradient_tol);
 }
 
 void check_conv_transpose(const ConvTransposeConfig& c, const Shape& in_shape, int x_block, int dy_block) {
-  ParameterRegistry registry;
-  ConvTranspose up("up", c, registry);
-  registry.finalize(7);
-  check_layer(up, registry, in_shape, x_block, dy_block);
+  for (Device device : test_devices()) {
+    ParameterRegistry registry;
+    ConvTranspose up("up", c, registry);
+    registry.finalize(7, device);
+    check_layer(device, up, registry, in_shape, x_block, dy_block);
+  }
 }
 
 ConvTransposeConfig config(int ndim, int64_t cin, int64_t cout, int kernel, int stride, int padding,
@@ -96,55 +105,80 @@ TEST_CASE("conv_transpose 3D k2 s2 matches the fp64 loop and central differences
 }
 
 TEST_CASE("conv_transpose without bias registers only a weight and matches the fp64 loop") {
-  ParameterRegistry registry;
-  ConvTranspose up("nobias", config(2, 32, 16, 2, 2, 0, false), registry);
-  registry.finalize(7);
-  check_weight_only(up, registry, Shape{32, 16, 2, 2});
-  check_layer(up, registry, Shape{2, 32, 3, 4}, 16, 16);
-}
-
-TEST_CASE("conv_transpose gradients accumulate over backwards and weight and bias are announced ready") {
-  ParameterRegistry registry;
-  ConvTranspose up("acc", config(2, 32, 16, 2, 2, 0), registry);
-  registry.finalize(7);
-  check_weighted_accumulation(up, registry, Shape{2, 32, 3, 4}, 16);
-}
-
-TEST_CASE("conv_transpose told dx is not needed gives the same dW and db and returns no dx") {
-  for (int block : {1, 16}) {
-    CAPTURE(block);
+  for (Device device : test_devices()) {
     ParameterRegistry registry;
-    ConvTranspose up("up", config(2, 16, 16, 2, 2, 0), registry);
-    registry.finalize(7);
-    const Shape in{2, 16, 3, 4}, out = up.output_shape(in);
-    const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 1), in, block);
-    const Tensor dy = tensor_from(random_vec(static_cast<size_t>(out.numel()), 2), out, 16);
-    up.forward(x, Mode::train);
-    REQUIRE(up.backward(dy).defined());
-    const Vec dw = values_of(registry.grad(up.weight_id())), db = values_of(registry.grad(up.bias_id()));
-    registry.zero_grads();
-    up.set_needs_input_grad(false);
-    up.forward(x, Mode::train);
-    CHECK_FALSE(up.backward(dy).defined());
-    CHECK(rel_max_error(values_of(registry.grad(up.weight_id())), dw) == 0);
-    CHECK(rel_max_error(values_of(registry.grad(up.bias_id())), db) == 0);
+    ConvTranspose up("nobias", config(2, 32, 16, 2, 2, 0, false), registry);
+    registry.finalize(7, device);
+    check_weight_only(up, registry, Shape{32, 16, 2, 2});
+    check_layer(device, up, registry, Shape{2, 32, 3, 4}, 16, 16);
   }
 }
 
+TEST_CASE("conv_transpose gradients accumulate over backwards and weight and bias are announced ready") {
+  for (Device device : test_devices()) {
+    const ScopedConvMath gpu_math(cuda::ConvMath::fp32);
+    ParameterRegistry registry;
+    ConvTranspose up("acc", config(2, 32, 16, 2, 2, 0), registry);
+    registry.finalize(7, device);
+    check_weighted_accumulation_on(device, up, registry, Shape{2, 32, 3, 4}, 16);
+  }
+}
+
+TEST_CASE("conv_transpose told dx is not needed gives the same dW and db and returns no dx") {
+  for (Device device : test_devices())
+    for (int block : {1, 16}) {
+      CAPTURE(device_name(device));
+      CAPTURE(block);
+      const ScopedConvMath gpu_math(cuda::ConvMath::fp32);
+      ParameterRegistry registry;
+      ConvTranspose up("up", config(2, 16, 16, 2, 2, 0), registry);
+      registry.finalize(7, device);
+      const Shape in{2, 16, 3, 4}, out = up.output_shape(in);
+      const Tensor x = device_tensor(device, random_vec(static_cast<size_t>(in.numel()), 1), in, block);
+      const Tensor dy = device_tensor(device, random_vec(static_cast<size_t>(out.numel()), 2), out, 16);
+      up.forward(x, Mode::train);
+      REQUIRE(up.backward(dy).defined());
+      const Vec dw = host_values(registry.grad(up.weight_id())),
+                db = host_values(registry.grad(up.bias_id()));
+      registry.zero_grads();
+      up.set_needs_input_grad(false);
+      up.forward(x, Mode::train);
+      CHECK_FALSE(up.backward(dy).defined());
+      CHECK(rel_max_error(host_values(registry.grad(up.weight_id())), dw) == 0);
+      CHECK(rel_max_error(host_values(registry.grad(up.bias_id())), db) == 0);
+    }
+}
+
 TEST_CASE("conv_transpose rebuilds its primitives when the input shape changes") {
-  ParameterRegistry registry;
-  ConvTranspose up("reshape", config(2, 16, 16, 2, 2, 0), registry);
-  registry.finalize(7);
-  check_layer(up, registry, Shape{1, 16, 3, 3}, 16, 16);
-  check_layer(up, registry, Shape{2, 16, 4, 5}, 16, 16);
-  check_layer(up, registry, Shape{1, 16, 3, 3}, 1, 16);
+  for (Device device : test_devices()) {
+    ParameterRegistry registry;
+    ConvTranspose up("reshape", config(2, 16, 16, 2, 2, 0), registry);
+    registry.finalize(7, device);
+    check_layer(device, up, registry, Shape{1, 16, 3, 3}, 16, 16);
+    check_layer(device, up, registry, Shape{2, 16, 4, 5}, 16, 16);
+    check_layer(device, up, registry, Shape{1, 16, 3, 3}, 1, 16);
+  }
 }
 
 TEST_CASE("conv_transpose in eval mode gives the train-mode output but keeps no input") {
-  ParameterRegistry registry;
-  ConvTranspose up("eval", config(2, 16, 16, 2, 2, 0), registry);
-  registry.finalize(7);
-  check_eval_keeps_no_input(up, Shape{1, 16, 4, 4}, 16);
+  for (Device device : test_devices()) {
+    ParameterRegistry registry;
+    ConvTranspose up("eval", config(2, 16, 16, 2, 2, 0), registry);
+    registry.finalize(7, device);
+    check_eval_keeps_no_input_on(device, up, Shape{1, 16, 4, 4}, 16);
+  }
+}
+
+TEST_CASE(
+    "conv_transpose on the GPU with TF32 tensor-core math stays within TF32 rounding of the fp64 loop") {
+  // As for conv: TF32 products carry ~5e-4 relative rounding; 1e-2 still catches a wrong index.
+  for (Device device : test_devices()) {
+    if (device != Device::cuda) continue;
+    ParameterRegistry registry;
+    ConvTranspose up("tf32", config(2, 32, 16, 2, 2, 0), registry);
+    registry.finalize(7, device);
+    check_layer(device, up, registry, Shape{2, 32, 5, 4}, 16, 16, cuda::ConvMath::tf32, 1e-2, 1e-2);
+  }
 }
 
 TEST_CASE("conv_transpose output shape and flops follow (in-1)s - 2p + k and 2 N Cin S_in Cout k^ndim") {

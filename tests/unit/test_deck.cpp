@@ -537,3 +537,97 @@ TEST_CASE("a grid that the U-Net cannot halve depth-1 times is refused, naming r
   d = parse_deck("problem: {pde: poisson2d, resolution: 66}\nnetwork: {depth: 2}", "deck.yaml");
   CHECK_NOTHROW(plan_unet(d));
 }
+
+// ---- optimizer phases and the optimizers' own keys -------------------------------------------
+
+TEST_CASE("optimizer.then switches optimizers after after_steps, nested for more phases") {
+  const Deck d = parse_deck(with_minimal("optimizer:\n"
+                                         "  type: adam\n"
+                                         "  lr: 1e-3\n"
+                                         "  then:\n"
+                                         "    after_steps: 100\n"
+                                         "    type: lbfgs\n"
+                                         "    lr: 1\n"
+                                         "    history: 5\n"
+                                         "    damping: true\n"
+                                         "    then:\n"
+                                         "      after_steps: 150\n"
+                                         "      type: lamb\n"
+                                         "      max_trust_ratio: 10\n"
+                                         "      schedule: {type: cosine}\n"),
+                            "deck.yaml");
+  CHECK(d.optimizer.type == OptimizerKind::adam);
+  REQUIRE(d.optimizer.phases.size() == 2);
+  const OptimizerPhase &second = d.optimizer.phases[0], &third = d.optimizer.phases[1];
+  CHECK(second.after_steps == 100);
+  CHECK(second.settings.type == OptimizerKind::lbfgs);
+  CHECK(second.settings.lr == 1);
+  CHECK(second.settings.lbfgs.history == 5);
+  CHECK(second.settings.lbfgs.damping);
+  CHECK(third.after_steps == 150);
+  CHECK(third.settings.type == OptimizerKind::lamb);
+  CHECK(third.settings.lamb.max_trust_ratio == 10);
+  CHECK(third.settings.schedule.type == ScheduleKind::cosine);
+  CHECK(third.settings.lr == 1e-3);  // a phase's keys start from the defaults, not from the phase before
+}
+
+TEST_CASE("optimizer phases are validated like the optimizer section, with their own key paths") {
+  CHECK(error_of(with_minimal("optimizer:\n  then: {type: lbfgs}\n")) ==
+        "deck.yaml: error: missing required key 'optimizer.then.after_steps' (the number of completed "
+        "training steps after which this optimizer takes over)");
+  CHECK(error_of(with_minimal("optimizer:\n  then:\n    after_steps: 100\n    then: {after_steps: 50}\n")) ==
+        "deck.yaml:8:24: error: 'optimizer.then.then.after_steps' is 50; it must be greater than the step "
+        "at which the phase before starts (100)");
+  CHECK(error_of(with_minimal("optimizer:\n  then: {after_steps: 0}\n")) ==
+        "deck.yaml:5:23: error: 'optimizer.then.after_steps' must be >= 1, got 0");
+  CHECK(error_of(with_minimal("optimizer:\n  then: {after_steps: 10, type: lbfgs, beta1: 0.5}\n")) ==
+        "deck.yaml:5:40: error: 'optimizer.then.beta1' applies only to optimizer types adam, adamw and lamb "
+        "(optimizer.then.type is 'lbfgs')");
+  CHECK(error_of(with_minimal("optimizer:\n  then: {after_steps: 10, type: lbfgs, grad_clip: 1}\n")) ==
+        "deck.yaml:5:51: error: 'optimizer.then.grad_clip' does not apply to lbfgs: clipping would change the "
+        "gradient its line search measures (leave it 0)");
+  CHECK(contains(error_of(with_minimal("optimizer:\n  after_steps: 10\n")), "unknown key 'optimizer.after_steps'"));
+}
+
+TEST_CASE("lars, lamb and lbfgs read their own keys; eps means the trust-ratio term for lars") {
+  const Deck lars = parse_deck(with_minimal("optimizer: {type: lars, eps: 1e-6}\n"), "deck.yaml");
+  CHECK(lars.optimizer.lars.eps == 1e-6);
+  CHECK(lars.optimizer.adam.eps == 1e-8);
+  const Deck adam = parse_deck(with_minimal("optimizer: {type: adam, eps: 1e-6}\n"), "deck.yaml");
+  CHECK(adam.optimizer.adam.eps == 1e-6);
+  CHECK(adam.optimizer.lars.eps == 1e-8);
+  CHECK(error_of(with_minimal("optimizer: {type: sgd, eps: 1e-6}\n")) ==
+        "deck.yaml:4:25: error: 'optimizer.eps' applies only to optimizer types adam, adamw, lamb and lars "
+        "(optimizer.type is 'sgd')");
+  CHECK(error_of(with_minimal("optimizer: {type: adam, max_trust_ratio: 1}\n")) ==
+        "deck.yaml:4:26: error: 'optimizer.max_trust_ratio' applies only to optimizer type lamb "
+        "(optimizer.type is 'adam')");
+  CHECK(error_of(with_minimal("optimizer: {type: lbfgs, grad_clip: 1}\n")) ==
+        "deck.yaml:4:38: error: 'optimizer.grad_clip' does not apply to lbfgs: clipping would change the "
+        "gradient its line search measures (leave it 0)");
+  const Deck lbfgs =
+      parse_deck(with_minimal("optimizer: {type: lbfgs, curvature_eps: 1e-4, damping: true}\n"), "deck.yaml");
+  CHECK(lbfgs.optimizer.lbfgs.curvature_eps == 1e-4);
+  CHECK(lbfgs.optimizer.lbfgs.damping);
+}
+
+TEST_CASE("to_yaml writes the optimizer phases nested and the new optimizer keys; they read back the same") {
+  for (const std::string text :
+       {with_minimal("optimizer:\n  type: adamw\n  lr: 1e-3\n  then:\n    after_steps: 100\n    type: lbfgs\n"
+                     "    lr: 0.5\n    curvature_eps: 1e-6\n    damping: true\n    then: {after_steps: 150, type: "
+                     "lars, eps: 1e-5, trust_coefficient: 0.01, schedule: {type: step}}\n"),
+        with_minimal("optimizer: {type: lamb, max_trust_ratio: 10, beta1: 0.8}\n")}) {
+    CAPTURE(text);
+    const Deck d = parse_deck(text, "deck.yaml");
+    const std::string yaml = to_yaml(d);
+    CAPTURE(yaml);
+    const Deck again = parse_deck(yaml, "resolved.yaml");
+    CHECK(again == d);
+    CHECK(to_yaml(again) == yaml);
+  }
+  const std::string yaml = to_yaml(parse_deck(
+      with_minimal("optimizer: {type: sgd, then: {after_steps: 7, type: lbfgs, then: {after_steps: 9}}}\n"),
+      "deck.yaml"));
+  CHECK(contains(yaml, "  then:\n    after_steps: 7\n    type: lbfgs\n"));
+  CHECK(contains(yaml, "    then:\n      after_steps: 9\n      type: adam\n"));
+}

@@ -1,6 +1,8 @@
 // Optimizers, schedules and gradient clipping: Adam, AdamW and SGD against naive fp64 transcriptions
 // of PyTorch's update rules, step by step; Adam on an ill-conditioned quadratic; the learning-rate
-// schedules at chosen steps; global-norm clipping; checkpointed state giving bit-identical steps.
+// schedules at chosen steps; global-norm clipping; checkpointed state giving bit-identical steps;
+// the factory, the first-order closure step and the optimizer phases. (LARS and LAMB:
+// test_lars_lamb.cpp; L-BFGS: test_lbfgs.cpp and test_mpi_lbfgs.cpp.)
 #include <omp.h>
 
 #include <cmath>
@@ -9,6 +11,7 @@
 
 #include "optim/grad_clip.hpp"
 #include "optim/optimizer.hpp"
+#include "optim/phases.hpp"
 #include "optim/schedule.hpp"
 #include "testing.hpp"
 
@@ -289,20 +292,91 @@ TEST_CASE("restoring the optimizer state and step count makes the next step bit-
   }
 }
 
-TEST_CASE("the factory names its optimizers and refuses the ones not built yet") {
+TEST_CASE("the factory names its optimizers") {
   Params params;
   OptimizerConfig c;
   for (auto [type, name] : {std::pair{OptimizerKind::adam, "adam"}, std::pair{OptimizerKind::adamw, "adamw"},
-                            std::pair{OptimizerKind::sgd, "sgd"}}) {
+                            std::pair{OptimizerKind::sgd, "sgd"}, std::pair{OptimizerKind::lbfgs, "lbfgs"},
+                            std::pair{OptimizerKind::lars, "lars"}, std::pair{OptimizerKind::lamb, "lamb"}}) {
     c.type = type;
     CHECK(make_optimizer(c, params.registry)->name() == name);
   }
-  for (OptimizerKind type : {OptimizerKind::lbfgs, OptimizerKind::lars, OptimizerKind::lamb}) {
-    c.type = type;
-    CHECK_THROWS_WITH_AS(
-        make_optimizer(c, params.registry),
-        fmt::format("optimizer.type '{}' is not built yet (coming with the optimizers issue)", name_of(type))
-            .c_str(),
-        UserError);
-  }
+}
+
+TEST_CASE("the closure step of a first-order optimizer evaluates once, clips by the global norm, then steps") {
+  const OptimizerConfig c = sgd_config(0, false, 0);
+  Params params, reference;
+  auto opt = make_optimizer(c, params.registry);
+  auto plain = make_optimizer(c, reference.registry);
+  int calls = 0;
+  const LossClosure closure = [&] {
+    ++calls;
+    params.set_grads(1);
+    return 2.5;
+  };
+  reference.set_grads(1);
+  const double norm = global_norm(reference.registry.flat_grads());
+  const StepResult r = opt->step(params.registry, c.lr, closure, 0.5 * norm);
+  CHECK(calls == 1);
+  CHECK(r.evaluations == 1);
+  CHECK(r.loss == 2.5);
+  CHECK(r.grad_norm == norm);
+  clip_grad_norm(reference.registry, 0.5 * norm);
+  plain->step(reference.registry, c.lr);
+  CHECK(params.values() == reference.values());
+  CHECK(opt->step_count() == 1);
+  // A non-finite loss: nothing is touched, the trainer decides.
+  const Vec before = params.values();
+  const StepResult bad = opt->step(params.registry, c.lr, [] { return NAN; }, 0);
+  CHECK(std::isnan(bad.loss));
+  CHECK(params.values() == before);
+  CHECK(opt->step_count() == 1);
+}
+
+TEST_CASE("optimizer phases: the phase of each step, its span and its own schedule") {
+  OptimizerConfig c;
+  c.lr = 1e-3;
+  c.schedule.type = ScheduleKind::cosine;
+  OptimizerPhase lbfgs;
+  lbfgs.after_steps = 100;
+  lbfgs.settings.type = OptimizerKind::lbfgs;
+  lbfgs.settings.lr = 1;
+  OptimizerPhase lamb;
+  lamb.after_steps = 150;
+  lamb.settings.type = OptimizerKind::lamb;
+  lamb.settings.lr = 0.01;
+  lamb.settings.schedule.warmup_steps = 10;
+  c.phases = {lbfgs, lamb};
+  const int64_t total = 200;
+  auto phase = optimizer_phase(c, 0, total);
+  CHECK(phase.index == 0);
+  CHECK(phase.settings == &c);
+  CHECK(phase.begin == 0);
+  CHECK(phase.end == 100);
+  // The cosine of the first phase runs over its 100 steps: lr at 0, min_lr at its last step.
+  CHECK(phase_learning_rate(phase, 0) == 1e-3);
+  CHECK(phase_learning_rate(phase, 99) == doctest::Approx(0.0));
+  phase = optimizer_phase(c, 99, total);
+  CHECK(phase.index == 0);
+  phase = optimizer_phase(c, 100, total);
+  CHECK(phase.index == 1);
+  CHECK(phase.settings->type == OptimizerKind::lbfgs);
+  CHECK(phase.begin == 100);
+  CHECK(phase.end == 150);
+  CHECK(phase_learning_rate(phase, 120) == 1);
+  phase = optimizer_phase(c, 150, total);
+  CHECK(phase.index == 2);
+  CHECK(phase.end == total);
+  // The warm-up counts from the phase's first step.
+  CHECK(phase_learning_rate(phase, 150) == doctest::Approx(0.001));
+  CHECK(phase_learning_rate(phase, 159) == doctest::Approx(0.01));
+  // A phase beyond the run never starts.
+  phase = optimizer_phase(c, 120, 130);
+  CHECK(phase.index == 1);
+  CHECK(phase.end == 130);
+  // One optimizer for the whole run without phases.
+  c.phases.clear();
+  phase = optimizer_phase(c, 150, total);
+  CHECK(phase.index == 0);
+  CHECK(phase.end == total);
 }

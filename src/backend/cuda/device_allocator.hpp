@@ -1,0 +1,57 @@
+// Caching device allocator, ordered on the compute stream: freed blocks go back to size-keyed free
+// lists and are handed out again without cudaMalloc/cudaFree (which synchronise the whole device).
+// Reuse is safe without events because every kernel, library call and copy runs on cuda::stream():
+// work queued after the reuse runs after the work that used the block before. Memory used on another
+// stream (the reducer's) must stay allocated until that stream is done with it.
+// Plain C++ (no CUDA types), so core/tensor.cpp can use it; exists only with PDEGEN_HAVE_CUDA.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <mutex>
+
+#include "core/allocator.hpp"
+#include "core/dtype.hpp"
+
+namespace pdegen::cuda {
+
+class DeviceAllocator {
+ public:
+  static constexpr size_t alignment = 256;  // cudaMalloc's own; what vectorised loads and cuDNN want
+
+  static DeviceAllocator& instance();
+
+  // At least `bytes` bytes of device memory on the selected device; 0 gives nullptr. On
+  // cudaErrorMemoryAllocation it frees the cache and tries once more, then throws with the stats.
+  void* allocate(size_t bytes);
+  // `bytes` must be the value passed to allocate().
+  void release(void* p, size_t bytes);
+  // Returns cached blocks to the driver (synchronises the stream first).
+  void empty_cache();
+  AllocatorStats stats() const;
+  void reset_peak();
+
+  // Rounding classes: 512 B below 1 MiB, 2 MiB above (cuDNN workspaces and activations repeat).
+  static size_t round_size(size_t bytes);
+
+  DeviceAllocator() = default;
+  DeviceAllocator(const DeviceAllocator&) = delete;
+  DeviceAllocator& operator=(const DeviceAllocator&) = delete;
+
+ private:
+  void free_cached_locked();
+  mutable std::mutex mutex_;
+  std::multimap<size_t, void*> free_;
+  AllocatorStats stats_;
+};
+
+// Copies `bytes` between host and device memory (either direction, or device to device) on the
+// compute stream. Returns when the destination is usable by the host: device-to-host copies wait
+// for the stream; host-to-device and device-to-device ones are stream-ordered.
+void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes);
+
+// Sets `count` elements of `element_bytes` (2, 4 or 8) each to the bit pattern `bits`, on the stream.
+void fill_bits(void* dst, int64_t count, size_t element_bytes, uint64_t bits);
+
+}  // namespace pdegen::cuda

@@ -1,0 +1,129 @@
+// BatchNorm on the GPU: the per-channel sums are reduced on the device (nn/norm_kernels.hpp,
+// deterministic, in double), copied to the host, and everything per channel (the StatsAllreduce hook,
+// mean, variance, running statistics, the folded coefficients) is the CPU's host arithmetic; the
+// element-wise normalisation and gradient run as kernels. The hook works on host doubles, so each
+// train-mode direction waits for its sums once; an allreduce on device buffers (NCCL) would remove
+// that wait and needs a device variant of the hook.
+#include <vector>
+
+#include "nn/batch_norm.hpp"
+#include "nn/norm_kernels.hpp"
+
+namespace pdegen {
+
+Tensor BatchNorm::forward_cuda(const Tensor& x, Mode mode) {
+  const int64_t C = config_.channels;
+  const norm_cuda::Layout l = norm_cuda::layout_of(x);
+  const norm_cuda::Slots slots{false, C, l.S, l.N};
+  // Running statistics stay on the host (C values; checkpoints read them there).
+  float* running_mean = running_mean_.data<float>();
+  float* running_var = running_var_.data<float>();
+
+  std::vector<double> mean(static_cast<size_t>(C)), inv_std(static_cast<size_t>(C));
+  if (mode == Mode::train) {
+    std::vector<double> stats(static_cast<size_t>(2 * C + 1), 0.0);  // the hook's forward layout
+    norm_cuda::totals(slots, norm_cuda::ValueTerms{x.data<float>(), l}, stats.data(), stats.data() + C);
+    stats[static_cast<size_t>(2 * C)] = static_cast<double>(x.numel() / C);
+    if (allreduce_) allreduce_(stats.data(), static_cast<int>(2 * C + 1));
+    const double count = stats[static_cast<size_t>(2 * C)];
+    PDEGEN_CHECK(count > 1, "batch norm '{}' in train mode needs more than one value per channel, got {}",
+                 name_, count);
+    const double m = config_.momentum;
+    for (int64_t c = 0; c < C; ++c) {
+      const auto k = static_cast<size_t>(c);
+      const double var = norm_biased_var(stats[k], stats[k + static_cast<size_t>(C)], count);
+      mean[k] = stats[k] / count;
+      inv_std[k] = norm_inv_std(var, config_.eps);
+      running_mean[c] = static_cast<float>((1 - m) * running_mean[c] + m * mean[k]);
+      running_var[c] = static_cast<float>((1 - m) * running_var[c] + m * var * count / (count - 1));
+    }
+    count_ = count;
+  } else {
+    for (int64_t c = 0; c < C; ++c) {
+      mean[static_cast<size_t>(c)] = running_mean[c];
+      inv_std[static_cast<size_t>(c)] = norm_inv_std(running_var[c], config_.eps);
+    }
+    count_ = 0;
+  }
+
+  const std::vector<float> gamma =
+      config_.affine ? norm_cuda::host_values(registry_->value(weight_id_)) : std::vector<float>();
+  const std::vector<float> beta =
+      config_.affine ? norm_cuda::host_values(registry_->value(bias_id_)) : std::vector<float>();
+  std::vector<float> mean_f(static_cast<size_t>(C)), scale(static_cast<size_t>(C)),
+      shift(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    const auto k = static_cast<size_t>(c);
+    mean_f[k] = static_cast<float>(mean[k]);
+    scale[k] = static_cast<float>((config_.affine ? gamma[k] : 1.0) * inv_std[k]);
+    shift[k] = config_.affine ? beta[k] : 0.0f;
+  }
+
+  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device(), x.channel_block());
+  const Tensor d_mean = norm_cuda::upload(mean_f), d_scale = norm_cuda::upload(scale),
+               d_shift = norm_cuda::upload(shift);
+  norm_cuda::forward_kernel<<<norm_cuda::grid_for(x.numel()), norm_cuda::threads, 0, cuda::stream()>>>(
+      slots, l, x.data<float>(), y.data<float>(), d_mean.data<float>(), d_scale.data<float>(),
+      d_shift.data<float>());
+  CUDA_CHECK_LAUNCH();
+
+  x_ = x;
+  mode_ = mode;
+  mean_ = std::move(mean_f);
+  inv_std_ = std::move(inv_std);
+  return y;
+}
+
+Tensor BatchNorm::backward_cuda(const Tensor& dy) {
+  const int64_t C = config_.channels;
+  const norm_cuda::Layout l = norm_cuda::layout_of(x_), ldy = norm_cuda::layout_of(dy);
+  const norm_cuda::Slots slots{false, C, l.S, l.N};
+  const bool batch_statistics = mode_ == Mode::train;
+  const Tensor d_mean = norm_cuda::upload(mean_);
+
+  // [sum dy, sum dy * xhat] per channel: the hook's backward layout. Eval mode without affine
+  // parameters needs neither.
+  std::vector<double> sums(static_cast<size_t>(2 * C), 0.0);
+  if (batch_statistics || config_.affine) {
+    norm_cuda::totals(slots, norm_cuda::GradTerms{x_.data<float>(), dy.data<float>(), d_mean.data<float>(), l, ldy},
+                      sums.data(), sums.data() + C);
+    for (int64_t c = 0; c < C; ++c) sums[static_cast<size_t>(C + c)] *= inv_std_[static_cast<size_t>(c)];
+  }
+
+  // Parameter gradients from this rank's elements, before the sums become global.
+  if (config_.affine) {
+    std::vector<float> dgamma(static_cast<size_t>(C)), dbeta(static_cast<size_t>(C));
+    for (int64_t c = 0; c < C; ++c) {
+      dgamma[static_cast<size_t>(c)] = static_cast<float>(sums[static_cast<size_t>(C + c)]);
+      dbeta[static_cast<size_t>(c)] = static_cast<float>(sums[static_cast<size_t>(c)]);
+    }
+    norm_cuda::accumulate(registry_->grad(weight_id_), dgamma);
+    norm_cuda::accumulate(registry_->grad(bias_id_), dbeta);
+    registry_->grad_ready(bias_id_);
+    registry_->grad_ready(weight_id_);
+  }
+  if (batch_statistics && allreduce_) allreduce_(sums.data(), static_cast<int>(2 * C));
+
+  const std::vector<float> gamma =
+      config_.affine ? norm_cuda::host_values(registry_->value(weight_id_)) : std::vector<float>();
+  std::vector<float> a(static_cast<size_t>(C)), b(static_cast<size_t>(C)), c(static_cast<size_t>(C));
+  for (int64_t ch = 0; ch < C; ++ch) {
+    const auto k = static_cast<size_t>(ch);
+    const NormBackwardCoeffs coeffs =
+        norm_backward_coeffs(config_.affine ? gamma[k] : 1.0, inv_std_[k], sums[k], sums[k + static_cast<size_t>(C)],
+                             count_, batch_statistics);
+    a[k] = static_cast<float>(coeffs.a);
+    b[k] = static_cast<float>(coeffs.b);
+    c[k] = static_cast<float>(coeffs.c);
+  }
+
+  Tensor dx = Tensor::empty(x_.shape(), DType::f32, x_.device(), x_.channel_block());
+  const Tensor d_a = norm_cuda::upload(a), d_b = norm_cuda::upload(b), d_c = norm_cuda::upload(c);
+  norm_cuda::backward_kernel<<<norm_cuda::grid_for(dx.numel()), norm_cuda::threads, 0, cuda::stream()>>>(
+      slots, l, ldy, x_.data<float>(), dy.data<float>(), dx.data<float>(), d_mean.data<float>(), d_a.data<float>(),
+      d_b.data<float>(), d_c.data<float>());
+  CUDA_CHECK_LAUNCH();
+  return dx;
+}
+
+}  // namespace pdegen

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Loss integrity of data-parallel training: tests/mpi/trajectory.yaml (global batch 6, 20 steps)
+# trained on P = 1, 2, 3, 4 ranks follows the same loss trajectory, step by step, to a relative 1e-5,
+# for network.norm none, instance and batch (synchronized), with 2 micro-batches per step, and with
+# the blocking reducer (parallel.overlap=false) against the overlapped one. Prints a table of the
+# largest relative deviation of the loss from the 1-rank run for each P.
+#   PDEGEN=build/cpu/pdegen PDEGEN_MPIEXEC=mpiexec.mpich bash tests/mpi/test_trajectories.sh
+#
+# Why 1e-5: with the same samples on any P, only the order of fp32 sums changes (the per-rank
+# gradient partial sums and their allreduce; the loss itself is summed in double). That perturbs the
+# gradients by a few fp32 ulps (~1e-7 relative), which 20 Adam steps at lr 1e-3 carry into the loss
+# at about the same relative size; a lost or double-counted sample moves it by ~1e-2.
+set -u
+PDEGEN="${PDEGEN:-build/cpu/pdegen}"
+MPIEXEC="${PDEGEN_MPIEXEC:-mpiexec.mpich}"
+PYTHON="${PYTHON:-/usr/bin/python3}"
+here="$(cd "$(dirname "$0")" && pwd)"
+deck="$here/trajectory.yaml"
+tol=1e-5
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+# One thread per rank: 4 ranks share the 2 cores of a CI machine.
+export OMP_NUM_THREADS=1
+
+if ! command -v "$MPIEXEC" >/dev/null 2>&1; then
+  echo "skipped: no MPI launcher '$MPIEXEC'"
+  exit 0
+fi
+passed=0 failed=0
+pass() { echo "PASS: $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL: $1${2:+ ($2)}"; failed=$((failed + 1)); }
+
+# train NAME P [overrides...]: one run into $work/NAME, its output in $work/NAME.log.
+train() {
+  local name=$1 np=$2
+  shift 2
+  timeout 120 "$MPIEXEC" -n "$np" "$PDEGEN" train "$deck" output.dir="$work/$name" evaluation.samples=2 \
+    output.fields=false "$@" >"$work/$name.log" 2>&1
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    fail "$name: train on $np rank(s) exits 0" "exit $rc; last lines: $(tail -n 3 "$work/$name.log" | tr '\n' ' ')"
+    return 1
+  fi
+}
+
+# compare LABEL REFERENCE_RUN NAME:RUN...: one table row, pass if every loss is within $tol.
+compare() {
+  local label=$1 ref=$2
+  shift 2
+  local specs=()
+  for s in "$@"; do specs+=("${s%%:*}:$work/${s#*:}/history.csv"); done
+  if "$PYTHON" "$here/compare_history.py" --tol "$tol" --rows 20 --label "$label" \
+    "$work/$ref/history.csv" "${specs[@]}"; then
+    pass "$label: loss trajectories agree to $tol"
+  else
+    fail "$label: loss trajectories agree to $tol"
+  fi
+}
+
+echo "largest relative deviation of the loss over 20 steps from the 1-rank run (grad_norm for information)"
+for norm in none instance batch; do
+  for np in 1 2 3 4; do train "$norm.p$np" "$np" network.norm="$norm"; done
+  compare "norm $norm" "$norm.p1" P=2:"$norm.p2" P=3:"$norm.p3" P=4:"$norm.p4"
+done
+
+# The comparison can fail: batch norm with each rank's own statistics is another training.
+train nosync.p4 4 network.norm=batch parallel.sync_batchnorm=false
+if ! "$PYTHON" "$here/compare_history.py" --tol 1e-3 --rows 20 --label "norm batch, sync off (control)" \
+  "$work/batch.p1/history.csv" P=4:"$work/nosync.p4/history.csv" >/dev/null; then
+  pass "control: batch norm without synchronization at P=4 deviates by more than 1e-3"
+else
+  fail "control: batch norm without synchronization at P=4 deviates by more than 1e-3"
+fi
+
+# Gradient accumulation: 2 micro-batches of 3 samples per step (at 4 ranks one rank holds no sample
+# of a micro-batch) against the 1-rank single-pass run.
+for np in 1 2 3 4; do train "micro.p$np" "$np" training.micro_batches=2; done
+compare "micro_batches 2" none.p1 P=1:micro.p1 P=2:micro.p2 P=3:micro.p3 P=4:micro.p4
+
+# Synchronized batch norm with micro-batches: statistics over each micro-batch's samples, the same
+# global indices on any P, so P = 2, 3 follow the 1-rank run with micro-batches. At P = 4 a rank has
+# no sample in a micro-batch: the run must either follow the same trajectory or refuse at once with
+# a deck error (exit 2) that says why, never hang or fail later.
+for np in 1 2 3; do train "batch_micro.p$np" "$np" network.norm=batch training.micro_batches=2; done
+compare "norm batch, micro_batches 2" batch_micro.p1 P=2:batch_micro.p2 P=3:batch_micro.p3
+timeout 120 "$MPIEXEC" -n 4 "$PDEGEN" train "$deck" output.dir="$work/batch_micro.p4" evaluation.samples=2 \
+  output.fields=false network.norm=batch training.micro_batches=2 >"$work/batch_micro.p4.log" 2>&1
+rc=$?
+if [ $rc -eq 0 ]; then
+  compare "norm batch, micro_batches 2, P=4" batch_micro.p1 P=4:batch_micro.p4
+elif [ $rc -eq 2 ] && grep -q "batch norm" "$work/batch_micro.p4.log"; then
+  pass "norm batch, micro_batches 2, P=4 (a rank without samples): refused with a deck error"
+  echo "  ($(grep -v '\[info\]' "$work/batch_micro.p4.log" | grep -m1 "batch norm" | cut -c1-160))"
+else
+  fail "norm batch, micro_batches 2, P=4: follows the trajectory or refuses clearly" "exit $rc"
+fi
+
+# The reducer's bucketing and hierarchy change which values travel together, not the sums.
+train buckets.p3 3 parallel.bucket_mb=0.002 parallel.first_bucket_mb=0.001
+compare "1-2 KB buckets, P=3" none.p1 P=3:buckets.p3
+train hierarchical.p4 4 parallel.hierarchical=on
+compare "hierarchical on, P=4" none.p1 P=4:hierarchical.p4
+
+# The blocking reducer against the overlapped one at the same rank count: the same sums, so the
+# same losses (also reported: whether they are bitwise equal).
+for np in 2 3 4; do
+  train "blocking.p$np" "$np" parallel.overlap=false
+  compare "overlap false vs true, P=$np" "none.p$np" P="$np":"blocking.p$np"
+  if [ -f "$work/blocking.p$np/history.csv" ] &&
+    diff <(cut -d, -f1,3 "$work/none.p$np/history.csv") <(cut -d, -f1,3 "$work/blocking.p$np/history.csv") \
+      >/dev/null; then
+    echo "  (P=$np: overlap false and true give bitwise identical losses)"
+  else
+    echo "  (P=$np: overlap false and true losses are not bitwise identical)"
+  fi
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

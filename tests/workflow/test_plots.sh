@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# tools/plot on real runs of tests/decks/tiny.yaml: the history of two runs (one restarted halfway)
+# and the field panels are PNGs that are not trivial (size, distinct colours); the wall-time axis
+# continues across the restart; a synthetic fields file (u_pred = x, u_ref = y on a 32 x 20 grid)
+# comes out with x to the right and y up; 3D files plot a z slice; bad arguments exit 2.
+#   PDEGEN=build/cpu/pdegen bash tests/workflow/test_plots.sh   (from the repository root)
+set -u
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+PDEGEN="${PDEGEN:-$repo/build/cpu/pdegen}"
+PYTHON="${PYTHON:-/usr/bin/python3}"
+if [ ! -x "$PDEGEN" ]; then
+  echo "skipped: no pdegen binary at $PDEGEN (build it, or set PDEGEN)"
+  exit 0
+fi
+if ! "$PYTHON" -c 'import matplotlib, h5py, numpy' 2>/dev/null; then
+  echo "skipped: $PYTHON lacks matplotlib, h5py or numpy (tools/install_deps.sh --plots)"
+  exit 0
+fi
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+export MPLCONFIGDIR="$work/mpl"
+passed=0 failed=0
+pass() { echo "PASS: $1"; passed=$((passed + 1)); }
+fail() {
+  echo "FAIL: $1${2:+ ($2)}"
+  failed=$((failed + 1))
+}
+check() { if eval "$2"; then pass "$1"; else fail "$1" "$2"; fi; }
+plot() { "$PYTHON" "$repo/tools/plot" "$@"; }
+png() {
+  "$PYTHON" "$repo/tests/workflow/png_check.py" "$@" >"$work/png.out" 2>&1
+  local rc=$?
+  sed 's/^/      | /' "$work/png.out"
+  return $rc
+}
+
+deck="$repo/tests/decks/tiny.yaml"
+"$PDEGEN" train "$deck" output.dir="$work/a" training.steps=12 evaluation.every=4 >"$work/a.log" 2>&1 &&
+  "$PDEGEN" train "$deck" output.dir="$work/b" training.steps=6 evaluation.every=4 optimizer.lr=1e-2 >"$work/b1.log" 2>&1 &&
+  "$PDEGEN" train "$deck" output.dir="$work/b" training.steps=12 evaluation.every=4 optimizer.lr=1e-2 \
+    training.restart=latest >"$work/b2.log" 2>&1
+check "two tiny runs (one restarted at step 6) complete" "[ $? -eq 0 ]"
+
+plot history "$work/a" "$work/b/history.csv" -o "$work/history.png" --labels "lr 1e-3,lr 1e-2" >"$work/h.log" 2>&1
+check "plot history of two runs (a run directory and a history.csv) exits 0" "[ $? -eq 0 ]"
+check "history.png is a real picture (>= 30 KiB, >= 200 colours)" "png '$work/history.png' --min-kb 30 --min-colours 200"
+check "the wall-time axis continues across the restart (non-decreasing, ends past the first part)" \
+  "'$PYTHON' - '$repo/tools/plot' '$work/b' <<'PY'
+import importlib.machinery, importlib.util, sys
+loader = importlib.machinery.SourceFileLoader('plot_tool', sys.argv[1])
+spec = importlib.util.spec_from_loader('plot_tool', loader)
+tool = importlib.util.module_from_spec(spec)
+loader.exec_module(tool)
+_, c = tool.read_history(sys.argv[2])
+raw = [float(l.split(',')[1]) for l in open(sys.argv[2] + '/history.csv').read().split()[1:]]
+w = list(c['wall_s'])
+sys.exit(not (len(w) == 12 and all(b >= a for a, b in zip(w, w[1:])) and w[-1] > raw[5] and min(raw[6:]) < raw[5]))
+PY"
+plot history "$work/a" -o "$work/bad.png" --labels "x,y" >/dev/null 2>"$work/bad.log"
+check "plot history with a label count that does not match: exit 2" "[ $? -eq 2 ] && grep -q '2 labels for 1 runs' '$work/bad.log'"
+
+plot fields "$work/a" -o "$work/fields.png" >"$work/f.log" 2>&1
+check "plot fields of a run (2 samples x 4 fields) exits 0" "[ $? -eq 0 ] && grep -q '2 sample(s) x 4 field(s)' '$work/f.log'"
+check "fields.png is a real picture (>= 30 KiB, >= 200 colours)" "png '$work/fields.png' --min-kb 30 --min-colours 200"
+plot fields "$work/a/fields.h5" --samples 1 --fields u_ref,error -o "$work/fields1.png" >/dev/null 2>&1
+check "plot fields of chosen samples and fields from the .h5 file" "[ $? -eq 0 ] && png '$work/fields1.png' --min-kb 10"
+plot fields "$work/a" --samples 7 -o "$work/bad.png" >/dev/null 2>"$work/bad.log"
+check "a sample that is not in the file: exit 2" "[ $? -eq 2 ] && grep -q 'sample 7 not in 0..1' '$work/bad.log'"
+plot fields "$work/a" --fields nope -o "$work/bad.png" >/dev/null 2>"$work/bad.log"
+check "a field that is not in the file: exit 2 listing the fields" "[ $? -eq 2 ] && grep -q 'log_nu, u_pred, u_ref, error' '$work/bad.log'"
+
+# Orientation: the file stores x fastest; the panels must show x to the right and y up.
+"$PYTHON" - "$work" <<'PY'
+import sys
+import h5py
+import numpy as np
+nx, ny, nz = 32, 20, 6
+x = np.arange(nx) / (nx - 1)
+y = 0.6 * np.arange(ny) / (ny - 1)
+X, Y = np.meshgrid(x, y)  # [ny, nx]: x fastest
+with h5py.File(sys.argv[1] + "/synthetic.h5", "w") as f:
+    f["fields/u_pred"] = X[None].astype("f4")
+    f["fields/u_ref"] = Y[None].astype("f4")
+    f.attrs["origin"] = [0.0, 0.0]
+    f.attrs["spacing"] = [1 / (nx - 1), 0.6 / (ny - 1)]
+    f.attrs["pde"] = "poisson2d"
+with h5py.File(sys.argv[1] + "/synthetic3d.h5", "w") as f:
+    f["fields/u_pred"] = np.broadcast_to(X, (nz, ny, nx))[None].astype("f4")
+    f.attrs["origin"] = [0.0, 0.0, 0.0]
+    f.attrs["spacing"] = [1 / (nx - 1), 0.6 / (ny - 1), 0.2]
+PY
+plot fields "$work/synthetic.h5" --fields u_pred -o "$work/x.png" >/dev/null 2>&1 &&
+  plot fields "$work/synthetic.h5" --fields u_ref -o "$work/y.png" >/dev/null 2>&1
+check "synthetic fields plot" "[ $? -eq 0 ]"
+check "a field growing with x grows to the right" "png '$work/x.png' --min-kb 5 --ramp x+"
+check "... and is constant along y" "! png '$work/x.png' --min-kb 5 --ramp y+ >/dev/null && ! png '$work/x.png' --min-kb 5 --ramp y- >/dev/null"
+check "a field growing with y grows upwards" "png '$work/y.png' --min-kb 5 --ramp y+"
+plot fields "$work/synthetic3d.h5" -o "$work/z.png" >"$work/z.log" 2>&1
+check "3D fields: a z slice, x to the right" "[ $? -eq 0 ] && png '$work/z.png' --min-kb 5 --ramp x+"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
