@@ -207,6 +207,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   if (!restart.empty()) {
     const CheckpointData data = read_checkpoint(restart);
     restore_model(*model, data, restart, optimizer.get());
+    optimizer->scatter_state();  // sharded state: keep this rank's share of the full vectors
     start = data.step;
     if (data.seed != deck.training.seed)
       spdlog::warn("{} was written with training.seed {}, this run uses {}: the sample sequence changes",
@@ -228,7 +229,9 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     history = history_owner.get();
   }
 
+  // Checkpoints hold the full, unsharded state (rank 0 writes it), so any rank count reads them.
   auto save = [&](int64_t completed) {
+    optimizer->gather_state();  // collective; a no-op for replicated optimizer state
     if (comm.rank() != 0) return std::string();
     const std::string path = (ckpt_dir / checkpoint_file_name(completed)).string();
     write_checkpoint(path, snapshot(*model, optimizer.get(), completed, deck.training.seed,

@@ -168,9 +168,10 @@ void Lbfgs::update_history_and_direction(const float* g) {
 
   // The g row of the basis after the update: g.s_j, g.y_j of the pairs kept.
   std::vector<double> g_row_s(g_dots, g_dots + k), g_row_y(g_dots + k, g_dots + 2 * k);
+  // No step was taken (ss = 0): there is no pair to test.
   const bool accept = std::isfinite(sy) && std::isfinite(yy) && sy > 0 && sy > settings_.curvature_eps * yy;
   if (!accept) {
-    ++skipped_;
+    if (ss > 0) ++skipped_;
   } else {
     const int m = m_;
     auto G = [&](int a, int b) -> double& { return gram_[static_cast<size_t>(a * 2 * m + b)]; };

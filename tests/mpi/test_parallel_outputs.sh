@@ -6,7 +6,8 @@
 #   - `pdegen predict` from one checkpoint at P = 1..4 writes bit-identical predict.h5 files, also
 #     when a rank holds no sample (3 samples on 4 ranks);
 #   - a checkpoint written by a 2-rank run at step 10 restarts at 3 ranks and at 1 rank, and the
-#     continued runs follow the uninterrupted 1-rank loss trajectory to a relative 1e-5.
+#     continued runs follow the uninterrupted 1-rank loss trajectory to a relative 1e-5 (with batch
+#     norm also the final evaluation, which uses the running statistics from the checkpoint).
 #   PDEGEN=build/cpu/pdegen PDEGEN_MPIEXEC=mpiexec.mpich bash tests/mpi/test_parallel_outputs.sh
 set -u
 PDEGEN="${PDEGEN:-build/cpu/pdegen}"
@@ -77,6 +78,19 @@ if "$PYTHON" "$here/compare_history.py" --tol 1e-5 --rows 10 --label "restart 2 
   pass "continuing a 2-rank checkpoint on 3 and 1 rank(s) follows the uninterrupted run to 1e-5"
 else
   fail "continuing a 2-rank checkpoint on 3 and 1 rank(s) follows the uninterrupted run to 1e-5"
+fi
+
+# ... and with synchronized batch norm, whose running statistics travel in the checkpoint: the final
+# evaluation (eval mode, running statistics) must agree too.
+run bn_full.p1 1 train output.dir="$work/bn_full.p1" network.norm=batch
+run bn_first.p2 2 train output.dir="$work/bn_first.p2" network.norm=batch training.steps=10
+run bn_resumed.p3 3 train output.dir="$work/bn_resumed.p3" network.norm=batch \
+  --restart "$work/bn_first.p2/checkpoints/step_00000010.h5"
+if "$PYTHON" "$here/compare_history.py" --tol 1e-5 --rows 10 --label "batch norm, restart 2 -> 3" \
+  --columns loss,rel_l2_mean "$work/bn_full.p1/history.csv" P=3:"$work/bn_resumed.p3/history.csv"; then
+  pass "batch norm: a 2-rank checkpoint continued on 3 ranks follows the 1-rank run (loss, final rel_l2) to 1e-5"
+else
+  fail "batch norm: a 2-rank checkpoint continued on 3 ranks follows the 1-rank run (loss, final rel_l2) to 1e-5"
 fi
 
 # 3. Prediction from that one checkpoint: the same network and samples on any rank count.

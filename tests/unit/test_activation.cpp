@@ -1,8 +1,9 @@
-// Activations: forward against the textbook formulas in fp64, backward against central differences.
+// Activations: forward against the textbook formulas in fp64, backward against central differences,
+// on every backend.
 #include <cmath>
 
+#include "device_testing.hpp"
 #include "nn/activation.hpp"
-#include "testing.hpp"
 
 using namespace pdegen;
 using namespace pdegen::testing;
@@ -26,7 +27,7 @@ double reference(ActivationKind k, double x, double alpha) {
   return 0;
 }
 
-void check_activation(ActivationKind kind, int channel_block) {
+void check_activation(ActivationKind kind, int channel_block, Device device) {
   const Shape shape{2, 16, 5, 3};
   Vec x = random_vec(static_cast<size_t>(shape.numel()), 1, -3, 3);
   // Keep inputs away from the kink at 0, where finite differences straddle two slopes.
@@ -41,24 +42,28 @@ void check_activation(ActivationKind kind, int channel_block) {
   };
 
   Activation layer(kind, static_cast<float>(alpha));
-  Tensor y = layer.forward(tensor_from(x, shape, channel_block), Mode::train);
+  Tensor y = layer.forward(tensor_on(device, x, shape, channel_block), Mode::train);
+  CHECK(y.device() == device);
   CHECK(y.channel_block() == channel_block);
-  CHECK(rel_max_error(values_of(y), ref(x)) < f32_tol);
+  CHECK(rel_max_error(host_values(y), ref(x)) < f32_tol);
 
-  Tensor dx = layer.backward(tensor_from(w, shape, channel_block));
-  CHECK(rel_max_error(values_of(dx), fd_gradient(ref, x, w)) < 1e-4);
+  Tensor dx = layer.backward(tensor_on(device, w, shape, channel_block));
+  CHECK(dx.device() == device);
+  CHECK(rel_max_error(host_values(dx), fd_gradient(ref, x, w)) < 1e-4);
 }
 }  // namespace
 
 TEST_CASE("activations match fp64 formulas and central differences, plain and blocked layouts") {
-  for (auto kind : {ActivationKind::relu, ActivationKind::leaky_relu, ActivationKind::tanh,
-                    ActivationKind::silu, ActivationKind::sigmoid, ActivationKind::identity}) {
-    for (int block : {1, 16}) {
-      CAPTURE(activation_name(kind));
-      CAPTURE(block);
-      check_activation(kind, block);
+  for_each_device([](Device device) {
+    for (auto kind : {ActivationKind::relu, ActivationKind::leaky_relu, ActivationKind::tanh,
+                      ActivationKind::silu, ActivationKind::sigmoid, ActivationKind::identity}) {
+      for (int block : {1, 16}) {
+        CAPTURE(activation_name(kind));
+        CAPTURE(block);
+        check_activation(kind, block, device);
+      }
     }
-  }
+  });
 }
 
 TEST_CASE("unknown activation name is a user error listing the known ones") {
@@ -72,20 +77,22 @@ TEST_CASE("tanh, sigmoid and silu keep fp32 relative accuracy from tiny to satur
   for (size_t i = 0, n = x.size(); i < n; ++i) x.push_back(-x[i]);
   for (double v : {0.05, 0.1, 0.2, 0.4, 0.5, 0.7, 0.9, 1.5, 3.0, 4.0, 7.0}) x.push_back(v);
   const Shape shape{1, 1, 1, static_cast<int64_t>(x.size())};
-  for (auto kind : {ActivationKind::tanh, ActivationKind::sigmoid, ActivationKind::silu}) {
-    CAPTURE(activation_name(kind));
-    Activation layer(kind);
-    // The inputs as fp32 values, so the reference sees exactly what the layer does.
-    const Vec xf = values_of(tensor_from(x, shape));
-    const Vec y = values_of(layer.forward(tensor_from(xf, shape), Mode::train));
-    const Vec dx = values_of(layer.backward(tensor_from(Vec(x.size(), 1.0), shape)));
-    for (size_t i = 0; i < x.size(); ++i) {
-      CAPTURE(xf[i]);
-      const double want = reference(kind, xf[i], 0);
-      // 2 ulp of the result where it is a normal float; below FLT_MIN (sigmoid(-100) = 3.7e-44) the
-      // subnormals carry fewer digits, so there an absolute FLT_MIN.
-      CHECK(std::abs(y[i] - want) <= 2.4e-7 * std::abs(want) + 1.2e-38);
-      CHECK(std::isfinite(dx[i]));
+  for_each_device([&](Device device) {
+    for (auto kind : {ActivationKind::tanh, ActivationKind::sigmoid, ActivationKind::silu}) {
+      CAPTURE(activation_name(kind));
+      Activation layer(kind);
+      // The inputs as fp32 values, so the reference sees exactly what the layer does.
+      const Vec xf = values_of(tensor_from(x, shape));
+      const Vec y = host_values(layer.forward(tensor_on(device, xf, shape), Mode::train));
+      const Vec dx = host_values(layer.backward(tensor_on(device, Vec(x.size(), 1.0), shape)));
+      for (size_t i = 0; i < x.size(); ++i) {
+        CAPTURE(xf[i]);
+        const double want = reference(kind, xf[i], 0);
+        // 2 ulp of the result where it is a normal float; below FLT_MIN (sigmoid(-100) = 3.7e-44) the
+        // subnormals carry fewer digits, so there an absolute FLT_MIN.
+        CHECK(std::abs(y[i] - want) <= 2.4e-7 * std::abs(want) + 1.2e-38);
+        CHECK(std::isfinite(dx[i]));
+      }
     }
-  }
+  });
 }

@@ -1,9 +1,9 @@
 // Concat along channels: exact values against y[n, c] = c < Ca ? a[n, c] : b[n, c - Ca], the output
 // layout rule, and a backward that hands back exactly the matching slices of dy in each input's
-// layout.
+// layout, on every backend.
 #include "backend/cpu/dnnl_context.hpp"
+#include "device_testing.hpp"
 #include "nn/concat.hpp"
-#include "testing.hpp"
 
 using namespace pdegen;
 using namespace pdegen::testing;
@@ -25,14 +25,17 @@ Vec reference(const Vec& a, const Shape& as, const Vec& b, const Shape& bs) {
   return y;
 }
 
-// The layout rule, restated: the preferred block when it divides both parts, plain otherwise.
-int expected_block(const Shape& a, const Shape& b) {
+// The layout rule, restated: on the CPU the preferred block when it divides both parts, plain
+// otherwise; on the GPU always plain.
+int expected_block(const Shape& a, const Shape& b, Device device) {
+  if (device == Device::cuda) return 1;
   const int p = cpu::preferred_channel_block();
   return a[1] % p == 0 && b[1] % p == 0 ? p : 1;
 }
 
 // Forward values exact, the output layout as promised; backward slices exact, in the input layouts.
-void check(const Case& cs) {
+void check_on(const Case& cs, Device device) {
+  CAPTURE(device_name(device));
   CAPTURE(cs.a.str());
   CAPTURE(cs.b.str());
   CAPTURE(cs.a_block);
@@ -40,25 +43,32 @@ void check(const Case& cs) {
   const Vec a = random_vec(static_cast<size_t>(cs.a.numel()), 1);
   const Vec b = random_vec(static_cast<size_t>(cs.b.numel()), 2);
   Concat concat;
-  const Tensor y = concat.forward(tensor_from(a, cs.a, cs.a_block), tensor_from(b, cs.b, cs.b_block));
+  const Tensor y =
+      concat.forward(tensor_on(device, a, cs.a, cs.a_block), tensor_on(device, b, cs.b, cs.b_block));
   Shape out = cs.a;
   out[1] += cs.b[1];
+  CHECK(y.device() == device);
   CHECK(y.shape() == out);
   CHECK(concat.output_shape(cs.a, cs.b) == out);
-  CHECK(y.channel_block() == expected_block(cs.a, cs.b));
-  CHECK(concat.output_block(cs.a, cs.b) == y.channel_block());
+  CHECK(y.channel_block() == expected_block(cs.a, cs.b, device));
+  CHECK(concat.output_block(cs.a, cs.b, device) == y.channel_block());
   // Both sides are fp32 copies of the same doubles: equality, not tolerance.
   Vec want = reference(a, cs.a, b, cs.b);
   for (auto& v : want) v = static_cast<float>(v);
-  CHECK(values_of(y) == want);
+  CHECK(host_values(y) == want);
 
   const Vec dy = random_vec(static_cast<size_t>(out.numel()), 3);
-  const auto [da, db] = concat.backward(tensor_from(dy, out, y.channel_block()));
+  const auto [da, db] = concat.backward(tensor_on(device, dy, out, y.channel_block()));
+  CHECK(da.device() == device);
   CHECK(da.shape() == cs.a);
   CHECK(db.shape() == cs.b);
   CHECK(da.channel_block() == cs.a_block);
   CHECK(db.channel_block() == cs.b_block);
-  CHECK(reference(values_of(da), cs.a, values_of(db), cs.b) == values_of(tensor_from(dy, out)));
+  CHECK(reference(host_values(da), cs.a, host_values(db), cs.b) == values_of(tensor_from(dy, out)));
+}
+
+void check(const Case& cs) {
+  for (Device device : test_devices()) check_on(cs, device);
 }
 
 }  // namespace
@@ -93,10 +103,11 @@ TEST_CASE("concat of large samples copies every chunk") {
 }
 
 TEST_CASE("concat rejects different N or spatial extents") {
-  Concat concat;
-  CHECK_THROWS_AS(concat.forward(Tensor::zeros(Shape{2, 16, 4, 4}), Tensor::zeros(Shape{1, 16, 4, 4})),
-                  Error);
-  CHECK_THROWS_AS(concat.forward(Tensor::zeros(Shape{2, 16, 4, 4}), Tensor::zeros(Shape{2, 16, 4, 5})),
-                  Error);
-  CHECK_THROWS_AS(concat.backward(Tensor::zeros(Shape{2, 32, 4, 4})), Error);
+  for_each_device([](Device device) {
+    const auto zeros = [device](const Shape& s) { return Tensor::zeros(s, DType::f32, device); };
+    Concat concat;
+    CHECK_THROWS_AS(concat.forward(zeros(Shape{2, 16, 4, 4}), zeros(Shape{1, 16, 4, 4})), Error);
+    CHECK_THROWS_AS(concat.forward(zeros(Shape{2, 16, 4, 4}), zeros(Shape{2, 16, 4, 5})), Error);
+    CHECK_THROWS_AS(concat.backward(zeros(Shape{2, 32, 4, 4})), Error);
+  });
 }

@@ -612,7 +612,7 @@ TEST_CASE("lars, lamb and lbfgs read their own keys; eps means the trust-ratio t
 }
 
 TEST_CASE("to_yaml writes the optimizer phases nested and the new optimizer keys; they read back the same") {
-  for (const std::string text :
+  for (const std::string& text :
        {with_minimal("optimizer:\n  type: adamw\n  lr: 1e-3\n  then:\n    after_steps: 100\n    type: lbfgs\n"
                      "    lr: 0.5\n    curvature_eps: 1e-6\n    damping: true\n    then: {after_steps: 150, type: "
                      "lars, eps: 1e-5, trust_coefficient: 0.01, schedule: {type: step}}\n"),

@@ -1,9 +1,10 @@
 // InstanceNorm: forward against an fp64 two-pass reference with per-(sample, channel) statistics,
-// backward (dx, dgamma, dbeta) against central differences of it, plain and blocked, 2D and 3D.
+// backward (dx, dgamma, dbeta) against central differences of it, plain and blocked, 2D and 3D, on
+// every backend.
 #include <cmath>
 
+#include "device_testing.hpp"
 #include "nn/instance_norm.hpp"
-#include "testing.hpp"
 
 using namespace pdegen;
 using namespace pdegen::testing;
@@ -28,8 +29,9 @@ Vec reference(const Vec& x, const Extents& d, const Vec& gamma, const Vec& beta)
 }
 
 // A finalized layer "in" with random gamma in [0.5, 1.5] and beta in [-1, 1] (or none without affine).
-struct Fixture : NormFixture<InstanceNorm> {
-  Fixture(int64_t C, bool affine) : NormFixture("in", InstanceNormConfig{C, eps, affine}) {}
+struct Fixture : DeviceNormFixture<InstanceNorm> {
+  Fixture(Device device, int64_t C, bool affine)
+      : DeviceNormFixture(device, "in", InstanceNormConfig{C, eps, affine}) {}
 };
 
 // Every (sample, channel) gets its own offset and scale, so per-instance statistics matter.
@@ -48,55 +50,66 @@ Vec instance_input(const Extents& d, uint64_t stream) {
 }  // namespace
 
 TEST_CASE("instance norm forward normalises every (sample, channel) with its own mean and variance") {
-  for_each_norm_case([](const NormCase& cs) {
-    const Extents d(cs.shape);
-    Fixture f(d.C, cs.affine);
-    check_norm_forward(f, cs, Mode::train, instance_input(d, 1),
-                       [&](const Vec& v, const Vec& g, const Vec& b) { return reference(v, d, g, b); });
+  for_each_device([](Device device) {
+    for_each_norm_case([&](const NormCase& cs) {
+      const Extents d(cs.shape);
+      Fixture f(device, d.C, cs.affine);
+      check_norm_forward_on(f, cs, Mode::train, instance_input(d, 1),
+                            [&](const Vec& v, const Vec& g, const Vec& b) { return reference(v, d, g, b); });
+    });
   });
 }
 
 TEST_CASE("instance norm backward matches central differences for dx, dgamma and dbeta") {
-  for_each_norm_case([](const NormCase& cs) {
-    const Extents d(cs.shape);
-    Fixture f(d.C, cs.affine);
-    const Vec x = instance_input(d, 2);
-    const Vec w = random_vec(x.size(), 3);
-    check_norm_backward(f, cs, Mode::train, x, w,
-                        [&](const Vec& v, const Vec& g, const Vec& b) { return reference(v, d, g, b); });
+  for_each_device([](Device device) {
+    for_each_norm_case([&](const NormCase& cs) {
+      const Extents d(cs.shape);
+      Fixture f(device, d.C, cs.affine);
+      const Vec x = instance_input(d, 2);
+      const Vec w = random_vec(x.size(), 3);
+      check_norm_backward_on(f, cs, Mode::train, x, w,
+                             [&](const Vec& v, const Vec& g, const Vec& b) { return reference(v, d, g, b); });
+    });
   });
 }
 
 TEST_CASE("instance norm eval mode is train mode: no running statistics") {
-  const NormCase cs = norm_cases[0];
-  const Extents d(cs.shape);
-  Fixture f(d.C, true);
-  const Vec x = instance_input(d, 4);
-  const Vec y_train = values_of(f.layer.forward(tensor_from(x, cs.shape, cs.block), Mode::train));
-  const Vec y_eval = values_of(f.layer.forward(tensor_from(x, cs.shape, cs.block), Mode::eval));
-  CHECK(rel_max_error(y_eval, y_train) == 0);
+  for_each_device([](Device device) {
+    const NormCase cs = norm_cases[0];
+    const Extents d(cs.shape);
+    Fixture f(device, d.C, true);
+    const Vec x = instance_input(d, 4);
+    const Vec y_train = host_values(f.layer.forward(f.input(x, cs), Mode::train));
+    const Vec y_eval = host_values(f.layer.forward(f.input(x, cs), Mode::eval));
+    CHECK(rel_max_error(y_eval, y_train) == 0);
+  });
 }
 
 TEST_CASE("instance norm parameter gradients accumulate and are announced ready") {
-  const NormCase cs = norm_cases[3];
-  const Extents d(cs.shape);
-  Fixture f(d.C, true);
-  std::vector<ParameterRegistry::Id> ready;
-  f.registry.set_grad_ready_hook([&](ParameterRegistry::Id id) { ready.push_back(id); });
-  const Vec x = instance_input(d, 5), w = random_vec(x.size(), 6);
-  for (int i = 0; i < 2; ++i) {
-    f.layer.forward(tensor_from(x, cs.shape, cs.block), Mode::train);
-    f.layer.backward(tensor_from(w, cs.shape, cs.block));
-  }
-  const auto of_beta = [&](const Vec& b) { return reference(x, d, f.gamma, b); };
-  Vec twice = fd_gradient(of_beta, f.beta, w);
-  for (auto& v : twice) v *= 2;
-  CHECK(rel_max_error(f.dbeta(), twice) < 1e-4);
-  const auto weight = param_id(f.registry, "in.weight"), bias = param_id(f.registry, "in.bias");
-  CHECK(ready == std::vector<ParameterRegistry::Id>{bias, weight, bias, weight});
+  for_each_device([](Device device) {
+    const NormCase cs = norm_cases[3];
+    const Extents d(cs.shape);
+    Fixture f(device, d.C, true);
+    std::vector<ParameterRegistry::Id> ready;
+    f.registry.set_grad_ready_hook([&](ParameterRegistry::Id id) { ready.push_back(id); });
+    const Vec x = instance_input(d, 5), w = random_vec(x.size(), 6);
+    for (int i = 0; i < 2; ++i) {
+      f.layer.forward(f.input(x, cs), Mode::train);
+      f.layer.backward(f.input(w, cs));
+    }
+    const auto of_beta = [&](const Vec& b) { return reference(x, d, f.gamma, b); };
+    Vec twice = fd_gradient(of_beta, f.beta, w);
+    for (auto& v : twice) v *= 2;
+    CHECK(rel_max_error(f.dbeta(), twice) < 1e-4);
+    const auto weight = param_id(f.registry, "in.weight"), bias = param_id(f.registry, "in.bias");
+    CHECK(ready == std::vector<ParameterRegistry::Id>{bias, weight, bias, weight});
+  });
 }
 
 TEST_CASE("instance norm rejects a wrong channel count") {
-  Fixture f(16, false);
-  CHECK_THROWS_AS(f.layer.forward(Tensor::zeros(Shape{2, 8, 4, 4}), Mode::train), Error);
+  for_each_device([](Device device) {
+    Fixture f(device, 16, false);
+    CHECK_THROWS_AS(f.layer.forward(Tensor::zeros(Shape{2, 8, 4, 4}, DType::f32, device), Mode::train),
+                    Error);
+  });
 }

@@ -1,7 +1,7 @@
 // Boundary lift: exact Dirichlet values on the x = 0 and x = 1 columns, the network's value elsewhere,
-// and a backward that is the transpose (central differences of an fp64 reference).
+// and a backward that is the transpose (central differences of an fp64 reference), on every backend.
+#include "device_testing.hpp"
 #include "physics/boundary_lift.hpp"
-#include "testing.hpp"
 
 using namespace pdegen;
 using namespace pdegen::testing;
@@ -21,46 +21,56 @@ Vec lift_reference(const Vec& v, int64_t nx, double left, double right) {
 }  // namespace
 
 TEST_CASE("lift forward sets u = 1 at x = 0 and u = 0 at x = 1 and keeps v elsewhere") {
-  const Shape shape{2, 1, 5, 7};  // Ny != Nx: catches a transposed mask
-  const Vec v = random_vec(static_cast<size_t>(shape.numel()), 1, -2, 2);
-  const BoundaryLift2D lift;
-  const Tensor u = lift.forward(tensor_from(v, shape));
-  CHECK(u.shape() == shape);
-  const Vec got = values_of(u);
-  CHECK(rel_max_error(got, lift_reference(values_of(tensor_from(v, shape)), 7, 1, 0)) == 0);
-  for (int64_t r = 0; r < 2 * 5; ++r) {
-    CHECK(got[static_cast<size_t>(r * 7)] == 1.0);
-    CHECK(got[static_cast<size_t>(r * 7 + 6)] == 0.0);
-  }
+  for_each_device([](Device device) {
+    const Shape shape{2, 1, 5, 7};  // Ny != Nx: catches a transposed mask
+    const Vec v = random_vec(static_cast<size_t>(shape.numel()), 1, -2, 2);
+    const BoundaryLift2D lift;
+    const Tensor u = lift.forward(tensor_on(device, v, shape));
+    CHECK(u.device() == device);
+    CHECK(u.shape() == shape);
+    const Vec got = host_values(u);
+    CHECK(rel_max_error(got, lift_reference(values_of(tensor_from(v, shape)), 7, 1, 0)) == 0);
+    for (int64_t r = 0; r < 2 * 5; ++r) {
+      CHECK(got[static_cast<size_t>(r * 7)] == 1.0);
+      CHECK(got[static_cast<size_t>(r * 7 + 6)] == 0.0);
+    }
+  });
 }
 
 TEST_CASE("lift with other boundary values and in place gives the same as out of place") {
-  const Shape shape{1, 1, 4, 3};
-  const Vec v = random_vec(static_cast<size_t>(shape.numel()), 2);
-  const BoundaryLift2D lift(0.25f, -2.0f);
-  Tensor in_place = tensor_from(v, shape);
-  lift.forward_inplace(in_place);
-  CHECK(values_of(in_place) == values_of(lift.forward(tensor_from(v, shape))));
-  CHECK(rel_max_error(values_of(in_place), lift_reference(values_of(tensor_from(v, shape)), 3, 0.25, -2)) ==
-        0);
+  for_each_device([](Device device) {
+    const Shape shape{1, 1, 4, 3};
+    const Vec v = random_vec(static_cast<size_t>(shape.numel()), 2);
+    const BoundaryLift2D lift(0.25f, -2.0f);
+    Tensor in_place = tensor_on(device, v, shape);
+    lift.forward_inplace(in_place);
+    CHECK(host_values(in_place) == host_values(lift.forward(tensor_on(device, v, shape))));
+    CHECK(rel_max_error(host_values(in_place),
+                        lift_reference(values_of(tensor_from(v, shape)), 3, 0.25, -2)) == 0);
+  });
 }
 
 TEST_CASE("lift backward is dv = m du and matches central differences of the fp64 reference") {
-  const Shape shape{2, 1, 6, 5};
-  const Vec v = random_vec(static_cast<size_t>(shape.numel()), 3);
-  const Vec w = random_vec(v.size(), 4);
-  const BoundaryLift2D lift;
-  const Tensor dv = lift.backward(tensor_from(w, shape));
-  const Vec fd = fd_gradient([](const Vec& x) { return lift_reference(x, 5, 1, 0); }, v, w);
-  CHECK(rel_max_error(values_of(dv), fd) < f32_tol);
-  Tensor in_place = tensor_from(w, shape);
-  lift.backward_inplace(in_place);
-  CHECK(values_of(in_place) == values_of(dv));
+  for_each_device([](Device device) {
+    const Shape shape{2, 1, 6, 5};
+    const Vec v = random_vec(static_cast<size_t>(shape.numel()), 3);
+    const Vec w = random_vec(v.size(), 4);
+    const BoundaryLift2D lift;
+    const Tensor dv = lift.backward(tensor_on(device, w, shape));
+    CHECK(dv.device() == device);
+    const Vec fd = fd_gradient([](const Vec& x) { return lift_reference(x, 5, 1, 0); }, v, w);
+    CHECK(rel_max_error(host_values(dv), fd) < f32_tol);
+    Tensor in_place = tensor_on(device, w, shape);
+    lift.backward_inplace(in_place);
+    CHECK(host_values(in_place) == host_values(dv));
+  });
 }
 
 TEST_CASE("lift rejects tensors that are not plain fp32 [b, 1, Ny, Nx]") {
-  const BoundaryLift2D lift;
-  CHECK_THROWS_AS(lift.forward(Tensor::zeros(Shape{1, 2, 4, 4})), Error);
-  CHECK_THROWS_AS(lift.forward(Tensor::zeros(Shape{1, 1, 4, 4}, DType::f64)), Error);
-  CHECK_THROWS_AS(lift.backward(Tensor::zeros(Shape{4, 4})), Error);
+  for_each_device([](Device device) {
+    const BoundaryLift2D lift;
+    CHECK_THROWS_AS(lift.forward(Tensor::zeros(Shape{1, 2, 4, 4}, DType::f32, device)), Error);
+    CHECK_THROWS_AS(lift.forward(Tensor::zeros(Shape{1, 1, 4, 4}, DType::f64, device)), Error);
+    CHECK_THROWS_AS(lift.backward(Tensor::zeros(Shape{4, 4}, DType::f32, device)), Error);
+  });
 }

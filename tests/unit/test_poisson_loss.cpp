@@ -1,12 +1,13 @@
 // Poisson FEM losses: hand-computed single elements, the energy and residual against K and F
 // assembled densely here from an independent element formula, their gradients against central
-// differences, the discrete solution as the energy's stationary point, and thread-count invariance.
+// differences, the discrete solution as the energy's stationary point, thread-count invariance on
+// the CPU and run-to-run invariance on every backend. The loss's tests run on every backend.
 #include <omp.h>
 
 #include <cmath>
 
+#include "device_testing.hpp"
 #include "physics/poisson_loss.hpp"
-#include "testing.hpp"
 
 using namespace pdegen;
 using namespace pdegen::testing;
@@ -140,74 +141,83 @@ TEST_CASE("single element energy and gradient match a hand computation") {
   //   J = 1/2 int nu - int x = 1/2 * 5/2 - 1/2 = 3/4
   //   (K u)_a = int nu dN_a/dx = -13/12, 13/12, -17/12, 17/12 (int (1 + x + 2y)(1 - y) = 13/12,
   //   int (1 + x + 2y) y = 17/12), F_a = 1/4, so dJ/du = -4/3, 5/6, -5/3, 7/6.
-  const Shape shape{1, 1, 2, 2};
-  const Tensor u = tensor_from({0, 1, 0, 1}, shape);
-  const Tensor log_nu = tensor_from({0, std::log(2.0), std::log(3.0), std::log(4.0)}, shape);
-  const PoissonLoss2D loss(LossKind::energy, 1.0);
-  Tensor du;
-  const double j = loss.evaluate(u, log_nu, 1.0, &du, nullptr);
-  // fp32 log nu carries ~1e-7 relative error into nu.
-  CHECK(j == doctest::Approx(0.75).epsilon(1e-6));
-  const Vec expected = {-4.0 / 3, 5.0 / 6, -5.0 / 3, 7.0 / 6};
-  CHECK(rel_max_error(values_of(du), expected) < 1e-6);
+  for_each_device([](Device device) {
+    const Shape shape{1, 1, 2, 2};
+    const Tensor u = tensor_on(device, {0, 1, 0, 1}, shape);
+    const Tensor log_nu = tensor_on(device, {0, std::log(2.0), std::log(3.0), std::log(4.0)}, shape);
+    const PoissonLoss2D loss(LossKind::energy, 1.0);
+    Tensor du;
+    const double j = loss.evaluate(u, log_nu, 1.0, &du, nullptr);
+    CHECK(du.device() == device);
+    // fp32 log nu carries ~1e-7 relative error into nu.
+    CHECK(j == doctest::Approx(0.75).epsilon(1e-6));
+    const Vec expected = {-4.0 / 3, 5.0 / 6, -5.0 / 3, 7.0 / 6};
+    CHECK(rel_max_error(host_values(du), expected) < 1e-6);
+  });
 }
 
 TEST_CASE("energy, gradient and load vector of u = x on a 3 x 3 grid match a hand computation") {
   // h = 1/2, nu = 1. u = x is linear, so K u vanishes inside and is the boundary flux int N_a dn u:
   // -h/2, -h, -h/2 on the x = 0 column, +h/2, +h, +h/2 on x = 1. With f = 2: J = 1/2 - 2 int x = -1/2,
   // F = f h^2 (1/4 at corners, 1/2 on edges, 1 inside) = 0.125, 0.25, 0.5.
-  const Shape shape{1, 1, 3, 3};
-  const Tensor u = tensor_from({0, 0.5, 1, 0, 0.5, 1, 0, 0.5, 1}, shape);
-  const Tensor log_nu = Tensor::zeros(shape);
-  Tensor du;
-  CHECK(PoissonLoss2D(LossKind::energy, 0.0).evaluate(u, log_nu, 1.0, &du, nullptr) ==
-        doctest::Approx(0.5).epsilon(1e-14));
-  CHECK(rel_max_error(values_of(du), {-0.25, 0, 0.25, -0.5, 0, 0.5, -0.25, 0, 0.25}) < 1e-7);
-  CHECK(PoissonLoss2D(LossKind::energy, 2.0).evaluate(u, log_nu, 1.0, nullptr, nullptr) ==
-        doctest::Approx(-0.5).epsilon(1e-14));
+  for_each_device([](Device device) {
+    const Shape shape{1, 1, 3, 3};
+    const Tensor u = tensor_on(device, {0, 0.5, 1, 0, 0.5, 1, 0, 0.5, 1}, shape);
+    const Tensor log_nu = Tensor::zeros(shape, DType::f32, device);
+    Tensor du;
+    CHECK(PoissonLoss2D(LossKind::energy, 0.0).evaluate(u, log_nu, 1.0, &du, nullptr) ==
+          doctest::Approx(0.5).epsilon(1e-14));
+    CHECK(rel_max_error(host_values(du), {-0.25, 0, 0.25, -0.5, 0, 0.5, -0.25, 0, 0.25}) < 1e-7);
+    CHECK(PoissonLoss2D(LossKind::energy, 2.0).evaluate(u, log_nu, 1.0, nullptr, nullptr) ==
+          doctest::Approx(-0.5).epsilon(1e-14));
+  });
   Vec F(9);
   load_vector(2.0, 3, F.data());
   CHECK(rel_max_error(F, {0.125, 0.25, 0.125, 0.25, 0.5, 0.25, 0.125, 0.25, 0.125}) < 1e-15);
 }
 
 TEST_CASE("grid energy equals u^T K u / 2 - F^T u with K and F assembled densely") {
-  for (auto [ny, nx] : {std::pair{2, 2}, {5, 6}, {4, 11}, {19, 17}}) {
-    CAPTURE(ny);
-    CAPTURE(nx);
-    const Case c = random_case(2, ny, nx, 10);
-    const double f = 0.7;
-    std::vector<double> per_sample;
-    const double total =
-        PoissonLoss2D(LossKind::energy, f).evaluate(c.u, c.log_nu, 1.0, nullptr, &per_sample);
-    REQUIRE(per_sample.size() == 2);
-    const size_t per = static_cast<size_t>(nx * ny);
-    double expected_total = 0;
-    for (size_t s = 0; s < 2; ++s) {
-      const Dense d = assemble_dense(exp_of(part(c.log_nu_vals, s, per)), nx, ny, f);
-      const double expected = energy_reference(d, part(c.u_vals, s, per));
-      CHECK(per_sample[s] == doctest::Approx(expected).epsilon(1e-12));
-      expected_total += expected;
+  for_each_device([](Device device) {
+    for (auto [ny, nx] : {std::pair{2, 2}, {5, 6}, {4, 11}, {19, 17}}) {
+      CAPTURE(ny);
+      CAPTURE(nx);
+      const Case c = random_case(2, ny, nx, 10);
+      const double f = 0.7;
+      std::vector<double> per_sample;
+      const double total = PoissonLoss2D(LossKind::energy, f)
+                               .evaluate(c.u.to(device), c.log_nu.to(device), 1.0, nullptr, &per_sample);
+      REQUIRE(per_sample.size() == 2);
+      const size_t per = static_cast<size_t>(nx * ny);
+      double expected_total = 0;
+      for (size_t s = 0; s < 2; ++s) {
+        const Dense d = assemble_dense(exp_of(part(c.log_nu_vals, s, per)), nx, ny, f);
+        const double expected = energy_reference(d, part(c.u_vals, s, per));
+        CHECK(per_sample[s] == doctest::Approx(expected).epsilon(1e-12));
+        expected_total += expected;
+      }
+      CHECK(total == doctest::Approx(expected_total).epsilon(1e-12));
     }
-    CHECK(total == doctest::Approx(expected_total).epsilon(1e-12));
-  }
+  });
 }
 
 TEST_CASE("energy gradient is K u - F at every node and matches central differences") {
-  const int ny = 5, nx = 11;  // 10 elements per row: eight lanes and a scalar tail
-  const Case c = random_case(2, ny, nx, 20);
-  const double f = -1.3;
-  Tensor du;
-  PoissonLoss2D(LossKind::energy, f).evaluate(c.u, c.log_nu, 1.0, &du, nullptr);
-  REQUIRE(du.shape() == c.shape);
-  const Vec got = values_of(du);
-  const size_t per = static_cast<size_t>(nx * ny);
-  for (size_t s = 0; s < 2; ++s) {
-    const Dense d = assemble_dense(exp_of(part(c.log_nu_vals, s, per)), nx, ny, f);
-    const Vec u = part(c.u_vals, s, per);
-    CHECK(rel_max_error(part(got, s, per), residual_reference(d, u)) < f32_tol);
-    const Vec fd = fd_gradient([&](const Vec& v) { return Vec{energy_reference(d, v)}; }, u, Vec{1.0});
-    CHECK(rel_max_error(part(got, s, per), fd) < f32_tol);
-  }
+  for_each_device([](Device device) {
+    const int ny = 5, nx = 11;  // 10 elements per row: eight lanes and a scalar tail
+    const Case c = random_case(2, ny, nx, 20);
+    const double f = -1.3;
+    Tensor du;
+    PoissonLoss2D(LossKind::energy, f).evaluate(c.u.to(device), c.log_nu.to(device), 1.0, &du, nullptr);
+    REQUIRE(du.shape() == c.shape);
+    const Vec got = host_values(du);
+    const size_t per = static_cast<size_t>(nx * ny);
+    for (size_t s = 0; s < 2; ++s) {
+      const Dense d = assemble_dense(exp_of(part(c.log_nu_vals, s, per)), nx, ny, f);
+      const Vec u = part(c.u_vals, s, per);
+      CHECK(rel_max_error(part(got, s, per), residual_reference(d, u)) < f32_tol);
+      const Vec fd = fd_gradient([&](const Vec& v) { return Vec{energy_reference(d, v)}; }, u, Vec{1.0});
+      CHECK(rel_max_error(part(got, s, per), fd) < f32_tol);
+    }
+  });
 }
 
 TEST_CASE("the energy gradient vanishes on the free nodes at the exact discrete solution") {
@@ -243,13 +253,16 @@ TEST_CASE("the energy gradient vanishes on the free nodes at the exact discrete 
   CHECK(worst < 1e-12 * scale);
   CHECK(reaction > 1e-3 * scale);  // the Dirichlet nodes carry the boundary flux: not trivially zero
   // Through the loss, from fp32 u: to fp32 rounding of u.
-  Tensor du;
-  PoissonLoss2D(LossKind::energy, f).evaluate(tensor_from(u, Shape{1, 1, n, n}), log_nu_t, 1.0, &du, nullptr);
-  const Vec g = values_of(du);
-  double worst32 = 0;
-  for (size_t k = 0; k < N; ++k)
-    if (is_free(d, k)) worst32 = std::max(worst32, std::abs(g[k]));
-  CHECK(worst32 < 1e-6 * scale);
+  for_each_device([&](Device device) {
+    Tensor du;
+    PoissonLoss2D(LossKind::energy, f)
+        .evaluate(tensor_on(device, u, Shape{1, 1, n, n}), log_nu_t.to(device), 1.0, &du, nullptr);
+    const Vec g = host_values(du);
+    double worst32 = 0;
+    for (size_t k = 0; k < N; ++k)
+      if (is_free(d, k)) worst32 = std::max(worst32, std::abs(g[k]));
+    CHECK(worst32 < 1e-6 * scale);
+  });
 }
 
 TEST_CASE("apply_stiffness and load_vector equal the densely assembled K u and F") {
@@ -275,40 +288,47 @@ TEST_CASE("apply_stiffness and load_vector equal the densely assembled K u and F
 }
 
 TEST_CASE("residual loss is ||K u - F||^2 over the free nodes and its gradient matches central differences") {
-  const int ny = 5, nx = 11;  // 10 elements per row: eight lanes and a scalar tail
-  const Case c = random_case(2, ny, nx, 50);
-  const double f = 0.9;
-  Tensor du;
-  std::vector<double> per_sample;
-  const double total = PoissonLoss2D(LossKind::residual, f).evaluate(c.u, c.log_nu, 1.0, &du, &per_sample);
-  const Vec got = values_of(du);
-  const size_t per = static_cast<size_t>(nx * ny);
-  double expected_total = 0;
-  for (size_t s = 0; s < 2; ++s) {
-    const Dense d = assemble_dense(exp_of(part(c.log_nu_vals, s, per)), nx, ny, f);
-    const Vec u = part(c.u_vals, s, per);
-    const double expected = residual_loss_reference(d, u);
-    CHECK(per_sample[s] == doctest::Approx(expected).epsilon(1e-12));
-    expected_total += expected;
-    const Vec fd = fd_gradient([&](const Vec& v) { return Vec{residual_loss_reference(d, v)}; }, u, Vec{1.0});
-    CHECK(rel_max_error(part(got, s, per), fd) < f32_tol);
-  }
-  CHECK(total == doctest::Approx(expected_total).epsilon(1e-12));
+  for_each_device([](Device device) {
+    const int ny = 5, nx = 11;  // 10 elements per row: eight lanes and a scalar tail
+    const Case c = random_case(2, ny, nx, 50);
+    const double f = 0.9;
+    Tensor du;
+    std::vector<double> per_sample;
+    const double total = PoissonLoss2D(LossKind::residual, f)
+                             .evaluate(c.u.to(device), c.log_nu.to(device), 1.0, &du, &per_sample);
+    const Vec got = host_values(du);
+    const size_t per = static_cast<size_t>(nx * ny);
+    double expected_total = 0;
+    for (size_t s = 0; s < 2; ++s) {
+      const Dense d = assemble_dense(exp_of(part(c.log_nu_vals, s, per)), nx, ny, f);
+      const Vec u = part(c.u_vals, s, per);
+      const double expected = residual_loss_reference(d, u);
+      CHECK(per_sample[s] == doctest::Approx(expected).epsilon(1e-12));
+      expected_total += expected;
+      const Vec fd =
+          fd_gradient([&](const Vec& v) { return Vec{residual_loss_reference(d, v)}; }, u, Vec{1.0});
+      CHECK(rel_max_error(part(got, s, per), fd) < f32_tol);
+    }
+    CHECK(total == doctest::Approx(expected_total).epsilon(1e-12));
+  });
 }
 
 TEST_CASE("grad_scale scales du and leaves the loss unchanged, for both losses") {
   const Case c = random_case(3, 8, 7, 60);
-  for (LossKind kind : {LossKind::energy, LossKind::residual}) {
-    const PoissonLoss2D loss(kind, 0.5);
-    Tensor du1, du4;
-    const double l1 = loss.evaluate(c.u, c.log_nu, 1.0, &du1, nullptr);
-    const double l4 = loss.evaluate(c.u, c.log_nu, 0.25, &du4, nullptr);
-    CHECK(l1 == l4);
-    const Vec g1 = values_of(du1), g4 = values_of(du4);
-    for (size_t k = 0; k < g1.size(); ++k) CHECK(g4[k] == 0.25f * static_cast<float>(g1[k]));
-    // Without du the loss is the same number.
-    CHECK(loss.evaluate(c.u, c.log_nu, 1.0, nullptr, nullptr) == l1);
-  }
+  for_each_device([&](Device device) {
+    const Tensor u = c.u.to(device), log_nu = c.log_nu.to(device);
+    for (LossKind kind : {LossKind::energy, LossKind::residual}) {
+      const PoissonLoss2D loss(kind, 0.5);
+      Tensor du1, du4;
+      const double l1 = loss.evaluate(u, log_nu, 1.0, &du1, nullptr);
+      const double l4 = loss.evaluate(u, log_nu, 0.25, &du4, nullptr);
+      CHECK(l1 == l4);
+      const Vec g1 = host_values(du1), g4 = host_values(du4);
+      for (size_t k = 0; k < g1.size(); ++k) CHECK(g4[k] == 0.25f * static_cast<float>(g1[k]));
+      // Without du the loss is the same number.
+      CHECK(loss.evaluate(u, log_nu, 1.0, nullptr, nullptr) == l1);
+    }
+  });
 }
 
 TEST_CASE("loss and gradient are bitwise the same on any number of OpenMP threads") {
@@ -330,15 +350,38 @@ TEST_CASE("loss and gradient are bitwise the same on any number of OpenMP thread
   omp_set_num_threads(saved);
 }
 
+TEST_CASE("loss and gradient are bitwise the same run to run on every backend") {
+  const Case c = random_case(3, 33, 65, 80);
+  for_each_device([&](Device device) {
+    const Tensor u = c.u.to(device), log_nu = c.log_nu.to(device);
+    for (LossKind kind : {LossKind::energy, LossKind::residual}) {
+      const PoissonLoss2D loss(kind, 0.4);
+      Tensor du_ref, du;
+      std::vector<double> per_ref, per;
+      const double ref = loss.evaluate(u, log_nu, 1.0, &du_ref, &per_ref);
+      for (int run = 0; run < 3; ++run) {
+        CHECK(loss.evaluate(u, log_nu, 1.0, &du, &per) == ref);
+        CHECK(per == per_ref);
+        CHECK(host_values(du) == host_values(du_ref));
+      }
+    }
+  });
+}
+
 TEST_CASE("loss rejects mismatched or non-plain inputs") {
-  const PoissonLoss2D loss(LossKind::energy, 0.0);
-  CHECK_THROWS_AS(loss.evaluate(Tensor::zeros(Shape{1, 1, 4, 4}), Tensor::zeros(Shape{1, 1, 4, 5}), 1.0,
-                                nullptr, nullptr),
-                  Error);
-  CHECK_THROWS_AS(loss.evaluate(Tensor::zeros(Shape{1, 2, 4, 4}), Tensor::zeros(Shape{1, 2, 4, 4}), 1.0,
-                                nullptr, nullptr),
-                  Error);
-  CHECK_THROWS_AS(loss.evaluate(Tensor::zeros(Shape{1, 1, 1, 4}), Tensor::zeros(Shape{1, 1, 1, 4}), 1.0,
-                                nullptr, nullptr),
-                  Error);
+  for_each_device([](Device device) {
+    const auto zeros = [device](const Shape& s) { return Tensor::zeros(s, DType::f32, device); };
+    const PoissonLoss2D loss(LossKind::energy, 0.0);
+    CHECK_THROWS_AS(loss.evaluate(zeros(Shape{1, 1, 4, 4}), zeros(Shape{1, 1, 4, 5}), 1.0, nullptr, nullptr),
+                    Error);
+    CHECK_THROWS_AS(loss.evaluate(zeros(Shape{1, 2, 4, 4}), zeros(Shape{1, 2, 4, 4}), 1.0, nullptr, nullptr),
+                    Error);
+    CHECK_THROWS_AS(loss.evaluate(zeros(Shape{1, 1, 1, 4}), zeros(Shape{1, 1, 1, 4}), 1.0, nullptr, nullptr),
+                    Error);
+    // u and log nu on different devices.
+    if (device == Device::cuda)
+      CHECK_THROWS_AS(
+          loss.evaluate(zeros(Shape{1, 1, 4, 4}), Tensor::zeros(Shape{1, 1, 4, 4}), 1.0, nullptr, nullptr),
+          Error);
+  });
 }

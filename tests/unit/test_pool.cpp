@@ -1,11 +1,11 @@
 // MaxPool and AvgPool: forward against a naive fp64 window loop, backward against central
 // differences of it (max pooling on inputs without ties, so the argmax cannot flip within h), plain
-// and blocked, 2D and 3D, with and without padding and overlapping windows.
+// and blocked, 2D and 3D, with and without padding and overlapping windows, on every backend.
 #include <algorithm>
 #include <limits>
 
+#include "device_testing.hpp"
 #include "nn/pool.hpp"
-#include "testing.hpp"
 
 using namespace pdegen;
 using namespace pdegen::testing;
@@ -124,7 +124,8 @@ void check_gradient(const Vec& dx, const std::function<Vec(const Vec&)>& f, Vec 
   CHECK(rel_max_error(got, want) < 1e-4);
 }
 
-void check_forward_backward(Pool& layer, const Case& cs, bool is_max, Mode mode = Mode::train) {
+void check_forward_backward(Pool& layer, const Case& cs, bool is_max, Device device,
+                            Mode mode = Mode::train) {
   CAPTURE(cs.shape.str());
   CAPTURE(cs.block);
   CAPTURE(cs.config.kernel);
@@ -134,51 +135,61 @@ void check_forward_backward(Pool& layer, const Case& cs, bool is_max, Mode mode 
                        : random_vec(static_cast<size_t>(cs.shape.numel()), 1);
   const Shape out = expected_output(cs.shape, cs.config);
   REQUIRE(layer.output_shape(cs.shape) == out);
-  const Tensor y = layer.forward(tensor_from(x, cs.shape, cs.block), mode);
+  const Tensor y = layer.forward(tensor_on(device, x, cs.shape, cs.block), mode);
+  CHECK(y.device() == device);
   CHECK(y.shape() == out);
   CHECK(y.channel_block() == cs.block);
-  CHECK(rel_max_error(values_of(y), reference(x, cs.shape, cs.config, is_max)) < f32_tol);
+  CHECK(rel_max_error(host_values(y), reference(x, cs.shape, cs.config, is_max)) < f32_tol);
 
   const Vec w = random_vec(static_cast<size_t>(out.numel()), 2);
-  const Tensor dx = layer.backward(tensor_from(w, out, cs.block));
+  const Tensor dx = layer.backward(tensor_on(device, w, out, cs.block));
+  CHECK(dx.device() == device);
   CHECK(dx.shape() == cs.shape);
   CHECK(dx.channel_block() == cs.block);
   const auto f = [&](const Vec& v) { return reference(v, cs.shape, cs.config, is_max); };
-  check_gradient(values_of(dx), f, x, w);
+  check_gradient(host_values(dx), f, x, w);
 }
 
 }  // namespace
 
 TEST_CASE("max pool takes each window's maximum and routes dy to it, plain and blocked, 2D and 3D") {
-  for (const Case& cs : max_cases) {
-    MaxPool layer(cs.config);
-    CHECK(layer.kind() == "max_pool");
-    check_forward_backward(layer, cs, true);
-  }
+  for_each_device([](Device device) {
+    for (const Case& cs : max_cases) {
+      MaxPool layer(cs.config);
+      CHECK(layer.kind() == "max_pool");
+      check_forward_backward(layer, cs, true, device);
+    }
+  });
 }
 
 TEST_CASE("avg pool divides every window by k^ndim with padding counted, and its backward matches") {
-  for (const Case& cs : avg_cases) {
-    AvgPool layer(cs.config);
-    CHECK(layer.kind() == "avg_pool");
-    check_forward_backward(layer, cs, false);
-  }
+  for_each_device([](Device device) {
+    for (const Case& cs : avg_cases) {
+      AvgPool layer(cs.config);
+      CHECK(layer.kind() == "avg_pool");
+      check_forward_backward(layer, cs, false, device);
+    }
+  });
 }
 
 TEST_CASE("max pool backward works after an eval-mode forward") {
-  MaxPool layer(max_cases[2].config);
-  check_forward_backward(layer, max_cases[2], true, Mode::eval);
+  for_each_device([](Device device) {
+    MaxPool layer(max_cases[2].config);
+    check_forward_backward(layer, max_cases[2], true, device, Mode::eval);
+  });
 }
 
 TEST_CASE("one pooling layer serves changing shapes and layouts") {
-  const PoolConfig config{2, 3, 2, 1};
-  MaxPool max_layer(config);
-  AvgPool avg_layer(config);
-  for (const Case& cs : {Case{Shape{2, 16, 7, 6}, 16, config}, Case{Shape{1, 16, 9, 5}, 1, config},
-                         Case{Shape{2, 16, 7, 6}, 16, config}}) {
-    check_forward_backward(max_layer, cs, true);
-    check_forward_backward(avg_layer, cs, false);
-  }
+  for_each_device([](Device device) {
+    const PoolConfig config{2, 3, 2, 1};
+    MaxPool max_layer(config);
+    AvgPool avg_layer(config);
+    for (const Case& cs : {Case{Shape{2, 16, 7, 6}, 16, config}, Case{Shape{1, 16, 9, 5}, 1, config},
+                           Case{Shape{2, 16, 7, 6}, 16, config}}) {
+      check_forward_backward(max_layer, cs, true, device);
+      check_forward_backward(avg_layer, cs, false, device);
+    }
+  });
 }
 
 TEST_CASE("pooling output extents are floor((in + 2p - k) / s) + 1") {
@@ -196,7 +207,10 @@ TEST_CASE("pooling counts kernel^ndim flops per output element") {
 TEST_CASE("pooling rejects padding above kernel / 2 and inputs of the wrong rank") {
   CHECK_THROWS_AS(MaxPool({2, 2, 0, 2}), Error);
   CHECK_THROWS_AS(AvgPool({4, 2, 0, 0}), Error);
-  MaxPool layer({2, 2, 0, 0});
-  CHECK_THROWS_AS(layer.forward(Tensor::zeros(Shape{1, 3, 4, 4, 4}), Mode::train), Error);
-  CHECK_THROWS_AS(layer.backward(Tensor::zeros(Shape{1, 3, 2, 2})), Error);
+  for_each_device([](Device device) {
+    MaxPool layer({2, 2, 0, 0});
+    CHECK_THROWS_AS(layer.forward(Tensor::zeros(Shape{1, 3, 4, 4, 4}, DType::f32, device), Mode::train),
+                    Error);
+    CHECK_THROWS_AS(layer.backward(Tensor::zeros(Shape{1, 3, 2, 2}, DType::f32, device)), Error);
+  });
 }

@@ -1,7 +1,7 @@
 // Nearest 2x up-sampling: forward against a naive fp64 index loop, backward against central
-// differences of it, plain and blocked layouts, 2D and 3D.
+// differences of it, plain and blocked layouts, 2D and 3D, on every backend.
+#include "device_testing.hpp"
 #include "nn/upsample.hpp"
-#include "testing.hpp"
 
 using namespace pdegen;
 using namespace pdegen::testing;
@@ -31,50 +31,58 @@ Shape doubled(Shape s) {
   return s;
 }
 
-void check_upsample(const Shape& shape, int block) {
+void check_upsample(const Shape& shape, int block, Device device) {
   CAPTURE(shape.str());
   CAPTURE(block);
   // fp32-representable inputs, so that the copy must match the reference exactly.
   Vec x = random_vec(static_cast<size_t>(shape.numel()), 1);
   for (double& v : x) v = static_cast<float>(v);
   Upsample layer(shape.rank() - 2);
-  const Tensor y = layer.forward(tensor_from(x, shape, block), Mode::train);
+  const Tensor y = layer.forward(tensor_on(device, x, shape, block), Mode::train);
+  CHECK(y.device() == device);
   CHECK(y.shape() == doubled(shape));
   CHECK(y.channel_block() == block);
   // A copy: exact.
-  CHECK(rel_max_error(values_of(y), reference(x, shape)) == 0.0);
+  CHECK(rel_max_error(host_values(y), reference(x, shape)) == 0.0);
 
   const Vec w = random_vec(static_cast<size_t>(y.numel()), 2);
-  const Tensor dx = layer.backward(tensor_from(w, y.shape(), block));
+  const Tensor dx = layer.backward(tensor_on(device, w, y.shape(), block));
+  CHECK(dx.device() == device);
   CHECK(dx.shape() == shape);
   CHECK(dx.channel_block() == block);
   auto ref = [&](const Vec& v) { return reference(v, shape); };
-  CHECK(rel_max_error(values_of(dx), fd_gradient(ref, x, w)) < f32_tol);
+  CHECK(rel_max_error(host_values(dx), fd_gradient(ref, x, w)) < f32_tol);
 }
 
 }  // namespace
 
 TEST_CASE("upsample forward copies each value to its 2x2 children and backward sums them, 2D") {
-  check_upsample(Shape{2, 3, 5, 3}, 1);
-  check_upsample(Shape{2, 16, 5, 3}, 16);
-  check_upsample(Shape{1, 32, 4, 6}, 16);
+  for_each_device([](Device device) {
+    check_upsample(Shape{2, 3, 5, 3}, 1, device);
+    check_upsample(Shape{2, 16, 5, 3}, 16, device);
+    check_upsample(Shape{1, 32, 4, 6}, 16, device);
+  });
 }
 
 TEST_CASE("upsample forward copies each value to its 2x2x2 children and backward sums them, 3D") {
-  check_upsample(Shape{2, 3, 3, 4, 5}, 1);
-  check_upsample(Shape{2, 16, 3, 2, 5}, 16);
+  for_each_device([](Device device) {
+    check_upsample(Shape{2, 3, 3, 4, 5}, 1, device);
+    check_upsample(Shape{2, 16, 3, 2, 5}, 16, device);
+  });
 }
 
 TEST_CASE("upsample takes dy in another layout and returns dx in the input's") {
-  const Shape shape{2, 16, 3, 4};
-  const Vec x = random_vec(static_cast<size_t>(shape.numel()), 3);
-  Upsample layer(2);
-  const Tensor y = layer.forward(tensor_from(x, shape, 16), Mode::train);
-  const Vec w = random_vec(static_cast<size_t>(y.numel()), 4);
-  const Tensor dx = layer.backward(tensor_from(w, y.shape(), 1));
-  CHECK(dx.channel_block() == 16);
-  auto ref = [&](const Vec& v) { return reference(v, shape); };
-  CHECK(rel_max_error(values_of(dx), fd_gradient(ref, x, w)) < f32_tol);
+  for_each_device([](Device device) {
+    const Shape shape{2, 16, 3, 4};
+    const Vec x = random_vec(static_cast<size_t>(shape.numel()), 3);
+    Upsample layer(2);
+    const Tensor y = layer.forward(tensor_on(device, x, shape, 16), Mode::train);
+    const Vec w = random_vec(static_cast<size_t>(y.numel()), 4);
+    const Tensor dx = layer.backward(tensor_on(device, w, y.shape(), 1));
+    CHECK(dx.channel_block() == 16);
+    auto ref = [&](const Vec& v) { return reference(v, shape); };
+    CHECK(rel_max_error(host_values(dx), fd_gradient(ref, x, w)) < f32_tol);
+  });
 }
 
 TEST_CASE("upsample reports its kind, shapes and one backward flop per output element") {
@@ -89,9 +97,12 @@ TEST_CASE("upsample reports its kind, shapes and one backward flop per output el
 
 TEST_CASE("upsample rejects a wrong rank, backward before forward and a mismatched dy") {
   CHECK_THROWS_AS(Upsample(1), Error);
-  Upsample layer(2);
-  CHECK_THROWS_AS(layer.backward(Tensor::zeros(Shape{1, 1, 4, 4})), Error);
-  CHECK_THROWS_AS(layer.forward(Tensor::zeros(Shape{1, 1, 2, 2, 2}), Mode::train), Error);
-  layer.forward(Tensor::zeros(Shape{1, 2, 3, 3}), Mode::train);
-  CHECK_THROWS_AS(layer.backward(Tensor::zeros(Shape{1, 2, 6, 5})), Error);
+  for_each_device([](Device device) {
+    Upsample layer(2);
+    CHECK_THROWS_AS(layer.backward(Tensor::zeros(Shape{1, 1, 4, 4}, DType::f32, device)), Error);
+    CHECK_THROWS_AS(layer.forward(Tensor::zeros(Shape{1, 1, 2, 2, 2}, DType::f32, device), Mode::train),
+                    Error);
+    layer.forward(Tensor::zeros(Shape{1, 2, 3, 3}, DType::f32, device), Mode::train);
+    CHECK_THROWS_AS(layer.backward(Tensor::zeros(Shape{1, 2, 6, 5}, DType::f32, device)), Error);
+  });
 }
