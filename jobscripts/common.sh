@@ -176,7 +176,7 @@ pdegen_job_setup() {
   PDEGEN_RUN_DIR="$run_dir"
   # A resubmitted job (same name, so same directory) continues from its newest checkpoint; the
   # first one finds none and starts at step 0. An explicit training.restart wins.
-  true
+  [ "$restart_given" = 1 ] || PDEGEN_OVERRIDES+=("training.restart=latest")
 
   mkdir -p "$PDEGEN_RUN_DIR" || pdegen_die "cannot create the run directory '$PDEGEN_RUN_DIR'"
   # The deck as submitted, next to pdegen's own deck.resolved.yaml. A resubmission with an edited

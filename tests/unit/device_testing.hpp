@@ -10,13 +10,12 @@
 
 namespace pdegen::testing {
 
-// tensor_from on the host, then moved (layout kept) to `device`.
+// tensor_from on the host, then moved to `device` in the layout asked for (the GPU kernels of these
+// layers index through the layout, so blocked inputs are tested there too; backends.hpp's
+// device_tensor gives the plain layout the GPU network uses). host_values is backends.hpp's.
 inline Tensor tensor_on(Device device, const Vec& v, const Shape& shape, int channel_block = 1) {
   return tensor_from(v, shape, channel_block).to(device);
 }
-
-// Logical-order values of a tensor on any device.
-inline Vec host_values(const Tensor& t) { return values_of(t.to(Device::cpu)); }
 
 // Overwrites a plain fp32 tensor on any device (a registry value) with v.
 inline void set_values_on(const Tensor& t, const Vec& v) {
