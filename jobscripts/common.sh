@@ -23,7 +23,7 @@
 #   PDEGEN_DRY_RUN  1: print the launch command instead of running it
 #   PDEGEN_FORCE    1: launch even when the run directory already completed training.steps
 
-# The checkout the scripts belong to (PDEGEN_HOME, set by the job script before sourcing us).
+# The checkout the scripts belong to: $PDEGEN_HOME, else the directory above this file.
 PDEGEN_HOME="${PDEGEN_HOME:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 
 pdegen_die() {
@@ -136,6 +136,14 @@ pdegen_cores() {
   if [ -z "$n" ] || [ "$n" -eq 0 ]; then n=$(nproc); fi
   echo "$n"
 }
+# Hardware threads per core (2 with hyper-threading), to turn a scheduler's CPU count into cores.
+pdegen_threads_per_core() {
+  local logical t
+  logical=$(lscpu -p=CPU 2>/dev/null | grep -v '^#' | grep -c .)
+  t=$((${logical:-0} / $(pdegen_cores)))
+  if [ "$t" -lt 1 ]; then t=1; fi
+  echo "$t"
+}
 
 pdegen_job_setup() {
   if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
@@ -166,6 +174,10 @@ pdegen_job_setup() {
   done
 
   PDEGEN_SCHEDULER="$(pdegen_scheduler)"
+  if [ "$PDEGEN_SCHEDULER" = none ] && [ -n "${SLURM_JOB_ID:-}${LSB_JOBID:-}" ]; then
+    echo "pdegen job: warning: inside a batch job but without its launcher (srun/jsrun):" \
+      "running on this node only, through mpiexec.mpich or serially" >&2
+  fi
   PDEGEN_JOB_NAME="$(pdegen_job_name)"
   PDEGEN_JOB_ID="$(pdegen_job_id)"
   PDEGEN_BIN="$(pdegen_find_binary)" || exit 2

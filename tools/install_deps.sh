@@ -3,7 +3,7 @@
 # Idempotent: on a machine that has everything it prints one line and changes nothing.
 #   tools/install_deps.sh            build + test dependencies
 #   tools/install_deps.sh --bench    also python3-torch/numpy/scipy/yaml for the PyTorch comparison benchmarks
-#   tools/install_deps.sh --plots    also python3-matplotlib/h5py for the plotting tools
+#   tools/install_deps.sh --plots    also python3-matplotlib/h5py/yaml for tools/plot, tools/sweep, tools/collect
 #   tools/install_deps.sh --paraview also ParaView's python (pvpython), xvfb and h5py for
 #                                    tests/io/test_paraview.sh (pulls OpenMPI: use mpiexec.mpich)
 set -euo pipefail
@@ -13,7 +13,7 @@ pkgs=(mpich libmpich-dev libhdf5-mpich-dev hdf5-tools libyaml-cpp-dev libspdlog-
 for arg in "$@"; do
   case "$arg" in
     --bench) pkgs+=(python3 python3-torch python3-numpy python3-scipy python3-yaml) ;;
-    --plots) pkgs+=(python3 python3-matplotlib python3-h5py python3-numpy) ;;
+    --plots) pkgs+=(python3 python3-matplotlib python3-h5py python3-numpy python3-yaml) ;;
     --paraview) pkgs+=(python3-paraview xvfb python3-h5py hdf5-tools) ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "install_deps.sh: unknown option '$arg' (expected --bench, --plots or --paraview)" >&2; exit 2 ;;

@@ -12,15 +12,18 @@ namespace {
 
 template <ActivationKind K>
 __global__ void forward_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t n, float alpha) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
     y[i] = activation_forward<K>(x[i], alpha);
 }
 
 // x or y may be null where the kind's derivative does not read it.
 template <ActivationKind K>
 __global__ void backward_kernel(const float* __restrict__ x, const float* __restrict__ y,
-                                const float* __restrict__ dy, float* __restrict__ dx, int64_t n, float alpha) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+                                const float* __restrict__ dy, float* __restrict__ dx, int64_t n,
+                                float alpha) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
     const float xi = activation_backward_reads_input(K) ? x[i] : 0.0f;
     const float yi = activation_backward_reads_output(K) ? y[i] : 0.0f;
     dx[i] = activation_backward<K>(xi, yi, dy[i], alpha);

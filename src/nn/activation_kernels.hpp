@@ -2,7 +2,8 @@
 // derivative expressed through whatever backward has at hand (input x and/or output y).
 //
 // Each function is a template on the kind, so that a loop instantiated for one kind has no switch
-// inside and vectorises; the exponentials are fast_exp (core/fast_math.hpp) on the CPU, not libm's scalar calls.
+// inside and vectorises; on the CPU the exponentials are fast_exp (core/fast_math.hpp), not libm's
+// scalar calls.
 #pragma once
 
 #include <type_traits>

@@ -14,7 +14,7 @@ namespace pdegen {
 Tensor BatchNorm::forward_cuda(const Tensor& x, Mode mode) {
   const int64_t C = config_.channels;
   const norm_cuda::Layout l = norm_cuda::layout_of(x);
-  const norm_cuda::Slots slots{false, C, l.S, l.N};
+  const norm_cuda::Slots slots{false, l.N, C};
   // Running statistics stay on the host (C values; checkpoints read them there).
   float* running_mean = running_mean_.data<float>();
   float* running_var = running_var_.data<float>();
@@ -62,10 +62,8 @@ Tensor BatchNorm::forward_cuda(const Tensor& x, Mode mode) {
   Tensor y = Tensor::empty(x.shape(), DType::f32, x.device(), x.channel_block());
   const Tensor d_mean = norm_cuda::upload(mean_f), d_scale = norm_cuda::upload(scale),
                d_shift = norm_cuda::upload(shift);
-  norm_cuda::forward_kernel<<<norm_cuda::grid_for(x.numel()), norm_cuda::threads, 0, cuda::stream()>>>(
-      slots, l, x.data<float>(), y.data<float>(), d_mean.data<float>(), d_scale.data<float>(),
-      d_shift.data<float>());
-  CUDA_CHECK_LAUNCH();
+  norm_cuda::forward_pass(slots, l, x.data<float>(), y.data<float>(), d_mean.data<float>(),
+                          d_scale.data<float>(), d_shift.data<float>());
 
   x_ = x;
   mode_ = mode;
@@ -77,7 +75,7 @@ Tensor BatchNorm::forward_cuda(const Tensor& x, Mode mode) {
 Tensor BatchNorm::backward_cuda(const Tensor& dy) {
   const int64_t C = config_.channels;
   const norm_cuda::Layout l = norm_cuda::layout_of(x_), ldy = norm_cuda::layout_of(dy);
-  const norm_cuda::Slots slots{false, C, l.S, l.N};
+  const norm_cuda::Slots slots{false, l.N, C};
   const bool batch_statistics = mode_ == Mode::train;
   const Tensor d_mean = norm_cuda::upload(mean_);
 
@@ -85,7 +83,8 @@ Tensor BatchNorm::backward_cuda(const Tensor& dy) {
   // parameters needs neither.
   std::vector<double> sums(static_cast<size_t>(2 * C), 0.0);
   if (batch_statistics || config_.affine) {
-    norm_cuda::totals(slots, norm_cuda::GradTerms{x_.data<float>(), dy.data<float>(), d_mean.data<float>(), l, ldy},
+    norm_cuda::totals(slots,
+                      norm_cuda::GradTerms{x_.data<float>(), dy.data<float>(), d_mean.data<float>(), l, ldy},
                       sums.data(), sums.data() + C);
     for (int64_t c = 0; c < C; ++c) sums[static_cast<size_t>(C + c)] *= inv_std_[static_cast<size_t>(c)];
   }
@@ -110,8 +109,8 @@ Tensor BatchNorm::backward_cuda(const Tensor& dy) {
   for (int64_t ch = 0; ch < C; ++ch) {
     const auto k = static_cast<size_t>(ch);
     const NormBackwardCoeffs coeffs =
-        norm_backward_coeffs(config_.affine ? gamma[k] : 1.0, inv_std_[k], sums[k], sums[k + static_cast<size_t>(C)],
-                             count_, batch_statistics);
+        norm_backward_coeffs(config_.affine ? gamma[k] : 1.0, inv_std_[k], sums[k],
+                             sums[k + static_cast<size_t>(C)], count_, batch_statistics);
     a[k] = static_cast<float>(coeffs.a);
     b[k] = static_cast<float>(coeffs.b);
     c[k] = static_cast<float>(coeffs.c);
@@ -119,10 +118,8 @@ Tensor BatchNorm::backward_cuda(const Tensor& dy) {
 
   Tensor dx = Tensor::empty(x_.shape(), DType::f32, x_.device(), x_.channel_block());
   const Tensor d_a = norm_cuda::upload(a), d_b = norm_cuda::upload(b), d_c = norm_cuda::upload(c);
-  norm_cuda::backward_kernel<<<norm_cuda::grid_for(dx.numel()), norm_cuda::threads, 0, cuda::stream()>>>(
-      slots, l, ldy, x_.data<float>(), dy.data<float>(), dx.data<float>(), d_mean.data<float>(), d_a.data<float>(),
-      d_b.data<float>(), d_c.data<float>());
-  CUDA_CHECK_LAUNCH();
+  norm_cuda::backward_pass(slots, l, ldy, x_.data<float>(), dy.data<float>(), dx.data<float>(),
+                           d_mean.data<float>(), d_a.data<float>(), d_b.data<float>(), d_c.data<float>());
   return dx;
 }
 

@@ -2,6 +2,8 @@
 // or b through their layouts in forward; backward writes each input's part of dy back into that
 // input's layout the same way. Pure copies: the values are exact.
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_context.hpp"
@@ -12,7 +14,8 @@ namespace pdegen {
 namespace {
 
 // Element (n, c, s) of a tensor with C channels, S positions, channel block b.
-__device__ int64_t offset(int64_t n, int64_t c, int64_t s, int64_t C, int64_t S, int64_t b) {
+template <class Index>
+__device__ Index offset(Index n, Index c, Index s, Index C, Index S, Index b) {
   return ((n * (C / b) + c / b) * S + s) * b + c % b;
 }
 
@@ -22,13 +25,19 @@ struct Part {
 
 // Copies between the plain output (N, Ca + Cb, S) and the two parts; kGather: y from a and b,
 // otherwise da and db from y. One thread per element of y, in y's storage order (coalesced there).
-template <bool kGather, class T>
-__global__ void concat_kernel(int64_t N, int64_t S, Part pa, Part pb, T* __restrict__ y, T* __restrict__ a,
-                              T* __restrict__ b) {
-  const int64_t C = pa.C + pb.C, total = N * C * S;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t s = i % S, c = i / S % C, n = i / S / C;
-    T* part = c < pa.C ? a + offset(n, c, s, pa.C, S, pa.block) : b + offset(n, c - pa.C, s, pb.C, S, pb.block);
+// Index: int32_t where every offset fits (a 32-bit division is several times cheaper), else int64_t.
+template <bool kGather, class Index, class T>
+__global__ void concat_kernel(int64_t n_samples, int64_t n_spatial, Part pa, Part pb, T* __restrict__ y,
+                              T* __restrict__ a, T* __restrict__ b) {
+  const Index S = static_cast<Index>(n_spatial), Ca = static_cast<Index>(pa.C), Cb = static_cast<Index>(pb.C);
+  const Index ba = static_cast<Index>(pa.block), bb = static_cast<Index>(pb.block), C = Ca + Cb;
+  const Index total = static_cast<Index>(n_samples) * C * S;
+  const Index stride = static_cast<Index>(gridDim.x) * static_cast<Index>(blockDim.x);
+  for (Index i =
+           static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) + static_cast<Index>(threadIdx.x);
+       i < total; i += stride) {
+    const Index s = i % S, c = i / S % C, n = i / S / C;
+    T* part = c < Ca ? a + offset(n, c, s, Ca, S, ba) : b + offset(n, c - Ca, s, Cb, S, bb);
     if constexpr (kGather)
       y[i] = *part;
     else
@@ -36,29 +45,35 @@ __global__ void concat_kernel(int64_t N, int64_t S, Part pa, Part pb, T* __restr
   }
 }
 
-// The same copies on raw element bits, so every dtype (fp32, fp16, bf16, fp64) moves unchanged.
-template <bool kGather>
-void launch(size_t element, int64_t N, int64_t S, Part pa, Part pb, void* y, void* a, void* b) {
+// The copies on raw element bits of T's size, with 32-bit indices where they fit.
+template <bool kGather, class T>
+void launch_typed(int64_t N, int64_t S, Part pa, Part pb, void* y, void* a, void* b) {
   const int64_t total = N * (pa.C + pb.C) * S;
   const unsigned grid = std::min(cuda::blocks_for(total), 65535u);
   cudaStream_t stream = cuda::stream();
+  T *ty = static_cast<T*>(y), *ta = static_cast<T*>(a), *tb = static_cast<T*>(b);
+  // The grid-stride loop's last step may pass `total` by one stride: that must fit too.
+  if (total + int64_t{grid} * 256 < std::numeric_limits<int32_t>::max())
+    concat_kernel<kGather, int32_t><<<grid, 256, 0, stream>>>(N, S, pa, pb, ty, ta, tb);
+  else
+    concat_kernel<kGather, int64_t><<<grid, 256, 0, stream>>>(N, S, pa, pb, ty, ta, tb);
+  CUDA_CHECK_LAUNCH();
+}
+
+// The same copies for every dtype (fp32, fp16, bf16, fp64): they move bits unchanged.
+template <bool kGather>
+void launch(size_t element, int64_t N, int64_t S, Part pa, Part pb, void* y, void* a, void* b) {
+  if (N * (pa.C + pb.C) * S == 0) return;
   switch (element) {
     case 2:
-      concat_kernel<kGather><<<grid, 256, 0, stream>>>(N, S, pa, pb, static_cast<uint16_t*>(y),
-                                                       static_cast<uint16_t*>(a), static_cast<uint16_t*>(b));
-      break;
+      return launch_typed<kGather, uint16_t>(N, S, pa, pb, y, a, b);
     case 4:
-      concat_kernel<kGather><<<grid, 256, 0, stream>>>(N, S, pa, pb, static_cast<uint32_t*>(y),
-                                                       static_cast<uint32_t*>(a), static_cast<uint32_t*>(b));
-      break;
+      return launch_typed<kGather, uint32_t>(N, S, pa, pb, y, a, b);
     case 8:
-      concat_kernel<kGather><<<grid, 256, 0, stream>>>(N, S, pa, pb, static_cast<uint64_t*>(y),
-                                                       static_cast<uint64_t*>(a), static_cast<uint64_t*>(b));
-      break;
+      return launch_typed<kGather, uint64_t>(N, S, pa, pb, y, a, b);
     default:
       PDEGEN_THROW("concat of {}-byte elements", element);
   }
-  CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace

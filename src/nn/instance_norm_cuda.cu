@@ -11,7 +11,7 @@ namespace pdegen {
 Tensor InstanceNorm::forward_cuda(const Tensor& x) {
   const int64_t C = config_.channels;
   const norm_cuda::Layout l = norm_cuda::layout_of(x);
-  const norm_cuda::Slots slots{true, C, l.S, l.N};
+  const norm_cuda::Slots slots{true, l.N, C};
   const int64_t NC = l.N * C;
   const auto nc = static_cast<size_t>(NC);
   const double count = static_cast<double>(l.S);
@@ -37,10 +37,8 @@ Tensor InstanceNorm::forward_cuda(const Tensor& x) {
   Tensor y = Tensor::empty(x.shape(), DType::f32, x.device(), x.channel_block());
   const Tensor d_mean = norm_cuda::upload(mean), d_scale = norm_cuda::upload(scale),
                d_shift = norm_cuda::upload(shift);
-  norm_cuda::forward_kernel<<<norm_cuda::grid_for(x.numel()), norm_cuda::threads, 0, cuda::stream()>>>(
-      slots, l, x.data<float>(), y.data<float>(), d_mean.data<float>(), d_scale.data<float>(),
-      d_shift.data<float>());
-  CUDA_CHECK_LAUNCH();
+  norm_cuda::forward_pass(slots, l, x.data<float>(), y.data<float>(), d_mean.data<float>(),
+                          d_scale.data<float>(), d_shift.data<float>());
 
   x_ = x;
   mean_ = std::move(mean);
@@ -51,14 +49,15 @@ Tensor InstanceNorm::forward_cuda(const Tensor& x) {
 Tensor InstanceNorm::backward_cuda(const Tensor& dy) {
   const int64_t C = config_.channels;
   const norm_cuda::Layout l = norm_cuda::layout_of(x_), ldy = norm_cuda::layout_of(dy);
-  const norm_cuda::Slots slots{true, C, l.S, l.N};
+  const norm_cuda::Slots slots{true, l.N, C};
   const int64_t NC = l.N * C;
   const auto nc = static_cast<size_t>(NC);
   const double count = static_cast<double>(l.S);
   const Tensor d_mean = norm_cuda::upload(mean_);
 
   std::vector<double> sum_dy(nc, 0.0), sum_dy_xhat(nc, 0.0);
-  norm_cuda::totals(slots, norm_cuda::GradTerms{x_.data<float>(), dy.data<float>(), d_mean.data<float>(), l, ldy},
+  norm_cuda::totals(slots,
+                    norm_cuda::GradTerms{x_.data<float>(), dy.data<float>(), d_mean.data<float>(), l, ldy},
                     sum_dy.data(), sum_dy_xhat.data());
   for (size_t j = 0; j < nc; ++j) sum_dy_xhat[j] *= inv_std_[j];
 
@@ -85,8 +84,9 @@ Tensor InstanceNorm::backward_cuda(const Tensor& dy) {
   std::vector<float> a(nc), b(nc), c(nc);
   for (int64_t k = 0; k < NC; ++k) {
     const auto j = static_cast<size_t>(k);
-    const NormBackwardCoeffs coeffs = norm_backward_coeffs(
-        config_.affine ? gamma[static_cast<size_t>(k % C)] : 1.0, inv_std_[j], sum_dy[j], sum_dy_xhat[j], count, true);
+    const NormBackwardCoeffs coeffs =
+        norm_backward_coeffs(config_.affine ? gamma[static_cast<size_t>(k % C)] : 1.0, inv_std_[j], sum_dy[j],
+                             sum_dy_xhat[j], count, true);
     a[j] = static_cast<float>(coeffs.a);
     b[j] = static_cast<float>(coeffs.b);
     c[j] = static_cast<float>(coeffs.c);
@@ -94,10 +94,8 @@ Tensor InstanceNorm::backward_cuda(const Tensor& dy) {
 
   Tensor dx = Tensor::empty(x_.shape(), DType::f32, x_.device(), x_.channel_block());
   const Tensor d_a = norm_cuda::upload(a), d_b = norm_cuda::upload(b), d_c = norm_cuda::upload(c);
-  norm_cuda::backward_kernel<<<norm_cuda::grid_for(dx.numel()), norm_cuda::threads, 0, cuda::stream()>>>(
-      slots, l, ldy, x_.data<float>(), dy.data<float>(), dx.data<float>(), d_mean.data<float>(), d_a.data<float>(),
-      d_b.data<float>(), d_c.data<float>());
-  CUDA_CHECK_LAUNCH();
+  norm_cuda::backward_pass(slots, l, ldy, x_.data<float>(), dy.data<float>(), dx.data<float>(),
+                           d_mean.data<float>(), d_a.data<float>(), d_b.data<float>(), d_c.data<float>());
   return dx;
 }
 

@@ -311,89 +311,91 @@ void backward_pass(const Tiling& t, Slot&& slot, const float* x, const float* dy
 #endif
 
 #if defined(__CUDACC__)
-// The GPU's kernels for the same arithmetic. Each thread maps a storage index to its logical
-// (n, c, s) through the tensor's channel block (core/tensor.hpp), so one kernel serves plain and
-// blocked tensors, and x and dy may differ in layout. Statistics are indexed by `slot`: the channel
-// for batch norm, n * C + c for instance norm (per_instance). Sums are reduced in double like the
-// CPU's, in a fixed order: each segment (a statistic's elements) is cut into `parts` strided parts,
-// each part reduced by one block in shared memory, and the parts then added in order by one thread,
-// so the result is the same run to run and needs no atomics.
+// The GPU's kernels for the same arithmetic, over the same "rows" as the CPU's loops: row r =
+// n * C/B + cb holds S * B contiguous floats, lane l of position s at s * B + l being channel
+// cb * B + l (B = 1: plain). Kernels walk rows, so an element's channel is its row's plus its lane
+// (B is a power of two: a mask, no division per element), and x and dy may differ in layout.
+// Statistics are indexed by `slot`: the channel for batch norm, n * C + c for instance norm
+// (per_instance). Sums are reduced in double like the CPU's, in a fixed order: the positions of a
+// statistic are cut into `parts` strided parts, each part reduced by one block in shared memory, and
+// the parts then added in order by one thread, so the result is the same run to run, no atomics.
 namespace norm_cuda {
-
-struct Layout {
-  int64_t N = 0, C = 0, S = 0, b = 1;
-  __host__ __device__ int64_t offset(int64_t n, int64_t c, int64_t s) const {
-    return ((n * (C / b) + c / b) * S + s) * b + c % b;
-  }
-  // Logical (n, c, s) of storage index i.
-  __device__ void logical(int64_t i, int64_t& n, int64_t& c, int64_t& s) const {
-    const int64_t lane = i % b, q = i / b, r = q / S;
-    s = q % S;
-    c = r % (C / b) * b + lane;
-    n = r / (C / b);
-  }
-};
-
-inline Layout layout_of(const Tensor& t) {
-  return Layout{t.dim(0), t.dim(1), t.shape().spatial(), t.channel_block()};
-}
-
-// Which statistic an element belongs to, and the elements of statistic k.
-struct Slots {
-  bool per_instance;
-  int64_t C, S, N;
-  __host__ __device__ int64_t segments() const { return per_instance ? N * C : C; }
-  __host__ __device__ int64_t length() const { return per_instance ? S : N * S; }
-  __device__ int64_t slot(int64_t n, int64_t c) const { return per_instance ? n * C + c : c; }
-  // Element j of statistic k as (n, c, s).
-  __device__ void element(int64_t k, int64_t j, int64_t& n, int64_t& c, int64_t& s) const {
-    if (per_instance) {
-      n = k / C;
-      c = k % C;
-      s = j;
-    } else {
-      c = k;
-      n = j / S;
-      s = j % S;
-    }
-  }
-};
 
 inline constexpr int threads = 256;
 
-// The terms of the forward sums: x and x^2 (exact in double).
+struct Layout {
+  int64_t N = 0, C = 0, S = 0, b = 1;
+  // First float of (n, c)'s positions; position s is at first + s * b.
+  __host__ __device__ int64_t first(int64_t n, int64_t c) const {
+    return (n * (C / b) + c / b) * S * b + c % b;
+  }
+  __host__ __device__ int64_t rows() const { return N * (C / b); }
+  __host__ __device__ int64_t row_length() const { return S * b; }
+};
+
+inline Layout layout_of(const Tensor& t) {
+  const int64_t b = t.channel_block();
+  PDEGEN_CHECK(b > 0 && (b & (b - 1)) == 0, "GPU normalisation needs a power-of-two channel block, got {}",
+               b);
+  return Layout{t.dim(0), t.dim(1), t.shape().spatial(), b};
+}
+
+// Which statistic an element belongs to: its channel, or its (sample, channel).
+struct Slots {
+  bool per_instance;
+  int64_t N, C;
+  __host__ __device__ int64_t count() const { return per_instance ? N * C : C; }
+  __device__ int64_t slot(int64_t n, int64_t c) const { return per_instance ? n * C + c : c; }
+  // Statistic k's channel and its samples [n0, n1).
+  __device__ void samples(int64_t k, int64_t& c, int64_t& n0, int64_t& n1) const {
+    c = per_instance ? k % C : k;
+    n0 = per_instance ? k / C : 0;
+    n1 = per_instance ? n0 + 1 : N;
+  }
+};
+
+// The terms of the forward sums at x[ox]: x and x^2 (exact in double).
 struct ValueTerms {
   const float* x;
   Layout lx;
-  __device__ void operator()(int64_t n, int64_t c, int64_t s, int64_t, double& a, double& q) const {
-    a = x[lx.offset(n, c, s)];
+  __device__ void operator()(int64_t ox, int64_t, int64_t, double& a, double& q) const {
+    a = x[ox];
     q = a * a;
   }
+  __device__ int64_t dy_first(int64_t, int64_t) const { return 0; }  // no dy
+  __device__ int64_t dy_stride() const { return 0; }
 };
 
-// The terms of the backward sums: dy and dy * (x - mean), the subtraction in fp32 as on the CPU.
+// The terms of the backward sums at x[ox], dy[ody]: dy and dy * (x - mean), the subtraction in fp32
+// as on the CPU.
 struct GradTerms {
   const float *x, *dy, *mean;
   Layout lx, ldy;
-  __device__ void operator()(int64_t n, int64_t c, int64_t s, int64_t k, double& a, double& q) const {
-    a = dy[ldy.offset(n, c, s)];
-    q = a * static_cast<double>(x[lx.offset(n, c, s)] - mean[k]);
+  __device__ void operator()(int64_t ox, int64_t ody, int64_t k, double& a, double& q) const {
+    a = dy[ody];
+    q = a * static_cast<double>(x[ox] - mean[k]);
   }
+  __device__ int64_t dy_first(int64_t n, int64_t c) const { return ldy.first(n, c); }
+  __device__ int64_t dy_stride() const { return ldy.b; }
 };
 
-// partial[(k * parts + p) * 2 + {0, 1}] = the sums of part p of statistic k (grid: parts x segments).
+// partial[(k * parts + p) * 2 + {0, 1}] = the sums of part p of statistic k (grid: parts x
+// statistics): positions s = p * threads + t + m * parts * threads of every sample of the statistic.
 template <class Terms>
 __global__ void part_sums_kernel(Slots slots, Terms terms, int64_t parts, double* partial) {
   __shared__ double first[threads], second[threads];
-  const int64_t k = blockIdx.y, p = blockIdx.x, length = slots.length();
+  const int64_t k = blockIdx.y, p = blockIdx.x, S = terms.lx.S;
+  int64_t c, n0, n1;
+  slots.samples(k, c, n0, n1);
   double a_sum = 0, q_sum = 0;
-  for (int64_t j = p * threads + threadIdx.x; j < length; j += parts * threads) {
-    int64_t n, c, s;
-    slots.element(k, j, n, c, s);
-    double a, q;
-    terms(n, c, s, k, a, q);
-    a_sum += a;
-    q_sum += q;
+  for (int64_t n = n0; n < n1; ++n) {
+    const int64_t bx = terms.lx.first(n, c), by = terms.dy_first(n, c);
+    for (int64_t s = p * threads + threadIdx.x; s < S; s += parts * threads) {
+      double a, q;
+      terms(bx + s * terms.lx.b, by + s * terms.dy_stride(), k, a, q);
+      a_sum += a;
+      q_sum += q;
+    }
   }
   first[threadIdx.x] = a_sum;
   second[threadIdx.x] = q_sum;
@@ -411,80 +413,118 @@ __global__ void part_sums_kernel(Slots slots, Terms terms, int64_t parts, double
   }
 }
 
-// The non-template kernels have internal linkage: nvcc has no inline __global__ functions, and each
-// .cu file that includes this header gets its own copy.
-namespace {
-
-// totals[k] = sums of statistic k's parts in order, first then second: [first_0.., second_0..].
-__global__ void part_totals_kernel(const double* partial, int64_t parts, int64_t segments,
-                                          double* totals) {
+// totals[k] = sums of statistic k's parts in order, first then second: [first_0.., second_0..]. (The
+// kernels of this header are templates, also where one instance is used: nvcc has no inline
+// __global__ functions, and a template is what several .cu files may each instantiate.)
+template <class Real>
+__global__ void part_totals_kernel(const Real* partial, int64_t parts, int64_t count, Real* totals) {
   const int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (k >= segments) return;
+  if (k >= count) return;
   double a = 0, q = 0;
   for (int64_t p = 0; p < parts; ++p) {
     a += partial[(k * parts + p) * 2];
     q += partial[(k * parts + p) * 2 + 1];
   }
   totals[k] = a;
-  totals[segments + k] = q;
+  totals[count + k] = q;
 }
-
-}  // namespace
 
 // Host: the two sums of every statistic, copied into first[k] and second[k] (this waits for the GPU).
 // The part count depends on the shape only, so the order of the additions does too.
 template <class Terms>
 void totals(const Slots& slots, const Terms& terms, double* first, double* second) {
-  const int64_t segments = slots.segments(), length = slots.length();
-  const int64_t parts = std::clamp<int64_t>((length + 8 * threads - 1) / (8 * threads), 1, 1024);
-  PDEGEN_CHECK(segments <= 65535, "GPU normalisation supports at most 65535 statistics, got {}", segments);
-  Tensor partial = Tensor::empty(Shape{segments * parts * 2}, DType::f64, Device::cuda);
-  Tensor sums = Tensor::empty(Shape{2 * segments}, DType::f64, Device::cuda);
+  const int64_t count = slots.count(), S = terms.lx.S;
+  const int64_t samples = slots.per_instance ? 1 : slots.N;
+  // About 8 terms per thread.
+  const int64_t parts = std::clamp<int64_t>((samples * S + 8 * threads - 1) / (8 * threads), 1,
+                                            std::clamp<int64_t>((S + threads - 1) / threads, 1, 1024));
+  PDEGEN_CHECK(count <= 65535, "GPU normalisation supports at most 65535 statistics, got {}", count);
+  Tensor partial = Tensor::empty(Shape{count * parts * 2}, DType::f64, Device::cuda);
+  Tensor sums = Tensor::empty(Shape{2 * count}, DType::f64, Device::cuda);
   cudaStream_t stream = cuda::stream();
-  part_sums_kernel<<<dim3(static_cast<unsigned>(parts), static_cast<unsigned>(segments)), threads, 0, stream>>>(
+  part_sums_kernel<<<dim3(static_cast<unsigned>(parts), static_cast<unsigned>(count)), threads, 0, stream>>>(
       slots, terms, parts, partial.data<double>());
   CUDA_CHECK_LAUNCH();
-  part_totals_kernel<<<cuda::blocks_for(segments), threads, 0, stream>>>(partial.data<double>(), parts, segments,
-                                                                       sums.data<double>());
+  part_totals_kernel<<<cuda::blocks_for(count), threads, 0, stream>>>(partial.data<double>(), parts, count,
+                                                                      sums.data<double>());
   CUDA_CHECK_LAUNCH();
-  std::vector<double> host(static_cast<size_t>(2 * segments));
+  std::vector<double> host(static_cast<size_t>(2 * count));
   CUDA_CHECK(cudaMemcpyAsync(host.data(), sums.data<double>(), host.size() * sizeof(double),
                              cudaMemcpyDeviceToHost, stream));
   CUDA_CHECK(cudaStreamSynchronize(stream));
-  std::copy(host.begin(), host.begin() + segments, first);
-  std::copy(host.begin() + segments, host.end(), second);
+  std::copy(host.begin(), host.begin() + count, first);
+  std::copy(host.begin() + count, host.end(), second);
 }
 
-namespace {
+// Grid of the element-wise kernels: rows along x, chunks of a row along y (a grid-stride loop covers
+// the rest of a long row).
+inline dim3 row_grid(const Layout& l) {
+  const int64_t chunks = std::clamp<int64_t>((l.row_length() + threads - 1) / threads, 1, 65535);
+  return dim3(static_cast<unsigned>(std::max<int64_t>(l.rows(), 1)), static_cast<unsigned>(chunks));
+}
 
-// y = norm_forward(x, mean[k], scale[k], shift[k]) over y's storage (y in x's layout).
-__global__ void forward_kernel(Slots slots, Layout l, const float* __restrict__ x, float* __restrict__ y,
-                                      const float* mean, const float* scale, const float* shift) {
-  const int64_t total = l.N * l.C * l.S;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
-    int64_t n, c, s;
-    l.logical(i, n, c, s);
-    const int64_t k = slots.slot(n, c);
-    y[i] = norm_forward(x[i], mean[k], scale[k], shift[k]);
+// y = norm_forward(x, mean[k], scale[k], shift[k]) (y in x's layout).
+template <class Real>
+__global__ void forward_kernel(Slots slots, Layout l, const Real* __restrict__ x, Real* __restrict__ y,
+                               const Real* mean, const Real* scale, const Real* shift) {
+  const int64_t r = blockIdx.x, blocks = l.C / l.b, n = r / blocks, c0 = r % blocks * l.b,
+                length = l.row_length();
+  const int64_t k0 = slots.slot(n, c0);
+  const int64_t lanes = l.b - 1;
+  const Real* xr = x + r * length;
+  Real* yr = y + r * length;
+  for (int64_t j = blockIdx.y * int64_t{blockDim.x} + threadIdx.x; j < length;
+       j += int64_t{gridDim.y} * blockDim.x) {
+    const int64_t k = k0 + (j & lanes);
+    yr[j] = norm_forward(xr[j], mean[k], scale[k], shift[k]);
   }
 }
 
-// dx = norm_backward(dy, x, mean[k], a[k], b[k], c[k]) over dx's storage (dx in x's layout).
+// dx = norm_backward(dy, x, mean[k], a[k], b[k], c[k]) (dx in x's layout; dy in x's when kSameLayout,
+// otherwise indexed through ldy).
+template <bool kSameLayout>
 __global__ void backward_kernel(Slots slots, Layout l, Layout ldy, const float* __restrict__ x,
-                                       const float* __restrict__ dy, float* __restrict__ dx, const float* mean,
-                                       const float* a, const float* b, const float* c) {
-  const int64_t total = l.N * l.C * l.S;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
-    int64_t n, ch, s;
-    l.logical(i, n, ch, s);
-    const int64_t k = slots.slot(n, ch);
-    dx[i] = norm_backward(dy[ldy.offset(n, ch, s)], x[i], mean[k], a[k], b[k], c[k]);
+                                const float* __restrict__ dy, float* __restrict__ dx, const float* mean,
+                                const float* a, const float* b, const float* c) {
+  const int64_t r = blockIdx.x, blocks = l.C / l.b, n = r / blocks, c0 = r % blocks * l.b,
+                length = l.row_length();
+  const int64_t k0 = slots.slot(n, c0);
+  const int64_t lanes = l.b - 1;
+  const float* xr = x + r * length;
+  float* dxr = dx + r * length;
+  for (int64_t j = blockIdx.y * int64_t{blockDim.x} + threadIdx.x; j < length;
+       j += int64_t{gridDim.y} * blockDim.x) {
+    const int64_t lane = j & lanes, k = k0 + lane;
+    float g;
+    if constexpr (kSameLayout) {
+      g = dy[r * length + j];
+    } else {
+      g = dy[ldy.first(n, c0 + lane) + (j / l.b) * ldy.b];
+    }
+    dxr[j] = norm_backward(g, xr[j], mean[k], a[k], b[k], c[k]);
   }
 }
 
-}  // namespace
+// Launches of the element-wise passes.
+inline void forward_pass(const Slots& slots, const Layout& l, const float* x, float* y, const float* mean,
+                         const float* scale, const float* shift) {
+  if (l.rows() == 0 || l.row_length() == 0) return;
+  forward_kernel<float><<<row_grid(l), threads, 0, cuda::stream()>>>(slots, l, x, y, mean, scale, shift);
+  CUDA_CHECK_LAUNCH();
+}
 
-inline unsigned grid_for(int64_t n) { return std::min(cuda::blocks_for(n), 65535u); }
+inline void backward_pass(const Slots& slots, const Layout& l, const Layout& ldy, const float* x,
+                          const float* dy, float* dx, const float* mean, const float* a, const float* b,
+                          const float* c) {
+  if (l.rows() == 0 || l.row_length() == 0) return;
+  if (ldy.b == l.b)
+    backward_kernel<true>
+        <<<row_grid(l), threads, 0, cuda::stream()>>>(slots, l, ldy, x, dy, dx, mean, a, b, c);
+  else
+    backward_kernel<false>
+        <<<row_grid(l), threads, 0, cuda::stream()>>>(slots, l, ldy, x, dy, dx, mean, a, b, c);
+  CUDA_CHECK_LAUNCH();
+}
 
 // A host vector on the device (the copy is queued on the compute stream; pageable host memory is
 // staged before the call returns, so `v` may go away).
@@ -492,7 +532,8 @@ template <class T>
 Tensor upload(const std::vector<T>& v) {
   Tensor t = Tensor::empty(Shape{static_cast<int64_t>(v.size())}, dtype_of<T>(), Device::cuda);
   if (!v.empty())
-    CUDA_CHECK(cudaMemcpyAsync(t.raw(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice, cuda::stream()));
+    CUDA_CHECK(
+        cudaMemcpyAsync(t.raw(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice, cuda::stream()));
   return t;
 }
 
@@ -509,14 +550,14 @@ inline std::vector<float> host_values(const Tensor& t) {
   return v;
 }
 
-namespace {
-// grad[c] += delta[c] for a parameter gradient on either device.
-__global__ void add_kernel(float* grad, const float* delta, int64_t n) {
+// grad[c] += delta[c] for a parameter gradient on the GPU.
+template <class Real>
+__global__ void add_kernel(Real* grad, const Real* delta, int64_t n) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i < n) grad[i] += delta[i];
 }
-}  // namespace
 
+// grad += delta for a parameter gradient on either device.
 inline void accumulate(const Tensor& grad, const std::vector<float>& delta) {
   float* g = grad.data<float>();
   if (grad.device() == Device::cpu) {

@@ -1,10 +1,11 @@
-// Pooling on the GPU, hand-written: one thread per output element in forward (max pooling records the
-// winner's position in its window, the first maximum on ties, as oneDNN), one thread per input element
-// in backward, gathering dy from every window that contains it in a fixed order (no atomics, so
-// overlapping windows sum the same way every run). Any channel block: indices go through the
-// tensors' layouts, and dy may come in a layout other than the input's.
+// Pooling on the GPU, hand-written (index arithmetic in int32 where the tensors allow): one thread per output
+// element in forward (max pooling records the winner's position in its window, the first maximum on ties, as
+// oneDNN), one thread per input element in backward, gathering dy from every window that contains it in a
+// fixed order (no atomics, so overlapping windows sum the same way every run). Any channel block: indices go
+// through the tensors' layouts, and dy may come in a layout other than the input's.
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_context.hpp"
@@ -20,8 +21,6 @@ struct Geometry {
   int64_t in[3], out[3];  // D, H, W
   int k[3], s[3], p[3];
   int window;
-  __host__ __device__ int64_t in_spatial() const { return in[0] * in[1] * in[2]; }
-  __host__ __device__ int64_t out_spatial() const { return out[0] * out[1] * out[2]; }
 };
 
 Geometry geometry_of(const Shape& in, const Shape& out, const PoolConfig& config) {
@@ -43,42 +42,66 @@ Geometry geometry_of(const Shape& in, const Shape& out, const PoolConfig& config
 }
 
 // Storage offset of (n, c, s) in a tensor of C channels, S positions, channel block b.
-__device__ int64_t offset(int64_t n, int64_t c, int64_t s, int64_t C, int64_t S, int64_t b) {
+template <class Index>
+__device__ Index offset(Index n, Index c, Index s, Index C, Index S, Index b) {
   return ((n * (C / b) + c / b) * S + s) * b + c % b;
 }
 
 // Logical (n, c, s) of storage index i.
-__device__ void logical(int64_t i, int64_t C, int64_t S, int64_t b, int64_t& n, int64_t& c, int64_t& s) {
-  const int64_t lane = i % b, q = i / b, r = q / S;
+template <class Index>
+__device__ void logical(Index i, Index C, Index S, Index b, Index& n, Index& c, Index& s) {
+  const Index lane = i % b, q = i / b, r = q / S;
   s = q % S;
   c = r % (C / b) * b + lane;
   n = r / (C / b);
 }
 
-template <bool kMax>
-__global__ void forward_kernel(Geometry g, int64_t block, const float* __restrict__ x, float* __restrict__ y,
-                               int32_t* __restrict__ argmax) {
-  const int64_t S_in = g.in_spatial(), S_out = g.out_spatial(), total = g.N * g.C * S_out;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
-    int64_t n, c, o;
+// The geometry in the kernel's index type (int32_t where the tensors allow: cheaper divisions).
+template <class Index>
+struct Extents {
+  Index N, C, in[3], out[3], k[3], s[3], p[3], window;
+  __device__ explicit Extents(const Geometry& g) : N(static_cast<Index>(g.N)), C(static_cast<Index>(g.C)) {
+    for (int a = 0; a < 3; ++a) {
+      in[a] = static_cast<Index>(g.in[a]);
+      out[a] = static_cast<Index>(g.out[a]);
+      k[a] = g.k[a];
+      s[a] = g.s[a];
+      p[a] = g.p[a];
+    }
+    window = g.window;
+  }
+};
+
+template <bool kMax, class Index>
+__global__ void forward_kernel(Geometry geometry, int64_t channel_block, const float* __restrict__ x,
+                               float* __restrict__ y, int32_t* __restrict__ argmax) {
+  const Extents<Index> g(geometry);
+  const Index block = static_cast<Index>(channel_block);
+  const Index S_in = g.in[0] * g.in[1] * g.in[2], S_out = g.out[0] * g.out[1] * g.out[2];
+  const Index total = g.N * g.C * S_out;
+  const Index stride = static_cast<Index>(gridDim.x) * static_cast<Index>(blockDim.x);
+  for (Index i =
+           static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) + static_cast<Index>(threadIdx.x);
+       i < total; i += stride) {
+    Index n, c, o;
     logical(i, g.C, S_out, block, n, c, o);
-    const int64_t ox = o % g.out[2], oy = o / g.out[2] % g.out[1], oz = o / g.out[2] / g.out[1];
+    const Index ox = o % g.out[2], oy = o / g.out[2] % g.out[1], oz = o / g.out[2] / g.out[1];
     float acc = 0.0f;
     int best = -1;
-    for (int kz = 0; kz < g.k[0]; ++kz) {
-      const int64_t iz = oz * g.s[0] - g.p[0] + kz;
+    for (Index kz = 0; kz < g.k[0]; ++kz) {
+      const Index iz = oz * g.s[0] - g.p[0] + kz;
       if (iz < 0 || iz >= g.in[0]) continue;
-      for (int ky = 0; ky < g.k[1]; ++ky) {
-        const int64_t iy = oy * g.s[1] - g.p[1] + ky;
+      for (Index ky = 0; ky < g.k[1]; ++ky) {
+        const Index iy = oy * g.s[1] - g.p[1] + ky;
         if (iy < 0 || iy >= g.in[1]) continue;
-        for (int kx = 0; kx < g.k[2]; ++kx) {
-          const int64_t ix = ox * g.s[2] - g.p[2] + kx;
+        for (Index kx = 0; kx < g.k[2]; ++kx) {
+          const Index ix = ox * g.s[2] - g.p[2] + kx;
           if (ix < 0 || ix >= g.in[2]) continue;
           const float v = x[offset(n, c, (iz * g.in[1] + iy) * g.in[2] + ix, g.C, S_in, block)];
           if constexpr (kMax) {
             if (best < 0 || v > acc) {
               acc = v;
-              best = (kz * g.k[1] + ky) * g.k[2] + kx;
+              best = static_cast<int>((kz * g.k[1] + ky) * g.k[2] + kx);
             }
           } else {
             acc += v;
@@ -97,35 +120,44 @@ __global__ void forward_kernel(Geometry g, int64_t block, const float* __restric
 }
 
 // First and last output index along an axis whose windows contain input index i.
-__device__ void windows_of(int64_t i, int k, int s, int p, int64_t extent, int64_t& first, int64_t& last) {
-  const int64_t lo = i + p - k + 1;  // o * s >= lo
+template <class Index>
+__device__ void windows_of(Index i, Index k, Index s, Index p, Index extent, Index& first, Index& last) {
+  const Index lo = i + p - k + 1;  // o * s >= lo
   first = lo <= 0 ? 0 : (lo + s - 1) / s;
   last = min((i + p) / s, extent - 1);
 }
 
-template <bool kMax>
-__global__ void backward_kernel(Geometry g, int64_t block, int64_t dy_block, const float* __restrict__ dy,
-                                const int32_t* __restrict__ argmax, float* __restrict__ dx) {
-  const int64_t S_in = g.in_spatial(), S_out = g.out_spatial(), total = g.N * g.C * S_in;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x) {
-    int64_t n, c, s;
+template <bool kMax, class Index>
+__global__ void backward_kernel(Geometry geometry, int64_t channel_block, int64_t dy_channel_block,
+                                const float* __restrict__ dy, const int32_t* __restrict__ argmax,
+                                float* __restrict__ dx) {
+  const Extents<Index> g(geometry);
+  const Index block = static_cast<Index>(channel_block), dy_block = static_cast<Index>(dy_channel_block);
+  const Index S_in = g.in[0] * g.in[1] * g.in[2], S_out = g.out[0] * g.out[1] * g.out[2];
+  const Index total = g.N * g.C * S_in;
+  const Index stride = static_cast<Index>(gridDim.x) * static_cast<Index>(blockDim.x);
+  for (Index i =
+           static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) + static_cast<Index>(threadIdx.x);
+       i < total; i += stride) {
+    Index n, c, s;
     logical(i, g.C, S_in, block, n, c, s);
-    const int64_t ix = s % g.in[2], iy = s / g.in[2] % g.in[1], iz = s / g.in[2] / g.in[1];
-    int64_t z0, z1, y0, y1, x0, x1;
+    const Index ix = s % g.in[2], iy = s / g.in[2] % g.in[1], iz = s / g.in[2] / g.in[1];
+    Index z0, z1, y0, y1, x0, x1;
     windows_of(iz, g.k[0], g.s[0], g.p[0], g.out[0], z0, z1);
     windows_of(iy, g.k[1], g.s[1], g.p[1], g.out[1], y0, y1);
     windows_of(ix, g.k[2], g.s[2], g.p[2], g.out[2], x0, x1);
     float acc = 0.0f;
-    for (int64_t oz = z0; oz <= z1; ++oz)
-      for (int64_t oy = y0; oy <= y1; ++oy)
-        for (int64_t ox = x0; ox <= x1; ++ox) {
-          const int64_t o = (oz * g.out[1] + oy) * g.out[2] + ox;
+    for (Index oz = z0; oz <= z1; ++oz)
+      for (Index oy = y0; oy <= y1; ++oy)
+        for (Index ox = x0; ox <= x1; ++ox) {
+          const Index o = (oz * g.out[1] + oy) * g.out[2] + ox;
           const float grad = dy[offset(n, c, o, g.C, S_out, dy_block)];
           if constexpr (kMax) {
-            const int w = static_cast<int>(((iz - (oz * g.s[0] - g.p[0])) * g.k[1] + (iy - (oy * g.s[1] - g.p[1]))) *
-                                               g.k[2] +
-                                           (ix - (ox * g.s[2] - g.p[2])));
-            if (argmax[offset(n, c, o, g.C, S_out, block)] == w) acc += grad;
+            // The position of this input element in window o, as forward numbered it.
+            const Index w =
+                ((iz - (oz * g.s[0] - g.p[0])) * g.k[1] + (iy - (oy * g.s[1] - g.p[1]))) * g.k[2] +
+                (ix - (ox * g.s[2] - g.p[2]));
+            if (argmax[offset(n, c, o, g.C, S_out, block)] == static_cast<int32_t>(w)) acc += grad;
           } else {
             acc += grad;
           }
@@ -135,6 +167,9 @@ __global__ void backward_kernel(Geometry g, int64_t block, int64_t dy_block, con
 }
 
 unsigned grid_for(int64_t n) { return std::min(cuda::blocks_for(n), 65535u); }
+
+// Whether indices up to n, and one grid stride past it, fit in int32.
+bool fits_int32(int64_t n) { return n + int64_t{grid_for(n)} * 256 < std::numeric_limits<int32_t>::max(); }
 
 }  // namespace
 
@@ -147,12 +182,21 @@ Tensor Pool::forward_cuda(const Tensor& x) {
   // A fresh workspace each call (the caching allocator recycles it), as on the CPU.
   cuda_argmax_ = is_max ? Tensor::empty(out_shape, DType::f32, x.device()) : Tensor();
   int32_t* argmax = is_max ? static_cast<int32_t*>(cuda_argmax_.raw()) : nullptr;
-  if (is_max)
-    forward_kernel<true><<<grid_for(y.numel()), 256, 0, cuda::stream()>>>(g, block, x.data<float>(),
-                                                                         y.data<float>(), argmax);
-  else
-    forward_kernel<false><<<grid_for(y.numel()), 256, 0, cuda::stream()>>>(g, block, x.data<float>(),
-                                                                          y.data<float>(), argmax);
+  const int64_t n = y.numel();
+  if (n > 0) {
+    // Input offsets stay below the output's count times the window: int32 when both fit.
+    const bool narrow = fits_int32(std::max(n, x.numel()));
+    const float* xs = x.data<float>();
+    float* ys = y.data<float>();
+    if (is_max && narrow)
+      forward_kernel<true, int32_t><<<grid_for(n), 256, 0, cuda::stream()>>>(g, block, xs, ys, argmax);
+    else if (is_max)
+      forward_kernel<true, int64_t><<<grid_for(n), 256, 0, cuda::stream()>>>(g, block, xs, ys, argmax);
+    else if (narrow)
+      forward_kernel<false, int32_t><<<grid_for(n), 256, 0, cuda::stream()>>>(g, block, xs, ys, argmax);
+    else
+      forward_kernel<false, int64_t><<<grid_for(n), 256, 0, cuda::stream()>>>(g, block, xs, ys, argmax);
+  }
   CUDA_CHECK_LAUNCH();
   in_shape_ = x.shape();
   in_block_ = block;
@@ -166,12 +210,25 @@ Tensor Pool::backward_cuda(const Tensor& dy) {
   const bool is_max = algorithm_ == Algorithm::max;
   PDEGEN_CHECK(!is_max || cuda_argmax_.defined(), "{} backward on the GPU after a forward elsewhere", kind());
   const int32_t* argmax = is_max ? static_cast<const int32_t*>(cuda_argmax_.raw()) : nullptr;
-  if (is_max)
-    backward_kernel<true><<<grid_for(dx.numel()), 256, 0, cuda::stream()>>>(g, in_block_, dy.channel_block(),
-                                                                          dy.data<float>(), argmax, dx.data<float>());
-  else
-    backward_kernel<false><<<grid_for(dx.numel()), 256, 0, cuda::stream()>>>(
-        g, in_block_, dy.channel_block(), dy.data<float>(), argmax, dx.data<float>());
+  const int64_t n = dx.numel();
+  if (n > 0) {
+    const bool narrow = fits_int32(std::max(n, dy.numel()));
+    const int dy_block = dy.channel_block();
+    const float* gs = dy.data<float>();
+    float* dxs = dx.data<float>();
+    if (is_max && narrow)
+      backward_kernel<true, int32_t>
+          <<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy_block, gs, argmax, dxs);
+    else if (is_max)
+      backward_kernel<true, int64_t>
+          <<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy_block, gs, argmax, dxs);
+    else if (narrow)
+      backward_kernel<false, int32_t>
+          <<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy_block, gs, argmax, dxs);
+    else
+      backward_kernel<false, int64_t>
+          <<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy_block, gs, argmax, dxs);
+  }
   CUDA_CHECK_LAUNCH();
   return dx;
 }

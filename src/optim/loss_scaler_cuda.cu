@@ -15,7 +15,8 @@ namespace {
 
 __global__ void unscale_kernel(float* data, int64_t n, float inv_scale, int* overflow) {
   bool bad = false;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
     const float v = data[i];
     bad |= !(fabsf(v) <= FLT_MAX);
     data[i] = v * inv_scale;

@@ -10,7 +10,8 @@ namespace pdegen {
 
 namespace {
 __global__ void set_columns_kernel(float* p, int64_t rows, int64_t nx, float left, float right) {
-  for (int64_t r = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; r < rows; r += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t r = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; r < rows;
+       r += int64_t{gridDim.x} * blockDim.x) {
     p[r * nx] = left;
     p[r * nx + nx - 1] = right;
   }
@@ -20,8 +21,8 @@ __global__ void set_columns_kernel(float* p, int64_t rows, int64_t nx, float lef
 void BoundaryLift2D::set_columns_cuda(Tensor& t, float left, float right) {
   const int64_t rows = t.dim(0) * t.dim(2), nx = t.dim(3);
   if (rows == 0) return;
-  set_columns_kernel<<<std::min(cuda::blocks_for(rows), 65535u), 256, 0, cuda::stream()>>>(t.data<float>(), rows,
-                                                                                           nx, left, right);
+  set_columns_kernel<<<std::min(cuda::blocks_for(rows), 65535u), 256, 0, cuda::stream()>>>(
+      t.data<float>(), rows, nx, left, right);
   CUDA_CHECK_LAUNCH();
 }
 

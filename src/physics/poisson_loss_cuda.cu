@@ -53,7 +53,8 @@ __device__ void element_values(const Field& f, const double* nu, const Grid& g, 
 }
 
 __global__ void nodal_nu_kernel(const float* __restrict__ log_nu, double* __restrict__ nu, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x)
     nu[i] = exp(static_cast<double>(log_nu[i]));
 }
 
@@ -69,8 +70,8 @@ __device__ double block_sum(double value, double* shared) {
 }
 
 // row_energy[s * (ny - 1) + j] = energy of element row j of sample s (grid: element rows x samples).
-__global__ void energy_rows_kernel(const float* __restrict__ u, const double* __restrict__ nu, Grid g, double f,
-                                   double* __restrict__ row_energy) {
+__global__ void energy_rows_kernel(const float* __restrict__ u, const double* __restrict__ nu, Grid g,
+                                   double f, double* __restrict__ row_energy) {
   __shared__ double shared[threads];
   const int64_t j = blockIdx.x, s = blockIdx.y, base = s * g.field();
   const double fq[4] = {f, f, f, f};
@@ -135,7 +136,8 @@ template <class Field, class Out>
 __global__ void gradient_kernel(Field w, const double* __restrict__ nu, Grid g, int64_t samples, double f,
                                 double scale, Out* __restrict__ out) {
   const int64_t total = samples * g.field();
-  for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < total; k += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < total;
+       k += int64_t{gridDim.x} * blockDim.x) {
     const int64_t s = k / g.field(), node = k % g.field(), i = node % g.nx, j = node / g.nx;
     const double value = node_gradient(w, nu, g, s * g.field(), i, j, f);
     out[k] = static_cast<Out>(scale * value);
@@ -156,7 +158,8 @@ double PoissonLoss2D::evaluate_cuda(const Tensor& u, const Tensor& log_nu, doubl
                                     std::vector<double>* per_sample) const {
   check_device_field(u, "field u");
   check_device_field(log_nu, "coefficient log nu");
-  PDEGEN_CHECK(u.shape() == log_nu.shape(), "u is {} but log nu is {}", u.shape().str(), log_nu.shape().str());
+  PDEGEN_CHECK(u.shape() == log_nu.shape(), "u is {} but log nu is {}", u.shape().str(),
+               log_nu.shape().str());
   const int64_t b = u.dim(0), ny = u.dim(2), nx = u.dim(3);
   PDEGEN_CHECK(nx >= 2 && ny >= 2, "a Q1 grid needs at least 2 x 2 nodes, got {} x {}", nx, ny);
   PDEGEN_CHECK(b <= 65535 && ny <= 0x7fffffff, "GPU Poisson loss supports at most 65535 samples, got {}", b);
@@ -199,14 +202,14 @@ double PoissonLoss2D::evaluate_cuda(const Tensor& u, const Tensor& log_nu, doubl
     CUDA_CHECK_LAUNCH();
     if (du != nullptr) {
       // dJ/du = 2 K^T (m r) = 2 K (m r): K is symmetric; m zeroes the Dirichlet columns.
-      gradient_kernel<<<grid_for(nodes), threads, 0, stream>>>(MaskedResidual{r.data<double>()}, nu.data<double>(),
-                                                               g, b, 0.0, 2 * grad_scale, du->data<float>());
+      gradient_kernel<<<grid_for(nodes), threads, 0, stream>>>(
+          MaskedResidual{r.data<double>()}, nu.data<double>(), g, b, 0.0, 2 * grad_scale, du->data<float>());
       CUDA_CHECK_LAUNCH();
     }
   }
   Tensor sums = Tensor::empty(Shape{b}, DType::f64, Device::cuda);
   sample_sums_kernel<<<cuda::blocks_for(b), threads, 0, stream>>>(rows.data<double>(), rows_per_sample, b,
-                                                                 sums.data<double>());
+                                                                  sums.data<double>());
   CUDA_CHECK_LAUNCH();
 
   std::vector<double> host(static_cast<size_t>(b));

@@ -49,8 +49,8 @@ Vec train_reference(const Vec& x, const Extents& d, const Vec& gamma, const Vec&
 
 // A finalized layer "bn" with random gamma in [0.5, 1.5] and beta in [-1, 1] (or none without affine).
 struct Fixture : DeviceNormFixture<BatchNorm> {
-  Fixture(Device device, int64_t C, bool affine, double momentum = 0.1)
-      : DeviceNormFixture(device, "bn", BatchNormConfig{C, eps, momentum, affine}) {}
+  Fixture(Device on, int64_t C, bool affine, double momentum = 0.1)
+      : DeviceNormFixture(on, "bn", BatchNormConfig{C, eps, momentum, affine}) {}
 };
 
 // Random running statistics written into the layer: mean in [-2, 2], variance in [0.2, 3].

@@ -576,7 +576,7 @@ TEST_CASE("optimizer phases are validated like the optimizer section, with their
         "deck.yaml: error: missing required key 'optimizer.then.after_steps' (the number of completed "
         "training steps after which this optimizer takes over)");
   CHECK(error_of(with_minimal("optimizer:\n  then:\n    after_steps: 100\n    then: {after_steps: 50}\n")) ==
-        "deck.yaml:8:24: error: 'optimizer.then.then.after_steps' is 50; it must be greater than the step "
+        "deck.yaml:7:25: error: 'optimizer.then.then.after_steps' is 50; it must be greater than the step "
         "at which the phase before starts (100)");
   CHECK(error_of(with_minimal("optimizer:\n  then: {after_steps: 0}\n")) ==
         "deck.yaml:5:23: error: 'optimizer.then.after_steps' must be >= 1, got 0");
@@ -597,13 +597,13 @@ TEST_CASE("lars, lamb and lbfgs read their own keys; eps means the trust-ratio t
   CHECK(adam.optimizer.adam.eps == 1e-6);
   CHECK(adam.optimizer.lars.eps == 1e-8);
   CHECK(error_of(with_minimal("optimizer: {type: sgd, eps: 1e-6}\n")) ==
-        "deck.yaml:4:25: error: 'optimizer.eps' applies only to optimizer types adam, adamw, lamb and lars "
+        "deck.yaml:4:24: error: 'optimizer.eps' applies only to optimizer types adam, adamw, lamb and lars "
         "(optimizer.type is 'sgd')");
   CHECK(error_of(with_minimal("optimizer: {type: adam, max_trust_ratio: 1}\n")) ==
-        "deck.yaml:4:26: error: 'optimizer.max_trust_ratio' applies only to optimizer type lamb "
+        "deck.yaml:4:25: error: 'optimizer.max_trust_ratio' applies only to optimizer type lamb "
         "(optimizer.type is 'adam')");
   CHECK(error_of(with_minimal("optimizer: {type: lbfgs, grad_clip: 1}\n")) ==
-        "deck.yaml:4:38: error: 'optimizer.grad_clip' does not apply to lbfgs: clipping would change the "
+        "deck.yaml:4:37: error: 'optimizer.grad_clip' does not apply to lbfgs: clipping would change the "
         "gradient its line search measures (leave it 0)");
   const Deck lbfgs =
       parse_deck(with_minimal("optimizer: {type: lbfgs, curvature_eps: 1e-4, damping: true}\n"), "deck.yaml");

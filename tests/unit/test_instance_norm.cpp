@@ -30,8 +30,8 @@ Vec reference(const Vec& x, const Extents& d, const Vec& gamma, const Vec& beta)
 
 // A finalized layer "in" with random gamma in [0.5, 1.5] and beta in [-1, 1] (or none without affine).
 struct Fixture : DeviceNormFixture<InstanceNorm> {
-  Fixture(Device device, int64_t C, bool affine)
-      : DeviceNormFixture(device, "in", InstanceNormConfig{C, eps, affine}) {}
+  Fixture(Device on, int64_t C, bool affine)
+      : DeviceNormFixture(on, "in", InstanceNormConfig{C, eps, affine}) {}
 };
 
 // Every (sample, channel) gets its own offset and scale, so per-instance statistics matter.

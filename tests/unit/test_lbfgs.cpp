@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <map>
 
 #include "optim/lbfgs.hpp"
 #include "optim/line_search.hpp"
@@ -276,6 +277,55 @@ TEST_CASE("a restored lbfgs state continues bit-identically") {
     opt->step(run.registry, 1.0, closure, 0);
     resumed->step(restarted.registry, 1.0, restarted_closure, 0);
     CHECK(run.x() == restarted.x());
+  }
+}
+
+TEST_CASE("the vector-free direction equals the classic two-loop recursion on the stored pairs") {
+  // After a step the state holds the last direction d, the gradient g it was computed from (the
+  // "previous gradient" of the next pair), the pairs and H_diag: d must be the classic two-loop
+  // recursion (Nocedal & Wright, algorithm 7.4) of g, computed here naively in fp64.
+  const Quadratic q(100);
+  for (int iterations : {3, 12}) {  // history partly filled, and full with pairs dropped
+    CAPTURE(iterations);
+    Problem p(Vec(100, 0.0), [&](const double* x, double* g) { return q(x, g); });
+    OptimizerSettings c = lbfgs_settings(LineSearch::strong_wolfe);
+    c.lbfgs.history = 6;
+    c.lbfgs.max_iterations = iterations;
+    c.lbfgs.max_evaluations = 100;
+    auto opt = make_optimizer(c, p.registry);
+    opt->step(p.registry, 1.0, p.closure(), 0);
+    opt->gather_state();
+    std::map<std::string, Vec> state;
+    for (auto& [name, t] : opt->state())
+      state[name] = t->dtype() == DType::f64 ? Vec(t->data<double>(), t->data<double>() + t->numel()) : values_of(*t);
+    const int k = static_cast<int>(state["lbfgs_scalars"][0]);
+    CHECK(k == std::min(iterations - 1, 6));
+    const double h_diag = state["lbfgs_scalars"][2];
+    const size_t n = 100;
+    auto vec = [&](const char* name, int j) {
+      const Vec& all = state[name];
+      return Vec(all.begin() + static_cast<long>(j * n), all.begin() + static_cast<long>((j + 1) * n));
+    };
+    Vec d = state["lbfgs_prev_grad"];
+    for (double& v : d) v = -v;
+    std::vector<double> alpha(static_cast<size_t>(k));
+    for (int i = k - 1; i >= 0; --i) {
+      const Vec s = vec("lbfgs_s", i), y = vec("lbfgs_y", i);
+      alpha[static_cast<size_t>(i)] = dot(s, d) / dot(y, s);
+      for (size_t e = 0; e < n; ++e) d[e] -= alpha[static_cast<size_t>(i)] * y[e];
+    }
+    for (double& v : d) v *= h_diag;
+    for (int i = 0; i < k; ++i) {
+      const Vec s = vec("lbfgs_s", i), y = vec("lbfgs_y", i);
+      const double beta = dot(y, d) / dot(y, s);
+      for (size_t e = 0; e < n; ++e) d[e] += s[e] * (alpha[static_cast<size_t>(i)] - beta);
+    }
+    // H_diag is s.y / y.y of the newest pair.
+    if (k > 0) {
+      const Vec s = vec("lbfgs_s", k - 1), y = vec("lbfgs_y", k - 1);
+      CHECK(h_diag == doctest::Approx(dot(s, y) / dot(y, y)).epsilon(1e-9));
+    }
+    CHECK(rel_max_error(Vec(state["lbfgs_direction"].begin(), state["lbfgs_direction"].begin() + n), d) < 1e-5);
   }
 }
 

@@ -44,7 +44,8 @@ TEST_CASE("unscaling multiplies every gradient by 1 / scale and reports no overf
 }
 
 TEST_CASE("unscaling reports inf, -inf and nan wherever they are, the last element included") {
-  const double specials[] = {std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(),
+  const double specials[] = {std::numeric_limits<double>::infinity(),
+                             -std::numeric_limits<double>::infinity(),
                              std::numeric_limits<double>::quiet_NaN()};
   for (Device device : test_devices()) {
     CAPTURE(device_name(device));
@@ -135,9 +136,10 @@ TEST_CASE("restore sets the checkpointed state and rejects a scale outside the b
 }
 
 TEST_CASE("loss scaler settings that make no scale are user errors") {
-  for (auto bad : {+[](LossScalerConfig& c) { c.growth_factor = 1; }, +[](LossScalerConfig& c) { c.backoff_factor = 1; },
-                   +[](LossScalerConfig& c) { c.growth_interval = 0; }, +[](LossScalerConfig& c) { c.min_scale = 0; },
-                   +[](LossScalerConfig& c) { c.initial_scale = 1e9; }}) {
+  for (auto bad :
+       {+[](LossScalerConfig& c) { c.growth_factor = 1; }, +[](LossScalerConfig& c) { c.backoff_factor = 1; },
+        +[](LossScalerConfig& c) { c.growth_interval = 0; }, +[](LossScalerConfig& c) { c.min_scale = 0; },
+        +[](LossScalerConfig& c) { c.initial_scale = 1e9; }}) {
     LossScalerConfig c;
     bad(c);
     CHECK_THROWS_AS(LossScaler{c}, UserError);

@@ -25,12 +25,13 @@ constexpr int64_t rows = 600;
 // Two parameter tensors (150 and 50 values: the first leaves alignment padding before the second).
 constexpr int64_t w_size = 150, b_size = 50, n = w_size + b_size;
 
-// Row i of A (row scale 10^(2 i / rows): condition number of A^T A about 1e4) and b_i.
+// Row i of A (row scale 10^(2 i / rows), so A^T A is ill-conditioned) and b_i = a_i . x_true: the
+// minimum is 0 at x_true.
 Vec row_of(int64_t i, double& rhs) {
   Vec a = random_vec(n, 1000 + static_cast<uint64_t>(i));
   const double scale = std::pow(10.0, 2.0 * static_cast<double>(i) / rows);
   for (double& v : a) v *= scale;
-  rhs = scale * random_vec(1, 5000 + static_cast<uint64_t>(i))[0];
+  rhs = dot(a, random_vec(n, 99));
   return a;
 }
 
@@ -101,13 +102,14 @@ bool same_on_all_ranks(const Communicator& comm, const Tensor& t) {
 }
 
 // Sharded and unsharded runs differ only in how dot products are summed: per rank share, then
-// over ranks (in double), instead of in one pass. Those sums agree to ~1e-16 relative, so the
-// coefficients of the direction do, and its fp32 entries differ at most by one rounding (6e-8
-// relative); the line search then sees losses that differ by as little, and its decisions (which
-// compare losses with margins of c1 t g.d) are the same. Over the 20 iterations here the
-// difference grows through the conditioning (1e4) of the problem to well below 1e-4 of the
-// parameter scale (measured: ~1e-6 at 4 ranks); a wrong share, a missing rank's dot products or a
-// stale Gram entry moves the iterates by order 1.
+// over ranks (in double), instead of in one pass. Those sums agree to ~1e-16 relative, and so do
+// the coefficients of the direction, which is formed in double and rounded to fp32: its entries
+// differ only where a double value lies within 1e-16 of an fp32 rounding boundary (a chance of
+// about 1e-9 per entry), by one fp32 ulp (6e-8 relative). The losses are then equal or as close,
+// and the line search takes the same decisions. Over the 20 iterations here such a difference
+// could grow through the conditioning of the problem by a few orders of magnitude, so the bound
+// is 1e-4 of the parameter scale; measured: identical bits at P = 1-4. A 1e-3 relative error in
+// one Gram entry gives differences of 1.4e-4 to 1.6e-3 here and fails (tried).
 constexpr double shard_tol = 1e-4;
 
 }  // namespace

@@ -143,17 +143,18 @@ EOF
 chmod +x "$fake"/*
 cores="$(lscpu -p=SOCKET,CORE | grep -v '^#' | sort -u | grep -c .)"
 sockets="$(lscpu -p=SOCKET | grep -v '^#' | sort -u | grep -c .)"
+logical="$(lscpu -p=CPU | grep -v '^#' | grep -c .)"
 dir="$work/slurm"
 mkdir -p "$dir"
 # The batch script as Slurm runs it: a spooled copy elsewhere, found again through scontrol.
 cp "$jobs/slurm.sbatch" "$work/spooled_slurm_script"
 (cd "$dir" && PATH="$fake:$PATH" FAKE_LOG="$dir/launch.log" FAKE_COMMAND="$jobs/slurm.sbatch" SLURM_JOB_ID=4242 \
-  SLURM_JOB_NAME=fakejob SLURM_JOB_NUM_NODES=2 SLURM_CPUS_ON_NODE=$((2 * cores)) SLURM_SUBMIT_DIR="$dir" \
+  SLURM_JOB_NAME=fakejob SLURM_JOB_NUM_NODES=2 SLURM_CPUS_ON_NODE="$logical" SLURM_SUBMIT_DIR="$dir" \
   bash "$work/spooled_slurm_script" "$deck" >"$dir/out.log" 2>&1)
 check "Slurm: a spooled copy of the script finds common.sh and completes" "[ $? -eq 0 ] && grep -q 'job 4242, slurm' '$dir/out.log'"
 check "Slurm: the run directory is named after the job (runs/fakejob)" "[ -s '$dir/runs/fakejob/summary.json' ]"
 check "Slurm: srun, one rank per socket, pinned to cores, threads = cores per socket" \
-  "grep -q -- \"^srun --nodes=2 --ntasks-per-node=$sockets --cpus-per-task=$((2 * cores / sockets)) --cpu-bind=cores --kill-on-bad-exit=1 .*/pdegen train .* | OMP_NUM_THREADS=$((cores / sockets)) OMP_PLACES=cores OMP_PROC_BIND=close\" '$dir/launch.log'"
+  "grep -q -- \"^srun --nodes=2 --ntasks-per-node=$sockets --cpus-per-task=$((logical / sockets)) --cpu-bind=cores --kill-on-bad-exit=1 .*/pdegen train .* | OMP_NUM_THREADS=$((cores / sockets)) OMP_PLACES=cores OMP_PROC_BIND=close\" '$dir/launch.log'"
 (cd "$dir" && PATH="$fake:$PATH" FAKE_LOG="$dir/gpu.log" PDEGEN_DRY_RUN=1 SLURM_JOB_ID=4243 SLURM_JOB_NAME=gpujob \
   SLURM_JOB_NUM_NODES=3 SLURM_GPUS_ON_NODE=4 SLURM_ARRAY_JOB_ID=4240 SLURM_ARRAY_TASK_ID=7 \
   bash "$jobs/slurm.sbatch" "$deck" >"$dir/gpu.out" 2>&1)
@@ -161,6 +162,10 @@ check "Slurm GPU nodes: one rank per GPU (4 per node, 3 nodes)" \
   "[ $? -eq 0 ] && grep -q 'srun --nodes=3 --ntasks-per-node=4 ' '$dir/gpu.out'"
 check "Slurm array task: run directory <name>_<task>, job id <array>_<task>" \
   "grep -q 'gpujob_7 (job 4240_7, slurm), run directory runs/gpujob_7' '$dir/gpu.out'"
+(cd "$dir" && PATH="$fake:$PATH" PDEGEN_DRY_RUN=1 SLURM_JOB_ID=4244 SLURM_JOB_NAME=part SLURM_JOB_NUM_NODES=1 \
+  SLURM_CPUS_ON_NODE=$((logical / cores)) bash "$jobs/slurm.sbatch" "$deck" >"$dir/part.out" 2>&1)
+check "Slurm with one core of a node: one thread, not the node's core count" \
+  "[ $? -eq 0 ] && grep -q 'OMP_NUM_THREADS=1 ' '$dir/part.out' && grep -q -- '--cpus-per-task=1 ' '$dir/part.out'"
 dir="$work/lsf"
 mkdir -p "$dir"
 printf 'batch3\n' >"$dir/hosts"
