@@ -48,7 +48,7 @@ int run_predict(const CliOptions& options) {
     const auto local = relative_l2(pred, ref);
     for (size_t i = 0; i < local.size(); ++i) rel[static_cast<size_t>(share.begin) + i] = local[i];
   } else {
-    input = pred = ref = err = Tensor::empty(Shape{0, 1, 1, 1});
+    input = pred = ref = err = Tensor::empty(problem->batch_shape(0));
   }
   comm.allreduce_sum(rel.data(), total);  // each slot is written by one rank only
   double mean = 0, mx = 0;

@@ -35,7 +35,7 @@ int run_solve(const CliOptions& options) {
     problem->sample(deck.training.seed, indices, input);
     ref = problem->reference_solution(input, deck.evaluation.solver_tolerance, &iterations);
   } else {
-    input = ref = Tensor::empty(Shape{0, 1, 1, 1});
+    input = ref = Tensor::empty(problem->batch_shape(0));
   }
   const double seconds = comm.max(t.seconds());
   int max_it = 0;

@@ -101,10 +101,7 @@ void write_fields(Model& model, const PdeProblem& problem, const EvalSet& set, c
   const Share share = share_of(set.total, comm.rank(), comm.size());
   const int64_t first = std::min(share.begin, total), last = std::min(share.end, total);
   const int64_t count = last - first;
-  // A rank without field samples still describes the fields' shape (zero samples of it).
-  Shape none{0};
-  for (int i = 0; i < problem.sample_shape().rank(); ++i) none.push_back(problem.sample_shape()[i]);
-  Tensor input = count > 0 ? set.input.slice_batch(0, count) : Tensor::empty(none);
+  Tensor input = count > 0 ? set.input.slice_batch(0, count) : Tensor::empty(problem.batch_shape(0));
   Tensor ref = count > 0 ? set.reference.slice_batch(0, count) : input;
   Tensor pred = count > 0 ? predict(model, problem, input) : input;
   Tensor err = difference(pred, ref);

@@ -110,9 +110,9 @@ void read_then(Section& s, int64_t previous_start, std::vector<OptimizerPhase>& 
   Section then = s.section("then");
   if (!present) return;
   OptimizerPhase phase;
-  const auto after =
-      then.required_integer("after_steps", "the number of completed training steps after which this optimizer takes over",
-                            at_least(1));
+  const auto after = then.required_integer(
+      "after_steps", "the number of completed training steps after which this optimizer takes over",
+      at_least(1));
   if (after && *after <= previous_start)
     then.fail("after_steps", fmt::format("'{}' is {}; it must be greater than the step at which the phase "
                                          "before starts ({})",

@@ -26,8 +26,9 @@ class Lamb final : public Optimizer {
   std::string_view name() const override { return "lamb"; }
 
   void step(ParameterRegistry& params, double lr) override {
-    PDEGEN_CHECK(params.flat_values().numel() == size_, "lamb was made for {} parameter values, the registry has {}",
-                 size_, params.flat_values().numel());
+    PDEGEN_CHECK(params.flat_values().numel() == size_,
+                 "lamb was made for {} parameter values, the registry has {}", size_,
+                 params.flat_values().numel());
     const double t = static_cast<double>(step_count_ + 1);
     const double b1 = settings_.adam.beta1, b2 = settings_.adam.beta2;
     const float beta1 = static_cast<float>(b1), beta2 = static_cast<float>(b2);
@@ -40,7 +41,9 @@ class Lamb final : public Optimizer {
     const float* g = params.flat_grads().data<float>();
     float* m = exp_avg_.data<float>();
     float* v = exp_avg_sq_.data<float>();
-    auto update = [=](int64_t i) { return m[i] * inv_bias1 / (std::sqrt(v[i]) * inv_sqrt_bias2 + eps) + wd * p[i]; };
+    auto update = [=](int64_t i) {
+      return m[i] * inv_bias1 / (std::sqrt(v[i]) * inv_sqrt_bias2 + eps) + wd * p[i];
+    };
 
     const auto norms = chunks_.sums<2>([&](int64_t begin, int64_t end, double* acc) {
       double ww = 0, uu = 0;

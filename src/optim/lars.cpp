@@ -24,8 +24,9 @@ class Lars final : public Optimizer {
   std::string_view name() const override { return "lars"; }
 
   void step(ParameterRegistry& params, double lr) override {
-    PDEGEN_CHECK(params.flat_values().numel() == size_, "lars was made for {} parameter values, the registry has {}",
-                 size_, params.flat_values().numel());
+    PDEGEN_CHECK(params.flat_values().numel() == size_,
+                 "lars was made for {} parameter values, the registry has {}", size_,
+                 params.flat_values().numel());
     float* p = params.flat_values().data<float>();
     const float* g = params.flat_grads().data<float>();
     const auto norms = chunks_.sums<2>([&](int64_t begin, int64_t end, double* acc) {
@@ -42,7 +43,8 @@ class Lars final : public Optimizer {
     std::vector<float> ratio(norms.size());
     for (size_t k = 0; k < norms.size(); ++k) {
       const double w_norm = std::sqrt(norms[k][0]), g_norm = std::sqrt(norms[k][1]);
-      ratio[k] = static_cast<float>(w_norm > 0 && g_norm > 0 ? tc * w_norm / (g_norm + wd * w_norm + eps) : 1.0);
+      ratio[k] =
+          static_cast<float>(w_norm > 0 && g_norm > 0 ? tc * w_norm / (g_norm + wd * w_norm + eps) : 1.0);
     }
 
     const float rate = static_cast<float>(lr), decay = static_cast<float>(wd),

@@ -179,8 +179,10 @@ void Lbfgs::update_history_and_direction(const float* g) {
     if (k == m) {
       // Full: drop the oldest pair (vectors, Gram rows and columns, dots with it).
       first = 1;
-      std::memmove(s_.data<float>(), s_.data<float>() + len, static_cast<size_t>((m - 1) * len) * sizeof(float));
-      std::memmove(y_.data<float>(), y_.data<float>() + len, static_cast<size_t>((m - 1) * len) * sizeof(float));
+      std::memmove(s_.data<float>(), s_.data<float>() + len,
+                   static_cast<size_t>((m - 1) * len) * sizeof(float));
+      std::memmove(y_.data<float>(), y_.data<float>() + len,
+                   static_cast<size_t>((m - 1) * len) * sizeof(float));
       std::vector<double> old = gram_;
       auto old_at = [&](int a, int b) { return old[static_cast<size_t>(a * 2 * m + b)]; };
       for (int a = 0; a < 2 * m; ++a)
@@ -200,9 +202,9 @@ void Lbfgs::update_history_and_direction(const float* g) {
     std::memcpy(y_.data<float>() + slot * len, yn, static_cast<size_t>(len) * sizeof(float));
     for (int j = first; j < k; ++j) {
       const int kept = j - first;
-      G(slot, kept) = G(kept, slot) = s_dots[j];                   // s.s_j
-      G(slot, m + kept) = G(m + kept, slot) = s_dots[k + j];       // s.y_j
-      G(m + slot, kept) = G(kept, m + slot) = y_dots[j];           // y.s_j
+      G(slot, kept) = G(kept, slot) = s_dots[j];                      // s.s_j
+      G(slot, m + kept) = G(m + kept, slot) = s_dots[k + j];          // s.y_j
+      G(m + slot, kept) = G(kept, m + slot) = y_dots[j];              // y.s_j
       G(m + slot, m + kept) = G(m + kept, m + slot) = y_dots[k + j];  // y.y_j
     }
     G(slot, slot) = ss;
@@ -280,10 +282,13 @@ void Lbfgs::form_direction(const float* g, const std::vector<double>& g_dots) {
 }
 
 StepResult Lbfgs::step(ParameterRegistry& params, double lr, const LossClosure& closure, double grad_clip) {
-  PDEGEN_CHECK(grad_clip == 0, "lbfgs with gradient clipping ({}): clipping would change what the line search "
-                               "measures", grad_clip);
-  PDEGEN_CHECK(params.flat_values().numel() == n_, "lbfgs was made for {} parameter values, the registry has {}",
-               n_, params.flat_values().numel());
+  PDEGEN_CHECK(grad_clip == 0,
+               "lbfgs with gradient clipping ({}): clipping would change what the line search "
+               "measures",
+               grad_clip);
+  PDEGEN_CHECK(params.flat_values().numel() == n_,
+               "lbfgs was made for {} parameter values, the registry has {}", n_,
+               params.flat_values().numel());
   release_export();
   StepResult result;
   double loss = closure();
@@ -325,7 +330,8 @@ StepResult Lbfgs::step(ParameterRegistry& params, double lr, const LossClosure& 
       } else {
         update_history_and_direction(g);
       }
-      std::memcpy(prev_grad_.data<float>(), g + share_.begin, static_cast<size_t>(share_.count()) * sizeof(float));
+      std::memcpy(prev_grad_.data<float>(), g + share_.begin,
+                  static_cast<size_t>(share_.count()) * sizeof(float));
       prev_loss_ = loss;
 
       double t = iterations_ == 1 ? std::min(1.0, 1.0 / sum_abs(g, n_)) * lr : lr;
@@ -377,12 +383,9 @@ std::vector<std::pair<std::string, Tensor*>> Lbfgs::state() {
     export_y_ = Tensor::zeros(Shape{m_ * n_});
     export_prev_grad_ = Tensor::zeros(Shape{n_});
   }
-  return {{"lbfgs_s", &export_s_},
-          {"lbfgs_y", &export_y_},
-          {"lbfgs_direction", &direction_},
-          {"lbfgs_prev_grad", &export_prev_grad_},
-          {"lbfgs_gram", &export_gram_},
-          {"lbfgs_scalars", &export_scalars_}};
+  return {{"lbfgs_s", &export_s_},          {"lbfgs_y", &export_y_},
+          {"lbfgs_direction", &direction_}, {"lbfgs_prev_grad", &export_prev_grad_},
+          {"lbfgs_gram", &export_gram_},    {"lbfgs_scalars", &export_scalars_}};
 }
 
 void Lbfgs::gather_state() {

@@ -11,12 +11,12 @@
 // "vector-free" form (Chen, Wang, Zhou & Gao 2014): the two-loop recursion runs on the Gram matrix
 // of the basis {s_i, y_i, g} and gives d as a linear combination of the basis. With
 // lbfgs.shard_history each rank stores only its share share_of(n, rank, P) of every s_i and y_i;
-// the Gram entries new in an iteration (2k+3 dot products of the new pair and of g, k pairs held)
-// are summed over ranks in ONE allreduce (then broadcast from rank 0, so every rank has the same
-// bits whatever MPI's reduction order), each rank forms its share of d and one allgather
-// completes it. Without sharding every rank computes everything itself (no communication).
-// Dot products are summed in double in fixed-size chunks in a fixed order: bit-identical for any
-// number of threads.
+// the Gram entries new in an iteration (the new pair with the k pairs held and with each other,
+// and g with all of them: 6k + 6 numbers) are summed over ranks in ONE allreduce (then broadcast from rank 0,
+// so every rank has the same bits whatever MPI's reduction order), each rank forms its share of d and one
+// allgather completes it. Without sharding every rank computes everything itself (no communication). Dot
+// products are summed in double in fixed-size chunks in a fixed order: bit-identical for any number of
+// threads.
 #pragma once
 
 #include <memory>
@@ -42,16 +42,17 @@ class Lbfgs final : public Optimizer {
   std::string_view name() const override { return "lbfgs"; }
   // Refused: L-BFGS evaluates the loss itself (the closure step).
   void step(ParameterRegistry& params, double lr) override;
-  StepResult step(ParameterRegistry& params, double lr, const LossClosure& closure, double grad_clip) override;
+  StepResult step(ParameterRegistry& params, double lr, const LossClosure& closure,
+                  double grad_clip) override;
 
   std::vector<std::pair<std::string, Tensor*>> state() override;
   void gather_state() override;
   void scatter_state() override;
 
-  int pairs() const { return count_; }                  // curvature pairs held now
-  int64_t skipped_pairs() const { return skipped_; }     // pairs refused by the curvature test
-  int64_t iterations() const { return iterations_; }     // quasi-Newton iterations so far
-  int64_t stored_floats() const;                         // history held by this rank (s and y)
+  int pairs() const { return count_; }                // curvature pairs held now
+  int64_t skipped_pairs() const { return skipped_; }  // pairs refused by the curvature test
+  int64_t iterations() const { return iterations_; }  // quasi-Newton iterations so far
+  int64_t stored_floats() const;                      // history held by this rank (s and y)
 
  private:
   // The pair (t d, g - prev_grad) on this rank's share: tested, maybe damped, then appended

@@ -19,8 +19,9 @@ double cubic_minimum(double x1, double f1, double g1, double x2, double f2, doub
   return std::min(std::max(t, lo), hi);
 }
 
-LineSearchResult strong_wolfe_search(const LineFunction& phi, const LinePoint& start, double t, double d_max_abs,
-                                     double tolerance_change, int max_evaluations, double c1, double c2) {
+LineSearchResult strong_wolfe_search(const LineFunction& phi, const LinePoint& start, double t,
+                                     double d_max_abs, double tolerance_change, int max_evaluations,
+                                     double c1, double c2) {
   const double f0 = start.f, gtd0 = start.gtd;
   int evaluations = 0;
   auto evaluate = [&](double at) {
@@ -108,8 +109,9 @@ LineSearchResult strong_wolfe_search(const LineFunction& phi, const LinePoint& s
   return {best, evaluations};
 }
 
-LineSearchResult backtracking_search(const LineFunction& phi, const LinePoint& start, double t, double d_max_abs,
-                                     double tolerance_change, int max_evaluations, double c1) {
+LineSearchResult backtracking_search(const LineFunction& phi, const LinePoint& start, double t,
+                                     double d_max_abs, double tolerance_change, int max_evaluations,
+                                     double c1) {
   const double f0 = start.f, gtd0 = start.gtd;
   int evaluations = 0;
   while (evaluations < max_evaluations && t * d_max_abs >= tolerance_change) {

@@ -16,9 +16,9 @@
 namespace pdegen {
 
 struct LinePoint {
-  double t = 0;    // step length along d
-  double f = 0;    // loss at x0 + t d (+infinity when not finite)
-  double gtd = 0;  // directional derivative g.d there
+  double t = 0;                        // step length along d
+  double f = 0;                        // loss at x0 + t d (+infinity when not finite)
+  double gtd = 0;                      // directional derivative g.d there
   std::shared_ptr<const Tensor> grad;  // the gradient there (held as long as a point refers to it)
 };
 
@@ -37,14 +37,15 @@ double cubic_minimum(double x1, double f1, double g1, double x2, double f2, doub
 // Strong Wolfe: f(t) <= f0 + c1 t g0.d and |g(t).d| <= c2 |g0.d|, starting at step `t`.
 // `start` is phi(0) with gtd < 0; at most `max_evaluations` calls of phi; the zoom stops when the
 // bracket is shorter than tolerance_change / max|d|.
-LineSearchResult strong_wolfe_search(const LineFunction& phi, const LinePoint& start, double t, double d_max_abs,
-                                     double tolerance_change, int max_evaluations, double c1 = 1e-4,
-                                     double c2 = 0.9);
+LineSearchResult strong_wolfe_search(const LineFunction& phi, const LinePoint& start, double t,
+                                     double d_max_abs, double tolerance_change, int max_evaluations,
+                                     double c1 = 1e-4, double c2 = 0.9);
 
 // Armijo backtracking: f(t) <= f0 + c1 t g0.d, shrinking t by a quadratic-interpolation factor
 // clamped to [0.1, 0.5]; gives up (returns `start`) after max_evaluations or once t max|d| falls
 // below tolerance_change.
-LineSearchResult backtracking_search(const LineFunction& phi, const LinePoint& start, double t, double d_max_abs,
-                                     double tolerance_change, int max_evaluations, double c1 = 1e-4);
+LineSearchResult backtracking_search(const LineFunction& phi, const LinePoint& start, double t,
+                                     double d_max_abs, double tolerance_change, int max_evaluations,
+                                     double c1 = 1e-4);
 
 }  // namespace pdegen

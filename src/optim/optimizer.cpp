@@ -8,7 +8,8 @@
 
 namespace pdegen {
 
-StepResult Optimizer::step(ParameterRegistry& params, double lr, const LossClosure& closure, double grad_clip) {
+StepResult Optimizer::step(ParameterRegistry& params, double lr, const LossClosure& closure,
+                           double grad_clip) {
   StepResult result;
   result.loss = closure();
   result.evaluations = 1;
@@ -51,7 +52,8 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerSettings& settings, con
   return make(settings, params, &comm);
 }
 
-std::unique_ptr<Optimizer> make_optimizer(const OptimizerSettings& settings, const ParameterRegistry& params) {
+std::unique_ptr<Optimizer> make_optimizer(const OptimizerSettings& settings,
+                                          const ParameterRegistry& params) {
   if (settings.type == OptimizerKind::lbfgs && settings.lbfgs.shard_history) {
     const Communicator world;
     return make(settings, params, &world);

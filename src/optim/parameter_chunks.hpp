@@ -20,8 +20,8 @@ class ParameterChunks {
   explicit ParameterChunks(const ParameterRegistry& params);
 
   struct Chunk {
-    int param;             // index into params()
-    int64_t begin, end;    // flat element range [begin, end)
+    int param;           // index into params()
+    int64_t begin, end;  // flat element range [begin, end)
   };
   struct Range {
     int64_t offset, numel;  // of one parameter in the flat buffers

@@ -13,8 +13,8 @@ OptimizerPhaseSpan optimizer_phase(const OptimizerConfig& config, int64_t step, 
   OptimizerPhaseSpan span{0, &config, 0, total_steps};
   for (size_t k = 0; k < config.phases.size(); ++k) {
     const OptimizerPhase& phase = config.phases[k];
-    PDEGEN_CHECK(phase.after_steps > span.begin, "optimizer phases out of order: {} after {}", phase.after_steps,
-                 span.begin);
+    PDEGEN_CHECK(phase.after_steps > span.begin, "optimizer phases out of order: {} after {}",
+                 phase.after_steps, span.begin);
     if (step < phase.after_steps) {
       span.end = std::min(total_steps, phase.after_steps);
       break;
@@ -26,9 +26,10 @@ OptimizerPhaseSpan optimizer_phase(const OptimizerConfig& config, int64_t step, 
 }
 
 double phase_learning_rate(const OptimizerPhaseSpan& phase, int64_t step) {
-  PDEGEN_CHECK(phase.settings && step >= phase.begin, "learning rate of step {} in a phase from step {}", step,
-               phase.begin);
-  return learning_rate(*phase.settings, step - phase.begin, std::max<int64_t>(phase.end - phase.begin, step - phase.begin + 1));
+  PDEGEN_CHECK(phase.settings && step >= phase.begin, "learning rate of step {} in a phase from step {}",
+               step, phase.begin);
+  return learning_rate(*phase.settings, step - phase.begin,
+                       std::max<int64_t>(phase.end - phase.begin, step - phase.begin + 1));
 }
 
 }  // namespace pdegen

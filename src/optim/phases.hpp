@@ -19,9 +19,9 @@
 namespace pdegen {
 
 struct OptimizerPhaseSpan {
-  int index = 0;                               // 0: the optimizer section itself, k: its k-th `then`
+  int index = 0;                                // 0: the optimizer section itself, k: its k-th `then`
   const OptimizerSettings* settings = nullptr;  // points into the OptimizerConfig
-  int64_t begin = 0, end = 0;                  // training steps [begin, end) of this phase
+  int64_t begin = 0, end = 0;                   // training steps [begin, end) of this phase
 };
 
 // The phase that runs training step `step` (0-based) of a run of `total_steps` steps.

@@ -22,6 +22,13 @@ class PdeProblem {
   virtual std::string_view name() const = 0;
   // Per-sample network input/output shape, [1, Ny, Nx] etc.
   virtual Shape sample_shape() const = 0;
+  // [n, sample_shape()...]: a batch's shape (n = 0 for a rank that holds no samples but must still
+  // describe the fields it writes collectively).
+  Shape batch_shape(int64_t n) const {
+    Shape s{n};
+    for (int i = 0; i < sample_shape().rank(); ++i) s.push_back(sample_shape()[i]);
+    return s;
+  }
 
   // The network input of each global index (plain fp32 [b, 1, ...]), written into `input`.
   virtual void sample(uint64_t seed, const std::vector<uint64_t>& global_indices, Tensor& input) const = 0;

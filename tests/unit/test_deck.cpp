@@ -583,10 +583,12 @@ TEST_CASE("optimizer phases are validated like the optimizer section, with their
   CHECK(error_of(with_minimal("optimizer:\n  then: {after_steps: 10, type: lbfgs, beta1: 0.5}\n")) ==
         "deck.yaml:5:40: error: 'optimizer.then.beta1' applies only to optimizer types adam, adamw and lamb "
         "(optimizer.then.type is 'lbfgs')");
-  CHECK(error_of(with_minimal("optimizer:\n  then: {after_steps: 10, type: lbfgs, grad_clip: 1}\n")) ==
-        "deck.yaml:5:51: error: 'optimizer.then.grad_clip' does not apply to lbfgs: clipping would change the "
-        "gradient its line search measures (leave it 0)");
-  CHECK(contains(error_of(with_minimal("optimizer:\n  after_steps: 10\n")), "unknown key 'optimizer.after_steps'"));
+  CHECK(
+      error_of(with_minimal("optimizer:\n  then: {after_steps: 10, type: lbfgs, grad_clip: 1}\n")) ==
+      "deck.yaml:5:51: error: 'optimizer.then.grad_clip' does not apply to lbfgs: clipping would change the "
+      "gradient its line search measures (leave it 0)");
+  CHECK(contains(error_of(with_minimal("optimizer:\n  after_steps: 10\n")),
+                 "unknown key 'optimizer.after_steps'"));
 }
 
 TEST_CASE("lars, lamb and lbfgs read their own keys; eps means the trust-ratio term for lars") {
@@ -613,9 +615,10 @@ TEST_CASE("lars, lamb and lbfgs read their own keys; eps means the trust-ratio t
 
 TEST_CASE("to_yaml writes the optimizer phases nested and the new optimizer keys; they read back the same") {
   for (const std::string& text :
-       {with_minimal("optimizer:\n  type: adamw\n  lr: 1e-3\n  then:\n    after_steps: 100\n    type: lbfgs\n"
-                     "    lr: 0.5\n    curvature_eps: 1e-6\n    damping: true\n    then: {after_steps: 150, type: "
-                     "lars, eps: 1e-5, trust_coefficient: 0.01, schedule: {type: step}}\n"),
+       {with_minimal(
+            "optimizer:\n  type: adamw\n  lr: 1e-3\n  then:\n    after_steps: 100\n    type: lbfgs\n"
+            "    lr: 0.5\n    curvature_eps: 1e-6\n    damping: true\n    then: {after_steps: 150, type: "
+            "lars, eps: 1e-5, trust_coefficient: 0.01, schedule: {type: step}}\n"),
         with_minimal("optimizer: {type: lamb, max_trust_ratio: 10, beta1: 0.8}\n")}) {
     CAPTURE(text);
     const Deck d = parse_deck(text, "deck.yaml");

@@ -40,7 +40,8 @@ struct Params {
   std::vector<Vec> per_param(bool grads) const {
     std::vector<Vec> out;
     for (size_t i = 0; i < registry.params().size(); ++i)
-      out.push_back(values_of(grads ? registry.grad(static_cast<int>(i)) : registry.value(static_cast<int>(i))));
+      out.push_back(
+          values_of(grads ? registry.grad(static_cast<int>(i)) : registry.value(static_cast<int>(i))));
     return out;
   }
   bool padding_is_zero() const {

@@ -303,7 +303,8 @@ TEST_CASE("the factory names its optimizers") {
   }
 }
 
-TEST_CASE("the closure step of a first-order optimizer evaluates once, clips by the global norm, then steps") {
+TEST_CASE(
+    "the closure step of a first-order optimizer evaluates once, clips by the global norm, then steps") {
   const OptimizerConfig c = sgd_config(0, false, 0);
   Params params, reference;
   auto opt = make_optimizer(c, params.registry);
@@ -327,7 +328,8 @@ TEST_CASE("the closure step of a first-order optimizer evaluates once, clips by 
   CHECK(opt->step_count() == 1);
   // A non-finite loss: nothing is touched, the trainer decides.
   const Vec before = params.values();
-  const StepResult bad = opt->step(params.registry, c.lr, [] { return NAN; }, 0);
+  const StepResult bad = opt->step(
+      params.registry, c.lr, [] { return NAN; }, 0);
   CHECK(std::isnan(bad.loss));
   CHECK(params.values() == before);
   CHECK(opt->step_count() == 1);
