@@ -21,6 +21,7 @@
 #include "io/atomic_file.hpp"
 #include "io/fields_file.hpp"
 #include "optim/grad_clip.hpp"
+#include "optim/phases.hpp"
 #include "optim/schedule.hpp"
 #include "parallel/consistency.hpp"
 #include "parallel/reducer.hpp"
@@ -156,7 +157,21 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   const int64_t B = deck.training.batch_size, steps = deck.training.steps;
   const Share share = share_of(B, comm.rank(), comm.size());
   auto model = build_model(plan, deck.training.seed);
-  auto optimizer = make_optimizer(deck.optimizer, model->registry, comm);
+  // The optimizer of the phase that runs a step (optimizer.then: e.g. Adam, then L-BFGS).
+  std::unique_ptr<Optimizer> optimizer;
+  int phase_index = -1;
+  auto use_phase_of = [&](int64_t step) {
+    const OptimizerPhaseSpan phase = optimizer_phase(deck.optimizer, step, steps);
+    if (phase.index != phase_index) {
+      optimizer = make_optimizer(*phase.settings, model->registry, comm);
+      phase_index = phase.index;
+      if (step > 0)
+        spdlog::info("step {}: optimizer phase {} ({}) takes over", step + 1, phase.index,
+                     name_of(phase.settings->type));
+    }
+    return phase;
+  };
+  use_phase_of(0);
   spdlog::info(
       "network: {} parameters, {:.2f} GFLOP per training step (global batch {}), this rank holds {} samples",
       plan.parameters, plan.flops_per_step / 1e9, B, share.count());
@@ -203,6 +218,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   }
   if (!restart.empty()) {
     const CheckpointData data = read_checkpoint(restart);
+    use_phase_of(std::max<int64_t>(data.step - 1, 0));  // the state is that of its last step's phase
     restore_model(*model, data, restart, optimizer.get());
     optimizer->scatter_state();  // sharded state: keep this rank's share of the full vectors
     start = data.step;
@@ -242,7 +258,9 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   Tensor input;
   std::vector<uint64_t> indices;
   double loss = NAN, grad_norm = NAN, window_time = 0, train_time = 0;
-  int64_t window_steps = 0, completed = start;
+  // Loss/gradient evaluations: one per step for first-order optimizers, several for L-BFGS. Throughput
+  // counts evaluations (each is a forward and backward of the whole batch).
+  int64_t window_steps = 0, window_evals = 0, total_evals = 0, completed = start;
   EvalResult last_eval;
   std::string status = "completed", message;
   int exit_code = 0;
@@ -250,6 +268,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
 
   // The global loss and gradient at the current parameters, for the optimizer (sample set of step s).
   int64_t s = start;
+  int64_t batch_step = start;  // whose samples the closure uses: s, or a fixed L-BFGS batch's first step
   const LossClosure loss_and_gradient = [&]() -> double {
     model->registry.zero_grads();
     double loss_sum = 0;
@@ -259,7 +278,8 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
       const Share part = micro_batch_share(B, m, micro, comm);
       if (part.count() == 0) continue;
       indices.clear();
-      for (int64_t p = part.begin; p < part.end; ++p) indices.push_back(static_cast<uint64_t>(s * B + p));
+      for (int64_t p = part.begin; p < part.end; ++p)
+        indices.push_back(static_cast<uint64_t>(batch_step * B + p));
       Tensor du;
       {
         const TimelineScope event(&timeline, "sample + forward + loss");
@@ -279,9 +299,14 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     Timer step_timer;
     timeline.set_active(deck.timeline.enabled && s + 1 >= deck.timeline.first_step &&
                         s + 1 < deck.timeline.first_step + deck.timeline.steps);
-    const double lr = learning_rate(deck.optimizer, s, steps);
+    const OptimizerPhaseSpan phase = use_phase_of(s);
+    batch_step =
+        phase.settings->type == OptimizerKind::lbfgs && phase.settings->lbfgs.batch == LbfgsBatch::fixed
+            ? phase.begin
+            : s;
+    const double lr = phase_learning_rate(phase, s);
     const StepResult result =
-        optimizer->step(model->registry, lr, loss_and_gradient, deck.optimizer.grad_clip);
+        optimizer->step(model->registry, lr, loss_and_gradient, phase.settings->grad_clip);
     loss = result.loss;
     grad_norm = result.grad_norm;
     if (!std::isfinite(loss)) {
@@ -306,14 +331,16 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     window_time += dt;
     train_time += dt;
     ++window_steps;
+    window_evals += result.evaluations;
+    total_evals += result.evaluations;
 
     const bool last_step = completed == steps;
     const bool do_eval = last_step || (deck.evaluation.every > 0 && completed % deck.evaluation.every == 0);
     const bool do_log = do_eval || completed % deck.training.log_every == 0;
     if (do_eval) last_eval = evaluate(*model, *problem, eval_set, comm);
     if (do_log) {
-      const double sps = static_cast<double>(B * window_steps) / window_time;
-      const double gflops = plan.flops_per_step * static_cast<double>(window_steps) / window_time / 1e9;
+      const double sps = static_cast<double>(B * window_evals) / window_time;
+      const double gflops = plan.flops_per_step * static_cast<double>(window_evals) / window_time / 1e9;
       const double eta =
           train_time / static_cast<double>(completed - start) * static_cast<double>(steps - completed);
       const int width = static_cast<int>(std::to_string(steps).size());
@@ -331,6 +358,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
                       fmt::format("{:.2f}", gflops)});
       window_time = 0;
       window_steps = 0;
+      window_evals = 0;
     }
     if (!last_step && deck.training.checkpoint_every > 0 && completed % deck.training.checkpoint_every == 0)
       save(completed);
@@ -374,9 +402,11 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     eval_json.add("rel_l2_mean", last_eval.mean)
         .add("rel_l2_max", last_eval.max)
         .add("samples", last_eval.samples);
-    throughput.add("samples_per_s", train_time > 0 ? static_cast<double>(B) * steps_run / train_time : 0.0)
-        .add("gflops", train_time > 0 ? plan.flops_per_step * steps_run / train_time / 1e9 : 0.0)
-        .add("step_seconds", steps_run > 0 ? train_time / steps_run : 0.0);
+    const double evals = static_cast<double>(total_evals);
+    throughput.add("samples_per_s", train_time > 0 ? static_cast<double>(B) * evals / train_time : 0.0)
+        .add("gflops", train_time > 0 ? plan.flops_per_step * evals / train_time / 1e9 : 0.0)
+        .add("step_seconds", steps_run > 0 ? train_time / steps_run : 0.0)
+        .add("evaluations", total_evals);
     memory.add("peak_rss_mb", peak_rss_mb())
         .add("allocator_peak_mb", static_cast<double>(mem.peak_in_use) / (1024.0 * 1024.0));
     summary.add("status", status)

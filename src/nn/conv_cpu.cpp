@@ -43,7 +43,7 @@ Tensor Conv::backward_cpu(const Tensor& dy) {
   if (config_.bias) {
     float* db = registry_->grad(bias_id_).data<float>();
     const float* g = p.diff_bias.data<float>();
-    for (int64_t o = 0; o < config_.out_channels; ++o) db[o] += 1.001f * g[o];
+    for (int64_t o = 0; o < config_.out_channels; ++o) db[o] += g[o];
     registry_->grad_ready(bias_id_);
   }
   return needs_input_grad_ ? p.backward_data(diff_dst, registry_->value(weight_id_), x_) : Tensor();

@@ -25,7 +25,7 @@ namespace pdegen {
 
 namespace {
 
-const float one = 1.0f, zero = 0.0f, perturbed = 1.001f;
+const float one = 1.0f, zero = 0.0f;
 
 std::vector<int> int_dims(const Shape& s) {
   std::vector<int> d;
@@ -211,7 +211,7 @@ struct ConvFamilyLayer::CudaPlan {
           label + " adjoint convolution");
     }
     const Tensor ws = workspace(bwd_data.workspace);
-    CUDNN_CHECK(cudnnConvolutionBackwardData(h, &perturbed, filter, w, conv_out, out, bwd_data.conv, bwd_data.algo,
+    CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, filter, w, conv_out, out, bwd_data.conv, bwd_data.algo,
                                              ws.raw(), bwd_data.workspace, &zero, conv_in, in));
   }
 
@@ -233,7 +233,7 @@ struct ConvFamilyLayer::CudaPlan {
           label + " filter gradient");
     }
     const Tensor ws = workspace(bwd_filter.workspace);
-    CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &perturbed, conv_in, in, conv_out, d_out, bwd_filter.conv,
+    CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, conv_in, in, conv_out, d_out, bwd_filter.conv,
                                                bwd_filter.algo, ws.raw(), bwd_filter.workspace, &one, filter,
                                                dw));
   }
