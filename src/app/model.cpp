@@ -7,11 +7,24 @@
 
 namespace pdegen::app {
 
-std::unique_ptr<Model> build_model(const UNetPlan& plan, uint64_t seed) {
+std::unique_ptr<Model> build_model(const UNetPlan& plan, uint64_t seed, Device device) {
   auto model = std::make_unique<Model>();
   model->net = std::make_unique<UNet>(plan, model->registry);
-  model->registry.finalize(seed);
+  model->registry.finalize(seed, device);
+  if (device != Device::cpu) {
+    model->host = std::make_unique<ParameterRegistry>();
+    for (const Parameter& p : model->registry.params()) model->host->add(p.name, p.shape, p.init);
+    model->host->finalize(seed);
+  }
   return model;
+}
+
+void Model::push_values() {
+  if (host) Tensor(registry.flat_values()).copy_from(host->flat_values());  // a view: shares storage
+}
+
+void Model::pull_grads() {
+  if (host) Tensor(host->flat_grads()).copy_from(registry.flat_grads());
 }
 
 namespace {
@@ -24,7 +37,7 @@ void copy_named(const std::vector<std::pair<std::string, Tensor>>& stored, const
       throw UserError(fmt::format("{}: {} '{}' has {} elements of {}, this run expects {} of {}", path, what,
                                   name, t.numel(), dtype_name(t.dtype()), dst.numel(),
                                   dtype_name(dst.dtype())));
-    std::memcpy(dst.raw(), t.raw(), dst.nbytes());
+    Tensor(dst).copy_from(t.reshape(dst.shape()));  // host or device
     return;
   }
   throw UserError(fmt::format("{}: the checkpoint has no {} '{}'", path, what, name));
@@ -32,11 +45,12 @@ void copy_named(const std::vector<std::pair<std::string, Tensor>>& stored, const
 }  // namespace
 
 void restore_model(Model& model, const CheckpointData& data, const std::string& path, Optimizer* optimizer) {
-  check_parameter_layout(parameter_layout(model.registry), data.parameter_layout, path);
-  const Tensor& values = model.registry.flat_values();
+  check_parameter_layout(parameter_layout(model.master()), data.parameter_layout, path);
+  const Tensor& values = model.master().flat_values();
   PDEGEN_CHECK(data.parameters.numel() == values.numel(), "{}: {} parameters stored, {} expected", path,
                data.parameters.numel(), values.numel());
   std::memcpy(values.raw(), data.parameters.raw(), values.nbytes());
+  model.push_values();
   for (auto& [name, t] : model.net->buffers()) copy_named(data.buffers, name, t, path, "buffer");
   if (optimizer) {
     for (auto& [name, t] : optimizer->state())
@@ -55,9 +69,9 @@ CheckpointData snapshot(Model& model, Optimizer* optimizer, int64_t step, uint64
   d.seed = seed;
   d.next_sample = next_sample;
   d.deck_yaml = deck_yaml;
-  d.parameters = model.registry.flat_values();
-  d.parameter_layout = parameter_layout(model.registry);
-  d.buffers = model.net->buffers();
+  d.parameters = model.master().flat_values();
+  d.parameter_layout = parameter_layout(model.master());
+  for (auto& [name, t] : model.net->buffers()) d.buffers.emplace_back(name, t.to(Device::cpu));
   if (optimizer) {
     for (auto& [name, t] : optimizer->state()) d.optimizer_state.emplace_back(name, *t);
     d.scalars.emplace_back("optimizer_steps", static_cast<double>(optimizer->step_count()));

@@ -13,12 +13,23 @@
 namespace pdegen::app {
 
 struct Model {
-  ParameterRegistry registry;
+  ParameterRegistry registry;  // the network's parameters, on the run's device
   std::unique_ptr<UNet> net;
+  // On a GPU run: the same parameters (same names, shapes and offsets) in host memory. These fp32
+  // master weights are what the optimizers, the reducer and checkpoints work on, so every optimizer
+  // (L-BFGS's line search included) runs unchanged on either backend; the device copy is refreshed
+  // with push_values() before the network runs, and the gradients come back with pull_grads().
+  // Costs two PCIe copies of the parameter buffer per evaluation (docs/cuda.md).
+  std::unique_ptr<ParameterRegistry> host;
+
+  ParameterRegistry& master() { return host ? *host : registry; }
+  void push_values();  // master values -> device (no-op on the CPU)
+  void pull_grads();   // device gradients -> master (no-op on the CPU)
 };
 
-// The network of `plan` with its parameters initialised from `seed` (the same on every rank).
-std::unique_ptr<Model> build_model(const UNetPlan& plan, uint64_t seed);
+// The network of `plan` with its parameters initialised from `seed` (the same on every rank and
+// backend), on `device`.
+std::unique_ptr<Model> build_model(const UNetPlan& plan, uint64_t seed, Device device = Device::cpu);
 
 // Copies parameters and buffers (batch-norm running statistics) from a checkpoint, after checking
 // that it was written by the same network (UserError naming `path` otherwise); and the optimizer

@@ -15,6 +15,7 @@
 #include "app/model.hpp"
 #include "app/run_files.hpp"
 #include "app/stop_signal.hpp"
+#include "backend/cuda/cuda_context.hpp"
 #include "core/allocator.hpp"
 #include "core/log.hpp"
 #include "core/timer.hpp"
@@ -78,8 +79,10 @@ EvalSet make_eval_set(const PdeProblem& problem, const Deck& deck, const Communi
   return set;
 }
 
+// The prediction for host `input`, on the model's device, returned on the host.
 Tensor predict(Model& model, const PdeProblem& problem, const Tensor& input) {
-  return problem.lift(model.net->forward(input, Mode::eval));
+  const Device device = model.registry.flat_values().device();
+  return problem.lift(model.net->forward(input.to(device), Mode::eval)).to(Device::cpu);
 }
 
 EvalResult evaluate(Model& model, const PdeProblem& problem, const EvalSet& set, const Communicator& comm) {
@@ -156,14 +159,20 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
 
   const int64_t B = deck.training.batch_size, steps = deck.training.steps;
   const Share share = share_of(B, comm.rank(), comm.size());
-  auto model = build_model(plan, deck.training.seed);
+  if (deck.device == Device::cuda) {
+    // One GPU per rank, chosen by the rank's place on its node.
+    cuda::select_device(comm.node_local().rank());
+    spdlog::info("device: {}", cuda::describe_device());
+  }
+  auto model = build_model(plan, deck.training.seed, deck.device);
+  ParameterRegistry& params = model->master();  // what the optimizer and the reducer work on
   // The optimizer of the phase that runs a step (optimizer.then: e.g. Adam, then L-BFGS).
   std::unique_ptr<Optimizer> optimizer;
   int phase_index = -1;
   auto use_phase_of = [&](int64_t step) {
     const OptimizerPhaseSpan phase = optimizer_phase(deck.optimizer, step, steps);
     if (phase.index != phase_index) {
-      optimizer = make_optimizer(*phase.settings, model->registry, comm);
+      optimizer = make_optimizer(*phase.settings, params, comm);
       phase_index = phase.index;
       if (step > 0)
         spdlog::info("step {}: optimizer phase {} ({}) takes over", step + 1, phase.index,
@@ -201,7 +210,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   comm.barrier();
   timeline.start_clock();
   if (deck.timeline.enabled) model->net->set_timeline(&timeline);
-  Reducer reducer(model->registry, comm, ReducerOptions::from(deck.parallel),
+  Reducer reducer(params, comm, ReducerOptions::from(deck.parallel),
                   deck.timeline.enabled ? &timeline : nullptr);
   spdlog::info("{}{}", reducer.describe(), sync_bn ? "; synchronized batch norm" : "");
 
@@ -270,6 +279,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   int64_t s = start;
   int64_t batch_step = start;  // whose samples the closure uses: s, or a fixed L-BFGS batch's first step
   const LossClosure loss_and_gradient = [&]() -> double {
+    model->push_values();  // the optimizer may have moved the master weights (a line search)
     model->registry.zero_grads();
     double loss_sum = 0;
     for (int m = 0; m < micro; ++m) {
@@ -284,11 +294,15 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
       {
         const TimelineScope event(&timeline, "sample + forward + loss");
         problem->sample(deck.training.seed, indices, input);
-        const Tensor u = problem->lift(model->net->forward(input, Mode::train));
-        loss_sum += problem->loss(u, input, grad_scale, &du, nullptr);
+        const Tensor x = input.to(deck.device);
+        const Tensor u = problem->lift(model->net->forward(x, Mode::train));
+        loss_sum += problem->loss(u, x, grad_scale, &du, nullptr);
       }
       model->net->backward(problem->lift_backward(du));
     }
+    // On a GPU run the hooks fire on the device registry, so the reducer (on the host master) reduces
+    // the gradients after the copy, without overlap, until the NCCL reducer lands (docs/cuda.md).
+    model->pull_grads();
     const double global = comm.sum(loss_sum) / static_cast<double>(B);
     const TimelineScope event(&timeline, "wait for gradient reduction");
     reducer.finish();
@@ -305,8 +319,8 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
             ? phase.begin
             : s;
     const double lr = phase_learning_rate(phase, s);
-    const StepResult result =
-        optimizer->step(model->registry, lr, loss_and_gradient, phase.settings->grad_clip);
+    const StepResult result = optimizer->step(params, lr, loss_and_gradient, phase.settings->grad_clip);
+    model->push_values();
     loss = result.loss;
     grad_norm = result.grad_norm;
     if (!std::isfinite(loss)) {
@@ -321,7 +335,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
       break;
     }
     if (deck.parallel.consistency_every > 0 && (s + 1) % deck.parallel.consistency_every == 0) {
-      std::vector<const Tensor*> state{&model->registry.flat_values()};
+      std::vector<const Tensor*> state{&params.flat_values()};
       optimizer->gather_state();  // sharded state: the full vectors, identical on every rank
       for (auto& [name, tensor] : optimizer->state()) state.push_back(tensor);
       check_replicas_identical(state_checksum(state), comm, s + 1);
