@@ -10,6 +10,7 @@
 
 #include <doctest/doctest.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,19 @@ inline std::vector<pdegen::Device> test_devices() {
 
 // The channel block a test input takes on `device`: as asked on the CPU, plain on the GPU.
 inline int block_on(Device device, int block) { return device == Device::cpu ? block : 1; }
+
+// False when the same layer configuration and input shape already ran on this non-CPU device in this
+// binary: the GPU takes every layout as plain, so the CPU's blocked and plain variants of a case are
+// one case there, and running it again only costs time.
+template <class Config>
+bool first_gpu_run(Device device, const Config& c, const Shape& in_shape) {
+  if (device == Device::cpu) return true;
+  static std::set<std::string> done;
+  return done
+      .insert(fmt::format("{} {} {}->{} k{} s{} p{} b{} {}", device_name(device), c.ndim, c.in_channels,
+                          c.out_channels, c.kernel, c.stride, c.padding, c.bias, in_shape.str()))
+      .second;
+}
 
 // Logical-order values of an fp32 tensor on any device.
 inline Vec host_values(const Tensor& t) { return values_of(t.to(Device::cpu)); }

@@ -3,7 +3,7 @@
 # reference and error of chosen samples render to PNGs with a colour bar that are not trivial, the
 # reference (u = 1 at x = 0, u = 0 at x = 1) falls from left to right as it must, and a field the
 # file does not have exits 2. Skipped where ParaView's python is not installed
-# (tools/install_deps.sh --paraview); runs under xvfb-run when there is no display.
+# (tools/install_deps.sh --paraview); renders on its own Xvfb display.
 #   PDEGEN=build/cpu/pdegen bash tests/workflow/test_render.sh   (from the repository root)
 set -u
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -17,11 +17,8 @@ if ! command -v pvpython >/dev/null; then
   echo "skipped: pvpython not found (tools/install_deps.sh --paraview installs ParaView's python)"
   exit 0
 fi
-PV=(pvpython)
-if command -v xvfb-run >/dev/null; then
-  PV=(xvfb-run -a -s "-screen 0 1280x1024x24" pvpython)
-elif [ -z "${DISPLAY:-}" ]; then
-  echo "skipped: no display and no xvfb-run (tools/install_deps.sh --paraview installs xvfb)"
+if ! command -v Xvfb >/dev/null && [ -z "${DISPLAY:-}" ]; then
+  echo "skipped: no display and no Xvfb (tools/install_deps.sh --paraview installs xvfb)"
   exit 0
 fi
 if ! "$PYTHON" -c 'import matplotlib, numpy' 2>/dev/null; then
@@ -29,7 +26,26 @@ if ! "$PYTHON" -c 'import matplotlib, numpy' 2>/dev/null; then
   exit 0
 fi
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+xvfb_pid=""
+trap '[ -n "$xvfb_pid" ] && kill "$xvfb_pid" 2>/dev/null; rm -rf "$work"' EXIT
+# Our own virtual display: `xvfb-run -a` picks its display number by looking for lock files, which
+# races with other tests (tests/io/test_paraview.sh) starting theirs at the same moment; Xvfb's
+# -displayfd takes a free number itself and says which once it accepts connections.
+if command -v Xvfb >/dev/null; then
+  Xvfb -displayfd 3 -screen 0 1280x1024x24 -nolisten tcp 3>"$work/display" 2>"$work/xvfb.log" &
+  xvfb_pid=$!
+  for _ in $(seq 1 300); do
+    [ -s "$work/display" ] && break
+    sleep 0.1
+  done
+  if [ ! -s "$work/display" ]; then
+    echo "FAIL: Xvfb did not start"
+    sed 's/^/      | /' "$work/xvfb.log"
+    exit 1
+  fi
+  export DISPLAY=":$(head -1 "$work/display")"
+fi
+PV=(pvpython)
 export MPLCONFIGDIR="$work/mpl"
 passed=0 failed=0
 pass() { echo "PASS: $1"; passed=$((passed + 1)); }
@@ -39,7 +55,7 @@ fail() {
   failed=$((failed + 1))
 }
 check() { if eval "$2"; then pass "$1"; else fail "$1" "$2"; fi; }
-# A fresh Xvfb occasionally refuses its first GLX context: one retry.
+# One retry: an X server under heavy load has been seen to refuse a first GLX context.
 render() {
   "${PV[@]}" "$repo/tools/render_sample.py" "$@" >"$work/out" 2>&1 ||
     { sleep 1 && "${PV[@]}" "$repo/tools/render_sample.py" "$@" >"$work/out" 2>&1; }

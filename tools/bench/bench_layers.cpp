@@ -1,8 +1,12 @@
-// Layer micro-benchmark: forward and backward time and GFLOP/s of every CPU layer at U-Net shapes
-// (batch 4, 256x256, 16-64 channels), in the layouts the network keeps them in. The PyTorch peer
-// tools/bench/torch_layers.py runs the same cases; tools/bench/compare_layers.sh puts them side by side.
-//   bench_layers [--batch 4] [--size 256] [--reps 5] [--filter conv]
-// Prints one JSON object per line, like the peer.
+// Layer micro-benchmark: forward and backward time and GFLOP/s of every layer at U-Net shapes
+// (batch 4, 256x256, 16-64 channels), in the layouts the network keeps them in (CPU: channel-blocked;
+// GPU: plain NCHW), through the same Layer classes the network uses. The PyTorch peer
+// tools/bench/torch_layers.py runs the same cases; tools/bench/compare_layers.py puts them side by side.
+//   bench_layers [--batch 4] [--size 256] [--reps 5] [--filter conv] [--device cpu|cuda]
+//                [--conv-math fp32|tf32|fp16_conversion]
+// Prints one JSON object per line, like the peer (on cuda also "peak_mib", the device allocator's
+// high-water mark during the case). --conv-math sets cuda::set_conv_math for the GPU convolutions;
+// its default here is fp32, the peer's default (no TF32), not the library's tf32.
 #include <omp.h>
 
 #include <algorithm>
@@ -14,6 +18,7 @@
 #include <vector>
 
 #include "backend/cpu/dnnl_context.hpp"
+#include "backend/cuda/cuda_context.hpp"
 #include "bench_common.hpp"
 #include "core/rng.hpp"
 #include "core/timer.hpp"
@@ -26,13 +31,20 @@
 #include "nn/parameter.hpp"
 #include "nn/pool.hpp"
 
+#ifdef PDEGEN_HAVE_CUDA
+#include "backend/cuda/device_allocator.hpp"
+#endif
+
 using namespace pdegen;
 
 namespace {
 
-// Inputs in the layout the network keeps them in.
-Tensor random_input(const Shape& shape, uint64_t stream) {
-  return to_channel_block(bench::random_field(shape, stream), cpu::channel_block_for(shape[1]));
+// Inputs in the layout the network keeps them in: channel-blocked on the CPU, plain on the GPU
+// (docs/cuda.md: the blocked layout never goes to the device).
+Tensor random_input(const Shape& shape, uint64_t stream, Device device) {
+  Tensor plain = bench::random_field(shape, stream);
+  if (device == Device::cuda) return plain.to(Device::cuda);
+  return to_channel_block(plain, cpu::channel_block_for(shape[1]));
 }
 
 struct Case {
@@ -42,20 +54,28 @@ struct Case {
   Flops flops;
 };
 
+// A case not built yet: its name, and what builds it (tensors, layer, plans) when it is run.
+struct CaseMaker {
+  std::string name;
+  std::function<Case()> make;
+};
+
 struct Options {
   int64_t batch = 4, size = 256;
   int reps = 5;
   std::string filter;
+  Device device = Device::cpu;
+  cuda::ConvMath conv_math = cuda::ConvMath::fp32;
 };
 
 // A single-input layer case: owns the registry, the layer, the input and the upstream gradient.
 template <class L, class... Args>
-Case layer_case(std::string name, const Shape& in, Args&&... args) {
+Case layer_case(std::string name, Device device, const Shape& in, Args&&... args) {
   auto reg = std::make_shared<ParameterRegistry>();
   auto layer = std::make_shared<L>(std::forward<Args>(args)..., *reg);
-  reg->finalize(0);
-  auto x = std::make_shared<Tensor>(random_input(in, 1));
-  auto dy = std::make_shared<Tensor>(random_input(layer->output_shape(in), 2));
+  reg->finalize(0, device);
+  auto x = std::make_shared<Tensor>(random_input(in, 1, device));
+  auto dy = std::make_shared<Tensor>(random_input(layer->output_shape(in), 2, device));
   Case c;
   c.name = std::move(name);
   c.flops = layer->flops(in);
@@ -69,10 +89,10 @@ Case layer_case(std::string name, const Shape& in, Args&&... args) {
 }
 
 template <class L, class... Args>
-Case plain_layer_case(std::string name, const Shape& in, Args&&... args) {
+Case plain_layer_case(std::string name, Device device, const Shape& in, Args&&... args) {
   auto layer = std::make_shared<L>(std::forward<Args>(args)...);
-  auto x = std::make_shared<Tensor>(random_input(in, 1));
-  auto dy = std::make_shared<Tensor>(random_input(layer->output_shape(in), 2));
+  auto x = std::make_shared<Tensor>(random_input(in, 1, device));
+  auto dy = std::make_shared<Tensor>(random_input(layer->output_shape(in), 2, device));
   Case c;
   c.name = std::move(name);
   c.flops = layer->flops(in);
@@ -81,17 +101,24 @@ Case plain_layer_case(std::string name, const Shape& in, Args&&... args) {
   return c;
 }
 
-std::vector<Case> make_cases(const Options& o) {
+// Every case, in the table's order; each is built only when run, so one case's tensors live at a
+// time (at batch 16 all of them together would not fit a GPU's memory comfortably).
+std::vector<CaseMaker> case_makers(const Options& o) {
   const int64_t n = o.batch, s = o.size;
-  std::vector<Case> cases;
+  const Device dev = o.device;
+  std::vector<CaseMaker> cases;
+  auto add = [&](std::string name, std::function<Case(const std::string&)> make) {
+    cases.push_back({name, [name, make] { return make(name); }});
+  };
   auto conv = [&](int64_t cin, int64_t cout, int k) {
     ConvConfig cfg;
     cfg.in_channels = cin;
     cfg.out_channels = cout;
     cfg.kernel = k;
     cfg.padding = k / 2;
-    cases.push_back(
-        layer_case<Conv>(fmt::format("conv{}x{}_s1 {}->{}", k, k, cin, cout), Shape{n, cin, s, s}, "c", cfg));
+    add(fmt::format("conv{}x{}_s1 {}->{}", k, k, cin, cout), [=](const std::string& name) {
+      return layer_case<Conv>(name, dev, Shape{n, cin, s, s}, "c", cfg);
+    });
   };
   conv(1, 16, 3);
   conv(16, 16, 3);
@@ -102,49 +129,87 @@ std::vector<Case> make_cases(const Options& o) {
     ConvTransposeConfig cfg;
     cfg.in_channels = cin;
     cfg.out_channels = cout;
-    cases.push_back(layer_case<ConvTranspose>(fmt::format("convT2x2_s2 {}->{}", cin, cout),
-                                              Shape{n, cin, s, s}, "t", cfg));
+    add(fmt::format("convT2x2_s2 {}->{}", cin, cout), [=, c = cin](const std::string& name) {
+      return layer_case<ConvTranspose>(name, dev, Shape{n, c, s, s}, "t", cfg);
+    });
   }
   for (int64_t c : {16, 32, 64}) {
     BatchNormConfig cfg;
     cfg.channels = c;
-    cases.push_back(layer_case<BatchNorm>(fmt::format("batch_norm {}", c), Shape{n, c, s, s}, "bn", cfg));
+    add(fmt::format("batch_norm {}", c), [=](const std::string& name) {
+      return layer_case<BatchNorm>(name, dev, Shape{n, c, s, s}, "bn", cfg);
+    });
   }
   {
     InstanceNormConfig cfg;
     cfg.channels = 16;
-    cases.push_back(layer_case<InstanceNorm>("instance_norm 16", Shape{n, 16, s, s}, "in", cfg));
+    add("instance_norm 16", [=](const std::string& name) {
+      return layer_case<InstanceNorm>(name, dev, Shape{n, 16, s, s}, "in", cfg);
+    });
   }
-  for (auto [name, kind] : {std::pair<const char*, ActivationKind>{"relu", ActivationKind::relu},
-                            {"silu", ActivationKind::silu},
-                            {"tanh", ActivationKind::tanh}})
-    cases.push_back(plain_layer_case<Activation>(fmt::format("{} 16", name), Shape{n, 16, s, s}, kind));
+  for (auto [act, kind] : {std::pair<const char*, ActivationKind>{"relu", ActivationKind::relu},
+                           {"silu", ActivationKind::silu},
+                           {"tanh", ActivationKind::tanh}})
+    add(fmt::format("{} 16", act), [=, k = kind](const std::string& name) {
+      return plain_layer_case<Activation>(name, dev, Shape{n, 16, s, s}, k);
+    });
   for (int64_t c : {16, 64}) {
     PoolConfig cfg;
-    cases.push_back(plain_layer_case<MaxPool>(fmt::format("max_pool2x2 {}", c), Shape{n, c, s, s}, cfg));
+    add(fmt::format("max_pool2x2 {}", c), [=](const std::string& name) {
+      return plain_layer_case<MaxPool>(name, dev, Shape{n, c, s, s}, cfg);
+    });
   }
   {
     PoolConfig cfg;
-    cases.push_back(plain_layer_case<AvgPool>("avg_pool2x2 16", Shape{n, 16, s, s}, cfg));
+    add("avg_pool2x2 16", [=](const std::string& name) {
+      return plain_layer_case<AvgPool>(name, dev, Shape{n, 16, s, s}, cfg);
+    });
   }
-  {
+  add("concat 16+16", [=](const std::string& name) {
     auto cat = std::make_shared<Concat>();
-    auto a = std::make_shared<Tensor>(random_input(Shape{n, 16, s, s}, 1));
-    auto b = std::make_shared<Tensor>(random_input(Shape{n, 16, s, s}, 3));
-    auto dy = std::make_shared<Tensor>(random_input(Shape{n, 32, s, s}, 2));
+    auto a = std::make_shared<Tensor>(random_input(Shape{n, 16, s, s}, 1, dev));
+    auto b = std::make_shared<Tensor>(random_input(Shape{n, 16, s, s}, 3, dev));
+    auto dy = std::make_shared<Tensor>(random_input(Shape{n, 32, s, s}, 2, dev));
     Case c;
-    c.name = "concat 16+16";
+    c.name = name;
     c.forward = [=] { cat->forward(*a, *b); };
     c.backward = [=] { cat->backward(*dy); };
-    cases.push_back(std::move(c));
-  }
+    return c;
+  });
   return cases;
+}
+
+bool parse_conv_math(const std::string& text, cuda::ConvMath& math) {
+  if (text == "fp32")
+    math = cuda::ConvMath::fp32;
+  else if (text == "tf32")
+    math = cuda::ConvMath::tf32;
+  else if (text == "fp16_conversion")
+    math = cuda::ConvMath::fp16_conversion;
+  else
+    return false;
+  return true;
+}
+
+// Device memory in use at its high-water mark since the last reset, in MiB (GPU runs only).
+void reset_device_peak() {
+#ifdef PDEGEN_HAVE_CUDA
+  cuda::DeviceAllocator::instance().reset_peak();
+#endif
+}
+double device_peak_mib() {
+#ifdef PDEGEN_HAVE_CUDA
+  return static_cast<double>(cuda::DeviceAllocator::instance().stats().peak_in_use) / (1024.0 * 1024.0);
+#else
+  return 0.0;
+#endif
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   Options o;
+  std::string conv_math_name = "fp32";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] {
@@ -162,37 +227,80 @@ int main(int argc, char** argv) {
       o.reps = std::stoi(next());
     else if (a == "--filter")
       o.filter = next();
-    else {
-      std::fprintf(stderr, "usage: bench_layers [--batch N] [--size S] [--reps R] [--filter TEXT]\n");
+    else if (a == "--device") {
+      const std::string d = next();
+      if (d != "cpu" && d != "cuda") {
+        std::fprintf(stderr, "bench_layers: --device is 'cpu' or 'cuda', not '%s'\n", d.c_str());
+        return 2;
+      }
+      o.device = d == "cuda" ? Device::cuda : Device::cpu;
+    } else if (a == "--conv-math") {
+      conv_math_name = next();
+      if (!parse_conv_math(conv_math_name, o.conv_math)) {
+        std::fprintf(stderr, "bench_layers: --conv-math is fp32, tf32 or fp16_conversion, not '%s'\n",
+                     conv_math_name.c_str());
+        return 2;
+      }
+    } else {
+      std::fprintf(
+          stderr,
+          "usage: bench_layers [--batch N] [--size S] [--reps R] [--filter TEXT] [--device cpu|cuda] "
+          "[--conv-math fp32|tf32|fp16_conversion]\n");
+      return 2;
+    }
+  }
+  const bool on_gpu = o.device == Device::cuda;
+  if (on_gpu) {
+    std::string why;
+    if (!cuda::available(&why)) {
+      // The reason says which: "built without CUDA (configure with ...)" or "no usable CUDA device: ...".
+      std::fprintf(stderr, "bench_layers: --device cuda is not available: %s\n", why.c_str());
       return 2;
     }
   }
   try {
-    std::fprintf(stderr, "# bench_layers: batch %lld, %lldx%lld, %d OpenMP threads, channel block %d\n",
-                 static_cast<long long>(o.batch), static_cast<long long>(o.size),
-                 static_cast<long long>(o.size), omp_get_max_threads(), cpu::preferred_channel_block());
-    // Build cases lazily one at a time so their tensors do not all live at once.
-    const auto all = make_cases(o);
-    for (const auto& c : all) {
-      if (c.name.find(o.filter) == std::string::npos) continue;
-      for (int w = 0; w < 2; ++w) {  // warm-up: JIT, primitive caches, allocator
+    if (on_gpu) {
+      cuda::select_device(0);
+      cuda::set_conv_math(o.conv_math);
+      std::fprintf(stderr, "# bench_layers: batch %lld, %lldx%lld, cuda: %s, conv math %s\n",
+                   static_cast<long long>(o.batch), static_cast<long long>(o.size),
+                   static_cast<long long>(o.size), cuda::describe_device().c_str(), conv_math_name.c_str());
+    } else {
+      std::fprintf(stderr, "# bench_layers: batch %lld, %lldx%lld, %d OpenMP threads, channel block %d\n",
+                   static_cast<long long>(o.batch), static_cast<long long>(o.size),
+                   static_cast<long long>(o.size), omp_get_max_threads(), cpu::preferred_channel_block());
+    }
+    // GPU work is queued on one stream: wait for it before reading the clock on either side of a call.
+    auto sync = [&] {
+      if (on_gpu) cuda::synchronize();
+    };
+    for (const auto& maker : case_makers(o)) {
+      if (maker.name.find(o.filter) == std::string::npos) continue;
+      const Case c = maker.make();
+      for (int w = 0; w < 2; ++w) {  // warm-up: JIT, primitive caches / cuDNN algorithm search, allocator
         c.forward();
         c.backward();
       }
+      sync();
+      if (on_gpu) reset_device_peak();
       std::vector<double> tf, tb;
       for (int r = 0; r < o.reps; ++r) {
         Timer t;
         c.forward();
+        sync();
         tf.push_back(t.seconds());
         t.reset();
         c.backward();
+        sync();
         tb.push_back(t.seconds());
       }
       const double f = bench::median(tf) * 1e3, b = bench::median(tb) * 1e3;
+      const std::string peak =
+          on_gpu ? fmt::format(", \"peak_mib\": {:.1f}", device_peak_mib()) : std::string();
       std::printf(
           "{\"case\": \"%s\", \"fwd_ms\": %.4f, \"bwd_ms\": %.4f, \"gflops_fwd\": %.2f, \"gflops_bwd\": "
-          "%.2f}\n",
-          c.name.c_str(), f, b, c.flops.forward / f / 1e6, c.flops.backward() / b / 1e6);
+          "%.2f%s}\n",
+          c.name.c_str(), f, b, c.flops.forward / f / 1e6, c.flops.backward() / b / 1e6, peak.c_str());
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {

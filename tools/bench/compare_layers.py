@@ -4,7 +4,11 @@ a time alternating between the two (so machine noise hits both alike), and print
 with the speed-up of pdegen over PyTorch for forward, backward and forward+backward.
 
     /usr/bin/python3 tools/bench/compare_layers.py [--bench build/cpu/bench_layers] [--threads 2]
-        [--batch 4] [--size 256] [--reps 5] [--filter TEXT]
+        [--batch 4] [--size 256] [--reps 5] [--filter TEXT] [--device cpu|cuda] [--tf32]
+
+--device cuda runs both on the GPU (bench_layers of a CUDA build: --bench build/cuda/bench_layers);
+convolutions in fp32 on both sides unless --tf32 (bench_layers --conv-math tf32, torch_layers --tf32).
+The peer runs under $PYTHON if set, else under the interpreter running this script.
 """
 import argparse
 import json
@@ -16,8 +20,21 @@ import time
 
 
 def run(cmd, env):
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:])
+        raise SystemExit(f"compare_layers: exit code {p.returncode} from {' '.join(cmd)}")
+    return [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+
+
+def gpu_name(python, env):
+    """The GPU's name as the peer's torch sees it (a child process, so this one holds no CUDA context)."""
+    p = subprocess.run([python, "-c", "import torch; print(torch.cuda.get_device_name(), torch.__version__, "
+                        "torch.backends.cudnn.version())"], env=env, capture_output=True, text=True)
+    if p.returncode != 0 or not p.stdout.strip():
+        return "unknown GPU"
+    name, version, cudnn = p.stdout.strip().rsplit(" ", 2)
+    return f"{name}; torch {version}, cuDNN {cudnn}"
 
 
 def main():
@@ -29,15 +46,24 @@ def main():
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--filter", default="")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--tf32", action="store_true", help="GPU convolutions may use TF32 on both sides")
     a = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    python = os.environ.get("PYTHON") or sys.executable
     common = ["--batch", str(a.batch), "--size", str(a.size), "--reps", str(a.reps)]
-    names = [r["case"] for r in run([a.bench, "--reps", "1", "--size", "32", "--filter", a.filter], env)]
+    # Both sides on the device with the same convolution math; the CPU command lines are unchanged.
+    ours_extra, theirs_extra = [], []
+    if a.device == "cuda":
+        ours_extra = ["--device", "cuda", "--conv-math", "tf32" if a.tf32 else "fp32"]
+        theirs_extra = ["--device", "cuda"] + (["--tf32"] if a.tf32 else [])
+    names = [r["case"] for r in run([a.bench, "--reps", "1", "--size", "32", "--filter", a.filter, *ours_extra],
+                                    env)]
     rows = []
     for name in names:
-        ours = run([a.bench, *common, "--filter", name], env)
-        theirs = run(["/usr/bin/python3", os.path.join(here, "torch_layers.py"), "--threads", str(a.threads),
-                      *common, "--filter", name], env)
+        ours = run([a.bench, *common, "--filter", name, *ours_extra], env)
+        theirs = run([python, os.path.join(here, "torch_layers.py"), "--threads", str(a.threads),
+                      *common, "--filter", name, *theirs_extra], env)
         ours = [r for r in ours if r["case"] == name]
         theirs = [r for r in theirs if r["case"] == name]
         if not ours or not theirs:
@@ -46,8 +72,13 @@ def main():
         rows.append((ours[0], theirs[0]))
         print(f"# done {name}", file=sys.stderr)
 
-    print(f"Layer micro-benchmark, batch {a.batch}, {a.size}x{a.size}, {a.threads} threads, "
-          f"{platform.node()} ({platform.processor() or platform.machine()}), {time.strftime('%Y-%m-%d')}")
+    if a.device == "cuda":
+        print(f"Layer micro-benchmark on the GPU, batch {a.batch}, {a.size}x{a.size}, fp32, convolutions "
+              f"{'in TF32' if a.tf32 else 'without TF32'}, {platform.node()} ({gpu_name(python, env)}), "
+              f"{time.strftime('%Y-%m-%d')}")
+    else:
+        print(f"Layer micro-benchmark, batch {a.batch}, {a.size}x{a.size}, {a.threads} threads, "
+              f"{platform.node()} ({platform.processor() or platform.machine()}), {time.strftime('%Y-%m-%d')}")
     print()
     print("| case | pdegen fwd ms | torch fwd ms | pdegen bwd ms | torch bwd ms | pdegen GFLOP/s f/b "
           "| torch GFLOP/s f/b | speed-up fwd+bwd |")

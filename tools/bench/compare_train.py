@@ -7,12 +7,21 @@ memory, rel_l2 mean/max after the same steps, final loss and wall time, with the
 
     /usr/bin/python3 tools/bench/compare_train.py DECK [key.path=value ...] [--threads 2] [--steps N]
         [--repeats 1] [--eval-only-at-end] [--pdegen build/cpu/pdegen] [--workdir DIR] [--only pdegen|torch]
+        [--device cpu|cuda] [--no-tf32]
 
 pdegen's numbers come from <output.dir>/summary.json (status, steps, wall_seconds, final_loss,
 eval.rel_l2_mean/max, memory.peak_rss_mb, else its peak RSS from /usr/bin/time -v) and
 <output.dir>/history.csv (the median step time, steps 4.. as for the peer, from batch / samples_per_s:
 both sides get training.log_every=1 unless an override sets it). The peer's from its final JSON line.
 Medians over the repeats are reported.
+
+--device cuda trains both on the GPU: pdegen (a CUDA build: --pdegen build/cuda/pdegen) with the
+override device=cuda, the peer with --device cuda. pdegen's convolutions then use cuDNN's TF32 math
+(cuda::conv_math's default; no deck key sets it yet), so the peer gets --tf32 too unless --no-tf32.
+GPU memory is reported twice: each side's allocator peak (the peer's torch.cuda.max_memory_allocated;
+pdegen's from summary.json memory.device_peak_mb when the trainer writes it, else n/a), and the
+growth of the GPU's used memory (nvidia-smi, sampled every 100 ms, CUDA context and caches included,
+the same measure for both). The peer runs under $PYTHON if set, else this script's interpreter.
 """
 import argparse
 import csv
@@ -20,14 +29,72 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+
+
+class GpuMemoryWatch:
+    """Peak growth of the used memory of all GPUs (nvidia-smi) while a child runs, in bytes: one
+    `nvidia-smi -lms 100` process, started before the child and stopped after it. None without
+    nvidia-smi or when it fails."""
+
+    QUERY = ["--query-gpu=memory.used", "--format=csv,noheader,nounits"]
+
+    def __init__(self, enabled):
+        self.tool = shutil.which("nvidia-smi") if enabled else None
+        self.proc, self.reader, self.samples, self.baseline = None, None, [], None
+
+    def _used_mib(self, line_groups):
+        return sum(float(x) for x in line_groups if x.strip())
+
+    def __enter__(self):
+        if not self.tool:
+            return self
+        try:
+            once = subprocess.run([self.tool, *self.QUERY], capture_output=True, text=True, timeout=30)
+            self.baseline = self._used_mib(once.stdout.splitlines()) if once.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            self.baseline = None
+        if self.baseline is None:
+            return self
+        gpus = len([x for x in once.stdout.splitlines() if x.strip()])
+        self.proc = subprocess.Popen([self.tool, *self.QUERY, "-lms", "100"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+
+        def read():
+            lines = []
+            for line in self.proc.stdout:
+                lines.append(line)
+                if len(lines) == gpus:  # one line per GPU per sample
+                    try:
+                        self.samples.append(self._used_mib(lines))
+                    except ValueError:
+                        pass
+                    lines = []
+
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc:
+            time.sleep(0.15)  # one more sample
+            self.proc.terminate()
+            self.proc.wait()
+            self.reader.join(timeout=5)
+
+    def peak_bytes(self):
+        if self.baseline is None or not self.samples:
+            return None
+        return max(0.0, max(self.samples) - self.baseline) * 2 ** 20
 
 
 def peak_rss_from_time(stderr):
@@ -83,9 +150,12 @@ def step_seconds_from_history(path, batch):
 
 
 def run_pdegen(a, overrides, outdir, env):
-    cmd = ["/usr/bin/time", "-v", a.pdegen, "train", a.deck, *overrides, f"output.dir={outdir}"]
+    # /usr/bin/time only for the peak RSS fallback; GPU machines may not have it.
+    timer = ["/usr/bin/time", "-v"] if os.path.exists("/usr/bin/time") else []
+    cmd = [*timer, a.pdegen, "train", a.deck, *overrides, f"output.dir={outdir}"]
     t = time.perf_counter()
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    with GpuMemoryWatch(a.device == "cuda") as watch:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if p.returncode != 0:
         sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:])
@@ -105,28 +175,50 @@ def run_pdegen(a, overrides, outdir, env):
         rss = rss * 2 ** 20
     else:
         rss, rss_how = peak_rss_from_time(p.stderr), "/usr/bin/time -v"
-    return {"step": step, "fastest": fastest, "step_how": how, "rss": rss, "rss_how": rss_how,
-            "rel_mean": dig(summary, "eval.rel_l2_mean"), "rel_max": dig(summary, "eval.rel_l2_max"),
-            "steps": dig(summary, "steps"), "final_loss": dig(summary, "final_loss"),
-            "wall": dig(summary, "wall_seconds") or wall, "process_wall": wall}
+    result = {"step": step, "fastest": fastest, "step_how": how, "rss": rss, "rss_how": rss_how,
+              "rel_mean": dig(summary, "eval.rel_l2_mean"), "rel_max": dig(summary, "eval.rel_l2_max"),
+              "steps": dig(summary, "steps"), "final_loss": dig(summary, "final_loss"),
+              "wall": dig(summary, "wall_seconds") or wall, "process_wall": wall}
+    if a.device == "cuda":
+        device_mb = dig(summary, "memory.device_peak_mb", "memory.device_allocator_peak_mb", "memory.gpu_peak_mb")
+        result["device_peak"] = None if device_mb is None else device_mb * 2 ** 20
+        result["gpu_used"] = watch.peak_bytes()
+    return result
 
 
 def run_torch(a, overrides, json_path, env):
-    cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_poisson2d.py"), a.deck, *overrides,
+    cmd = [a.python, os.path.join(HERE, "torch_poisson2d.py"), a.deck, *overrides,
            "--threads", str(a.threads), "--json", json_path, "--ref-cache", a.ref_cache]
+    if a.device == "cuda":
+        cmd += ["--device", "cuda"] + ([] if a.no_tf32 else ["--tf32"])
     t = time.perf_counter()
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    with GpuMemoryWatch(a.device == "cuda") as watch:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if p.returncode != 0:
         sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:])
         raise RuntimeError(f"torch_poisson2d failed with exit code {p.returncode}")
     with open(json_path) as f:
         r = json.load(f)
-    return {"step": r["median_step_seconds"], "fastest": r.get("min_step_seconds"),
-            "step_how": "its steps 4..",
-            "rss": r["peak_rss_bytes"], "rss_how": "ru_maxrss", "rel_mean": r["rel_l2_mean"],
-            "rel_max": r["rel_l2_max"], "steps": r["steps"], "final_loss": r["final_loss"],
-            "wall": r["wall_seconds"], "process_wall": wall}
+    result = {"step": r["median_step_seconds"], "fastest": r.get("min_step_seconds"),
+              "step_how": "its steps 4..",
+              "rss": r["peak_rss_bytes"], "rss_how": "ru_maxrss", "rel_mean": r["rel_l2_mean"],
+              "rel_max": r["rel_l2_max"], "steps": r["steps"], "final_loss": r["final_loss"],
+              "wall": r["wall_seconds"], "process_wall": wall}
+    if a.device == "cuda":
+        result.update(device_peak=r.get("peak_device_bytes"), gpu_used=watch.peak_bytes(),
+                      device_name=r.get("device_name"), torch=r.get("torch"), cudnn=r.get("cudnn"),
+                      tf32=r.get("tf32"))
+    return result
+
+
+def pdegen_version(a, env):
+    """The first line of `pdegen --version` (backend, CUDA/cuDNN versions, GPU), or ''."""
+    try:
+        p = subprocess.run([a.pdegen, "--version"], env=env, capture_output=True, text=True, timeout=60)
+        return (p.stdout.strip().splitlines() or [""])[0]
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
 
 
 def med(runs, key):
@@ -154,7 +246,12 @@ def main():
     ap.add_argument("--workdir", help="where runs go (default: a temporary directory, removed)")
     ap.add_argument("--ref-cache", help="the peer's reference-solution cache (default: WORKDIR/ref_cache)")
     ap.add_argument("--only", choices=("pdegen", "torch"), help="run one side only")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="train both on this device (cuda: pdegen gets device=cuda)")
+    ap.add_argument("--no-tf32", action="store_true",
+                    help="cuda: the peer's convolutions without TF32 (pdegen train's still use it)")
     a = ap.parse_intermixed_args()
+    a.python = os.environ.get("PYTHON") or sys.executable
 
     # One history row per step, so pdegen's median step time can be taken like the peer's.
     overrides = (["training.log_every=1"] if not any(o.startswith("training.log_every=") for o in a.overrides)
@@ -163,6 +260,8 @@ def main():
         overrides.append(f"training.steps={a.steps}")
     if a.eval_only_at_end:
         overrides.append("evaluation.every=0")
+    if a.device == "cuda":
+        overrides.append("device=cuda")
     # Batch size and grid as the deck resolves them, for the table's title and step-time fallbacks.
     sys.path.insert(0, HERE)
     import torch_poisson2d as peer  # noqa: E402  (needs only yaml at import; torch comes with it)
@@ -184,24 +283,49 @@ def main():
             print(f"# torch run {rep + 1}: {theirs[-1]}", file=sys.stderr, flush=True)
 
     n, steps = deck["problem"]["resolution"], deck["training"]["steps"]
-    print(f"poisson2d training, {n}x{n}, batch {a.batch}, {steps} steps, {a.threads} threads, "
-          f"{a.repeats} run(s) each, {platform.node()} ({platform.processor() or platform.machine()}), "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"deck {a.deck} {' '.join(overrides)}")
-    print()
-    print("| metric | pdegen | PyTorch | pdegen / PyTorch |")
-    print("|---|---:|---:|---:|")
     mb = lambda v: None if v is None else v / 2 ** 20
+    if a.device == "cuda":
+        peer = theirs[0] if theirs else {}
+        tf32 = "not TF32" if a.no_tf32 else "TF32"
+        print(f"poisson2d training on the GPU, {n}x{n}, batch {a.batch}, {steps} steps, {a.threads} host threads, "
+              f"{a.repeats} run(s) each, {platform.node()} ({peer.get('device_name') or 'GPU'}), "
+              f"{time.strftime('%Y-%m-%d %H:%M')}")
+        print(f"pdegen: {pdegen_version(a, env) or a.pdegen}, cuDNN convolutions in TF32 (cuda::conv_math default); "
+              f"PyTorch {peer.get('torch', '?')} (cuDNN {peer.get('cudnn', '?')}), convolutions in {tf32}")
+        print(f"deck {a.deck} {' '.join(overrides)}")
+        print()
+        print("| metric | pdegen | PyTorch | pdegen / PyTorch |")
+        print("|---|---:|---:|---:|")
+        memory_rows = [("peak GPU memory, allocator (MiB)", mb(med(ours, "device_peak")), mb(med(theirs, "device_peak")),
+                        ".0f"),
+                       ("peak GPU memory, nvidia-smi (MiB)", mb(med(ours, "gpu_used")), mb(med(theirs, "gpu_used")),
+                        ".0f"),
+                       ("peak host memory (MiB)", mb(med(ours, "rss")), mb(med(theirs, "rss")), ".0f")]
+    else:
+        print(f"poisson2d training, {n}x{n}, batch {a.batch}, {steps} steps, {a.threads} threads, "
+              f"{a.repeats} run(s) each, {platform.node()} ({platform.processor() or platform.machine()}), "
+              f"{time.strftime('%Y-%m-%d %H:%M')}")
+        print(f"deck {a.deck} {' '.join(overrides)}")
+        print()
+        print("| metric | pdegen | PyTorch | pdegen / PyTorch |")
+        print("|---|---:|---:|---:|")
+        memory_rows = [("peak memory (MiB)", mb(med(ours, "rss")), mb(med(theirs, "rss")), ".0f")]
     rows = [("median step time (s)", med(ours, "step"), med(theirs, "step"), ".4f"),
             ("fastest step (s)", med(ours, "fastest"), med(theirs, "fastest"), ".4f"),
-            ("peak memory (MiB)", mb(med(ours, "rss")), mb(med(theirs, "rss")), ".0f"),
+            *memory_rows,
             ("rel_l2 mean", med(ours, "rel_mean"), med(theirs, "rel_mean"), ".4%"),
             ("rel_l2 max", med(ours, "rel_max"), med(theirs, "rel_max"), ".4%"),
             ("final loss", med(ours, "final_loss"), med(theirs, "final_loss"), ".6g"),
             ("wall time (s)", med(ours, "wall"), med(theirs, "wall"), ".1f")]
     for name, p, t, spec in rows:
         print(f"| {name} | {fmt(p, spec)} | {fmt(t, spec)} | {ratio(p, t)} |")
-    if ours:
+    if ours and a.device == "cuda":
+        print()
+        print(f"pdegen step time from {ours[0]['step_how']}; allocator peaks: pdegen's device allocator "
+              f"(summary.json), PyTorch's torch.cuda.max_memory_allocated; nvidia-smi: growth of the GPU's "
+              f"used memory during the run (CUDA context, cuDNN/cuBLAS handles and cached blocks included); "
+              f"host memory: pdegen {ours[0]['rss_how']}, PyTorch ru_maxrss.")
+    elif ours:
         print()
         print(f"pdegen step time from {ours[0]['step_how']}, memory from {ours[0]['rss_how']}; "
               f"PyTorch memory is ru_maxrss (interpreter and libraries included).")

@@ -2,8 +2,13 @@
 """PyTorch peer of tools/bench/bench_layers.cpp: the same layers on the same shapes and threads.
 
 Prints one JSON object per line: {"case", "fwd_ms", "bwd_ms", "gflop_fwd", "gflop_bwd"} with the
-median times over the repetitions. Run with Debian's python (/usr/bin/python3, python3-torch).
+median times over the repetitions (on cuda also "peak_mib", torch.cuda.max_memory_allocated of the
+case). Run with Debian's python (/usr/bin/python3, python3-torch), or any python with torch.
     /usr/bin/python3 tools/bench/torch_layers.py --threads 2 [--batch 4] [--size 256] [--filter conv]
+        [--device cpu|cuda] [--tf32] [--no-cudnn-benchmark]
+On cuda the convolutions run in fp32 unless --tf32 (PyTorch's own default lets cuDNN use TF32): that
+is bench_layers' default --conv-math fp32, so both sides round alike. cuDNN times its candidate
+algorithms on the first call of a shape (cudnn.benchmark), as pdegen does (cuda::conv_algo_search).
 """
 import argparse
 import json
@@ -57,13 +62,33 @@ def cases(batch, size):
     return out
 
 
-def median_ms(fn, reps):
+def no_sync():
+    pass
+
+
+def median_ms(fn, reps, sync=no_sync):
+    """Median wall time of fn() in ms; `sync` waits for queued GPU work before and after."""
     times = []
     for _ in range(reps):
+        sync()
         t = time.perf_counter()
         fn()
+        sync()
         times.append((time.perf_counter() - t) * 1e3)
     return statistics.median(times)
+
+
+def use_device(name, tf32, cudnn_benchmark):
+    """The torch.device to run on and the function that waits for it; exits when cuda is missing."""
+    if name == "cpu":
+        return torch.device("cpu"), no_sync
+    if not torch.cuda.is_available():
+        raise SystemExit(f"torch_layers: --device cuda, but torch {torch.__version__} sees no CUDA device")
+    # Both switches, so no convolution or matmul rounds its inputs to TF32 unless asked.
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    return torch.device("cuda"), torch.cuda.synchronize
 
 
 def main():
@@ -73,16 +98,25 @@ def main():
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--filter", default="")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--tf32", action="store_true", help="let cuDNN and cuBLAS use TF32 (cuda; default off)")
+    ap.add_argument("--no-cudnn-benchmark", dest="cudnn_benchmark", action="store_false",
+                    help="take cuDNN's heuristic algorithm instead of timing the candidates (cuda)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    device, sync = use_device(a.device, a.tf32, a.cudnn_benchmark)
+    on_gpu = device.type == "cuda"
     for name, make, shapes, fl_f, fl_b in cases(a.batch, a.size):
         if a.filter not in name:
             continue
-        m = make()
-        xs = [torch.randn(*sh, requires_grad=True) for sh in shapes]
+        m = make().to(device)
+        xs = [torch.randn(*sh, device=device, requires_grad=True) for sh in shapes]
         y = m(*xs)
         dy = torch.randn_like(y)
+        if on_gpu:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
 
         def fwd():
             with torch.no_grad():
@@ -90,18 +124,24 @@ def main():
 
         def bwd_ms():
             out = m(*xs)  # recorded forward, not timed
+            sync()
             t = time.perf_counter()
             out.backward(dy)
+            sync()
             return (time.perf_counter() - t) * 1e3
 
-        for _ in range(2):  # warm-up: oneDNN JIT and allocator, both paths
+        for _ in range(2):  # warm-up: oneDNN JIT (cuDNN algorithm search) and allocator, both paths
             fwd()
             bwd_ms()
-        f = median_ms(fwd, a.reps)
+        f = median_ms(fwd, a.reps, sync)
         b = statistics.median(bwd_ms() for _ in range(a.reps))
-        print(json.dumps({"case": name, "fwd_ms": f, "bwd_ms": b,
-                          "gflops_fwd": fl_f / f / 1e6 if fl_f else 0.0,
-                          "gflops_bwd": fl_b / b / 1e6 if fl_b else 0.0}), flush=True)
+        result = {"case": name, "fwd_ms": f, "bwd_ms": b,
+                  "gflops_fwd": fl_f / f / 1e6 if fl_f else 0.0,
+                  "gflops_bwd": fl_b / b / 1e6 if fl_b else 0.0}
+        if on_gpu:
+            result["peak_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        print(json.dumps(result), flush=True)
+        del m, xs, y, dy  # the next case starts from an empty cache of live tensors
 
 
 if __name__ == "__main__":

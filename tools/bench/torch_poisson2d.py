@@ -12,10 +12,18 @@ the two side by side. What is shared with pdegen, and must stay so:
   - optimizer and learning-rate schedule of the deck;
   - evaluation: rel_l2 against the assembled Q1 system solved with scipy to the deck's tolerance.
 Prints a progress line per logged step and, at the end, one JSON line (also written to --json FILE).
-Run with Debian's python (python3-torch, -numpy, -scipy, -yaml: tools/install_deps.sh --bench):
+Run with Debian's python (python3-torch, -numpy, -scipy, -yaml: tools/install_deps.sh --bench), or
+any python with those:
     /usr/bin/python3 tools/bench/torch_poisson2d.py DECK [key.path=value ...] [--threads 2]
         [--steps N] [--eval-only-at-end] [--json FILE] [--ref-cache DIR] [--loss-dtype float64]
-    /usr/bin/python3 tools/bench/torch_poisson2d.py --self-test
+        [--device cpu|cuda] [--tf32] [--no-cudnn-benchmark]
+    /usr/bin/python3 tools/bench/torch_poisson2d.py --self-test [--device cuda]
+--device (default: the deck's `device`, else cpu) cuda puts the model, the batch and the loss on the
+GPU (samples are drawn on the host, as pdegen does) and adds the GPU's peak memory
+(torch.cuda.max_memory_allocated / max_memory_reserved) to the JSON. Convolutions and matmuls run in
+fp32 unless --tf32 (PyTorch's own default lets cuDNN use TF32; pdegen's `cuda::conv_math` default is
+tf32, so compare_train.py passes --tf32 on cuda). cuDNN times its algorithms on the first call of a
+shape (cudnn.benchmark), as pdegen's `cuda::conv_algo_search` does.
 """
 import argparse
 import copy
@@ -99,6 +107,8 @@ def load_deck(path, overrides):
         problems.append(f"optimizer.type '{opt['type']}': the peer has adam, adamw and sgd")
     if deck.get("precision", "fp32") != "fp32":
         problems.append("precision: the peer trains in fp32 only")
+    if deck.get("device", "cpu") not in ("cpu", "cuda"):
+        problems.append(f"device '{deck.get('device')}' is not cpu or cuda")
     if problems:
         sys.exit("torch_poisson2d: " + "; ".join(problems))
     return deck
@@ -428,7 +438,7 @@ def lr_factor(step, steps, opt):
 class Evaluator:
     """rel_l2 of the network on the evaluation samples against their reference solutions."""
 
-    def __init__(self, sampler, deck, mask, boundary, processes, cache_dir):
+    def __init__(self, sampler, deck, mask, boundary, processes, cache_dir, device=None):
         count = deck["evaluation"]["samples"]
         self.inputs = sampler.evaluation_set(count)
         t = time.perf_counter()
@@ -438,6 +448,7 @@ class Evaluator:
         self.seconds = time.perf_counter() - t
         self.batch = deck["training"]["batch_size"]
         self.mask, self.boundary = mask, boundary
+        self.device = device  # where the model is (None: the host); set once the model is there
 
     def __call__(self, model):
         was_training = model.training
@@ -446,7 +457,9 @@ class Evaluator:
         with torch.no_grad():
             for start in range(0, len(self.inputs), self.batch):
                 x = torch.from_numpy(self.inputs[start:start + self.batch]).unsqueeze(1)
-                u = (model(x)[:, 0] * self.mask + self.boundary).double().numpy()
+                if self.device is not None:
+                    x = x.to(self.device)
+                u = (model(x)[:, 0] * self.mask + self.boundary).double().cpu().numpy()
                 ref = self.u_ref[start:start + self.batch]
                 errors += list(np.linalg.norm((u - ref).reshape(len(u), -1), axis=1) /
                                np.linalg.norm(ref.reshape(len(u), -1), axis=1))
@@ -456,6 +469,25 @@ class Evaluator:
 
 def peak_rss_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def no_sync():
+    pass
+
+
+def use_device(name, tf32, cudnn_benchmark):
+    """(torch.device, a function that waits for its queued work); exits when cuda is asked for but
+    missing. Call only after the reference solutions: their child processes are forked, and a
+    process should not fork once CUDA is initialised."""
+    if name == "cpu":
+        return torch.device("cpu"), no_sync
+    if not torch.cuda.is_available():
+        sys.exit(f"torch_poisson2d: device cuda, but torch {torch.__version__} sees no CUDA device")
+    # Both switches: no convolution or matmul rounds its inputs to TF32 unless asked.
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    return torch.device("cuda"), torch.cuda.synchronize
 
 
 def train(deck, args):
@@ -469,13 +501,21 @@ def train(deck, args):
     mask, boundary = dirichlet_lift(n)
     # First, before torch starts its OpenMP threads: the references are solved in a forked child.
     evaluator = Evaluator(sampler, deck, mask, boundary, args.threads, args.ref_cache)
+    device, sync = use_device(args.device or deck.get("device", "cpu"), args.tf32, args.cudnn_benchmark)
+    on_gpu = device.type == "cuda"
     torch.set_num_threads(args.threads)
     torch.manual_seed(int(tr["seed"]))
-    model = UNet(deck["network"])
+    model = UNet(deck["network"])  # initialised on the host, so the weights are the CPU run's
     parameters = sum(w.numel() for w in model.parameters())
+    if on_gpu:
+        model = model.to(device)
+        mask, boundary = mask.to(device), boundary.to(device)
+        evaluator.mask, evaluator.boundary, evaluator.device = mask, boundary, device
     optimizer = make_optimizer(model.parameters(), opt)
     loss_dtype = torch.float64 if args.loss_dtype == "float64" else torch.float32
-    print(f"torch_poisson2d: {n}x{n}, batch {batch}, {steps} steps, {args.threads} threads, torch "
+    where = (f"cuda ({torch.cuda.get_device_name(device)}, TF32 {'on' if args.tf32 else 'off'})" if on_gpu
+             else f"{args.threads} threads")
+    print(f"torch_poisson2d: {n}x{n}, batch {batch}, {steps} steps, {where}, torch "
           f"{torch.__version__}, {parameters:,} parameters; {len(evaluator.inputs)} references in "
           f"{evaluator.seconds:.1f} s (max rel. residual {evaluator.residual:.1e})", flush=True)
 
@@ -483,11 +523,14 @@ def train(deck, args):
     evaluated_at = -1
     t_train = time.perf_counter()
     for step in range(steps):
+        sync()
         t = time.perf_counter()
         lr = opt["lr"] * lr_factor(step, steps, opt)
         for group in optimizer.param_groups:
             group["lr"] = lr
         log_nu = torch.from_numpy(sampler.training_batch(step, batch))
+        if on_gpu:
+            log_nu = log_nu.to(device)
         u = model(log_nu.unsqueeze(1))[:, 0] * mask + boundary
         loss = q1_energy(u.to(loss_dtype), torch.exp(log_nu).to(loss_dtype), source, h).sum() / batch
         optimizer.zero_grad(set_to_none=True)
@@ -496,6 +539,7 @@ def train(deck, args):
             torch.nn.utils.clip_grad_norm_(model.parameters(), opt["grad_clip"])
         optimizer.step()
         loss_value = loss.item()
+        sync()
         step_seconds.append(time.perf_counter() - t)
         done = step + 1
         if done % log_every == 0 or done == 1 or done == steps:
@@ -510,6 +554,11 @@ def train(deck, args):
         print(f"eval step {steps} rel_l2 mean {rel[0]:.4e} max {rel[1]:.4e}", flush=True)
     timed = step_seconds[3:] if len(step_seconds) > 3 else step_seconds
     median = statistics.median(timed) if timed else float("nan")
+    # Only GPU runs add keys, so the CPU JSON stays what it was.
+    gpu = {"device": "cuda", "device_name": torch.cuda.get_device_name(device),
+           "cudnn": torch.backends.cudnn.version(), "tf32": bool(args.tf32),
+           "peak_device_bytes": torch.cuda.max_memory_allocated(device),
+           "peak_device_reserved_bytes": torch.cuda.max_memory_reserved(device)} if on_gpu else {}
     return {
         "tool": "torch_poisson2d", "torch": torch.__version__, "threads": args.threads, "resolution": n,
         "batch_size": batch, "steps": steps, "parameters": parameters,
@@ -517,7 +566,7 @@ def train(deck, args):
         "reference_seconds": evaluator.seconds, "median_step_seconds": median,
         "min_step_seconds": min(timed) if timed else float("nan"),  # the least disturbed on a busy machine
         "samples_per_s": batch / median if median > 0 else float("nan"), "peak_rss_bytes": peak_rss_bytes(),
-        "final_loss": loss_value, "rel_l2_mean": rel[0], "rel_l2_max": rel[1],
+        "final_loss": loss_value, "rel_l2_mean": rel[0], "rel_l2_max": rel[1], **gpu,
     }
 
 
@@ -552,7 +601,7 @@ def dense_q1_system(nu, source):
     return k, f
 
 
-def self_test():
+def self_test(args):
     failures = []
 
     def check(ok, what):
@@ -631,8 +680,40 @@ def self_test():
         count = sum(w.numel() for w in UNet(dict(DEFAULTS["network"], **change)).parameters())
         check(count == want, f"U-Net with {change} has {count:,} parameters (pdegen check: {want:,})")
 
+    if args.device == "cuda":
+        use_device("cuda", args.tf32, args.cudnn_benchmark)
+        gpu_self_test(check)
+
     print("self-test: " + ("all passed" if not failures else f"{len(failures)} FAILED"), flush=True)
     return 1 if failures else 0
+
+
+def gpu_self_test(check):
+    """With --device cuda: the loss and the U-Net on the GPU give the host's answers (fp32 math:
+    use_device has switched TF32 off unless --tf32 was given)."""
+    dev = torch.device("cuda")
+    rng = np.random.default_rng(2)
+    n = 33
+    u = torch.tensor(rng.uniform(-1, 1, (2, n, n)), dtype=torch.float32)
+    nu = torch.tensor(np.exp(rng.uniform(-1.5, 1.5, (2, n, n))), dtype=torch.float32)
+    u_gpu = u.to(dev).requires_grad_()
+    u_cpu = u.clone().requires_grad_()
+    host = q1_energy(u_cpu, nu, 0.3, 1.0 / (n - 1))
+    gpu = q1_energy(u_gpu, nu.to(dev), 0.3, 1.0 / (n - 1))
+    host.sum().backward()
+    gpu.sum().backward()
+    err = (gpu.cpu() - host).abs().max().item() / host.abs().max().item()
+    gerr = (u_gpu.grad.cpu() - u_cpu.grad).abs().max().item() / u_cpu.grad.abs().max().item()
+    check(err < 1e-5 and gerr < 1e-5, f"loss and gradient on the GPU equal the host's (rel. {err:.1e}, {gerr:.1e})")
+    torch.manual_seed(0)
+    net = UNet(DEFAULTS["network"])
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        want = net(x)
+        got = net.to(dev)(x.to(dev)).cpu()
+    err = (got - want).abs().max().item() / want.abs().max().item()
+    tol = 1e-2 if torch.backends.cudnn.allow_tf32 else 1e-4
+    check(err < tol, f"U-Net forward on the GPU equals the host's (rel. {err:.1e} < {tol:.0e})")
 
 
 def main():
@@ -649,11 +730,16 @@ def main():
                     help="dtype of the loss arithmetic (default float32; pdegen's is float64; sums are fp64)")
     ap.add_argument("--ref-cache", metavar="DIR", help="keep the reference solutions in DIR and reuse them")
     ap.add_argument("--self-test", action="store_true",
-                    help="check sampler, loss and solver; exit 1 on failure")
+                    help="check sampler, loss and solver (with --device cuda: also loss and network on the GPU); "
+                         "exit 1 on failure")
+    ap.add_argument("--device", choices=("cpu", "cuda"), help="where to train (default: the deck's device, else cpu)")
+    ap.add_argument("--tf32", action="store_true", help="let cuDNN and cuBLAS use TF32 (cuda; default off)")
+    ap.add_argument("--no-cudnn-benchmark", dest="cudnn_benchmark", action="store_false",
+                    help="take cuDNN's heuristic algorithms instead of timing the candidates (cuda)")
     args = ap.parse_intermixed_args()
     if args.self_test:
         torch.set_num_threads(args.threads)
-        sys.exit(self_test())
+        sys.exit(self_test(args))
     if not args.deck:
         ap.error("a deck is needed (or --self-test)")
     overrides = list(args.overrides) + ([f"training.steps={args.steps}"] if args.steps is not None else [])

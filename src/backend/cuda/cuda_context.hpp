@@ -44,6 +44,11 @@ ConvMath conv_math();
 // that need more are passed over. Plans built after the call see the new limit.
 void set_conv_workspace_limit(size_t bytes);
 size_t conv_workspace_limit();
+// How the convolution algorithms are chosen, once per layer and input shape: true (default) times
+// every candidate with cudnnFind*Ex on the first call (PyTorch's cudnn.benchmark), false takes
+// cuDNN's heuristic ranking without running anything.
+void set_conv_algo_search(bool search);
+bool conv_algo_search();
 
 #ifdef PDEGEN_HAVE_CUDA
 // The compute stream (non-blocking, created on first use on the selected device).
