@@ -19,32 +19,23 @@ here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=1
-if ! command -v "$MPIEXEC" >/dev/null 2>&1; then
-  echo "skipped: no MPI launcher '$MPIEXEC'"
-  exit 0
-fi
-passed=0 failed=0
+source "$here/../lib.sh"
+require_mpi
 run() {  # NAME P [overrides...]
   local name=$1 np=$2
   shift 2
-  if ! timeout 300 "$MPIEXEC" -n "$np" "$PDEGEN" train "$here/trajectory.yaml" output.dir="$work/$name" \
-    output.fields=false evaluation.samples=2 optimizer.type=lbfgs optimizer.lr=1 optimizer.max_iterations=1 \
-    parallel.consistency_every=1 "$@" >"$work/$name.log" 2>&1; then
-    echo "FAIL: $name on $np rank(s) exits 0 ($(tail -n 3 "$work/$name.log" | tr '\n' ' '))"
-    failed=$((failed + 1))
-    return 1
-  fi
+  mpi_run "$name" "$np" train "$here/trajectory.yaml" output.dir="$work/$name" output.fields=false \
+    evaluation.samples=2 optimizer.type=lbfgs optimizer.lr=1 optimizer.max_iterations=1 \
+    parallel.consistency_every=1 "$@"
 }
 run p1 1
 run p3 3
 run p3s 3 optimizer.shard_history=true
 if "$PYTHON" "$here/compare_history.py" --tol 1e-4 --rows 20 --label "lbfgs" "$work/p1/history.csv" \
   "P=3:$work/p3/history.csv" "P=3 sharded:$work/p3s/history.csv"; then
-  echo "PASS: L-BFGS on 3 ranks (replicated and sharded history) follows the 1-rank run to 1e-4"
-  passed=$((passed + 1))
+  pass "L-BFGS on 3 ranks (replicated and sharded history) follows the 1-rank run to 1e-4"
 else
-  echo "FAIL: L-BFGS trajectories on 1 and 3 ranks differ by more than 1e-4"
-  failed=$((failed + 1))
+  fail "L-BFGS trajectories on 1 and 3 ranks differ by more than 1e-4"
 fi
 # It also trains: 20 iterations take the loss well below its start.
 if "$PYTHON" -c "
@@ -53,11 +44,8 @@ rows = list(csv.DictReader(open('$work/p3s/history.csv')))
 first, last = float(rows[0]['loss']), float(rows[-1]['loss'])
 print(f'loss {first:.4g} -> {last:.4g}')
 sys.exit(0 if last < 0.5 * first else 1)"; then
-  echo "PASS: sharded L-BFGS on 3 ranks at least halves the loss in 20 iterations"
-  passed=$((passed + 1))
+  pass "sharded L-BFGS on 3 ranks at least halves the loss in 20 iterations"
 else
-  echo "FAIL: sharded L-BFGS did not reduce the loss"
-  failed=$((failed + 1))
+  fail "sharded L-BFGS did not reduce the loss"
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -19,28 +19,16 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export OMP_NUM_THREADS=1  # 4 ranks share the 2 cores of a CI machine
 
-if ! command -v "$MPIEXEC" >/dev/null 2>&1; then
-  echo "skipped: no MPI launcher '$MPIEXEC'"
-  exit 0
-fi
+source "$here/../lib.sh"
+require_mpi
 if ! "$PYTHON" -c "import h5py, numpy" 2>/dev/null; then
-  echo "skipped: $PYTHON has no h5py/numpy"
-  exit 0
+  skip "$PYTHON has no h5py/numpy"
 fi
-passed=0 failed=0
-pass() { echo "PASS: $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $1${2:+ ($2)}"; failed=$((failed + 1)); }
-
-# run NAME P VERB [args...]: one pdegen run, its output in $work/NAME.log; fails the check on exit != 0.
+# run NAME P VERB [args...]: one pdegen run on the deck; fails the check on exit != 0.
 run() {
   local name=$1 np=$2 verb=$3
   shift 3
-  timeout 120 "$MPIEXEC" -n "$np" "$PDEGEN" "$verb" "$deck" "$@" >"$work/$name.log" 2>&1
-  local rc=$?
-  if [ $rc -ne 0 ]; then
-    fail "$name: $verb on $np rank(s) exits 0" "exit $rc; last lines: $(tail -n 3 "$work/$name.log" | tr '\n' ' ')"
-    return 1
-  fi
+  mpi_run "$name" "$np" "$verb" "$deck" "$@"
 }
 
 # same_files WHAT FILE REFERENCE_DIR DIR...: every dataset of DIR/FILE equals REFERENCE_DIR's.
@@ -108,5 +96,4 @@ done
 same_files "predict.h5 of 3 samples on 4 ranks (one rank without samples) is bit for bit the 1-rank file" \
   predict.h5 predict3.p1 predict3.p4
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -28,25 +28,15 @@ trap 'rm -rf "$work"' EXIT
 # One thread per rank: 4 ranks share the 2 cores of a CI machine.
 export OMP_NUM_THREADS=1
 
-if ! command -v "$MPIEXEC" >/dev/null 2>&1; then
-  echo "skipped: no MPI launcher '$MPIEXEC'"
-  exit 0
-fi
-passed=0 failed=0
-pass() { echo "PASS: $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $1${2:+ ($2)}"; failed=$((failed + 1)); }
+source "$here/../lib.sh"
+require_mpi
 
 # train NAME P [overrides...]: one run into $work/NAME, its output in $work/NAME.log.
 train() {
   local name=$1 np=$2
   shift 2
-  timeout 120 "$MPIEXEC" -n "$np" "$PDEGEN" train "$deck" output.dir="$work/$name" evaluation.samples=2 \
-    output.fields=false parallel.consistency_every=1 "$@" >"$work/$name.log" 2>&1
-  local rc=$?
-  if [ $rc -ne 0 ]; then
-    fail "$name: train on $np rank(s) exits 0" "exit $rc; last lines: $(tail -n 3 "$work/$name.log" | tr '\n' ' ')"
-    return 1
-  fi
+  mpi_run "$name" "$np" train "$deck" output.dir="$work/$name" evaluation.samples=2 output.fields=false \
+    parallel.consistency_every=1 "$@"
 }
 
 # compare LABEL REFERENCE_RUN NAME:RUN...: one table row, pass if every loss is within $tol.
@@ -132,5 +122,4 @@ for np in 2 3 4; do
   fi
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -52,8 +52,10 @@ class GpuMemoryWatch:
         self.tool = shutil.which("nvidia-smi") if enabled else None
         self.proc, self.reader, self.samples, self.baseline = None, None, [], None
 
-    def _used_mib(self, line_groups):
-        return sum(float(x) for x in line_groups if x.strip())
+    @staticmethod
+    def _used_mib(lines):
+        """MiB in use over all GPUs: one number per line, one line per GPU."""
+        return sum(float(x) for x in lines if x.strip())
 
     def __enter__(self):
         if not self.tool:
@@ -213,12 +215,14 @@ def run_torch(a, overrides, json_path, env):
 
 
 def pdegen_version(a, env):
-    """The first line of `pdegen --version` (backend, CUDA/cuDNN versions, GPU), or ''."""
+    """`pdegen --version`'s first line and its cuda backend line (CUDA/cuDNN versions, GPU), or ''."""
     try:
         p = subprocess.run([a.pdegen, "--version"], env=env, capture_output=True, text=True, timeout=60)
-        return (p.stdout.strip().splitlines() or [""])[0]
     except (OSError, subprocess.TimeoutExpired):
         return ""
+    lines = [line.strip() for line in p.stdout.splitlines() if line.strip()]
+    cuda = [line for line in lines[1:] if line.startswith("cuda")]
+    return "; ".join(lines[:1] + cuda[:1])
 
 
 def med(runs, key):
