@@ -379,12 +379,13 @@ struct GradTerms {
   __device__ int64_t dy_stride() const { return ldy.b; }
 };
 
-// partial[(k * parts + p) * 2 + {0, 1}] = the sums of part p of statistic k (grid: parts x
-// statistics): positions s = p * threads + t + m * parts * threads of every sample of the statistic.
+// partial[(k * parts + p) * 2 + {0, 1}] = the sums of part p of statistic k (grid: statistics along
+// x, any number; parts along y, at most 1024): positions s = p * threads + t + m * parts * threads of
+// every sample of the statistic.
 template <class Terms>
 __global__ void part_sums_kernel(Slots slots, Terms terms, int64_t parts, double* partial) {
   __shared__ double first[threads], second[threads];
-  const int64_t k = blockIdx.y, p = blockIdx.x, S = terms.lx.S;
+  const int64_t k = blockIdx.x, p = blockIdx.y, S = terms.lx.S;
   int64_t c, n0, n1;
   slots.samples(k, c, n0, n1);
   double a_sum = 0, q_sum = 0;
@@ -438,11 +439,10 @@ void totals(const Slots& slots, const Terms& terms, double* first, double* secon
   // About 8 terms per thread.
   const int64_t parts = std::clamp<int64_t>((samples * S + 8 * threads - 1) / (8 * threads), 1,
                                             std::clamp<int64_t>((S + threads - 1) / threads, 1, 1024));
-  PDEGEN_CHECK(count <= 65535, "GPU normalisation supports at most 65535 statistics, got {}", count);
   Tensor partial = Tensor::empty(Shape{count * parts * 2}, DType::f64, Device::cuda);
   Tensor sums = Tensor::empty(Shape{2 * count}, DType::f64, Device::cuda);
   cudaStream_t stream = cuda::stream();
-  part_sums_kernel<<<dim3(static_cast<unsigned>(parts), static_cast<unsigned>(count)), threads, 0, stream>>>(
+  part_sums_kernel<<<dim3(static_cast<unsigned>(count), static_cast<unsigned>(parts)), threads, 0, stream>>>(
       slots, terms, parts, partial.data<double>());
   CUDA_CHECK_LAUNCH();
   part_totals_kernel<<<cuda::blocks_for(count), threads, 0, stream>>>(partial.data<double>(), parts, count,
