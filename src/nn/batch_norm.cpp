@@ -1,6 +1,8 @@
 // BatchNorm: parameters, running statistics, input checks, FLOP count and backend dispatch.
 #include "nn/batch_norm.hpp"
 
+#include "nn/norm_kernels.hpp"
+
 namespace pdegen {
 
 BatchNorm::BatchNorm(std::string name, const BatchNormConfig& config, ParameterRegistry& registry)
@@ -16,6 +18,38 @@ BatchNorm::BatchNorm(std::string name, const BatchNormConfig& config, ParameterR
   running_mean_ = Tensor::zeros(Shape{config_.channels});
   running_var_ = Tensor::empty(Shape{config_.channels});
   running_var_.fill(1.0);
+}
+
+void BatchNorm::channel_statistics(Mode mode, std::vector<double>& sums, std::vector<double>& mean,
+                                   std::vector<double>& inv_std) {
+  const int64_t C = config_.channels;
+  const auto Cs = static_cast<size_t>(C);
+  mean.assign(Cs, 0.0);
+  inv_std.assign(Cs, 0.0);
+  // Running statistics stay on the host on every backend (C values; checkpoints read them there).
+  float* running_mean = running_mean_.data<float>();
+  float* running_var = running_var_.data<float>();
+  if (mode == Mode::eval) {
+    for (size_t c = 0; c < Cs; ++c) {
+      mean[c] = running_mean[c];
+      inv_std[c] = norm_inv_std(running_var[c], config_.eps);
+    }
+    count_ = 0;
+    return;
+  }
+  if (allreduce_) allreduce_(sums.data(), static_cast<int>(2 * C + 1));
+  const double count = sums[2 * Cs];
+  PDEGEN_CHECK(count > 1, "batch norm '{}' in train mode needs more than one value per channel, got {}",
+               name_, count);
+  const double m = config_.momentum;
+  for (size_t c = 0; c < Cs; ++c) {
+    const double var = norm_biased_var(sums[c], sums[c + Cs], count);
+    mean[c] = sums[c] / count;
+    inv_std[c] = norm_inv_std(var, config_.eps);
+    running_mean[c] = static_cast<float>((1 - m) * running_mean[c] + m * mean[c]);
+    running_var[c] = static_cast<float>((1 - m) * running_var[c] + m * var * count / (count - 1));
+  }
+  count_ = count;
 }
 
 void BatchNorm::check_input(const Tensor& x) const {

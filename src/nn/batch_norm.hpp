@@ -64,6 +64,11 @@ class BatchNorm final : public Layer {
   Tensor forward_cuda(const Tensor& x, Mode mode);
   Tensor backward_cuda(const Tensor& dy);
   void check_input(const Tensor& x) const;
+  // Both backends: per-channel mean and 1/std for this forward. Train mode: from `sums` ([sum x..,
+  // sum x^2.., count] over this rank), reduced over ranks by the hook, updating the running
+  // statistics; eval mode: from the running statistics (`sums` unused). Sets count_.
+  void channel_statistics(Mode mode, std::vector<double>& sums, std::vector<double>& mean,
+                          std::vector<double>& inv_std);
 
   std::string name_;
   BatchNormConfig config_;

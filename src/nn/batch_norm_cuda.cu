@@ -16,35 +16,13 @@ Tensor BatchNorm::forward_cuda(const Tensor& x, Mode mode) {
   const norm_cuda::Layout l = norm_cuda::layout_of(x);
   const norm_cuda::Slots slots{false, l.N, C};
   // Running statistics stay on the host (C values; checkpoints read them there).
-  float* running_mean = running_mean_.data<float>();
-  float* running_var = running_var_.data<float>();
-
-  std::vector<double> mean(static_cast<size_t>(C)), inv_std(static_cast<size_t>(C));
+  std::vector<double> mean, inv_std, stats;
   if (mode == Mode::train) {
-    std::vector<double> stats(static_cast<size_t>(2 * C + 1), 0.0);  // the hook's forward layout
+    stats.assign(static_cast<size_t>(2 * C + 1), 0.0);  // the hook's forward layout
     norm_cuda::totals(slots, norm_cuda::ValueTerms{x.data<float>(), l}, stats.data(), stats.data() + C);
     stats[static_cast<size_t>(2 * C)] = static_cast<double>(x.numel() / C);
-    if (allreduce_) allreduce_(stats.data(), static_cast<int>(2 * C + 1));
-    const double count = stats[static_cast<size_t>(2 * C)];
-    PDEGEN_CHECK(count > 1, "batch norm '{}' in train mode needs more than one value per channel, got {}",
-                 name_, count);
-    const double m = config_.momentum;
-    for (int64_t c = 0; c < C; ++c) {
-      const auto k = static_cast<size_t>(c);
-      const double var = norm_biased_var(stats[k], stats[k + static_cast<size_t>(C)], count);
-      mean[k] = stats[k] / count;
-      inv_std[k] = norm_inv_std(var, config_.eps);
-      running_mean[c] = static_cast<float>((1 - m) * running_mean[c] + m * mean[k]);
-      running_var[c] = static_cast<float>((1 - m) * running_var[c] + m * var * count / (count - 1));
-    }
-    count_ = count;
-  } else {
-    for (int64_t c = 0; c < C; ++c) {
-      mean[static_cast<size_t>(c)] = running_mean[c];
-      inv_std[static_cast<size_t>(c)] = norm_inv_std(running_var[c], config_.eps);
-    }
-    count_ = 0;
   }
+  channel_statistics(mode, stats, mean, inv_std);
 
   const std::vector<float> gamma =
       config_.affine ? norm_cuda::host_values(registry_->value(weight_id_)) : std::vector<float>();

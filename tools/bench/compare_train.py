@@ -294,17 +294,17 @@ def main():
         print(f"poisson2d training on the GPU, {n}x{n}, batch {a.batch}, {steps} steps, {a.threads} host threads, "
               f"{a.repeats} run(s) each, {platform.node()} ({peer.get('device_name') or 'GPU'}), "
               f"{time.strftime('%Y-%m-%d %H:%M')}")
-        print(f"pdegen: {pdegen_version(a, env) or a.pdegen}, cuDNN convolutions in TF32 (cuda::conv_math default); "
-              f"PyTorch {peer.get('torch', '?')} (cuDNN {peer.get('cudnn', '?')}), convolutions in {tf32}")
+        print(f"pdegen: {pdegen_version(a, env) or a.pdegen}, cuDNN convolutions in TF32 "
+              f"(cuda::conv_math default); PyTorch {peer.get('torch', '?')} (cuDNN {peer.get('cudnn', '?')}), "
+              f"convolutions in {tf32}")
         print(f"deck {a.deck} {' '.join(overrides)}")
         print()
         print("| metric | pdegen | PyTorch | pdegen / PyTorch |")
         print("|---|---:|---:|---:|")
-        memory_rows = [("peak GPU memory, allocator (MiB)", mb(med(ours, "device_peak")), mb(med(theirs, "device_peak")),
-                        ".0f"),
-                       ("peak GPU memory, nvidia-smi (MiB)", mb(med(ours, "gpu_used")), mb(med(theirs, "gpu_used")),
-                        ".0f"),
-                       ("peak host memory (MiB)", mb(med(ours, "rss")), mb(med(theirs, "rss")), ".0f")]
+        memory_rows = [
+            ("peak GPU memory, allocator (MiB)", mb(med(ours, "device_peak")), mb(med(theirs, "device_peak")), ".0f"),
+            ("peak GPU memory, nvidia-smi (MiB)", mb(med(ours, "gpu_used")), mb(med(theirs, "gpu_used")), ".0f"),
+            ("peak host memory (MiB)", mb(med(ours, "rss")), mb(med(theirs, "rss")), ".0f")]
     else:
         print(f"poisson2d training, {n}x{n}, batch {a.batch}, {steps} steps, {a.threads} threads, "
               f"{a.repeats} run(s) each, {platform.node()} ({platform.processor() or platform.machine()}), "

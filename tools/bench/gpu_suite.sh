@@ -80,7 +80,7 @@ part() {
   echo "## $title$smoke" | tee "$OUT/gpu_$name.md"
   {
     echo
-    echo "    $*"
+    echo "    $(printf '%q ' "$@")"
     echo
   } | tee -a "$OUT/gpu_$name.md"
   if "$@" >"$work/$name.out" 2>"$work/$name.err"; then

@@ -17,7 +17,6 @@ import time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 
 def cases(batch, size):
@@ -78,6 +77,38 @@ def median_ms(fn, reps, sync=no_sync):
     return statistics.median(times)
 
 
+def run_case(make, shapes, device, sync, reps):
+    """(median forward ms, median backward ms, peak MiB on the GPU or None) of one case. A function
+    of its own so that the case's module and tensors are freed before the next case starts."""
+    m = make().to(device)
+    xs = [torch.randn(*sh, device=device, requires_grad=True) for sh in shapes]
+    y = m(*xs)
+    dy = torch.randn_like(y)
+
+    def fwd():
+        with torch.no_grad():
+            m(*xs)
+
+    def bwd_ms():
+        out = m(*xs)  # recorded forward, not timed
+        sync()
+        t = time.perf_counter()
+        out.backward(dy)
+        sync()
+        return (time.perf_counter() - t) * 1e3
+
+    for _ in range(2):  # warm-up: oneDNN JIT (cuDNN algorithm search) and allocator, both paths
+        fwd()
+        bwd_ms()
+    on_gpu = device.type == "cuda"
+    if on_gpu:  # the peak of the timed calls, as bench_layers reports it
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    f = median_ms(fwd, reps, sync)
+    b = statistics.median(bwd_ms() for _ in range(reps))
+    return f, b, torch.cuda.max_memory_allocated() / 2 ** 20 if on_gpu else None
+
+
 def use_device(name, tf32, cudnn_benchmark):
     """The torch.device to run on and the function that waits for it; exits when cuda is missing."""
     if name == "cpu":
@@ -106,42 +137,16 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     device, sync = use_device(a.device, a.tf32, a.cudnn_benchmark)
-    on_gpu = device.type == "cuda"
     for name, make, shapes, fl_f, fl_b in cases(a.batch, a.size):
         if a.filter not in name:
             continue
-        m = make().to(device)
-        xs = [torch.randn(*sh, device=device, requires_grad=True) for sh in shapes]
-        y = m(*xs)
-        dy = torch.randn_like(y)
-        if on_gpu:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-
-        def fwd():
-            with torch.no_grad():
-                m(*xs)
-
-        def bwd_ms():
-            out = m(*xs)  # recorded forward, not timed
-            sync()
-            t = time.perf_counter()
-            out.backward(dy)
-            sync()
-            return (time.perf_counter() - t) * 1e3
-
-        for _ in range(2):  # warm-up: oneDNN JIT (cuDNN algorithm search) and allocator, both paths
-            fwd()
-            bwd_ms()
-        f = median_ms(fwd, a.reps, sync)
-        b = statistics.median(bwd_ms() for _ in range(a.reps))
+        f, b, peak = run_case(make, shapes, device, sync, a.reps)
         result = {"case": name, "fwd_ms": f, "bwd_ms": b,
                   "gflops_fwd": fl_f / f / 1e6 if fl_f else 0.0,
                   "gflops_bwd": fl_b / b / 1e6 if fl_b else 0.0}
-        if on_gpu:
-            result["peak_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
+        if peak is not None:
+            result["peak_mib"] = peak
         print(json.dumps(result), flush=True)
-        del m, xs, y, dy  # the next case starts from an empty cache of live tensors
 
 
 if __name__ == "__main__":
