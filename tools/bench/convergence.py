@@ -5,7 +5,7 @@ each and reports when each run first reaches target rel_l2 values on the held-ou
     /usr/bin/python3 tools/bench/convergence.py [--pdegen build/conv/pdegen]
         [--deck input_decks/quickstart.yaml] [--workdir runs/convergence]
         [--methods adam,lbfgs,adam_lbfgs,lamb] [--resolutions 64,128] [--batches 8,32] [--ranks 1,2]
-        [--budget 64=60 --budget 128=90] [--targets 0.02,0.01] [--skip 128:*:2] [--stop-at 0.01]
+        [--budget 64=60 --budget 128=90] [--targets 0.02,0.01 --targets 128=0.05,0.02] [--skip 128:*:2] [--stop-at 0.01]
         [method options: --adam-lr, --lamb-lr, --lamb-warmup, --lbfgs-batch, --lbfgs-iterations,
          --lbfgs-history, --switch-fraction] [key.path=value ...]
 
@@ -91,6 +91,21 @@ def read_history(path):
     return rows
 
 
+def per_batch(spec, batch):
+    """'1e-3' -> 1e-3 for every batch; '8=1e-3,32=2e-3' -> the value of this global batch."""
+    if "=" not in spec:
+        return float(spec)
+    values = {int(k): float(v) for k, v in (item.split("=") for item in spec.split(","))}
+    if batch not in values:
+        fail(f"'{spec}' gives no value for global batch {batch}")
+    return values[batch]
+
+
+def target_list(text):
+    """'0.02,0.01' -> [0.02, 0.01], loosest first."""
+    return sorted((float(t) for t in text.split(",")), reverse=True)
+
+
 def load_average():
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -109,6 +124,10 @@ class Runner:
         if ranks == 1:
             return pdegen
         return [self.args.mpiexec, "-n", str(ranks)] + pdegen
+
+    def shown(self, ranks, cmd):
+        """The command line as a shell would run it, thread count included."""
+        return f"OMP_NUM_THREADS={self.env(ranks)['OMP_NUM_THREADS']} " + shlex.join(cmd)
 
     def env(self, ranks):
         env = dict(os.environ)
@@ -167,7 +186,7 @@ def calibrate(args, runner, res, batch, ranks):
     out_dir = os.path.join(args.workdir, f"calibrate_r{res}_b{batch}_p{ranks}")
     shutil.rmtree(out_dir, ignore_errors=True)
     every = 5
-    overrides = common_overrides(args, res, batch, out_dir, every, log_every=1) + [f"training.steps={UNBOUNDED_STEPS}", f"optimizer.lr={args.adam_lr}"]
+    overrides = common_overrides(args, res, batch, out_dir, every, log_every=1) + [f"training.steps={UNBOUNDED_STEPS}", f"optimizer.lr={per_batch(args.adam_lr, batch)}"]
     runner.run(ranks, overrides, out_dir, args.calibrate, min_rows=40)
     rows = read_history(os.path.join(out_dir, "history.csv"))
     if len(rows) < 8:
@@ -227,32 +246,32 @@ def run_case(args, runner, method, res, batch, ranks, cal):
     if method in ("adam", "lamb"):
         extra = [f"training.steps={adam_steps}"]
         if method == "adam":
-            extra += ["optimizer.type=adam", f"optimizer.lr={args.adam_lr}", "optimizer.schedule={type: cosine}"]
+            extra += ["optimizer.type=adam", f"optimizer.lr={per_batch(args.adam_lr, batch)}", "optimizer.schedule={type: cosine}"]
         else:
             warmup = round(args.lamb_warmup * adam_steps)
-            extra += ["optimizer.type=lamb", f"optimizer.lr={args.lamb_lr}",
+            extra += ["optimizer.type=lamb", f"optimizer.lr={per_batch(args.lamb_lr, batch)}",
                       f"optimizer.schedule={{type: cosine, warmup_steps: {warmup}}}"]
             if args.lamb_max_trust > 0:
                 extra.append(f"optimizer.max_trust_ratio={args.lamb_max_trust}")
         overrides = common_overrides(args, res, batch, out_dir, adam_every) + extra
         elapsed, rc, why, cmd = runner.run(ranks, overrides, out_dir, budget, args.stop_at)
-        processes.append({"command": shlex.join(cmd), "elapsed_s": elapsed, "exit": rc, "stopped_by": why})
+        processes.append({"command": runner.shown(ranks, cmd), "elapsed_s": elapsed, "exit": rc, "stopped_by": why})
         points = series(read_history(os.path.join(out_dir, "history.csv")))
     elif method == "lbfgs":
         extra = [f"training.steps={UNBOUNDED_STEPS}", "optimizer=" + flow(lbfgs_section(args))]
         overrides = common_overrides(args, res, batch, out_dir, 1) + extra
         elapsed, rc, why, cmd = runner.run(ranks, overrides, out_dir, budget, args.stop_at)
-        processes.append({"command": shlex.join(cmd), "elapsed_s": elapsed, "exit": rc, "stopped_by": why})
+        processes.append({"command": runner.shown(ranks, cmd), "elapsed_s": elapsed, "exit": rc, "stopped_by": why})
         points = series(read_history(os.path.join(out_dir, "history.csv")))
     elif method == "adam_lbfgs":
         switch = max(1, round(args.switch_fraction * adam_steps))
         then = dict(lbfgs_section(args), after_steps=switch)
         then = {"after_steps": then.pop("after_steps"), **then}
-        optimizer = flow({"type": "adam", "lr": args.adam_lr, "schedule": "{type: cosine}", "then": flow(then)})
+        optimizer = flow({"type": "adam", "lr": per_batch(args.adam_lr, batch), "schedule": "{type: cosine}", "then": flow(then)})
         first = common_overrides(args, res, batch, out_dir, adam_every) + [f"training.steps={switch}",
                                                                              "optimizer=" + optimizer]
         elapsed, rc, why, cmd = runner.run(ranks, first, out_dir, budget, args.stop_at, log_name="pdegen.adam.out")
-        processes.append({"command": shlex.join(cmd), "elapsed_s": elapsed, "exit": rc, "stopped_by": why})
+        processes.append({"command": runner.shown(ranks, cmd), "elapsed_s": elapsed, "exit": rc, "stopped_by": why})
         rows = read_history(os.path.join(out_dir, "history.csv"))
         points = series(rows)
         reached = args.stop_at is not None and any(p[2] <= args.stop_at for p in points)
@@ -261,7 +280,7 @@ def run_case(args, runner, method, res, batch, ranks, cal):
                                                                        "optimizer=" + optimizer,
                                                                        "training.restart=latest"]
             e2, rc2, why2, cmd2 = runner.run(ranks, second, out_dir, budget - elapsed, args.stop_at)
-            processes.append({"command": shlex.join(cmd2), "elapsed_s": e2, "exit": rc2, "stopped_by": why2})
+            processes.append({"command": runner.shown(ranks, cmd2), "elapsed_s": e2, "exit": rc2, "stopped_by": why2})
             points += series(read_history(os.path.join(out_dir, "history.csv")), offset=elapsed, after_step=switch)
         adam_steps = switch
     else:
@@ -274,7 +293,7 @@ def run_case(args, runner, method, res, batch, ranks, cal):
         loss_evals = (loss_evals or 0) + adam_steps  # the first process's Adam steps
     within = [p for p in points if p[1] <= budget + args.grace]
     reached = {}
-    for target in args.targets:
+    for target in args.targets[res]:
         hit = next((p for p in within if p[2] <= target), None)
         reached[f"{target:g}"] = None if hit is None else {"time_s": hit[1], "step": hit[0]}
     final = within[-1] if within else None
@@ -298,7 +317,16 @@ def fmt_time(entry):
     return "-" if entry is None else f"{entry['time_s']:.1f}"
 
 
-def markdown(results, targets):
+def markdown(results):
+    """One table per resolution (each has its own targets)."""
+    tables = []
+    for res in sorted({r["resolution"] for r in results}):
+        mine = [r for r in results if r["resolution"] == res]
+        tables.append(markdown_table(mine, sorted((float(t) for t in mine[0]["targets"]), reverse=True)))
+    return "\n\n".join(tables)
+
+
+def markdown_table(results, targets):
     head = ["method", "resolution", "batch", "ranks"] + [f"time to {100 * t:g}% (s)" for t in targets] + [
         "final rel_l2 mean", "final rel_l2 max", "steps", "rel_l2 evaluations", "loss evaluations"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 4 + "---:|" * (len(head) - 4)]
@@ -327,15 +355,16 @@ def main():
                    help="RES:BATCH:RANKS cases to leave out, * matches any (e.g. 128:*:2)")
     p.add_argument("--budget", action="append", default=[], help="RES=SECONDS (default 64=60, 128=90)")
     p.add_argument("--depth", action="append", default=[], help="RES=network.depth (default 64=4, 128=5)")
-    p.add_argument("--targets", default="0.02,0.01", help="mean rel_l2 targets")
+    p.add_argument("--targets", action="append", default=[],
+                   help="mean rel_l2 targets T1,T2 for every resolution, or RES=T1,T2 (default 0.02,0.01)")
     p.add_argument("--stop-at", type=float, default=None, help="stop a run once its mean rel_l2 is at or below")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="threads per case, shared by the ranks")
     p.add_argument("--calibrate", type=float, default=10.0, help="seconds at most per calibration run")
     p.add_argument("--evaluations", type=int, default=30, help="held-out evaluations per budget (first-order)")
     p.add_argument("--fill", type=float, default=0.97, help="fraction of the budget the step count aims at")
     p.add_argument("--grace", type=float, default=0.0, help="seconds past the budget an evaluation still counts")
-    p.add_argument("--adam-lr", type=float, default=1e-3)
-    p.add_argument("--lamb-lr", type=float, default=1e-2)
+    p.add_argument("--adam-lr", default="1e-3", help="LR, or BATCH=LR,BATCH=LR (also Adam -> L-BFGS's Adam)")
+    p.add_argument("--lamb-lr", default="1e-2", help="LR, or BATCH=LR,BATCH=LR")
     p.add_argument("--lamb-warmup", type=float, default=0.05, help="warm-up, a fraction of the steps")
     p.add_argument("--lamb-max-trust", type=float, default=0.0)
     p.add_argument("--lbfgs-batch", default="fixed", choices=["fixed", "fresh"])
@@ -350,7 +379,13 @@ def main():
 
     args.budget = {64: 60.0, 128: 90.0, **parse_map(args.budget, "--budget")}
     args.depth = {64: 4, 128: 5, **parse_map(args.depth, "--depth")}
-    args.targets = sorted((float(t) for t in args.targets.split(",")), reverse=True)
+    given = args.targets
+    generic = [t for t in given if "=" not in t]
+    every_res = target_list(generic[-1] if generic else "0.02,0.01")
+    args.targets = {int(r): every_res for r in args.resolutions.split(",")}
+    for item in (t for t in given if "=" in t):
+        key, _, values = item.partition("=")
+        args.targets[int(key)] = target_list(values)
     args.workdir = os.path.abspath(args.workdir)
     args.deck = os.path.abspath(args.deck)
     if not os.access(args.pdegen, os.X_OK):
@@ -381,6 +416,9 @@ def main():
         "command": shlex.join([sys.executable] + sys.argv), "host": platform.node(), "nproc": os.cpu_count(),
         "cores": args.cores, "load_before": load_average(), "targets": args.targets, "budget_s": args.budget,
         "depth": args.depth,
+        "settings": {k: getattr(args, k) for k in ("adam_lr", "lamb_lr", "lamb_warmup", "lamb_max_trust",
+                                                    "lbfgs_batch", "lbfgs_iterations", "lbfgs_history",
+                                                    "lbfgs_damping", "switch_fraction", "evaluations", "fill")},
     }
     runner = Runner(args)
     results = old["runs"] if old else []
@@ -396,7 +434,7 @@ def main():
                     meta["load_after"] = load_average()
                     with open(results_path, "w") as f:
                         json.dump({"meta": old["meta"] if old else meta, "runs": results}, f, indent=1)
-    print(markdown(results, args.targets))
+    print(markdown(results))
     print(f"# results: {results_path}")
 
 

@@ -53,7 +53,7 @@ def main():
                 colour, marker = STYLE.get(r["method"], ("black", "x"))
                 ax.plot([pt[1] for pt in pts], [100 * pt[2] for pt in pts], color=colour, marker=marker,
                         markersize=3, linewidth=1.2, label=r["label"])
-            for target in meta["targets"]:
+            for target in {float(t) for r in mine for t in r["targets"]}:
                 ax.axhline(100 * target, color="gray", linestyle="--", linewidth=0.8)
             ax.axvline(mine[0]["budget_s"], color="gray", linestyle=":", linewidth=0.8)
             ax.set_yscale("log")

@@ -438,7 +438,7 @@ def lr_factor(step, steps, opt):
 class Evaluator:
     """rel_l2 of the network on the evaluation samples against their reference solutions."""
 
-    def __init__(self, sampler, deck, mask, boundary, processes, cache_dir, device=None):
+    def __init__(self, sampler, deck, mask, boundary, processes, cache_dir):
         count = deck["evaluation"]["samples"]
         self.inputs = sampler.evaluation_set(count)
         t = time.perf_counter()
@@ -448,7 +448,7 @@ class Evaluator:
         self.seconds = time.perf_counter() - t
         self.batch = deck["training"]["batch_size"]
         self.mask, self.boundary = mask, boundary
-        self.device = device  # where the model is (None: the host); set once the model is there
+        self.device = None  # the model's device when not the host; set once the model is there
 
     def __call__(self, model):
         was_training = model.training
