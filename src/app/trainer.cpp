@@ -162,6 +162,11 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   if (deck.device == Device::cuda) {
     // One GPU per rank, chosen by the rank's place on its node.
     cuda::select_device(comm.node_local().rank());
+    const cuda::ConvMath math[] = {cuda::ConvMath::fp32, cuda::ConvMath::tf32,
+                                   cuda::ConvMath::fp16_conversion};
+    cuda::set_conv_math(math[static_cast<int>(deck.cuda.conv_math)]);
+    cuda::set_conv_workspace_limit(static_cast<size_t>(deck.cuda.workspace_mb * 1024 * 1024));
+    cuda::set_conv_algo_search(deck.cuda.algo_search);
     spdlog::info("device: {}", cuda::describe_device());
   }
   auto model = build_model(plan, deck.training.seed, deck.device);
@@ -274,6 +279,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   std::string status = "completed", message;
   int exit_code = 0;
   CachingAllocator::host().reset_peak();
+  cuda::reset_memory_peak();
 
   // The global loss and gradient at the current parameters, for the optimizer (sample set of step s).
   int64_t s = start;
@@ -423,6 +429,8 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
         .add("evaluations", total_evals);
     memory.add("peak_rss_mb", peak_rss_mb())
         .add("allocator_peak_mb", static_cast<double>(mem.peak_in_use) / (1024.0 * 1024.0));
+    if (deck.device == Device::cuda)
+      memory.add("device_peak_mb", static_cast<double>(cuda::memory_stats().peak_in_use) / (1024.0 * 1024.0));
     summary.add("status", status)
         .add("message", message)
         .add("steps", completed)

@@ -27,6 +27,7 @@ enum class LbfgsBatch { fixed, fresh };
 enum class ScheduleKind { constant, step, cosine };
 enum class Hierarchical { automatic, on, off };
 enum class Compression { none, fp16, bf16 };
+enum class ConvMathKind { fp32, tf32, fp16_conversion };
 enum class SyncBatchNorm { automatic, on, off };
 
 template <class E>
@@ -72,6 +73,8 @@ PDEGEN_CHOICES(ScheduleKind, 3, {ScheduleKind::constant, "constant"}, {ScheduleK
                {ScheduleKind::cosine, "cosine"});
 PDEGEN_CHOICES(Hierarchical, 3, {Hierarchical::automatic, "auto"}, {Hierarchical::on, "on"},
                {Hierarchical::off, "off"});
+PDEGEN_CHOICES(ConvMathKind, 3, {ConvMathKind::fp32, "fp32"}, {ConvMathKind::tf32, "tf32"},
+               {ConvMathKind::fp16_conversion, "fp16_conversion"});
 PDEGEN_CHOICES(Compression, 3, {Compression::none, "none"}, {Compression::fp16, "fp16"},
                {Compression::bf16, "bf16"});
 PDEGEN_CHOICES(SyncBatchNorm, 3, {SyncBatchNorm::automatic, "auto"}, {SyncBatchNorm::on, "true"},

@@ -103,6 +103,7 @@ Deck parse_deck(std::string_view text, std::string_view name, const std::vector<
     return config::read_output(s, d.evaluation, evaluation.ok("samples"));
   });
   d.timeline = read_section(top, "timeline", config::read_timeline);
+  d.cuda = read_section(top, "cuda", config::read_cuda);
   d.device = top.choice<Device>("device", d.device);
 #if !defined(PDEGEN_HAVE_CUDA)
   if (d.device == Device::cuda)

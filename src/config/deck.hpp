@@ -187,6 +187,14 @@ struct OutputConfig {
   bool operator==(const OutputConfig&) const = default;
 };
 
+// cuda.*: how cuDNN may compute (device: cuda only; ignored on the CPU).
+struct CudaConfig {
+  ConvMathKind conv_math = ConvMathKind::tf32;  // tensor cores for fp32 convolutions, PyTorch's default
+  double workspace_mb = 256;                    // largest cuDNN workspace an algorithm may use
+  bool algo_search = true;                      // time the algorithms once per shape (cudnnFind)
+  bool operator==(const CudaConfig&) const = default;
+};
+
 struct TimelineConfig {
   bool enabled = false;
   int64_t first_step = 2;  // 1-based; the first steps pay one-time setup (primitive creation)
@@ -203,6 +211,7 @@ struct Deck {
   EvaluationConfig evaluation;
   OutputConfig output;
   TimelineConfig timeline;
+  CudaConfig cuda;
   Device device = Device::cpu;
   DType precision = DType::f32;
   bool operator==(const Deck&) const = default;

@@ -207,6 +207,11 @@ std::string to_yaml(const Deck& d) {
   w.key("checkpoint_keep", integer(d.output.checkpoint_keep));
   w.close();
 
+  w.open("cuda");
+  w.key("conv_math", choice(d.cuda.conv_math));
+  w.key("workspace_mb", number(d.cuda.workspace_mb));
+  w.key("algo_search", boolean(d.cuda.algo_search));
+  w.close();
   w.open("timeline");
   w.key("enabled", boolean(d.timeline.enabled));
   w.key("first_step", integer(d.timeline.first_step));

@@ -1,4 +1,4 @@
-// The run sections: training, parallel, evaluation, output, timeline (no types, no gates).
+// The run sections: training, parallel, evaluation, output, timeline, cuda (no types, no gates).
 #include "config/section_readers.hpp"
 
 namespace pdegen::config {
@@ -51,6 +51,14 @@ OutputConfig read_output(Section& s, const EvaluationConfig& evaluation, bool sa
                     "for evaluation samples",
                     c.field_samples, evaluation.samples));
   c.checkpoint_keep = s.integer_as<int>("checkpoint_keep", c.checkpoint_keep, at_least(1));
+  return c;
+}
+
+CudaConfig read_cuda(Section& s) {
+  CudaConfig c;
+  c.conv_math = s.choice<ConvMathKind>("conv_math", c.conv_math);
+  c.workspace_mb = s.number("workspace_mb", c.workspace_mb, at_least(0));
+  c.algo_search = s.boolean("algo_search", c.algo_search);
   return c;
 }
 

@@ -16,5 +16,6 @@ EvaluationConfig read_evaluation(Section& s);
 // `samples_ok`: evaluation.samples was valid (field_samples is compared with it).
 OutputConfig read_output(Section& s, const EvaluationConfig& evaluation, bool samples_ok);
 TimelineConfig read_timeline(Section& s);
+CudaConfig read_cuda(Section& s);
 
 }  // namespace pdegen::config

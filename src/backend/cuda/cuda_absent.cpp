@@ -26,6 +26,9 @@ std::string compiled_versions() { return "not built in this binary"; }
 
 void synchronize() {}
 
+AllocatorStats memory_stats() { return {}; }
+void reset_memory_peak() {}
+
 }  // namespace pdegen::cuda
 
 #endif  // PDEGEN_HAVE_CUDA

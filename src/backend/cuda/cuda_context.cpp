@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "backend/cuda/cuda_check.hpp"
+#include "backend/cuda/device_allocator.hpp"
 
 namespace pdegen::cuda {
 
@@ -102,6 +103,9 @@ cublasHandle_t cublas() {
   }
   return c.cublas;
 }
+
+AllocatorStats memory_stats() { return DeviceAllocator::instance().stats(); }
+void reset_memory_peak() { DeviceAllocator::instance().reset_peak(); }
 
 void synchronize() {
   Context& c = context();

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/allocator.hpp"
+
 #ifdef PDEGEN_HAVE_CUDA
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -33,6 +35,10 @@ std::string compiled_versions();
 
 // Waits for all work queued on stream() and reports asynchronous errors. No-op without CUDA.
 void synchronize();
+
+// The device allocator's byte counts (all zero without CUDA), and restarting its peak.
+AllocatorStats memory_stats();
+void reset_memory_peak();
 
 // What the cuDNN convolutions may do with fp32 data: fp32 (FMA only, bitwise-stable and what the
 // gradient tests use), tf32 (tensor cores on sm_80+ with 10-bit mantissa products, PyTorch's
