@@ -5,9 +5,10 @@ each and reports when each run first reaches target rel_l2 values on the held-ou
     /usr/bin/python3 tools/bench/convergence.py [--pdegen build/conv/pdegen]
         [--deck input_decks/quickstart.yaml] [--workdir runs/convergence]
         [--methods adam,lbfgs,adam_lbfgs,lamb] [--resolutions 64,128] [--batches 8,32] [--ranks 1,2]
-        [--budget 64=60 --budget 128=90] [--targets 0.02,0.01 --targets 128=0.05,0.02] [--skip 128:*:2] [--stop-at 0.01]
-        [method options: --adam-lr, --lamb-lr, --lamb-warmup, --lbfgs-batch, --lbfgs-iterations,
-         --lbfgs-history, --switch-fraction] [key.path=value ...]
+        [--budget 64=60 --budget 128=90] [--targets 0.02,0.01 --targets 128=0.05,0.02]
+        [--skip 128:*:2] [--stop-at 0.01] [--cores 2] [--append] [--table]
+        [method options: --adam-lr 8=1e-3,32=2e-3, --lamb-lr, --lamb-warmup, --lbfgs-batch,
+         --lbfgs-iterations, --lbfgs-history, --switch-fraction] [key.path=value ...]
 
 Each case (method, resolution, global batch, ranks) is one `pdegen train` of the deck with overrides
 (trailing key.path=value arguments apply to every run); 1 rank runs with OMP_NUM_THREADS=--cores,
@@ -34,7 +35,8 @@ Times are pdegen's wall_s (history.csv: from the start of training, reference so
 held-out set included; plus the first process's whole duration for a restarted run); a target's
 time is that of the first evaluation whose mean rel_l2 is at or below it. Writes
 <workdir>/results.json (the runs, their time series, commands, machine, load) and prints the
-markdown table; tools/bench/plot_convergence.py plots it.
+markdown tables (--table prints them again from results.json); tools/bench/plot_convergence.py
+plots it.
 """
 import argparse
 import csv
@@ -374,6 +376,7 @@ def main():
     p.add_argument("--switch-fraction", type=float, default=1 / 3,
                    help="Adam -> L-BFGS: the share of the budget's Adam steps run by Adam")
     p.add_argument("--append", action="store_true", help="add to an existing results.json")
+    p.add_argument("--table", action="store_true", help="only print the tables of <workdir>/results.json")
     p.add_argument("overrides", nargs="*", help="key.path=value for every run")
     args = p.parse_args()
 
@@ -387,6 +390,9 @@ def main():
         key, _, values = item.partition("=")
         args.targets[int(key)] = target_list(values)
     args.workdir = os.path.abspath(args.workdir)
+    if args.table:
+        print(markdown(json.load(open(os.path.join(args.workdir, "results.json")))["runs"]))
+        return
     args.deck = os.path.abspath(args.deck)
     if not os.access(args.pdegen, os.X_OK):
         fail(f"no pdegen at {args.pdegen}: build it (--target pdegen) or pass --pdegen")
