@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared logic of the pdegen job scripts (slurm.sbatch, summit.lsf, mpiexec.sh); sourced, not run.
 #
 # A job script calls, in this order:
@@ -235,6 +236,7 @@ pdegen_threads() {
 # Without a scheduler: PDEGEN_RANKS ranks through MPICH's launcher (never the bare `mpiexec`, which
 # Debian's ParaView turns into OpenMPI's), each bound to its share of this machine's cores, or one
 # serial process.
+# shellcheck disable=SC2034  # PDEGEN_LAUNCH is read by the job scripts
 pdegen_local_launcher() {
   local ranks="${PDEGEN_RANKS:-1}" cores threads
   cores="$(pdegen_cores)"

@@ -84,7 +84,8 @@ done
 kill -TERM "$pid"
 wait "$pid"
 rc=$?
-ckpt="$(ls "$dir/runs/tiny/checkpoints" 2>/dev/null | tail -1)"
+ckpt="$(find "$dir/runs/tiny/checkpoints" -name 'step_*.h5' 2>/dev/null | sort | tail -1)"
+ckpt="$(basename "${ckpt:-none}")"
 stopped="$(echo "$ckpt" | sed -n 's/^step_0*\([0-9][0-9]*\)\.h5$/\1/p')"
 check "term: SIGTERM to the job script stops pdegen with exit 143 and a checkpoint" "[ $rc -eq 143 ] && [ -n '$stopped' ]"
 check "term: the job says how to continue" "grep -q 'stopped by signal 15 with a checkpoint; resubmit' '$dir/1.log'"

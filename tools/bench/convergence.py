@@ -136,9 +136,9 @@ class Runner:
         env["OMP_NUM_THREADS"] = str(max(1, self.args.cores // ranks))
         return env
 
-    def run(self, ranks, overrides, out_dir, budget_s, stop_at=None, min_rows=None, log_name="pdegen.out"):
-        """Runs until exit, budget_s seconds, mean rel_l2 <= stop_at, or min_rows history rows.
-        Returns (elapsed seconds, exit code, why it stopped, command)."""
+    def run(self, ranks, overrides, out_dir, budget_s, stop_at=None, enough=None, log_name="pdegen.out"):
+        """Runs until exit, budget_s seconds, mean rel_l2 <= stop_at, or enough(elapsed, history rows).
+        Returns the record {command, elapsed_s, exit, stopped_by}."""
         cmd = self.command(ranks, overrides)
         os.makedirs(out_dir, exist_ok=True)
         history = os.path.join(out_dir, "history.csv")
@@ -155,9 +155,9 @@ class Runner:
                 reason = None
                 if elapsed >= budget_s:
                     reason = "budget"
-                elif stop_at is not None or min_rows is not None:
+                elif stop_at is not None or enough is not None:
                     rows = read_history(history)
-                    if min_rows is not None and len(rows) >= min_rows:
+                    if enough is not None and enough(elapsed, rows):
                         reason = "calibrated"
                     if stop_at is not None and any(
                             r.get("rel_l2_mean") is not None and r["rel_l2_mean"] <= stop_at for r in rows):
@@ -172,8 +172,8 @@ class Runner:
                         proc.wait()
                         why += " (killed)"
                     break
-            elapsed = time.monotonic() - start
-        return elapsed, proc.returncode, why, cmd
+        return {"command": self.shown(ranks, cmd), "elapsed_s": time.monotonic() - start,
+                "exit": proc.returncode, "stopped_by": why}
 
 
 def common_overrides(args, res, batch, out_dir, every, log_every=None):
@@ -188,8 +188,11 @@ def calibrate(args, runner, res, batch, ranks):
     out_dir = os.path.join(args.workdir, f"calibrate_r{res}_b{batch}_p{ranks}")
     shutil.rmtree(out_dir, ignore_errors=True)
     every = 5
-    overrides = common_overrides(args, res, batch, out_dir, every, log_every=1) + [f"training.steps={UNBOUNDED_STEPS}", f"optimizer.lr={per_batch(args.adam_lr, batch)}"]
-    runner.run(ranks, overrides, out_dir, args.calibrate, min_rows=40)
+    overrides = common_overrides(args, res, batch, out_dir, every, log_every=1) + [
+        f"training.steps={UNBOUNDED_STEPS}", f"optimizer.lr={per_batch(args.adam_lr, batch)}"]
+    # 40 steps, or at least 10 once --calibrate seconds have passed (slow cases), at most 6x that.
+    runner.run(ranks, overrides, out_dir, 6 * args.calibrate,
+               enough=lambda elapsed, rows: len(rows) >= 40 or (elapsed >= args.calibrate and len(rows) >= 10))
     rows = read_history(os.path.join(out_dir, "history.csv"))
     if len(rows) < 8:
         fail(f"calibration of resolution {res}, batch {batch}, {ranks} rank(s) logged {len(rows)} steps in "
@@ -248,7 +251,8 @@ def run_case(args, runner, method, res, batch, ranks, cal):
     if method in ("adam", "lamb"):
         extra = [f"training.steps={adam_steps}"]
         if method == "adam":
-            extra += ["optimizer.type=adam", f"optimizer.lr={per_batch(args.adam_lr, batch)}", "optimizer.schedule={type: cosine}"]
+            extra += ["optimizer.type=adam", f"optimizer.lr={per_batch(args.adam_lr, batch)}",
+                      "optimizer.schedule={type: cosine}"]
         else:
             warmup = round(args.lamb_warmup * adam_steps)
             extra += ["optimizer.type=lamb", f"optimizer.lr={per_batch(args.lamb_lr, batch)}",
@@ -256,24 +260,23 @@ def run_case(args, runner, method, res, batch, ranks, cal):
             if args.lamb_max_trust > 0:
                 extra.append(f"optimizer.max_trust_ratio={args.lamb_max_trust}")
         overrides = common_overrides(args, res, batch, out_dir, adam_every) + extra
-        elapsed, rc, why, cmd = runner.run(ranks, overrides, out_dir, budget, args.stop_at)
-        processes.append({"command": runner.shown(ranks, cmd), "elapsed_s": elapsed, "exit": rc, "stopped_by": why})
+        processes.append(runner.run(ranks, overrides, out_dir, budget, args.stop_at))
         points = series(read_history(os.path.join(out_dir, "history.csv")))
     elif method == "lbfgs":
         extra = [f"training.steps={UNBOUNDED_STEPS}", "optimizer=" + flow(lbfgs_section(args))]
         overrides = common_overrides(args, res, batch, out_dir, 1) + extra
-        elapsed, rc, why, cmd = runner.run(ranks, overrides, out_dir, budget, args.stop_at)
-        processes.append({"command": runner.shown(ranks, cmd), "elapsed_s": elapsed, "exit": rc, "stopped_by": why})
+        processes.append(runner.run(ranks, overrides, out_dir, budget, args.stop_at))
         points = series(read_history(os.path.join(out_dir, "history.csv")))
     elif method == "adam_lbfgs":
         switch = max(1, round(args.switch_fraction * adam_steps))
         then = dict(lbfgs_section(args), after_steps=switch)
         then = {"after_steps": then.pop("after_steps"), **then}
-        optimizer = flow({"type": "adam", "lr": per_batch(args.adam_lr, batch), "schedule": "{type: cosine}", "then": flow(then)})
+        optimizer = flow({"type": "adam", "lr": per_batch(args.adam_lr, batch), "schedule": "{type: cosine}",
+                          "then": flow(then)})
         first = common_overrides(args, res, batch, out_dir, adam_every) + [f"training.steps={switch}",
                                                                              "optimizer=" + optimizer]
-        elapsed, rc, why, cmd = runner.run(ranks, first, out_dir, budget, args.stop_at, log_name="pdegen.adam.out")
-        processes.append({"command": runner.shown(ranks, cmd), "elapsed_s": elapsed, "exit": rc, "stopped_by": why})
+        processes.append(runner.run(ranks, first, out_dir, budget, args.stop_at, log_name="pdegen.adam.out"))
+        elapsed, why = processes[0]["elapsed_s"], processes[0]["stopped_by"]
         rows = read_history(os.path.join(out_dir, "history.csv"))
         points = series(rows)
         reached = args.stop_at is not None and any(p[2] <= args.stop_at for p in points)
@@ -281,8 +284,7 @@ def run_case(args, runner, method, res, batch, ranks, cal):
             second = common_overrides(args, res, batch, out_dir, 1) + [f"training.steps={UNBOUNDED_STEPS}",
                                                                        "optimizer=" + optimizer,
                                                                        "training.restart=latest"]
-            e2, rc2, why2, cmd2 = runner.run(ranks, second, out_dir, budget - elapsed, args.stop_at)
-            processes.append({"command": runner.shown(ranks, cmd2), "elapsed_s": e2, "exit": rc2, "stopped_by": why2})
+            processes.append(runner.run(ranks, second, out_dir, budget - elapsed, args.stop_at))
             points += series(read_history(os.path.join(out_dir, "history.csv")), offset=elapsed, after_step=switch)
         adam_steps = switch
     else:
@@ -361,7 +363,8 @@ def main():
                    help="mean rel_l2 targets T1,T2 for every resolution, or RES=T1,T2 (default 0.02,0.01)")
     p.add_argument("--stop-at", type=float, default=None, help="stop a run once its mean rel_l2 is at or below")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="threads per case, shared by the ranks")
-    p.add_argument("--calibrate", type=float, default=10.0, help="seconds at most per calibration run")
+    p.add_argument("--calibrate", type=float, default=10.0,
+                   help="seconds per calibration run (longer until it has logged 10 steps)")
     p.add_argument("--evaluations", type=int, default=30, help="held-out evaluations per budget (first-order)")
     p.add_argument("--fill", type=float, default=0.97, help="fraction of the budget the step count aims at")
     p.add_argument("--grace", type=float, default=0.0, help="seconds past the budget an evaluation still counts")

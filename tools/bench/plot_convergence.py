@@ -44,7 +44,8 @@ def main():
         panels = sorted({(r["batch"], r["ranks"]) for r in mine})
         cols = min(len(panels), 4)
         rows = (len(panels) + cols - 1) // cols
-        fig, axes = plt.subplots(rows, cols, figsize=(max(5.0, 3.6 * cols), 0.4 + 3.0 * rows), sharey=True, squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(max(5.0, 3.6 * cols), 0.4 + 3.0 * rows), sharey=True,
+                                 squeeze=False)
         for ax, (batch, ranks) in zip(axes.flat, panels):
             for r in (r for r in mine if (r["batch"], r["ranks"]) == (batch, ranks)):
                 pts = [pt for pt in r["series"] if pt[1] <= r["budget_s"]]
