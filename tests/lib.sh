@@ -14,6 +14,9 @@ skip() {
   exit 0
 }
 require_mpi() { command -v "$MPIEXEC" >/dev/null 2>&1 || skip "no MPI launcher '$MPIEXEC'"; }
+require_pdegen() { [ -x "$PDEGEN" ] || skip "no pdegen binary at $PDEGEN (build it, or set PDEGEN)"; }
+# check DESCRIPTION SHELL-CONDITION: pass when the condition holds, else fail showing it.
+check() { if eval "$2"; then pass "$1"; else fail "$1" "$2"; fi; }
 
 # mpi_run NAME P VERB DECK [args...]: `pdegen VERB DECK args` on P ranks, output in $work/NAME.log;
 # a non-zero exit fails the check with the log's last lines and returns 1.

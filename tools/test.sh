@@ -18,7 +18,7 @@ export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 # ParaView's python (for the test that opens fields.xdmf with ParaView's own reader) and h5py;
 # PDEGEN_SKIP_PARAVIEW=1 leaves it out (that test then reports itself skipped).
 if [ "${PDEGEN_SKIP_PARAVIEW:-0}" != 1 ]; then
-  tools/install_deps.sh --paraview
+  tools/install_deps.sh --paraview --plots
 fi
 echo "== build (cpu preset)"
 tools/build.sh cpu

@@ -9,10 +9,8 @@ set -u
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 PDEGEN="${PDEGEN:-$repo/build/cpu/pdegen}"
 PYTHON="${PYTHON:-/usr/bin/python3}"
-if [ ! -x "$PDEGEN" ]; then
-  echo "skipped: no pdegen binary at $PDEGEN (build it, or set PDEGEN)"
-  exit 0
-fi
+source "$repo/tests/lib.sh"
+require_pdegen
 PDEGEN="$(cd "$(dirname "$PDEGEN")" && pwd)/$(basename "$PDEGEN")"
 export PDEGEN
 deck="$repo/tests/decks/tiny.yaml"
@@ -22,13 +20,6 @@ trap 'rm -rf "$work"' EXIT
 # Whatever the machine running the tests has: no scheduler in the environment.
 unset SLURM_JOB_ID SLURM_JOB_NAME SLURM_ARRAY_TASK_ID SLURM_ARRAY_JOB_ID SLURM_GPUS_ON_NODE LSB_JOBID \
   LSB_JOBNAME LSB_JOBINDEX PDEGEN_RUNS PDEGEN_RUN_DIR PDEGEN_JOB_NAME PDEGEN_RANKS PDEGEN_HOME CUDA_VISIBLE_DEVICES
-passed=0 failed=0
-pass() { echo "PASS: $1"; passed=$((passed + 1)); }
-fail() {
-  echo "FAIL: $1${2:+ ($2)}"
-  failed=$((failed + 1))
-}
-check() { if eval "$2"; then pass "$1"; else fail "$1" "$2"; fi; }
 json() { "$PYTHON" -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 steps_column() { cut -d, -f1 "$1" | tail -n +2 | tr '\n' ' '; }
 
@@ -178,5 +169,4 @@ check "LSF: completes through jsrun, run directory named after the job" \
 check "LSF: jsrun -n 12 (6 per node) -a1 -c7 -g1 -bpacked:7, 7 threads per rank" \
   "grep -q -- '^jsrun -n 12 -a1 -c7 -g1 -bpacked:7 -dpacked .*/pdegen train .* | OMP_NUM_THREADS=7 OMP_PLACES=cores OMP_PROC_BIND=close' '$dir/launch.log'"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

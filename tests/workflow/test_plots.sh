@@ -8,24 +8,14 @@ set -u
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 PDEGEN="${PDEGEN:-$repo/build/cpu/pdegen}"
 PYTHON="${PYTHON:-/usr/bin/python3}"
-if [ ! -x "$PDEGEN" ]; then
-  echo "skipped: no pdegen binary at $PDEGEN (build it, or set PDEGEN)"
-  exit 0
-fi
+source "$repo/tests/lib.sh"
+require_pdegen
 if ! "$PYTHON" -c 'import matplotlib, h5py, numpy' 2>/dev/null; then
-  echo "skipped: $PYTHON lacks matplotlib, h5py or numpy (tools/install_deps.sh --plots)"
-  exit 0
+  skip "$PYTHON lacks matplotlib, h5py or numpy (tools/install_deps.sh --plots)"
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 export MPLCONFIGDIR="$work/mpl"
-passed=0 failed=0
-pass() { echo "PASS: $1"; passed=$((passed + 1)); }
-fail() {
-  echo "FAIL: $1${2:+ ($2)}"
-  failed=$((failed + 1))
-}
-check() { if eval "$2"; then pass "$1"; else fail "$1" "$2"; fi; }
 plot() { "$PYTHON" "$repo/tools/plot" "$@"; }
 png() {
   "$PYTHON" "$repo/tests/workflow/png_check.py" "$@" >"$work/png.out" 2>&1
@@ -100,5 +90,4 @@ check "a field growing with y grows upwards" "png '$work/y.png' --min-kb 5 --ram
 plot fields "$work/synthetic3d.h5" -o "$work/z.png" >"$work/z.log" 2>&1
 check "3D fields: a z slice, x to the right" "[ $? -eq 0 ] && png '$work/z.png' --min-kb 5 --ramp x+"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -9,21 +9,16 @@ set -u
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 PDEGEN="${PDEGEN:-$repo/build/cpu/pdegen}"
 PYTHON="${PYTHON:-/usr/bin/python3}"
-if [ ! -x "$PDEGEN" ]; then
-  echo "skipped: no pdegen binary at $PDEGEN (build it, or set PDEGEN)"
-  exit 0
-fi
+source "$repo/tests/lib.sh"
+require_pdegen
 if ! command -v pvpython >/dev/null; then
-  echo "skipped: pvpython not found (tools/install_deps.sh --paraview installs ParaView's python)"
-  exit 0
+  skip "pvpython not found (tools/install_deps.sh --paraview installs ParaView's python)"
 fi
 if ! command -v Xvfb >/dev/null && [ -z "${DISPLAY:-}" ]; then
-  echo "skipped: no display and no Xvfb (tools/install_deps.sh --paraview installs xvfb)"
-  exit 0
+  skip "no display and no Xvfb (tools/install_deps.sh --paraview installs xvfb)"
 fi
 if ! "$PYTHON" -c 'import matplotlib, numpy' 2>/dev/null; then
-  echo "skipped: $PYTHON lacks matplotlib or numpy to check the images (tools/install_deps.sh --plots)"
-  exit 0
+  skip "$PYTHON lacks matplotlib or numpy to check the images (tools/install_deps.sh --plots)"
 fi
 work="$(mktemp -d)"
 xvfb_pid=""
@@ -55,7 +50,6 @@ fail() {
   sed 's/^/      | /' "$work/out" | grep -v '^      | *[0-9]* *0x' | tail -15
   failed=$((failed + 1))
 }
-check() { if eval "$2"; then pass "$1"; else fail "$1" "$2"; fi; }
 # Retries: on this machine's sandbox about one X connection in ten is closed by the server right
 # after it is opened (seen with plain xcb_connect loops as well), and VTK aborts with "bad X server
 # connection" when that hits its window. Only that failure is retried.
@@ -100,5 +94,4 @@ PY"
 check "a field the file does not have: exit 2 naming the fields" \
   "[ $? -eq 2 ] && grep -q \"no field 'nope'.*log_nu, u_pred, u_ref, error\" '$work/out'"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -9,26 +9,16 @@ set -u
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 PDEGEN="${PDEGEN:-$repo/build/cpu/pdegen}"
 PYTHON="${PYTHON:-/usr/bin/python3}"
-if [ ! -x "$PDEGEN" ]; then
-  echo "skipped: no pdegen binary at $PDEGEN (build it, or set PDEGEN)"
-  exit 0
-fi
+source "$repo/tests/lib.sh"
+require_pdegen
 if ! "$PYTHON" -c 'import yaml' 2>/dev/null; then
-  echo "skipped: $PYTHON has no yaml module (tools/install_deps.sh --plots installs python3-yaml)"
-  exit 0
+  skip "$PYTHON has no yaml module (tools/install_deps.sh --plots installs python3-yaml)"
 fi
 PDEGEN="$(cd "$(dirname "$PDEGEN")" && pwd)/$(basename "$PDEGEN")"
 export PDEGEN
 unset SLURM_JOB_ID SLURM_ARRAY_TASK_ID LSB_JOBID LSB_JOBINDEX PDEGEN_RUNS PDEGEN_RUN_DIR PDEGEN_JOB_NAME PDEGEN_RANKS
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-passed=0 failed=0
-pass() { echo "PASS: $1"; passed=$((passed + 1)); }
-fail() {
-  echo "FAIL: $1${2:+ ($2)}"
-  failed=$((failed + 1))
-}
-check() { if eval "$2"; then pass "$1"; else fail "$1" "$2"; fi; }
 py() { "$PYTHON" -c "$@"; }
 
 cat >"$work/lr.yaml" <<EOF
@@ -116,5 +106,4 @@ EOF
 check "an invalid point: make exits 2 naming the deck and pdegen's error" \
   "[ $? -eq 2 ] && grep -q 'decks/p002.yaml' '$work/bad.log' && grep -q 'not divisible' '$work/bad.log'"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

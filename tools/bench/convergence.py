@@ -311,6 +311,15 @@ def run_case(args, runner, method, res, batch, ranks, cal):
         "status": summary.get("status"), "wall_s": sum(p["elapsed_s"] for p in processes),
         "load_after": load_average(),
     }
+    # Seconds per loss evaluation (of the last process): against the calibration it shows whether
+    # the machine was shared during the run (2 threads that compete slow down many times over).
+    throughput = summary.get("throughput", {})
+    if throughput.get("evaluations") and summary.get("train_seconds"):
+        per_eval = summary["train_seconds"] / throughput["evaluations"]
+        result["seconds_per_loss_evaluation"] = per_eval
+        if per_eval > 1.5 * cal["step_s"]:
+            print(f"# warning: {name}: {1e3 * per_eval:.1f} ms per loss evaluation against "
+                  f"{1e3 * cal['step_s']:.1f} ms in the calibration: was the machine shared?", flush=True)
     hits = ", ".join(f"{k}: {fmt_time(v)} s" for k, v in reached.items())
     print(f"# {name}: {result['steps']} steps, final rel_l2 "
           f"{'-' if final is None else f'{100 * final[2]:.3f}%'}; targets {hits}", flush=True)
