@@ -162,7 +162,7 @@ struct TrainingConfig {
 };
 
 struct ParallelConfig {
-  double bucket_mb = 25.0;
+  double bucket_mb = 4.0;
   double first_bucket_mb = 1.0;
   bool overlap = true;
   Hierarchical hierarchical = Hierarchical::automatic;

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <functional>
 #include <limits>
 
@@ -252,7 +253,9 @@ void Reducer::complete(int bucket, double t0) {
 }
 
 // The communication thread: launches ready buckets in schedule order and drives the in-flight
-// ones with MPI_Test, sleeping briefly between polls so it does not take a core from backward.
+// ones with MPI_Test. While backward runs, polls back off from 20 µs to 1 ms as long as nothing
+// progresses, so the thread does not take a core from backward (MPICH progresses only inside MPI
+// calls, so someone must poll); once finish() waits, the compute thread is idle and polling is tight.
 void Reducer::communication_loop() {
   const int nb = static_cast<int>(schedule_.buckets.size());
   // MPI wants the collectives of a communicator started in the same order on every rank. One
@@ -263,6 +266,8 @@ void Reducer::communication_loop() {
   std::vector<int> in_flight;
   std::vector<Timer> started(static_cast<size_t>(nb));
   std::vector<double> t0(static_cast<size_t>(nb));
+  constexpr auto fastest = std::chrono::microseconds(20), slowest = std::chrono::microseconds(1000);
+  auto poll = fastest;
   try {
     for (;;) {
       {
@@ -274,9 +279,12 @@ void Reducer::communication_loop() {
         if (in_flight.empty())
           cv_.wait(lock, [&] { return stop_ || launchable(); });
         else
-          cv_.wait_for(lock, std::chrono::microseconds(50), [&] { return stop_ || launchable(); });
+          cv_.wait_for(lock, draining_ ? std::chrono::microseconds(0) : poll,
+                       [&] { return stop_ || launchable(); });
         if (stop_) return;
+        poll = std::min(poll * 2, slowest);
         while (launchable()) {
+          poll = fastest;
           const int b = launched_++;
           started[static_cast<size_t>(b)].reset();
           t0[static_cast<size_t>(b)] = timeline_ ? timeline_->now_us() : 0;
@@ -290,6 +298,7 @@ void Reducer::communication_loop() {
         Work& w = *work_[static_cast<size_t>(in_flight[k])];
         int done = 0;
         MPI_CHECK(MPI_Test(&w.request, &done, MPI_STATUS_IGNORE));
+        if (done) poll = fastest;
         if (done && w.advance()) {
           const int b = in_flight[k];
           complete(b, t0[static_cast<size_t>(b)]);
@@ -332,6 +341,7 @@ void Reducer::finish() {
     {
       std::lock_guard lock(mutex_);
       for (int b = 0; b < nb; ++b) ready_[static_cast<size_t>(b)] = 1;  // unreported buckets too
+      draining_ = true;
     }
     cv_.notify_all();
     std::unique_lock lock(mutex_);
@@ -344,6 +354,7 @@ void Reducer::finish() {
   ++stats_.steps;
   step_open_ = false;
   communicate_ = false;
+  draining_ = false;
 }
 
 }  // namespace pdegen

@@ -36,7 +36,7 @@
 namespace pdegen {
 
 struct ReducerOptions {
-  double bucket_mb = 25.0;
+  double bucket_mb = 4.0;
   double first_bucket_mb = 1.0;
   bool overlap = true;
   Hierarchical hierarchical = Hierarchical::automatic;
@@ -102,6 +102,7 @@ class Reducer {
   std::vector<char> ready_;
   bool communicate_ = false;
   bool step_open_ = false;
+  bool draining_ = false;  // finish() is waiting: poll without sleeping
   int launched_ = 0, completed_ = 0;
   double step_comm_seconds_ = 0;
   bool stop_ = false;
