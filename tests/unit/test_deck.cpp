@@ -69,7 +69,7 @@ TEST_CASE("a deck with only the required keys gets every documented default") {
   CHECK(d.training.steps == 1000);
   CHECK(d.training.batch_size == 16);
   CHECK(d.training.restart == "none");
-  CHECK(d.parallel.bucket_mb == 25.0);
+  CHECK(d.parallel.bucket_mb == 4.0);
   CHECK(d.parallel.sync_batchnorm == SyncBatchNorm::automatic);
   CHECK(d.evaluation.every == 100);
   CHECK(d.evaluation.solver_tolerance == 1e-10);
