@@ -113,7 +113,9 @@ TEST_CASE("a key in the wrong section is pointed to the section that has it") {
         "deck.yaml:5:3: error: unknown key 'training.lr'; did you mean 'optimizer.lr'?");
   // Nothing close: the valid keys of the section are listed instead.
   const std::string e = error_of(with_minimal("timeline:\n  colour: red\n"));
-  CHECK(e == "deck.yaml:5:3: error: unknown key 'timeline.colour' (valid keys in 'timeline': enabled, first_step, steps)");
+  CHECK(e ==
+        "deck.yaml:5:3: error: unknown key 'timeline.colour' (valid keys in 'timeline': enabled, first_step, "
+        "steps)");
 }
 
 // ---- wrong types -------------------------------------------------------------------------------------
