@@ -215,8 +215,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   comm.barrier();
   timeline.start_clock();
   if (deck.timeline.enabled) model->net->set_timeline(&timeline);
-  Reducer reducer(params, comm, ReducerOptions::from(deck.parallel),
-                  deck.timeline.enabled ? &timeline : nullptr);
+  Reducer reducer(params, comm, deck.parallel, deck.timeline.enabled ? &timeline : nullptr);
   spdlog::info("{}{}", reducer.describe(), sync_bn ? "; synchronized batch norm" : "");
 
   // Restart: an explicit file, or the newest checkpoint of this run directory.

@@ -14,10 +14,6 @@
 
 namespace pdegen {
 
-ReducerOptions ReducerOptions::from(const ParallelConfig& config) {
-  return {config.bucket_mb, config.first_bucket_mb, config.overlap, config.hierarchical, config.compression};
-}
-
 namespace {
 
 uint16_t encode(float v, Compression c) { return c == Compression::fp16 ? to_f16(v).bits : to_bf16(v).bits; }
@@ -121,7 +117,7 @@ void add_allreduce(float* data, int64_t n, const Communicator& comm, Compression
 
 }  // namespace
 
-Reducer::Reducer(ParameterRegistry& params, const Communicator& comm, const ReducerOptions& options,
+Reducer::Reducer(ParameterRegistry& params, const Communicator& comm, const ParallelConfig& options,
                  Timeline* timeline)
     : params_(params), comm_(comm.duplicate()), options_(options), timeline_(timeline) {
   schedule_ = make_bucket_schedule(params, options.bucket_mb, options.first_bucket_mb);

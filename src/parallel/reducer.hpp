@@ -35,15 +35,6 @@
 
 namespace pdegen {
 
-struct ReducerOptions {
-  double bucket_mb = 4.0;
-  double first_bucket_mb = 1.0;
-  bool overlap = true;
-  Hierarchical hierarchical = Hierarchical::automatic;
-  Compression compression = Compression::none;
-  static ReducerOptions from(const ParallelConfig& config);
-};
-
 // Running totals over the steps reduced so far.
 struct ReducerStats {
   int64_t steps = 0;
@@ -60,7 +51,7 @@ class Reducer {
   // Builds and verifies the schedule (collective: every rank of `comm` must construct its Reducer
   // with the same network and options) and installs the registry's grad_ready hook. `timeline`
   // (optional) receives one event per bucket reduction.
-  Reducer(ParameterRegistry& params, const Communicator& comm, const ReducerOptions& options,
+  Reducer(ParameterRegistry& params, const Communicator& comm, const ParallelConfig& options,
           Timeline* timeline = nullptr);
   ~Reducer();
   Reducer(const Reducer&) = delete;
@@ -90,7 +81,7 @@ class Reducer {
   ParameterRegistry& params_;
   Communicator comm_;          // private duplicate: the communication thread's own
   Communicator node_, cross_;  // hierarchical: inside the node / same node-local rank across nodes
-  ReducerOptions options_;
+  ParallelConfig options_;     // bucket sizes, overlap, hierarchical, compression (deck: parallel.*)
   Timeline* timeline_;
   BucketSchedule schedule_;
   bool hierarchical_ = false;

@@ -129,7 +129,7 @@ TEST_CASE("reducer: the same exact sums for every bucket size, with and without 
       CAPTURE(mb);
       ParameterRegistry reg;
       add_parameters(reg);
-      ReducerOptions options;
+      ParallelConfig options;
       options.bucket_mb = mb;
       options.first_bucket_mb = mb / 4;
       options.overlap = overlap;
@@ -153,7 +153,7 @@ TEST_CASE("reducer: buckets launch during backward, before finish()") {
   if (comm.size() == 1) return;  // nothing is communicated on one rank
   ParameterRegistry reg;
   add_parameters(reg, 10);
-  ReducerOptions options;
+  ParallelConfig options;
   options.bucket_mb = 0.05;
   options.first_bucket_mb = 0.005;
   options.hierarchical = Hierarchical::off;
@@ -186,7 +186,7 @@ TEST_CASE("reducer: micro-batches accumulate locally and communicate once") {
   const Communicator& comm = world();
   ParameterRegistry reg;
   add_parameters(reg);
-  ReducerOptions options;
+  ParallelConfig options;
   options.bucket_mb = 0.004;
   options.first_bucket_mb = 0.001;
   Reducer reducer(reg, comm, options);
@@ -212,7 +212,7 @@ TEST_CASE("reducer: a rank whose backward reports nothing still takes part") {
   const Communicator& comm = world();
   ParameterRegistry reg;
   add_parameters(reg);
-  ReducerOptions options;
+  ParallelConfig options;
   options.bucket_mb = 0.004;
   options.first_bucket_mb = 0.001;
   Reducer reducer(reg, comm, options);
@@ -245,7 +245,7 @@ TEST_CASE("reducer: hierarchical reduction (simulated nodes) gives the exact sum
     for (bool overlap : {false, true}) {
       ParameterRegistry reg;
       add_parameters(reg);
-      ReducerOptions options;
+      ParallelConfig options;
       options.bucket_mb = 0.004;
       options.first_bucket_mb = 0.001;
       options.overlap = overlap;
@@ -274,7 +274,7 @@ TEST_CASE("reducer: fp16 and bf16 wire compression, fp32 sums, identical on ever
     for (Hierarchical h : {Hierarchical::off, Hierarchical::on}) {
       ParameterRegistry reg;
       add_parameters(reg);
-      ReducerOptions options;
+      ParallelConfig options;
       options.bucket_mb = 0.004;
       options.first_bucket_mb = 0.001;
       options.compression = c;
@@ -324,18 +324,18 @@ TEST_CASE("reducer: ranks with different networks stop with an error naming the 
   reg.add("head.weight", Shape{16}, ParamInit::constant_value(0));
   reg.finalize(1);
   if (comm.size() == 1) {
-    CHECK_NOTHROW(Reducer(reg, comm, ReducerOptions{}));
+    CHECK_NOTHROW(Reducer(reg, comm, ParallelConfig{}));
     return;
   }
   // Every rank throws (no hang); the message names the parameter.
-  CHECK_THROWS_WITH(Reducer(reg, comm, ReducerOptions{}), doctest::Contains("encoder.conv1.weight"));
+  CHECK_THROWS_WITH(Reducer(reg, comm, ParallelConfig{}), doctest::Contains("encoder.conv1.weight"));
 
   // A different parameter COUNT is found too.
   ParameterRegistry other;
   other.add("a.weight", Shape{4}, ParamInit::constant_value(0));
   if (comm.rank() == 0) other.add("b.weight", Shape{4}, ParamInit::constant_value(0));
   other.finalize(1);
-  CHECK_THROWS_WITH(Reducer(other, comm, ReducerOptions{}), doctest::Contains("schedules differ"));
+  CHECK_THROWS_WITH(Reducer(other, comm, ParallelConfig{}), doctest::Contains("schedules differ"));
 }
 
 TEST_CASE("replica checksum: identical replicas pass, one changed bit on one rank stops every rank") {

@@ -87,7 +87,7 @@ void reducer_table(const Communicator& comm, int reps, double total_mb, double c
         compute_ms, total_mb, order.size(), comm.size());
   for (double mb : {0.25, 1.0, 4.0, 25.0, 100.0}) {
     for (bool overlap : {false, true}) {
-      ReducerOptions options;
+      ParallelConfig options;
       options.bucket_mb = mb;
       options.first_bucket_mb = std::min(1.0, mb);
       options.overlap = overlap;
