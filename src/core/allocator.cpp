@@ -27,25 +27,49 @@ size_t CachingAllocator::round_size(size_t bytes) {
   return round_up(bytes, 2 * mib);
 }
 
+void* BlockCache::take(size_t size) {
+  std::lock_guard lock(mutex_);
+  ++stats_.allocations;
+  auto it = free_.find(size);
+  if (it == free_.end()) return nullptr;
+  void* p = it->second;
+  free_.erase(it);
+  stats_.cached -= size;
+  stats_.in_use += size;
+  ++stats_.cache_hits;
+  if (stats_.in_use > stats_.peak_in_use) stats_.peak_in_use = stats_.in_use;
+  return p;
+}
+
+void BlockCache::add_in_use(size_t size) {
+  std::lock_guard lock(mutex_);
+  stats_.in_use += size;
+  if (stats_.in_use > stats_.peak_in_use) stats_.peak_in_use = stats_.in_use;
+}
+
+void BlockCache::give(void* p, size_t size) {
+  std::lock_guard lock(mutex_);
+  stats_.in_use -= size;
+  stats_.cached += size;
+  free_.emplace(size, p);
+}
+
+AllocatorStats BlockCache::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void BlockCache::reset_peak() {
+  std::lock_guard lock(mutex_);
+  stats_.peak_in_use = stats_.in_use;
+}
+
 void* CachingAllocator::allocate(size_t bytes) {
   if (bytes == 0) return nullptr;
+  // Exact match on the rounded size: release() knows only the requested size, and the rounding
+  // classes already make repeated shapes hit.
   const size_t size = round_size(bytes);
-  {
-    std::lock_guard lock(mutex_);
-    ++stats_.allocations;
-    // Exact match on the rounded size: release() knows only the requested size, and the
-    // rounding classes already make repeated shapes hit.
-    auto it = free_.find(size);
-    if (it != free_.end()) {
-      void* p = it->second;
-      free_.erase(it);
-      stats_.cached -= size;
-      stats_.in_use += size;
-      ++stats_.cache_hits;
-      if (stats_.in_use > stats_.peak_in_use) stats_.peak_in_use = stats_.in_use;
-      return p;
-    }
-  }
+  if (void* p = cache_.take(size)) return p;
   const size_t align = size >= 2 * mib ? 2 * mib : (size >= 4 * kib ? 4 * kib : alignment);
   void* p = std::aligned_alloc(align, size);
   if (p == nullptr) {
@@ -58,37 +82,21 @@ void* CachingAllocator::allocate(size_t bytes) {
 #ifdef MADV_HUGEPAGE
   if (size >= 2 * mib) madvise(p, size, MADV_HUGEPAGE);  // fewer TLB misses on large activations
 #endif
-  std::lock_guard lock(mutex_);
-  stats_.in_use += size;
-  if (stats_.in_use > stats_.peak_in_use) stats_.peak_in_use = stats_.in_use;
+  cache_.add_in_use(size);
   return p;
 }
 
 void CachingAllocator::release(void* p, size_t bytes) {
-  if (p == nullptr) return;
-  const size_t size = round_size(bytes);
-  std::lock_guard lock(mutex_);
-  stats_.in_use -= size;
-  stats_.cached += size;
-  free_.emplace(size, p);
+  if (p != nullptr) cache_.give(p, round_size(bytes));
 }
 
 void CachingAllocator::empty_cache() {
-  std::lock_guard lock(mutex_);
-  for (auto& [size, p] : free_) std::free(p);
-  free_.clear();
-  stats_.cached = 0;
+  cache_.drain([](void* p) { std::free(p); });
 }
 
-AllocatorStats CachingAllocator::stats() const {
-  std::lock_guard lock(mutex_);
-  return stats_;
-}
+AllocatorStats CachingAllocator::stats() const { return cache_.stats(); }
 
-void CachingAllocator::reset_peak() {
-  std::lock_guard lock(mutex_);
-  stats_.peak_in_use = stats_.in_use;
-}
+void CachingAllocator::reset_peak() { cache_.reset_peak(); }
 
 CachingAllocator::~CachingAllocator() { empty_cache(); }
 

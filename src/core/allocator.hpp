@@ -18,6 +18,34 @@ struct AllocatorStats {
   uint64_t cache_hits = 0;
 };
 
+// The free lists and byte counts both caching allocators (host here, device in backend/cuda) keep:
+// blocks keyed by their rounded size, reused on an exact match. Thread-safe; the allocators own the
+// memory calls around it.
+class BlockCache {
+ public:
+  // A cached block of exactly `size` bytes (now in use), or nullptr; counts the allocation.
+  void* take(size_t size);
+  // Counts a block of `size` bytes just obtained from the system as in use.
+  void add_in_use(size_t size);
+  // Returns a block that was in use to the cache.
+  void give(void* p, size_t size);
+  // Hands every cached block to `free_block(p)` and forgets them.
+  template <class Free>
+  void drain(Free&& free_block) {
+    std::lock_guard lock(mutex_);
+    for (auto& [size, p] : free_) free_block(p);
+    free_.clear();
+    stats_.cached = 0;
+  }
+  AllocatorStats stats() const;
+  void reset_peak();
+
+ private:
+  mutable std::mutex mutex_;
+  std::multimap<size_t, void*> free_;  // rounded size -> block
+  AllocatorStats stats_;
+};
+
 class CachingAllocator {
  public:
   static constexpr size_t alignment = 64;  // one cache line, one AVX-512 register
@@ -41,9 +69,7 @@ class CachingAllocator {
   CachingAllocator& operator=(const CachingAllocator&) = delete;
 
  private:
-  mutable std::mutex mutex_;
-  std::multimap<size_t, void*> free_;  // rounded size -> block
-  AllocatorStats stats_;
+  BlockCache cache_;
 };
 
 }  // namespace pdegen

@@ -28,66 +28,38 @@ size_t DeviceAllocator::round_size(size_t bytes) {
 void* DeviceAllocator::allocate(size_t bytes) {
   if (bytes == 0) return nullptr;
   const size_t size = round_size(bytes);
-  std::lock_guard lock(mutex_);
-  ++stats_.allocations;
-  auto it = free_.find(size);
+  if (void* p = cache_.take(size)) return p;
   void* p = nullptr;
-  if (it != free_.end()) {
-    p = it->second;
-    free_.erase(it);
-    stats_.cached -= size;
-    ++stats_.cache_hits;
-  } else {
-    cudaError_t e = cudaMalloc(&p, size);
-    if (e == cudaErrorMemoryAllocation) {
-      (void)cudaGetLastError();  // clear the sticky-free error before retrying
-      free_cached_locked();
-      e = cudaMalloc(&p, size);
-    }
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();
-      PDEGEN_THROW("cudaMalloc of {:.1f} MiB failed: {} ({:.1f} MiB in use by pdegen, peak {:.1f} MiB)",
-                   double(size) / mib, cudaGetErrorString(e), double(stats_.in_use) / mib,
-                   double(stats_.peak_in_use) / mib);
-    }
+  cudaError_t e = cudaMalloc(&p, size);
+  if (e == cudaErrorMemoryAllocation) {
+    (void)cudaGetLastError();  // clear the error before retrying
+    empty_cache();
+    e = cudaMalloc(&p, size);
   }
-  stats_.in_use += size;
-  if (stats_.in_use > stats_.peak_in_use) stats_.peak_in_use = stats_.in_use;
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    const AllocatorStats s = stats();
+    PDEGEN_THROW("cudaMalloc of {:.1f} MiB failed: {} ({:.1f} MiB in use by pdegen, peak {:.1f} MiB)",
+                 double(size) / mib, cudaGetErrorString(e), double(s.in_use) / mib,
+                 double(s.peak_in_use) / mib);
+  }
+  cache_.add_in_use(size);
   return p;
 }
 
 void DeviceAllocator::release(void* p, size_t bytes) {
-  if (p == nullptr) return;
-  const size_t size = round_size(bytes);
-  std::lock_guard lock(mutex_);
-  stats_.in_use -= size;
-  stats_.cached += size;
-  free_.emplace(size, p);
-}
-
-void DeviceAllocator::free_cached_locked() {
-  if (free_.empty()) return;
-  // Work queued before the blocks were released may still read them.
-  CUDA_CHECK(cudaStreamSynchronize(stream()));
-  for (auto& [size, p] : free_) CUDA_CHECK(cudaFree(p));
-  free_.clear();
-  stats_.cached = 0;
+  if (p != nullptr) cache_.give(p, round_size(bytes));
 }
 
 void DeviceAllocator::empty_cache() {
-  std::lock_guard lock(mutex_);
-  free_cached_locked();
+  // Work queued before the blocks were released may still read them.
+  if (cache_.stats().cached > 0) CUDA_CHECK(cudaStreamSynchronize(stream()));
+  cache_.drain([](void* p) { CUDA_CHECK(cudaFree(p)); });
 }
 
-AllocatorStats DeviceAllocator::stats() const {
-  std::lock_guard lock(mutex_);
-  return stats_;
-}
+AllocatorStats DeviceAllocator::stats() const { return cache_.stats(); }
 
-void DeviceAllocator::reset_peak() {
-  std::lock_guard lock(mutex_);
-  stats_.peak_in_use = stats_.in_use;
-}
+void DeviceAllocator::reset_peak() { cache_.reset_peak(); }
 
 void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes) {
   if (bytes == 0) return;

@@ -8,8 +8,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
-#include <mutex>
 
 #include "core/allocator.hpp"
 #include "core/dtype.hpp"
@@ -40,10 +38,7 @@ class DeviceAllocator {
   DeviceAllocator& operator=(const DeviceAllocator&) = delete;
 
  private:
-  void free_cached_locked();
-  mutable std::mutex mutex_;
-  std::multimap<size_t, void*> free_;
-  AllocatorStats stats_;
+  BlockCache cache_;
 };
 
 // Copies `bytes` between host and device memory (either direction, or device to device) on the
