@@ -4,7 +4,9 @@
 #include <mpi.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 
 namespace pdegen {
 
@@ -30,7 +32,13 @@ void abort_all(int code) {
   int size = 1;
   if (initialized && !finalized) MPI_Comm_size(MPI_COMM_WORLD, &size);
   // With one rank a plain exit keeps the exit code and skips MPICH's abort banner.
-  if (initialized && !finalized && size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  if (initialized && !finalized && size > 1) {
+    // The launcher forwards each rank's stderr through a pipe; an abort racing that forwarding was
+    // seen to lose the error message (every rank failing the same deck check). A moment's grace
+    // lets the message out before the job is torn down.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    MPI_Abort(MPI_COMM_WORLD, code);
+  }
   if (initialized && !finalized) MPI_Finalize();
   std::exit(code);
 }
