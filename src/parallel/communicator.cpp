@@ -43,9 +43,9 @@ Communicator Communicator::split(int color, int key) const {
 }
 
 Communicator Communicator::node_local() const {
-  if (const char* env = std::getenv("PDEGEN_RANKS_PER_NODE"); env && *env) {
+  if (const char* env = std::getenv("PDEGEN_SIMULATED_NODE_SIZE"); env && *env) {
     const int k = std::atoi(env);
-    if (k <= 0) throw UserError(fmt::format("PDEGEN_RANKS_PER_NODE={} is not a positive integer", env));
+    if (k <= 0) throw UserError(fmt::format("PDEGEN_SIMULATED_NODE_SIZE={} is not a positive integer", env));
     return split(rank_ / k, rank_);
   }
   MPI_Comm sub;

@@ -22,7 +22,7 @@ class Communicator {
   // New communicators, owned: freed (MPI_Comm_free) with the last copy of the Communicator.
   Communicator duplicate() const;
   Communicator split(int color, int key) const;
-  // The ranks on this node (MPI_Comm_split_type SHARED). With PDEGEN_RANKS_PER_NODE=k in the
+  // The ranks on this node (MPI_Comm_split_type SHARED). With PDEGEN_SIMULATED_NODE_SIZE=k in the
   // environment, blocks of k consecutive ranks instead: multi-node layouts, tested on one machine.
   Communicator node_local() const;
 

@@ -105,7 +105,8 @@ fi
 # The reducer's bucketing and hierarchy change which values travel together, not the sums.
 train buckets.p3 3 parallel.bucket_mb=0.002 parallel.first_bucket_mb=0.001
 compare "1-2 KB buckets, P=3" none.p1 P=3:buckets.p3
-train hierarchical.p4 4 parallel.hierarchical=on
+# Two simulated nodes of two ranks: reduce-scatter, cross-node allreduce, allgather all take part.
+PDEGEN_SIMULATED_NODE_SIZE=2 train hierarchical.p4 4 parallel.hierarchical=on
 compare "hierarchical on, P=4" none.p1 P=4:hierarchical.p4
 
 # The blocking reducer against the overlapped one at the same rank count: the same sums, so the

@@ -240,7 +240,7 @@ TEST_CASE("reducer: hierarchical reduction (simulated nodes) gives the exact sum
   if (comm.size() < 2) return;
   // Two ranks per "node": 2 ranks = one node, 3 = uneven (auto falls back to flat, on refuses), 4 = two
   // nodes.
-  setenv("PDEGEN_RANKS_PER_NODE", "2", 1);
+  setenv("PDEGEN_SIMULATED_NODE_SIZE", "2", 1);
   for (Hierarchical mode : {Hierarchical::automatic, Hierarchical::on}) {
     for (bool overlap : {false, true}) {
       ParameterRegistry reg;
@@ -265,7 +265,7 @@ TEST_CASE("reducer: hierarchical reduction (simulated nodes) gives the exact sum
       CHECK(mismatches(reg, comm.size()) == 0);
     }
   }
-  unsetenv("PDEGEN_RANKS_PER_NODE");
+  unsetenv("PDEGEN_SIMULATED_NODE_SIZE");
 }
 
 TEST_CASE("reducer: fp16 and bf16 wire compression, fp32 sums, identical on every rank") {
@@ -279,13 +279,13 @@ TEST_CASE("reducer: fp16 and bf16 wire compression, fp32 sums, identical on ever
       options.first_bucket_mb = 0.001;
       options.compression = c;
       options.hierarchical = h;
-      if (h == Hierarchical::on) setenv("PDEGEN_RANKS_PER_NODE", "2", 1);
+      if (h == Hierarchical::on) setenv("PDEGEN_SIMULATED_NODE_SIZE", "2", 1);
       if (h == Hierarchical::on && comm.size() == 3) {
-        unsetenv("PDEGEN_RANKS_PER_NODE");
+        unsetenv("PDEGEN_SIMULATED_NODE_SIZE");
         continue;
       }
       Reducer reducer(reg, comm, options);
-      unsetenv("PDEGEN_RANKS_PER_NODE");
+      unsetenv("PDEGEN_SIMULATED_NODE_SIZE");
       // Values with more bits than 16-bit formats hold.
       reg.zero_grads();
       reducer.begin_backward(true);
