@@ -2,7 +2,7 @@
 // driven either by the communication thread (overlap) or by finish() (blocking baseline).
 #include "parallel/reducer.hpp"
 
-#include <spdlog/spdlog.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <functional>
@@ -37,7 +37,6 @@ struct Reducer::Work {
   std::vector<Phase> phases;
   size_t phase = 0;
   MPI_Request request = MPI_REQUEST_NULL;
-  double t0 = 0;
   std::vector<float> stage;              // hierarchical: this rank's node shard
   std::vector<uint16_t> wire, received;  // compressed: 16-bit shards
   std::vector<int> counts, displs;       // share_of counts over the phase's communicator
@@ -128,9 +127,8 @@ Reducer::Reducer(ParameterRegistry& params, const Communicator& comm, const Para
     MPI_CHECK(MPI_Query_thread(&level));
     if (level < MPI_THREAD_MULTIPLE)
       throw UserError(
-          "parallel.overlap needs MPI initialised with MPI_THREAD_MULTIPLE, which this MPI did not grant: "
-          "set "
-          "parallel.overlap: false");
+          "parallel.overlap needs MPI initialised with MPI_THREAD_MULTIPLE, which this MPI did not grant; "
+          "set parallel.overlap: false");
   }
 
   // Hierarchical: decided from the node layout, identically on every rank.
