@@ -162,9 +162,17 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   if (deck.device == Device::cuda) {
     // One GPU per rank, chosen by the rank's place on its node.
     cuda::select_device(comm.node_local().rank());
-    const cuda::ConvMath math[] = {cuda::ConvMath::fp32, cuda::ConvMath::tf32,
-                                   cuda::ConvMath::fp16_conversion};
-    cuda::set_conv_math(math[static_cast<int>(deck.cuda.conv_math)]);
+    switch (deck.cuda.conv_math) {
+      case ConvMathKind::fp32:
+        cuda::set_conv_math(cuda::ConvMath::fp32);
+        break;
+      case ConvMathKind::tf32:
+        cuda::set_conv_math(cuda::ConvMath::tf32);
+        break;
+      case ConvMathKind::fp16_conversion:
+        cuda::set_conv_math(cuda::ConvMath::fp16_conversion);
+        break;
+    }
     cuda::set_conv_workspace_limit(static_cast<size_t>(deck.cuda.workspace_mb * 1024 * 1024));
     cuda::set_conv_algo_search(deck.cuda.algo_search);
     spdlog::info("device: {}", cuda::describe_device());
@@ -197,11 +205,11 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   if (sync_bn) {
     if (B / micro < comm.size())
       throw UserError(
-          fmt::format("synchronized batch norm needs a sample on every rank in every micro-batch: "
-                      "training.batch_size ({}) / "
-                      "training.micro_batches ({}) is below the {} ranks; raise the batch, lower "
-                      "micro_batches or the rank "
-                      "count",
+          fmt::format("synchronized batch norm needs a sample on every rank in every micro-batch, but "
+                      "training.batch_size "
+                      "({}) / training.micro_batches ({}) is below the {} ranks: raise the batch, or lower "
+                      "micro_batches or "
+                      "the rank count",
                       B, micro, comm.size()));
     model->net->set_stats_allreduce([&comm](double* data, int count) { comm.allreduce_sum(data, count); });
   } else if (deck.network.norm == NormKind::batch && comm.size() > 1) {
