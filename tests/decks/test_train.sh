@@ -37,6 +37,21 @@ check "... and bit-identical optimizer state" \
   "h5diff '$work/full/checkpoints/step_00000006.h5' '$work/split/checkpoints/step_00000006.h5' /optimizer_state /optimizer_state >/dev/null"
 check "... and the same loss history" "diff <(cut -d, -f1,3,4,5 '$work/full/history.csv') <(cut -d, -f1,3,4,5 '$work/split/history.csv') >/dev/null"
 
+# The same for L-BFGS, whose state (history pairs, Gram matrix, line-search scalars) must restart
+# exactly too, and for an Adam -> L-BFGS switch that happens after the restart.
+restart_check() {  # LABEL OVERRIDES...
+  local label=$1
+  shift
+  "$PDEGEN" train "$deck" output.dir="$work/opt_full" output.fields=false "$@" >"$work/opt_full.log" 2>&1 &&
+    "$PDEGEN" train "$deck" output.dir="$work/opt_split" output.fields=false training.steps=3 "$@" >/dev/null 2>&1 &&
+    "$PDEGEN" train "$deck" output.dir="$work/opt_split" output.fields=false training.restart=latest "$@" >/dev/null 2>&1
+  check "$label: 3 + restart + 3 steps give bit-identical parameters and optimizer state" \
+    "h5diff -d 0 '$work/opt_full/checkpoints/step_00000006.h5' '$work/opt_split/checkpoints/step_00000006.h5' /parameters /parameters >/dev/null && h5diff '$work/opt_full/checkpoints/step_00000006.h5' '$work/opt_split/checkpoints/step_00000006.h5' /optimizer_state /optimizer_state >/dev/null"
+  rm -rf "$work/opt_full" "$work/opt_split"
+}
+restart_check "L-BFGS" optimizer.type=lbfgs optimizer.lr=1 optimizer.max_iterations=3
+restart_check "Adam, then L-BFGS from step 5" "optimizer.then={after_steps: 4, type: lbfgs, lr: 1, max_iterations: 3}"
+
 "$PDEGEN" predict "$deck" output.dir="$work/predict" --checkpoint "$work/full/checkpoints/step_00000006.h5" >"$work/predict.log" 2>&1
 check "predict exits 0 and writes predict.h5/.xdmf/.json" "[ $? -eq 0 ] && [ -s '$work/predict/predict.h5' ] && [ -s '$work/predict/predict.xdmf' ]"
 check "predict reports finite rel_l2 for every sample" "json '$work/predict/predict.json' 'd[\"rel_l2_mean\"] > 0' | grep -q True"
