@@ -37,11 +37,7 @@ Tensor BatchNorm::forward_cuda(const Tensor& x, Mode mode) {
     shift[k] = config_.affine ? beta[k] : 0.0f;
   }
 
-  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device(), x.channel_block());
-  const Tensor d_mean = norm_cuda::upload(mean_f), d_scale = norm_cuda::upload(scale),
-               d_shift = norm_cuda::upload(shift);
-  norm_cuda::forward_pass(slots, l, x.data<float>(), y.data<float>(), d_mean.data<float>(),
-                          d_scale.data<float>(), d_shift.data<float>());
+  Tensor y = norm_cuda::normalize(slots, l, x, mean_f, scale, shift);
 
   x_ = x;
   mode_ = mode;

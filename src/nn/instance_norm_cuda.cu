@@ -34,11 +34,7 @@ Tensor InstanceNorm::forward_cuda(const Tensor& x) {
     shift[j] = config_.affine ? beta[c] : 0.0f;
   }
 
-  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device(), x.channel_block());
-  const Tensor d_mean = norm_cuda::upload(mean), d_scale = norm_cuda::upload(scale),
-               d_shift = norm_cuda::upload(shift);
-  norm_cuda::forward_pass(slots, l, x.data<float>(), y.data<float>(), d_mean.data<float>(),
-                          d_scale.data<float>(), d_shift.data<float>());
+  Tensor y = norm_cuda::normalize(slots, l, x, mean, scale, shift);
 
   x_ = x;
   mean_ = std::move(mean);

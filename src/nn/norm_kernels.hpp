@@ -550,6 +550,17 @@ inline std::vector<float> host_values(const Tensor& t) {
   return v;
 }
 
+// y = (x - mean) * scale + shift with per-slot coefficients computed on the host: the forward of
+// both batch norm (slots = channels) and instance norm (slots = sample x channel).
+inline Tensor normalize(const Slots& slots, const Layout& l, const Tensor& x, const std::vector<float>& mean,
+                        const std::vector<float>& scale, const std::vector<float>& shift) {
+  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device(), x.channel_block());
+  const Tensor d_mean = upload(mean), d_scale = upload(scale), d_shift = upload(shift);
+  forward_pass(slots, l, x.data<float>(), y.data<float>(), d_mean.data<float>(), d_scale.data<float>(),
+               d_shift.data<float>());
+  return y;
+}
+
 // grad[c] += delta[c] for a parameter gradient on the GPU.
 template <class Real>
 __global__ void add_kernel(Real* grad, const Real* delta, int64_t n) {
