@@ -47,6 +47,14 @@ float expected_sum(int64_t e, int ranks, float factor = 1) {
   return s;
 }
 
+// Buckets of 1-4 KB: several per test registry, so multi-bucket paths run.
+ParallelConfig small_buckets() {
+  ParallelConfig options;
+  options.bucket_mb = 0.004;
+  options.first_bucket_mb = 0.001;
+  return options;
+}
+
 // Reports every parameter ready in backward order, as layers do.
 void run_backward(ParameterRegistry& reg) {
   for (ParameterRegistry::Id id : reg.backward_order()) reg.grad_ready(id);
@@ -186,9 +194,7 @@ TEST_CASE("reducer: micro-batches accumulate locally and communicate once") {
   const Communicator& comm = world();
   ParameterRegistry reg;
   add_parameters(reg);
-  ParallelConfig options;
-  options.bucket_mb = 0.004;
-  options.first_bucket_mb = 0.001;
+  ParallelConfig options = small_buckets();
   Reducer reducer(reg, comm, options);
   reg.zero_grads();
   reducer.begin_backward(false);
@@ -212,9 +218,7 @@ TEST_CASE("reducer: a rank whose backward reports nothing still takes part") {
   const Communicator& comm = world();
   ParameterRegistry reg;
   add_parameters(reg);
-  ParallelConfig options;
-  options.bucket_mb = 0.004;
-  options.first_bucket_mb = 0.001;
+  ParallelConfig options = small_buckets();
   Reducer reducer(reg, comm, options);
   reg.zero_grads();
   reducer.begin_backward(true);
@@ -245,9 +249,7 @@ TEST_CASE("reducer: hierarchical reduction (simulated nodes) gives the exact sum
     for (bool overlap : {false, true}) {
       ParameterRegistry reg;
       add_parameters(reg);
-      ParallelConfig options;
-      options.bucket_mb = 0.004;
-      options.first_bucket_mb = 0.001;
+      ParallelConfig options = small_buckets();
       options.overlap = overlap;
       options.hierarchical = mode;
       if (comm.size() == 3 && mode == Hierarchical::on) {
@@ -274,9 +276,7 @@ TEST_CASE("reducer: fp16 and bf16 wire compression, fp32 sums, identical on ever
     for (Hierarchical h : {Hierarchical::off, Hierarchical::on}) {
       ParameterRegistry reg;
       add_parameters(reg);
-      ParallelConfig options;
-      options.bucket_mb = 0.004;
-      options.first_bucket_mb = 0.001;
+      ParallelConfig options = small_buckets();
       options.compression = c;
       options.hierarchical = h;
       if (h == Hierarchical::on) setenv("PDEGEN_SIMULATED_NODE_SIZE", "2", 1);
