@@ -22,6 +22,7 @@
 #include "io/atomic_file.hpp"
 #include "io/fields_file.hpp"
 #include "optim/grad_clip.hpp"
+#include "optim/loss_scaler.hpp"
 #include "optim/phases.hpp"
 #include "optim/schedule.hpp"
 #include "parallel/consistency.hpp"
@@ -79,16 +80,24 @@ EvalSet make_eval_set(const PdeProblem& problem, const Deck& deck, const Communi
   return set;
 }
 
-// The prediction for host `input`, on the model's device, returned on the host.
-Tensor predict(Model& model, const PdeProblem& problem, const Tensor& input) {
-  const Device device = model.registry.flat_values().device();
-  return problem.lift(model.net->forward(input.to(device), Mode::eval)).to(Device::cpu);
+// The network's output for `x` (on the model's device) in fp32: with mixed precision the network
+// reads and writes `precision` (fp16/bf16) activations, while the lift and the FEM loss always
+// compute and accumulate in fp32.
+Tensor network_output(Model& model, const Tensor& x, DType precision, Mode mode) {
+  return to_dtype(model.net->forward(to_dtype(x, precision), mode), DType::f32);
 }
 
-EvalResult evaluate(Model& model, const PdeProblem& problem, const EvalSet& set, const Communicator& comm) {
+// The prediction for host `input`, returned on the host.
+Tensor predict(Model& model, const PdeProblem& problem, const Tensor& input, DType precision) {
+  const Device device = model.registry.flat_values().device();
+  return problem.lift(network_output(model, input.to(device), precision, Mode::eval)).to(Device::cpu);
+}
+
+EvalResult evaluate(Model& model, const PdeProblem& problem, const EvalSet& set, DType precision,
+                    const Communicator& comm) {
   double sum = 0, mx = 0;
   if (!set.indices.empty()) {
-    const auto rel = relative_l2(predict(model, problem, set.input), set.reference);
+    const auto rel = relative_l2(predict(model, problem, set.input, precision), set.reference);
     for (double r : rel) sum += r, mx = std::max(mx, r);
   }
   EvalResult r;
@@ -107,7 +116,7 @@ void write_fields(Model& model, const PdeProblem& problem, const EvalSet& set, c
   const int64_t count = last - first;
   Tensor input = count > 0 ? set.input.slice_batch(0, count) : Tensor::empty(problem.batch_shape(0));
   Tensor ref = count > 0 ? set.reference.slice_batch(0, count) : input;
-  Tensor pred = count > 0 ? predict(model, problem, input) : input;
+  Tensor pred = count > 0 ? predict(model, problem, input, deck.precision) : input;
   Tensor err = difference(pred, ref);
   std::vector<int64_t> gidx(set.indices.begin(), set.indices.begin() + count);
   FieldsMetadata meta{std::string(problem.name()), problem.origin(), problem.spacing(), deck_yaml};
@@ -120,6 +129,18 @@ void write_fields(Model& model, const PdeProblem& problem, const EvalSet& set, c
   writer.write();
   spdlog::info("fields: {} ({} samples; open {} in ParaView or VisIt)", writer.path(), total,
                writer.xdmf_path());
+}
+
+// The loss scale a checkpoint was written with; a checkpoint from a run without loss scaling keeps
+// the deck's initial scale.
+void restore_loss_scale(LossScaler& scaler, const CheckpointData& data) {
+  double scale = -1, clean = 0;
+  for (const auto& [name, value] : data.scalars) {
+    if (name == "loss_scale") scale = value;
+    if (name == "loss_scale_clean_steps") clean = value;
+  }
+  if (scale > 0) scaler.restore(std::clamp(scale, scaler.config().min_scale, scaler.config().max_scale),
+                                static_cast<int64_t>(clean));
 }
 
 // Rank 0 writes every rank's events as one Chrome trace.
@@ -226,6 +247,15 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   Reducer reducer(params, comm, deck.parallel, deck.timeline.enabled ? &timeline : nullptr);
   spdlog::info("{}{}", reducer.describe(), sync_bn ? "; synchronized batch norm" : "");
 
+  // Dynamic loss scaling (loss_scaling.*; on by default for fp16).
+  std::unique_ptr<LossScaler> scaler;
+  if (deck.loss_scaling.enabled) scaler = std::make_unique<LossScaler>(deck.loss_scaling);
+  if (deck.precision != DType::f32 || scaler)
+    spdlog::info("precision: {} activations, fp32 parameters, gradients and loss{}", dtype_name(deck.precision),
+                 scaler ? fmt::format("; dynamic loss scaling from {:g}, growth after {} clean steps",
+                                      scaler->scale(), deck.loss_scaling.growth_interval)
+                        : std::string());
+
   // Restart: an explicit file, or the newest checkpoint of this run directory.
   int64_t start = 0;
   std::string restart = deck.training.restart;
@@ -242,6 +272,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     use_phase_of(std::max<int64_t>(data.step - 1, 0));  // the state is that of its last step's phase
     restore_model(*model, data, restart, optimizer.get());
     optimizer->scatter_state();  // sharded state: keep this rank's share of the full vectors
+    if (scaler) restore_loss_scale(*scaler, data);
     start = data.step;
     if (data.seed != deck.training.seed)
       spdlog::warn("{} was written with training.seed {}, this run uses {}: the sample sequence changes",
@@ -268,14 +299,19 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     optimizer->gather_state();  // collective; a no-op for replicated optimizer state
     if (comm.rank() != 0) return std::string();
     const std::string path = (ckpt_dir / checkpoint_file_name(completed)).string();
-    write_checkpoint(path, snapshot(*model, optimizer.get(), completed, deck.training.seed,
-                                    static_cast<int64_t>(completed * B), deck_yaml));
+    CheckpointData data = snapshot(*model, optimizer.get(), completed, deck.training.seed,
+                                   static_cast<int64_t>(completed * B), deck_yaml);
+    if (scaler) {
+      data.scalars.emplace_back("loss_scale", scaler->scale());
+      data.scalars.emplace_back("loss_scale_clean_steps", static_cast<double>(scaler->clean_steps()));
+    }
+    write_checkpoint(path, data);
     prune_checkpoints(ckpt_dir.string(), deck.output.checkpoint_keep);
     return path;
   };
 
   install_stop_handlers();
-  const double grad_scale = 1.0 / static_cast<double>(B);
+  const double inv_batch = 1.0 / static_cast<double>(B);
   Tensor input;
   std::vector<uint64_t> indices;
   double loss = NAN, grad_norm = NAN, window_time = 0, train_time = 0;
@@ -291,7 +327,14 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   // The global loss and gradient at the current parameters, for the optimizer (sample set of step s).
   int64_t s = start;
   int64_t batch_step = start;  // whose samples the closure uses: s, or a fixed L-BFGS batch's first step
+  // With loss scaling, an evaluation whose summed gradient overflowed reports an infinite loss, so
+  // that the optimizer takes no step (Optimizer::step leaves everything untouched then); the loss
+  // itself is kept here for the log, and the step counts as skipped, not as diverged.
+  double evaluated_loss = NAN;
+  bool overflowed = false;
+  int64_t skipped_steps = 0;
   const LossClosure loss_and_gradient = [&]() -> double {
+    const double grad_scale = inv_batch * (scaler ? scaler->scale() : 1.0);
     model->push_values();  // the optimizer may have moved the master weights (a line search)
     model->registry.zero_grads();
     double loss_sum = 0;
@@ -308,18 +351,26 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
         const TimelineScope event(&timeline, "sample + forward + loss");
         problem->sample(deck.training.seed, indices, input);
         const Tensor x = input.to(deck.device);
-        const Tensor u = problem->lift(model->net->forward(x, Mode::train));
+        const Tensor u = problem->lift(network_output(*model, x, deck.precision, Mode::train));
         loss_sum += problem->loss(u, x, grad_scale, &du, nullptr);
       }
-      model->net->backward(problem->lift_backward(du));
+      model->net->backward(to_dtype(problem->lift_backward(du), deck.precision));
     }
     // On a GPU run the hooks fire on the device registry, so the reducer (on the host master) reduces
     // the gradients after the copy, without overlap, until the NCCL reducer lands (docs/cuda.md).
     model->pull_grads();
     const double global = comm.sum(loss_sum) / static_cast<double>(B);
-    const TimelineScope event(&timeline, "wait for gradient reduction");
-    reducer.finish();
-    return global;
+    {
+      const TimelineScope event(&timeline, "wait for gradient reduction");
+      reducer.finish();
+    }
+    evaluated_loss = global;
+    overflowed = false;
+    if (!scaler || !std::isfinite(global)) return global;  // a non-finite loss is divergence, not overflow
+    // The summed gradient is identical on every rank, so every rank sees the same overflow.
+    Tensor grads = params.flat_grads();  // a handle on the registry's buffer
+    overflowed = unscale_and_check(grads, 1.0 / scaler->scale());
+    return overflowed ? INFINITY : global;
   };
 
   for (; s < steps; ++s) {
@@ -332,10 +383,20 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
             ? phase.begin
             : s;
     const double lr = phase_learning_rate(phase, s);
+    const double scale = scaler ? scaler->scale() : 1.0;
     const StepResult result = optimizer->step(params, lr, loss_and_gradient, phase.settings->grad_clip);
     model->push_values();
     loss = result.loss;
     grad_norm = result.grad_norm;
+    if (scaler) {
+      scaler->update(overflowed);
+      if (overflowed) {
+        ++skipped_steps;
+        loss = evaluated_loss;
+        spdlog::warn("step {}: the gradient overflowed at loss scale {:g}: step skipped, scale now {:g}", s + 1,
+                     scale, scaler->scale());
+      }
+    }
     if (!std::isfinite(loss)) {
       const std::string last = latest_checkpoint(ckpt_dir.string());
       message = fmt::format(
@@ -364,7 +425,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     const bool last_step = completed == steps;
     const bool do_eval = last_step || (deck.evaluation.every > 0 && completed % deck.evaluation.every == 0);
     const bool do_log = do_eval || completed % deck.training.log_every == 0;
-    if (do_eval) last_eval = evaluate(*model, *problem, eval_set, comm);
+    if (do_eval) last_eval = evaluate(*model, *problem, eval_set, deck.precision, comm);
     if (do_log) {
       const double sps = static_cast<double>(B * window_evals) / window_time;
       const double gflops = plan.flops_per_step * static_cast<double>(window_evals) / window_time / 1e9;
@@ -375,6 +436,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
           fmt::format("step {:>{}}/{} | loss {:.4e} | lr {:.1e}", completed, width, steps, loss, lr);
       if (do_eval)
         line += fmt::format(" | rel_l2 {:.3f}% (max {:.3f}%)", 100 * last_eval.mean, 100 * last_eval.max);
+      if (scaler) line += fmt::format(" | scale {:g}", scaler->scale());
       line += fmt::format(" | {:.0f} samples/s | {:.1f} GFLOP/s | ETA {}", sps, gflops, format_duration(eta));
       spdlog::info("{}", line);
       if (history)
@@ -408,7 +470,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
       write_fields(*model, *problem, eval_set, deck, deck_yaml, comm);
   }
   if (std::isnan(last_eval.mean) && status != "diverged")
-    last_eval = evaluate(*model, *problem, eval_set, comm);
+    last_eval = evaluate(*model, *problem, eval_set, deck.precision, comm);
 
   timeline.set_active(false);
   if (deck.timeline.enabled) write_timeline(timeline, dir / "timeline.json", comm);
@@ -455,6 +517,9 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
         .add("bucket_count", static_cast<int64_t>(reducer.schedule().buckets.size()))
         .add("reduction", reducer.describe())
         .add("device", std::string(device_name(deck.device)))
+        .add("precision", std::string(dtype_name(deck.precision)))
+        .add("loss_scale", scaler ? scaler->scale() : 1.0)
+        .add("skipped_steps", skipped_steps)
         .add("pde", std::string(problem->name()))
         .add("parameters", plan.parameters)
         .add("checkpoint", final_checkpoint)

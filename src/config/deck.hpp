@@ -195,6 +195,23 @@ struct CudaConfig {
   bool operator==(const CudaConfig&) const = default;
 };
 
+// loss_scaling.*: dynamic loss scaling (optim/loss_scaler.hpp), on by default for precision fp16,
+// whose 5-bit exponent flushes small gradients to zero without it. The loss gradient is multiplied
+// by the scale; the summed fp32 gradient is divided by it and checked for inf/nan before the
+// optimizer; an overflowed step is skipped and the scale backs off, and it grows again after
+// growth_interval clean steps. With power-of-two factors the unscaled gradient is the fp32 one bit
+// for bit, so enabling it in fp32 changes nothing but the overflow checks.
+struct LossScalingConfig {
+  bool enabled = false;
+  double initial_scale = 65536.0;  // 2^16
+  double growth_factor = 2.0;
+  double backoff_factor = 0.5;
+  int64_t growth_interval = 2000;
+  double min_scale = 1.0;
+  double max_scale = 16777216.0;  // 2^24
+  bool operator==(const LossScalingConfig&) const = default;
+};
+
 struct TimelineConfig {
   bool enabled = false;
   int64_t first_step = 2;  // 1-based; the first steps pay one-time setup (primitive creation)
@@ -214,6 +231,7 @@ struct Deck {
   CudaConfig cuda;
   Device device = Device::cpu;
   DType precision = DType::f32;
+  LossScalingConfig loss_scaling;
   bool operator==(const Deck&) const = default;
 };
 

@@ -220,6 +220,15 @@ std::string to_yaml(const Deck& d) {
 
   w.key("device", choice(d.device));
   w.key("precision", choice(d.precision));
+  w.open("loss_scaling");
+  w.key("enabled", boolean(d.loss_scaling.enabled));
+  w.key("initial_scale", number(d.loss_scaling.initial_scale));
+  w.key("growth_factor", number(d.loss_scaling.growth_factor));
+  w.key("backoff_factor", number(d.loss_scaling.backoff_factor));
+  w.key("growth_interval", integer(d.loss_scaling.growth_interval));
+  w.key("min_scale", number(d.loss_scaling.min_scale));
+  w.key("max_scale", number(d.loss_scaling.max_scale));
+  w.close();
   return std::move(w).text();
 }
 

@@ -62,6 +62,26 @@ CudaConfig read_cuda(Section& s) {
   return c;
 }
 
+LossScalingConfig read_loss_scaling(Section& s, DType precision) {
+  LossScalingConfig c;
+  c.enabled = s.boolean("enabled", precision == DType::f16);
+  c.initial_scale = s.number("initial_scale", c.initial_scale, above(0));
+  c.growth_factor = s.number("growth_factor", c.growth_factor, above(1));
+  c.backoff_factor = s.number("backoff_factor", c.backoff_factor, Range{0, 1, true, true});
+  c.growth_interval = s.integer("growth_interval", c.growth_interval, at_least(1));
+  c.min_scale = s.number("min_scale", c.min_scale, above(0));
+  c.max_scale = s.number("max_scale", c.max_scale, above(0));
+  if (s.ok("min_scale") && s.ok("max_scale") && c.min_scale > c.max_scale)
+    s.fail("min_scale", fmt::format("'loss_scaling.min_scale' ({}) must not exceed max_scale ({})", c.min_scale,
+                                    c.max_scale));
+  else if (s.ok("initial_scale") && s.ok("min_scale") && s.ok("max_scale") &&
+           !(c.min_scale <= c.initial_scale && c.initial_scale <= c.max_scale))
+    s.fail("initial_scale",
+           fmt::format("'loss_scaling.initial_scale' ({}) must lie in [min_scale, max_scale] = [{}, {}]",
+                       c.initial_scale, c.min_scale, c.max_scale));
+  return c;
+}
+
 TimelineConfig read_timeline(Section& s) {
   TimelineConfig c;
   c.enabled = s.boolean("enabled", c.enabled);

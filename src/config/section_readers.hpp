@@ -17,5 +17,7 @@ EvaluationConfig read_evaluation(Section& s);
 OutputConfig read_output(Section& s, const EvaluationConfig& evaluation, bool samples_ok);
 TimelineConfig read_timeline(Section& s);
 CudaConfig read_cuda(Section& s);
+// `precision` sets the default of `enabled` (on for fp16).
+LossScalingConfig read_loss_scaling(Section& s, DType precision);
 
 }  // namespace pdegen::config

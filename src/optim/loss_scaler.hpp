@@ -10,18 +10,13 @@
 
 #include <cstdint>
 
+#include "config/deck.hpp"
 #include "core/tensor.hpp"
 
 namespace pdegen {
 
-struct LossScalerConfig {
-  double initial_scale = 65536.0;  // 2^16
-  double growth_factor = 2.0;      // after growth_interval clean steps
-  double backoff_factor = 0.5;     // after an overflow
-  int64_t growth_interval = 2000;  // clean steps between growths
-  double min_scale = 1.0;          // the scale never leaves [min_scale, max_scale]
-  double max_scale = 16777216.0;   // 2^24
-};
+// The deck's loss_scaling section (config/deck.hpp); LossScaler ignores `enabled`.
+using LossScalerConfig = LossScalingConfig;
 
 class LossScaler {
  public:

@@ -78,5 +78,29 @@ check "a diverging run exits 4" "[ $rc -eq 4 ]"
 check "... with status diverged and a clear message" \
   "json '$work/nan/summary.json' 'd[\"status\"]' | grep -q diverged && grep -q 'training diverged' '$work/nan.log'"
 
+# Dynamic loss scaling (the fp16 mechanism) is plain fp32 arithmetic, so it is tested here: with
+# power-of-two scales the unscaled gradient is the fp32 one bit for bit; a scale beyond fp32's range
+# overflows the gradient, and such a step must change nothing (compared with a learning rate of 0).
+noeval="output.fields=false evaluation.every=0"
+"$PDEGEN" train "$deck" output.dir="$work/ls_on" $noeval loss_scaling.enabled=true loss_scaling.growth_interval=2 >"$work/ls_on.log" 2>&1
+check "loss scaling in fp32 exits 0, growing the scale every 2 clean steps" \
+  "[ $? -eq 0 ] && json '$work/ls_on/summary.json' 'd[\"loss_scale\"], d[\"skipped_steps\"]' | grep -qx '(524288, 0)'"
+"$PDEGEN" train "$deck" output.dir="$work/ls_off" $noeval >/dev/null 2>&1
+check "... and gives bit-identical parameters and optimizer state to no scaling" \
+  "h5diff -d 0 '$work/ls_off/checkpoints/step_00000006.h5' '$work/ls_on/checkpoints/step_00000006.h5' /parameters /parameters >/dev/null && h5diff '$work/ls_off/checkpoints/step_00000006.h5' '$work/ls_on/checkpoints/step_00000006.h5' /optimizer_state /optimizer_state >/dev/null"
+"$PDEGEN" train "$deck" output.dir="$work/ls_split" $noeval loss_scaling.enabled=true loss_scaling.growth_interval=2 training.steps=3 >/dev/null 2>&1 &&
+  "$PDEGEN" train "$deck" output.dir="$work/ls_split" $noeval loss_scaling.enabled=true loss_scaling.growth_interval=2 training.restart=latest >/dev/null 2>&1
+check "a restart continues with the checkpoint's scale and clean-step count" \
+  "json '$work/ls_split/summary.json' 'd[\"loss_scale\"]' | grep -qx '524288'"
+big="loss_scaling.enabled=true loss_scaling.initial_scale=1e45 loss_scaling.max_scale=1e45"
+"$PDEGEN" train "$deck" output.dir="$work/ls_big" $noeval $big training.steps=3 training.checkpoint_every=1 >"$work/ls_big.log" 2>&1
+check "gradient overflow skips the step, halves the scale and says so" \
+  "[ $? -eq 0 ] && json '$work/ls_big/summary.json' 'd[\"status\"], d[\"steps\"], d[\"skipped_steps\"], d[\"loss_scale\"]' | grep -qx \"('completed', 3, 3, 1.25e+44)\" && grep -q 'step 3: the gradient overflowed at loss scale 2.5e+44: step skipped, scale now 1.25e+44' '$work/ls_big.log'"
+ckpt() { echo "$work/$1/checkpoints/step_0000000$2.h5"; }
+check "... leaving parameters and optimizer state untouched (steps 1 and 3 hold the same; a taken step differs)" \
+  "h5diff -d 0 $(ckpt ls_big 1) $(ckpt ls_big 3) /parameters /parameters >/dev/null && h5diff $(ckpt ls_big 1) $(ckpt ls_big 3) /optimizer_state /optimizer_state >/dev/null && ! h5diff -d 0 $(ckpt ls_big 3) $(ckpt ls_on 6) /parameters /parameters >/dev/null 2>&1 && h5dump -a /scalars/optimizer_steps $(ckpt ls_big 3) | grep -q '(0): 0'"
+"$PDEGEN" train "$deck" output.dir="$work/ls_lbfgs" loss_scaling.enabled=true optimizer.type=lbfgs >"$work/ls_lbfgs.log" 2>&1
+check "loss scaling with L-BFGS is refused with a reason" "[ $? -eq 2 ] && grep -q 'line search' '$work/ls_lbfgs.log'"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

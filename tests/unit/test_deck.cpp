@@ -248,6 +248,34 @@ TEST_CASE("a key of another pde or type is named as such") {
   CHECK(d.optimizer.lars.trust_coefficient == 0.01);
 }
 
+TEST_CASE("loss_scaling: on by default for fp16 only, every key checked with its line") {
+  const Deck d = parse_deck(minimal, "deck.yaml");
+  CHECK_FALSE(d.loss_scaling.enabled);
+  CHECK(d.loss_scaling.initial_scale == 65536.0);
+  CHECK(d.loss_scaling.growth_interval == 2000);
+  const Deck on = parse_deck(
+      with_minimal("loss_scaling: {enabled: true, initial_scale: 1024, growth_interval: 10, min_scale: 2}\n"),
+      "deck.yaml");
+  CHECK(on.loss_scaling.enabled);
+  CHECK(on.loss_scaling.initial_scale == 1024.0);
+  CHECK(on.loss_scaling.growth_interval == 10);
+  CHECK(on.loss_scaling.min_scale == 2.0);
+  CHECK(error_of(with_minimal("loss_scaling:\n  backoff_factor: 1\n")) ==
+        "deck.yaml:5:19: error: 'loss_scaling.backoff_factor' must be in (0, 1), got 1");
+  CHECK(error_of(with_minimal("loss_scaling:\n  growth_factor: 1\n")) ==
+        "deck.yaml:5:18: error: 'loss_scaling.growth_factor' must be > 1, got 1");
+  CHECK(error_of(with_minimal("loss_scaling:\n  initial_scale: 1e30\n")) ==
+        "deck.yaml:5:18: error: 'loss_scaling.initial_scale' (1e+30) must lie in [min_scale, max_scale] = [1, "
+        "16777216]");
+  CHECK(error_of(with_minimal("loss_scaling:\n  min_scale: 8\n  max_scale: 4\n  initial_scale: 6\n")) ==
+        "deck.yaml:5:14: error: 'loss_scaling.min_scale' (8) must not exceed max_scale (4)");
+  CHECK(contains(error_of(with_minimal("loss_scaling: {enabled: true}\noptimizer: {type: lbfgs}\n")),
+                 "cannot skip an overflowed evaluation inside L-BFGS's line search"));
+  CHECK(contains(error_of(with_minimal("loss_scaling: {enabled: true}\noptimizer:\n  type: adam\n  then: "
+                                       "{after_steps: 5, type: lbfgs}\n")),
+                 "L-BFGS"));
+}
+
 #if !defined(PDEGEN_HAVE_CUDA)
 TEST_CASE("device cuda and reduced precision are refused by a binary without the CUDA backend") {
   CHECK(
@@ -411,7 +439,8 @@ TEST_CASE("to_yaml writes every key, and reading it back gives the same deck") {
        {"problem:\n  pde: poisson2d\n  resolution: 64\n  loss: energy\n", "  kl_modes: 4\n",
         "  upsample: transposed_conv\n", "  eps: 1e-08\n", "  schedule:\n    type: constant\n",
         "  micro_batches: 1\n", "  sync_batchnorm: auto\n", "  solver_tolerance: 1e-10\n",
-        "  checkpoint_keep: 3\n", "timeline:\n  enabled: false\n", "device: cpu\nprecision: fp32\n"})
+        "  checkpoint_keep: 3\n", "timeline:\n  enabled: false\n", "device: cpu\nprecision: fp32\n",
+        "loss_scaling:\n  enabled: false\n  initial_scale: 65536.0\n"})
     CHECK(contains(yaml, line));
 }
 
