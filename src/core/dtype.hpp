@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <string_view>
 
 #include "core/hd.hpp"
@@ -119,5 +120,44 @@ PDEGEN_HD float from_f16(half_t h) {
   if (e == 31) return bits_float(sign | 0x7f800000u | (m << 13));
   return bits_float(sign | ((e + 112u) << 23) | (m << 13));
 }
+
+// Loads and stores of every storage type through fp32, the compute type of every kernel: a kernel
+// templated on its storage type T reads with to_float(p[i]) and writes p[i] = from_float<T>(v), so
+// one body serves fp32 and the 16-bit mixed-precision activations (the same rounding on both sides).
+PDEGEN_HD float to_float(float v) { return v; }
+PDEGEN_HD float to_float(half_t v) { return from_f16(v); }
+PDEGEN_HD float to_float(bfloat16_t v) { return from_bf16(v); }
+template <class T>
+PDEGEN_HD T from_float(float v);
+template <>
+PDEGEN_HD float from_float<float>(float v) {
+  return v;
+}
+template <>
+PDEGEN_HD half_t from_float<half_t>(float v) {
+  return to_f16(v);
+}
+template <>
+PDEGEN_HD bfloat16_t from_float<bfloat16_t>(float v) {
+  return to_bf16(v);
+}
+
+// Calls f(T{}) with the storage type of `t` (fp32, fp16 or bf16): the dispatch of kernels templated
+// on their storage type. fp64 is not a storage type of activations: std::invalid_argument.
+template <class F>
+decltype(auto) with_storage_type(DType t, F&& f) {
+  switch (t) {
+    case DType::f16:
+      return f(half_t{});
+    case DType::bf16:
+      return f(bfloat16_t{});
+    case DType::f32:
+      break;
+    case DType::f64:
+      throw std::invalid_argument("fp64 is not an activation storage type (fp32, fp16 or bf16)");
+  }
+  return f(float{});
+}
+inline bool is_storage_type(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
 
 }  // namespace pdegen

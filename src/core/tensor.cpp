@@ -306,7 +306,15 @@ void convert_from(const Tensor& src, Tensor& dst) {
 
 Tensor to_dtype(const Tensor& t, DType dtype) {
   if (t.dtype() == dtype) return t;
-  PDEGEN_CHECK(t.device() == Device::cpu, "host conversion of a {} tensor", device_name(t.device()));
+  if (t.device() != Device::cpu) {
+    // Element-wise over storage, so the layout is kept; the kernel rounds as the loops below.
+    require_cuda_backend(t.device(), "to_dtype");
+    Tensor out = Tensor::empty(t.shape(), dtype, t.device(), t.channel_block());
+#ifdef PDEGEN_HAVE_CUDA
+    cuda::convert_elements(out.raw(), dtype, t.raw(), t.dtype(), t.numel());
+#endif
+    return out;
+  }
   Tensor out = Tensor::empty(t.shape(), dtype, t.device(), t.channel_block());
   switch (t.dtype()) {
     case DType::f32:

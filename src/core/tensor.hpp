@@ -106,7 +106,7 @@ class Tensor {
 // Copy into the given channel blocking (1 = plain). Returns `t` itself when it already matches.
 Tensor to_channel_block(const Tensor& t, int channel_block);
 inline Tensor to_plain(const Tensor& t) { return to_channel_block(t, 1); }
-// Element-type conversion on the host (fp32 <-> fp64 <-> fp16/bf16), plain layout kept.
+// Element-type conversion (fp32 <-> fp64 <-> fp16/bf16) on the tensor's device, layout kept.
 Tensor to_dtype(const Tensor& t, DType dtype);
 
 }  // namespace pdegen

@@ -40,14 +40,15 @@ void Activation::keep_for_backward(const Tensor& x, const Tensor& y) {
   y_ = activation_backward_reads_output(kind_) ? y : Tensor();
   shape_ = x.shape();
   channel_block_ = x.channel_block();
+  dtype_ = x.dtype();
   has_forward_ = true;
 }
 
 void Activation::check_gradient(const Tensor& dy) const {
   PDEGEN_CHECK(has_forward_, "activation backward without a forward");
-  PDEGEN_CHECK(dy.shape() == shape_ && dy.channel_block() == channel_block_ && dy.dtype() == DType::f32,
-               "activation backward got {}, forward saw f32 {} in channel block {}", dy.describe(),
-               shape_.str(), channel_block_);
+  PDEGEN_CHECK(dy.shape() == shape_ && dy.channel_block() == channel_block_ && dy.dtype() == dtype_,
+               "activation backward got {}, forward saw {} {} in channel block {}", dy.describe(),
+               dtype_name(dtype_), shape_.str(), channel_block_);
 }
 
 Tensor Activation::forward(const Tensor& x, Mode) {

@@ -1,7 +1,8 @@
 // Element-wise activations (ReLU, LeakyReLU, Tanh, SiLU, Sigmoid) with hand-written backward.
 // Layout-agnostic: the output has the input's layout (element-wise over storage). Forward keeps (by
 // reference, in either mode) only what the kind's derivative reads: x for ReLU, LeakyReLU and SiLU,
-// y for Tanh and Sigmoid, nothing for the identity.
+// y for Tanh and Sigmoid, nothing for the identity. fp32 on the CPU; on the GPU also fp16/bf16
+// storage (computed in fp32), the output and dx in the input's type.
 #pragma once
 
 #include <string>
@@ -36,8 +37,9 @@ class Activation final : public Layer {
   float alpha_;
   Tensor x_, y_;  // undefined where the derivative does not read them
   bool has_forward_ = false;
-  Shape shape_;  // of the last forward's input, and its layout
+  Shape shape_;  // of the last forward's input, and its layout and element type
   int channel_block_ = 1;
+  DType dtype_ = DType::f32;
 };
 
 }  // namespace pdegen

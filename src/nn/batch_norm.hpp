@@ -44,8 +44,9 @@ class BatchNorm final : public Layer {
   Tensor& running_var() { return running_var_; }
 
   std::string_view kind() const override { return "batch_norm"; }
-  // Input N, C, [D,] H, W (or N, C) in any layout, fp32. Train mode needs more than one element per
-  // channel in the global batch (the unbiased variance divides by count - 1).
+  // Input N, C, [D,] H, W (or N, C) in any layout, fp32 (on the GPU also fp16/bf16, computed in fp32;
+  // y and dx keep the input's type). Train mode needs more than one element per channel in the
+  // global batch (the unbiased variance divides by count - 1).
   Tensor forward(const Tensor& x, Mode mode) override;
   // Accumulates dgamma and dbeta from this rank's elements only (the gradient reducer sums them over
   // ranks) and announces them ready before computing dx, which uses the global sums.

@@ -3,7 +3,8 @@
 // mean, variance, running statistics, the folded coefficients) is the CPU's host arithmetic; the
 // element-wise normalisation and gradient run as kernels. The hook works on host doubles, so each
 // train-mode direction waits for its sums once; an allreduce on device buffers (NCCL) would remove
-// that wait and needs a device variant of the hook.
+// that wait and needs a device variant of the hook. x, y, dy and dx may be fp32, fp16 or bf16 (one
+// type per pass); the arithmetic, the statistics and the parameter gradients stay fp32 / double.
 #include <vector>
 
 #include "nn/batch_norm.hpp"
@@ -19,7 +20,7 @@ Tensor BatchNorm::forward_cuda(const Tensor& x, Mode mode) {
   std::vector<double> mean, inv_std, stats;
   if (mode == Mode::train) {
     stats.assign(static_cast<size_t>(2 * C + 1), 0.0);  // the hook's forward layout
-    norm_cuda::totals(slots, norm_cuda::ValueTerms{x.data<float>(), l}, stats.data(), stats.data() + C);
+    norm_cuda::value_totals(slots, l, x, stats.data(), stats.data() + C);
     stats[static_cast<size_t>(2 * C)] = static_cast<double>(x.numel() / C);
   }
   channel_statistics(mode, stats, mean, inv_std);
@@ -57,9 +58,7 @@ Tensor BatchNorm::backward_cuda(const Tensor& dy) {
   // parameters needs neither.
   std::vector<double> sums(static_cast<size_t>(2 * C), 0.0);
   if (batch_statistics || config_.affine) {
-    norm_cuda::totals(slots,
-                      norm_cuda::GradTerms{x_.data<float>(), dy.data<float>(), d_mean.data<float>(), l, ldy},
-                      sums.data(), sums.data() + C);
+    norm_cuda::grad_totals(slots, l, ldy, x_, dy, d_mean, sums.data(), sums.data() + C);
     for (int64_t c = 0; c < C; ++c) sums[static_cast<size_t>(C + c)] *= inv_std_[static_cast<size_t>(c)];
   }
 
@@ -90,11 +89,8 @@ Tensor BatchNorm::backward_cuda(const Tensor& dy) {
     c[k] = static_cast<float>(coeffs.c);
   }
 
-  Tensor dx = Tensor::empty(x_.shape(), DType::f32, x_.device(), x_.channel_block());
   const Tensor d_a = norm_cuda::upload(a), d_b = norm_cuda::upload(b), d_c = norm_cuda::upload(c);
-  norm_cuda::backward_pass(slots, l, ldy, x_.data<float>(), dy.data<float>(), dx.data<float>(),
-                           d_mean.data<float>(), d_a.data<float>(), d_b.data<float>(), d_c.data<float>());
-  return dx;
+  return norm_cuda::normalize_backward(slots, l, ldy, x_, dy, d_mean, d_a, d_b, d_c);
 }
 
 }  // namespace pdegen

@@ -36,7 +36,11 @@ Shape ConvFamilyLayer::weight_shape() const {
 
 Tensor ConvFamilyLayer::forward(const Tensor& x, Mode mode) {
   const ConvGeometry& g = geometry_;
-  PDEGEN_CHECK(x.dtype() == DType::f32, "{} '{}' computes in f32, got {}", kind_, name_, x.describe());
+  // fp32 everywhere; fp16/bf16 activations (mixed precision) on the GPU, where cuDNN takes them.
+  const bool reduced_on_gpu =
+      x.device() == Device::cuda && (x.dtype() == DType::f16 || x.dtype() == DType::bf16);
+  PDEGEN_CHECK(x.dtype() == DType::f32 || reduced_on_gpu,
+               "{} '{}' takes fp32 input (fp16 or bf16 on the GPU), got {}", kind_, name_, x.describe());
   PDEGEN_CHECK(x.rank() == g.ndim + 2 && x.dim(1) == g.in_channels,
                "{} '{}' expects [N, {}, {}] input, got {}", kind_, name_, g.in_channels,
                g.ndim == 2 ? "H, W" : "D, H, W", x.describe());
@@ -47,9 +51,10 @@ Tensor ConvFamilyLayer::forward(const Tensor& x, Mode mode) {
 Tensor ConvFamilyLayer::backward(const Tensor& dy) {
   PDEGEN_CHECK(x_.defined(), "{} '{}': backward without a train-mode forward (eval mode keeps no input)",
                kind_, name_);
-  PDEGEN_CHECK(dy.shape() == output_shape(x_.shape()) && dy.dtype() == DType::f32,
-               "{} '{}': backward got dy {}, forward produced {}", kind_, name_, dy.describe(),
-               output_shape(x_.shape()).str());
+  // dy in the forward's element type: cuDNN's backward passes take one data type for x and dy.
+  PDEGEN_CHECK(dy.shape() == output_shape(x_.shape()) && dy.dtype() == x_.dtype(),
+               "{} '{}': backward got dy {}, forward produced {} {}", kind_, name_, dy.describe(),
+               output_shape(x_.shape()).str(), dtype_name(x_.dtype()));
   return backward_checked(dy);
 }
 

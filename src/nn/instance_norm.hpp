@@ -24,7 +24,8 @@ class InstanceNorm final : public Layer {
   InstanceNorm(std::string name, const InstanceNormConfig& config, ParameterRegistry& registry);
 
   std::string_view kind() const override { return "instance_norm"; }
-  // Input N, C, [D,] H, W in any layout, fp32. `mode` changes nothing.
+  // Input N, C, [D,] H, W in any layout, fp32 (on the GPU also fp16/bf16, computed in fp32; y and dx
+  // keep the input's type). `mode` changes nothing.
   Tensor forward(const Tensor& x, Mode mode) override;
   // Accumulates dgamma, dbeta (with affine) and announces them ready before computing dx.
   Tensor backward(const Tensor& dy) override;

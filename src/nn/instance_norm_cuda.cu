@@ -1,6 +1,7 @@
 // InstanceNorm on the GPU: per-(sample, channel) sums reduced on the device (nn/norm_kernels.hpp,
 // deterministic, in double) and copied to the host, the per-instance coefficients computed there with
-// the CPU's arithmetic, the element-wise normalisation and gradient as kernels.
+// the CPU's arithmetic, the element-wise normalisation and gradient as kernels. x, y, dy and dx may
+// be fp32, fp16 or bf16; the arithmetic, the statistics and the parameter gradients stay fp32 / double.
 #include <vector>
 
 #include "nn/instance_norm.hpp"
@@ -17,7 +18,7 @@ Tensor InstanceNorm::forward_cuda(const Tensor& x) {
   const double count = static_cast<double>(l.S);
 
   std::vector<double> sum(nc, 0.0), sum_sq(nc, 0.0);
-  norm_cuda::totals(slots, norm_cuda::ValueTerms{x.data<float>(), l}, sum.data(), sum_sq.data());
+  norm_cuda::value_totals(slots, l, x, sum.data(), sum_sq.data());
 
   const std::vector<float> gamma =
       config_.affine ? norm_cuda::host_values(registry_->value(weight_id_)) : std::vector<float>();
@@ -52,9 +53,7 @@ Tensor InstanceNorm::backward_cuda(const Tensor& dy) {
   const Tensor d_mean = norm_cuda::upload(mean_);
 
   std::vector<double> sum_dy(nc, 0.0), sum_dy_xhat(nc, 0.0);
-  norm_cuda::totals(slots,
-                    norm_cuda::GradTerms{x_.data<float>(), dy.data<float>(), d_mean.data<float>(), l, ldy},
-                    sum_dy.data(), sum_dy_xhat.data());
+  norm_cuda::grad_totals(slots, l, ldy, x_, dy, d_mean, sum_dy.data(), sum_dy_xhat.data());
   for (size_t j = 0; j < nc; ++j) sum_dy_xhat[j] *= inv_std_[j];
 
   if (config_.affine) {
@@ -88,11 +87,8 @@ Tensor InstanceNorm::backward_cuda(const Tensor& dy) {
     c[j] = static_cast<float>(coeffs.c);
   }
 
-  Tensor dx = Tensor::empty(x_.shape(), DType::f32, x_.device(), x_.channel_block());
   const Tensor d_a = norm_cuda::upload(a), d_b = norm_cuda::upload(b), d_c = norm_cuda::upload(c);
-  norm_cuda::backward_pass(slots, l, ldy, x_.data<float>(), dy.data<float>(), dx.data<float>(),
-                           d_mean.data<float>(), d_a.data<float>(), d_b.data<float>(), d_c.data<float>());
-  return dx;
+  return norm_cuda::normalize_backward(slots, l, ldy, x_, dy, d_mean, d_a, d_b, d_c);
 }
 
 }  // namespace pdegen

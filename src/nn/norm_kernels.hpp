@@ -312,20 +312,23 @@ void backward_pass(const Tiling& t, Slot&& slot, const float* x, const float* dy
 
 #if defined(__CUDACC__)
 // The GPU's kernels for the same arithmetic, over the same "rows" as the CPU's loops: row r =
-// n * C/B + cb holds S * B contiguous floats, lane l of position s at s * B + l being channel
+// n * C/B + cb holds S * B contiguous elements, lane l of position s at s * B + l being channel
 // cb * B + l (B = 1: plain). Kernels walk rows, so an element's channel is its row's plus its lane
 // (B is a power of two: a mask, no division per element), and x and dy may differ in layout.
 // Statistics are indexed by `slot`: the channel for batch norm, n * C + c for instance norm
 // (per_instance). Sums are reduced in double like the CPU's, in a fixed order: the positions of a
 // statistic are cut into `parts` strided parts, each part reduced by one block in shared memory, and
 // the parts then added in order by one thread, so the result is the same run to run, no atomics.
+// Activations (x, y, dy, dx) are templates on their storage type T (fp32, fp16 or bf16): loaded with
+// to_float, stored with from_float<T>, so the arithmetic is fp32 (sums double) whatever T is, and
+// the fp32 instances are the plain float code. Statistics and coefficients are always fp32.
 namespace norm_cuda {
 
 inline constexpr int threads = 256;
 
 struct Layout {
   int64_t N = 0, C = 0, S = 0, b = 1;
-  // First float of (n, c)'s positions; position s is at first + s * b.
+  // First element of (n, c)'s positions; position s is at first + s * b.
   __host__ __device__ int64_t first(int64_t n, int64_t c) const {
     return (n * (C / b) + c / b) * S * b + c % b;
   }
@@ -355,11 +358,12 @@ struct Slots {
 };
 
 // The terms of the forward sums at x[ox]: x and x^2 (exact in double).
+template <class T>
 struct ValueTerms {
-  const float* x;
+  const T* x;
   Layout lx;
   __device__ void operator()(int64_t ox, int64_t, int64_t, double& a, double& q) const {
-    a = x[ox];
+    a = to_float(x[ox]);
     q = a * a;
   }
   __device__ int64_t dy_first(int64_t, int64_t) const { return 0; }  // no dy
@@ -368,12 +372,14 @@ struct ValueTerms {
 
 // The terms of the backward sums at x[ox], dy[ody]: dy and dy * (x - mean), the subtraction in fp32
 // as on the CPU.
+template <class T>
 struct GradTerms {
-  const float *x, *dy, *mean;
+  const T *x, *dy;
+  const float* mean;
   Layout lx, ldy;
   __device__ void operator()(int64_t ox, int64_t ody, int64_t k, double& a, double& q) const {
-    a = dy[ody];
-    q = a * static_cast<double>(x[ox] - mean[k]);
+    a = to_float(dy[ody]);
+    q = a * static_cast<double>(to_float(x[ox]) - mean[k]);
   }
   __device__ int64_t dy_first(int64_t n, int64_t c) const { return ldy.first(n, c); }
   __device__ int64_t dy_stride() const { return ldy.b; }
@@ -463,67 +469,85 @@ inline dim3 row_grid(const Layout& l) {
   return dim3(static_cast<unsigned>(std::max<int64_t>(l.rows(), 1)), static_cast<unsigned>(chunks));
 }
 
-// y = norm_forward(x, mean[k], scale[k], shift[k]) (y in x's layout).
-template <class Real>
-__global__ void forward_kernel(Slots slots, Layout l, const Real* __restrict__ x, Real* __restrict__ y,
-                               const Real* mean, const Real* scale, const Real* shift) {
+// y = norm_forward(x, mean[k], scale[k], shift[k]) (y in x's layout and storage type).
+template <class T>
+__global__ void forward_kernel(Slots slots, Layout l, const T* __restrict__ x, T* __restrict__ y,
+                               const float* mean, const float* scale, const float* shift) {
   const int64_t r = blockIdx.x, blocks = l.C / l.b, n = r / blocks, c0 = r % blocks * l.b,
                 length = l.row_length();
   const int64_t k0 = slots.slot(n, c0);
   const int64_t lanes = l.b - 1;
-  const Real* xr = x + r * length;
-  Real* yr = y + r * length;
+  const T* xr = x + r * length;
+  T* yr = y + r * length;
   for (int64_t j = blockIdx.y * int64_t{blockDim.x} + threadIdx.x; j < length;
        j += int64_t{gridDim.y} * blockDim.x) {
     const int64_t k = k0 + (j & lanes);
-    yr[j] = norm_forward(xr[j], mean[k], scale[k], shift[k]);
+    yr[j] = from_float<T>(norm_forward(to_float(xr[j]), mean[k], scale[k], shift[k]));
   }
 }
 
 // dx = norm_backward(dy, x, mean[k], a[k], b[k], c[k]) (dx in x's layout; dy in x's when kSameLayout,
-// otherwise indexed through ldy).
-template <bool kSameLayout>
-__global__ void backward_kernel(Slots slots, Layout l, Layout ldy, const float* __restrict__ x,
-                                const float* __restrict__ dy, float* __restrict__ dx, const float* mean,
+// otherwise indexed through ldy; x, dy and dx of one storage type).
+template <bool kSameLayout, class T>
+__global__ void backward_kernel(Slots slots, Layout l, Layout ldy, const T* __restrict__ x,
+                                const T* __restrict__ dy, T* __restrict__ dx, const float* mean,
                                 const float* a, const float* b, const float* c) {
   const int64_t r = blockIdx.x, blocks = l.C / l.b, n = r / blocks, c0 = r % blocks * l.b,
                 length = l.row_length();
   const int64_t k0 = slots.slot(n, c0);
   const int64_t lanes = l.b - 1;
-  const float* xr = x + r * length;
-  float* dxr = dx + r * length;
+  const T* xr = x + r * length;
+  T* dxr = dx + r * length;
   for (int64_t j = blockIdx.y * int64_t{blockDim.x} + threadIdx.x; j < length;
        j += int64_t{gridDim.y} * blockDim.x) {
     const int64_t lane = j & lanes, k = k0 + lane;
     float g;
     if constexpr (kSameLayout) {
-      g = dy[r * length + j];
+      g = to_float(dy[r * length + j]);
     } else {
-      g = dy[ldy.first(n, c0 + lane) + (j / l.b) * ldy.b];
+      g = to_float(dy[ldy.first(n, c0 + lane) + (j / l.b) * ldy.b]);
     }
-    dxr[j] = norm_backward(g, xr[j], mean[k], a[k], b[k], c[k]);
+    dxr[j] = from_float<T>(norm_backward(g, to_float(xr[j]), mean[k], a[k], b[k], c[k]));
   }
 }
 
 // Launches of the element-wise passes.
-inline void forward_pass(const Slots& slots, const Layout& l, const float* x, float* y, const float* mean,
-                         const float* scale, const float* shift) {
+template <class T>
+void forward_pass(const Slots& slots, const Layout& l, const T* x, T* y, const float* mean,
+                  const float* scale, const float* shift) {
   if (l.rows() == 0 || l.row_length() == 0) return;
-  forward_kernel<float><<<row_grid(l), threads, 0, cuda::stream()>>>(slots, l, x, y, mean, scale, shift);
+  forward_kernel<T><<<row_grid(l), threads, 0, cuda::stream()>>>(slots, l, x, y, mean, scale, shift);
   CUDA_CHECK_LAUNCH();
 }
 
-inline void backward_pass(const Slots& slots, const Layout& l, const Layout& ldy, const float* x,
-                          const float* dy, float* dx, const float* mean, const float* a, const float* b,
-                          const float* c) {
+template <class T>
+void backward_pass(const Slots& slots, const Layout& l, const Layout& ldy, const T* x, const T* dy, T* dx,
+                   const float* mean, const float* a, const float* b, const float* c) {
   if (l.rows() == 0 || l.row_length() == 0) return;
   if (ldy.b == l.b)
-    backward_kernel<true>
+    backward_kernel<true, T>
         <<<row_grid(l), threads, 0, cuda::stream()>>>(slots, l, ldy, x, dy, dx, mean, a, b, c);
   else
-    backward_kernel<false>
+    backward_kernel<false, T>
         <<<row_grid(l), threads, 0, cuda::stream()>>>(slots, l, ldy, x, dy, dx, mean, a, b, c);
   CUDA_CHECK_LAUNCH();
+}
+
+// The sums of the forward statistics of x (ValueTerms) in x's storage type: see totals().
+inline void value_totals(const Slots& slots, const Layout& l, const Tensor& x, double* sum, double* sum_sq) {
+  with_storage_type(x.dtype(), [&](auto storage) {
+    using T = decltype(storage);
+    totals(slots, ValueTerms<T>{x.data<T>(), l}, sum, sum_sq);
+  });
+}
+
+// The sums of the backward (GradTerms: sum dy, sum dy * (x - mean)) of x and dy (one storage type).
+inline void grad_totals(const Slots& slots, const Layout& l, const Layout& ldy, const Tensor& x,
+                        const Tensor& dy, const Tensor& mean, double* sum_dy, double* sum_dy_xc) {
+  with_storage_type(x.dtype(), [&](auto storage) {
+    using T = decltype(storage);
+    totals(slots, GradTerms<T>{x.data<T>(), dy.data<T>(), mean.data<float>(), l, ldy}, sum_dy, sum_dy_xc);
+  });
 }
 
 // A host vector on the device (the copy is queued on the compute stream; pageable host memory is
@@ -551,14 +575,33 @@ inline std::vector<float> host_values(const Tensor& t) {
 }
 
 // y = (x - mean) * scale + shift with per-slot coefficients computed on the host: the forward of
-// both batch norm (slots = channels) and instance norm (slots = sample x channel).
+// both batch norm (slots = channels) and instance norm (slots = sample x channel). y has x's layout
+// and storage type.
 inline Tensor normalize(const Slots& slots, const Layout& l, const Tensor& x, const std::vector<float>& mean,
                         const std::vector<float>& scale, const std::vector<float>& shift) {
-  Tensor y = Tensor::empty(x.shape(), DType::f32, x.device(), x.channel_block());
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device(), x.channel_block());
   const Tensor d_mean = upload(mean), d_scale = upload(scale), d_shift = upload(shift);
-  forward_pass(slots, l, x.data<float>(), y.data<float>(), d_mean.data<float>(), d_scale.data<float>(),
-               d_shift.data<float>());
+  with_storage_type(x.dtype(), [&](auto storage) {
+    using T = decltype(storage);
+    forward_pass<T>(slots, l, x.data<T>(), y.data<T>(), d_mean.data<float>(), d_scale.data<float>(),
+                    d_shift.data<float>());
+  });
   return y;
+}
+
+// dx = a * dy + b * (x - mean) + c with per-slot coefficients on the device: the backward of both
+// norms. dx has x's layout and storage type (dy's: the layers check that they agree); dy may be in
+// another layout.
+inline Tensor normalize_backward(const Slots& slots, const Layout& l, const Layout& ldy, const Tensor& x,
+                                 const Tensor& dy, const Tensor& mean, const Tensor& a, const Tensor& b,
+                                 const Tensor& c) {
+  Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device(), x.channel_block());
+  with_storage_type(x.dtype(), [&](auto storage) {
+    using T = decltype(storage);
+    backward_pass<T>(slots, l, ldy, x.data<T>(), dy.data<T>(), dx.data<T>(), mean.data<float>(),
+                     a.data<float>(), b.data<float>(), c.data<float>());
+  });
+  return dx;
 }
 
 // grad[c] += delta[c] for a parameter gradient on the GPU.

@@ -33,16 +33,20 @@ Flops Pool::flops(const Shape& in) const {
 }
 
 Tensor Pool::forward(const Tensor& x, Mode) {
-  PDEGEN_CHECK(x.dtype() == DType::f32, "{} computes in fp32, got {}", kind(), x.describe());
+  // fp16/bf16 activations are GPU storage types (computed in fp32 there); the CPU takes fp32 only.
+  PDEGEN_CHECK(x.dtype() == DType::f32 || (x.device() == Device::cuda && is_storage_type(x.dtype())),
+               "{} takes fp32 activations (fp16/bf16 only on the GPU), got {}", kind(), x.describe());
   output_shape(x.shape());  // checks rank and extents
-  return PDEGEN_DISPATCH(x.device(), forward_cpu(x), forward_cuda(x));
+  Tensor y = PDEGEN_DISPATCH(x.device(), forward_cpu(x), forward_cuda(x));
+  in_dtype_ = x.dtype();
+  return y;
 }
 
 Tensor Pool::backward(const Tensor& dy) {
   PDEGEN_CHECK(has_forward_, "{} backward before forward", kind());
-  PDEGEN_CHECK(dy.shape() == output_shape(in_shape_) && dy.dtype() == DType::f32,
-               "{} backward got {}, expected the output shape {}", kind(), dy.describe(),
-               output_shape(in_shape_).str());
+  PDEGEN_CHECK(dy.shape() == output_shape(in_shape_) && dy.dtype() == in_dtype_,
+               "{} backward got {}, expected {} of the output shape {}", kind(), dy.describe(),
+               dtype_name(in_dtype_), output_shape(in_shape_).str());
   return PDEGEN_DISPATCH(dy.device(), backward_cpu(dy), backward_cuda(dy));
 }
 

@@ -2,7 +2,8 @@
 // AvgPool2d/3d with ceil_mode=False: the same kernel, stride and padding on every axis, output extent
 // floor((in + 2 p - k) / s) + 1. Average pooling counts the zero padding in the average (PyTorch's
 // count_include_pad=True): every window divides by k^ndim. Max pooling ignores the padding. The
-// output, and dx, keep the input's layout (plain or channel-blocked).
+// output, and dx, keep the input's layout (plain or channel-blocked) and element type (fp32; on the GPU
+// also fp16/bf16, computed in fp32).
 #pragma once
 
 #include <memory>
@@ -60,6 +61,7 @@ class Pool : public Layer {
   Tensor cuda_argmax_;
   Shape in_shape_;
   int in_block_ = 1;
+  DType in_dtype_ = DType::f32;  // fp32, or fp16/bf16 on the GPU: dy and dx have it too
   bool has_forward_ = false;
 };
 

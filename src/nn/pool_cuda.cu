@@ -2,7 +2,9 @@
 // element in forward (max pooling records the winner's position in its window, the first maximum on ties, as
 // oneDNN), one thread per input element in backward, gathering dy from every window that contains it in a
 // fixed order (no atomics, so overlapping windows sum the same way every run). Any channel block: indices go
-// through the tensors' layouts, and dy may come in a layout other than the input's.
+// through the tensors' layouts, and dy may come in a layout other than the input's. Activations may be fp32,
+// fp16 or bf16 (x, y, dy, dx of one type): sums and comparisons in fp32, one rounding per stored value (the
+// maximum is one of the inputs, so max pooling's y is exact).
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -72,9 +74,9 @@ struct Extents {
   }
 };
 
-template <bool kMax, class Index>
-__global__ void forward_kernel(Geometry geometry, int64_t channel_block, const float* __restrict__ x,
-                               float* __restrict__ y, int32_t* __restrict__ argmax) {
+template <bool kMax, class Index, class T>
+__global__ void forward_kernel(Geometry geometry, int64_t channel_block, const T* __restrict__ x,
+                               T* __restrict__ y, int32_t* __restrict__ argmax) {
   const Extents<Index> g(geometry);
   const Index block = static_cast<Index>(channel_block);
   const Index S_in = g.in[0] * g.in[1] * g.in[2], S_out = g.out[0] * g.out[1] * g.out[2];
@@ -97,7 +99,7 @@ __global__ void forward_kernel(Geometry geometry, int64_t channel_block, const f
         for (Index kx = 0; kx < g.k[2]; ++kx) {
           const Index ix = ox * g.s[2] - g.p[2] + kx;
           if (ix < 0 || ix >= g.in[2]) continue;
-          const float v = x[offset(n, c, (iz * g.in[1] + iy) * g.in[2] + ix, g.C, S_in, block)];
+          const float v = to_float(x[offset(n, c, (iz * g.in[1] + iy) * g.in[2] + ix, g.C, S_in, block)]);
           if constexpr (kMax) {
             if (best < 0 || v > acc) {
               acc = v;
@@ -111,10 +113,10 @@ __global__ void forward_kernel(Geometry geometry, int64_t channel_block, const f
     }
     // Padding is at most kernel / 2, so every window holds at least one input element.
     if constexpr (kMax) {
-      y[i] = acc;
+      y[i] = from_float<T>(acc);
       argmax[i] = best;
     } else {
-      y[i] = acc / static_cast<float>(g.window);
+      y[i] = from_float<T>(acc / static_cast<float>(g.window));
     }
   }
 }
@@ -127,10 +129,10 @@ __device__ void windows_of(Index i, Index k, Index s, Index p, Index extent, Ind
   last = min((i + p) / s, extent - 1);
 }
 
-template <bool kMax, class Index>
+template <bool kMax, class Index, class T>
 __global__ void backward_kernel(Geometry geometry, int64_t channel_block, int64_t dy_channel_block,
-                                const float* __restrict__ dy, const int32_t* __restrict__ argmax,
-                                float* __restrict__ dx) {
+                                const T* __restrict__ dy, const int32_t* __restrict__ argmax,
+                                T* __restrict__ dx) {
   const Extents<Index> g(geometry);
   const Index block = static_cast<Index>(channel_block), dy_block = static_cast<Index>(dy_channel_block);
   const Index S_in = g.in[0] * g.in[1] * g.in[2], S_out = g.out[0] * g.out[1] * g.out[2];
@@ -151,7 +153,7 @@ __global__ void backward_kernel(Geometry geometry, int64_t channel_block, int64_
       for (Index oy = y0; oy <= y1; ++oy)
         for (Index ox = x0; ox <= x1; ++ox) {
           const Index o = (oz * g.out[1] + oy) * g.out[2] + ox;
-          const float grad = dy[offset(n, c, o, g.C, S_out, dy_block)];
+          const float grad = to_float(dy[offset(n, c, o, g.C, S_out, dy_block)]);
           if constexpr (kMax) {
             // The position of this input element in window o, as forward numbered it.
             const Index w =
@@ -162,7 +164,7 @@ __global__ void backward_kernel(Geometry geometry, int64_t channel_block, int64_
             acc += grad;
           }
         }
-    dx[i] = kMax ? acc : acc / static_cast<float>(g.window);
+    dx[i] = from_float<T>(kMax ? acc : acc / static_cast<float>(g.window));
   }
 }
 
@@ -177,7 +179,7 @@ Tensor Pool::forward_cuda(const Tensor& x) {
   const int block = x.channel_block();
   const Shape out_shape = output_shape(x.shape());
   const Geometry g = geometry_of(x.shape(), out_shape, config_);
-  Tensor y = Tensor::empty(out_shape, DType::f32, x.device(), block);
+  Tensor y = Tensor::empty(out_shape, x.dtype(), x.device(), block);
   const bool is_max = algorithm_ == Algorithm::max;
   // A fresh workspace each call (the caching allocator recycles it), as on the CPU.
   cuda_argmax_ = is_max ? Tensor::empty(out_shape, DType::f32, x.device()) : Tensor();
@@ -186,16 +188,19 @@ Tensor Pool::forward_cuda(const Tensor& x) {
   if (n > 0) {
     // Input offsets stay below the output's count times the window: int32 when both fit.
     const bool narrow = fits_int32(std::max(n, x.numel()));
-    const float* xs = x.data<float>();
-    float* ys = y.data<float>();
-    if (is_max && narrow)
-      forward_kernel<true, int32_t><<<grid_for(n), 256, 0, cuda::stream()>>>(g, block, xs, ys, argmax);
-    else if (is_max)
-      forward_kernel<true, int64_t><<<grid_for(n), 256, 0, cuda::stream()>>>(g, block, xs, ys, argmax);
-    else if (narrow)
-      forward_kernel<false, int32_t><<<grid_for(n), 256, 0, cuda::stream()>>>(g, block, xs, ys, argmax);
-    else
-      forward_kernel<false, int64_t><<<grid_for(n), 256, 0, cuda::stream()>>>(g, block, xs, ys, argmax);
+    with_storage_type(x.dtype(), [&](auto storage) {
+      using T = decltype(storage);
+      const T* xs = x.data<T>();
+      T* ys = y.data<T>();
+      if (is_max && narrow)
+        forward_kernel<true, int32_t, T><<<grid_for(n), 256, 0, cuda::stream()>>>(g, block, xs, ys, argmax);
+      else if (is_max)
+        forward_kernel<true, int64_t, T><<<grid_for(n), 256, 0, cuda::stream()>>>(g, block, xs, ys, argmax);
+      else if (narrow)
+        forward_kernel<false, int32_t, T><<<grid_for(n), 256, 0, cuda::stream()>>>(g, block, xs, ys, argmax);
+      else
+        forward_kernel<false, int64_t, T><<<grid_for(n), 256, 0, cuda::stream()>>>(g, block, xs, ys, argmax);
+    });
   }
   CUDA_CHECK_LAUNCH();
   in_shape_ = x.shape();
@@ -206,7 +211,7 @@ Tensor Pool::forward_cuda(const Tensor& x) {
 
 Tensor Pool::backward_cuda(const Tensor& dy) {
   const Geometry g = geometry_of(in_shape_, dy.shape(), config_);
-  Tensor dx = Tensor::empty(in_shape_, DType::f32, dy.device(), in_block_);
+  Tensor dx = Tensor::empty(in_shape_, dy.dtype(), dy.device(), in_block_);
   const bool is_max = algorithm_ == Algorithm::max;
   PDEGEN_CHECK(!is_max || cuda_argmax_.defined(), "{} backward on the GPU after a forward elsewhere", kind());
   const int32_t* argmax = is_max ? static_cast<const int32_t*>(cuda_argmax_.raw()) : nullptr;
@@ -214,20 +219,23 @@ Tensor Pool::backward_cuda(const Tensor& dy) {
   if (n > 0) {
     const bool narrow = fits_int32(std::max(n, dy.numel()));
     const int dy_block = dy.channel_block();
-    const float* gs = dy.data<float>();
-    float* dxs = dx.data<float>();
-    if (is_max && narrow)
-      backward_kernel<true, int32_t>
-          <<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy_block, gs, argmax, dxs);
-    else if (is_max)
-      backward_kernel<true, int64_t>
-          <<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy_block, gs, argmax, dxs);
-    else if (narrow)
-      backward_kernel<false, int32_t>
-          <<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy_block, gs, argmax, dxs);
-    else
-      backward_kernel<false, int64_t>
-          <<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy_block, gs, argmax, dxs);
+    with_storage_type(dy.dtype(), [&](auto storage) {
+      using T = decltype(storage);
+      const T* gs = dy.data<T>();
+      T* dxs = dx.data<T>();
+      if (is_max && narrow)
+        backward_kernel<true, int32_t, T>
+            <<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy_block, gs, argmax, dxs);
+      else if (is_max)
+        backward_kernel<true, int64_t, T>
+            <<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy_block, gs, argmax, dxs);
+      else if (narrow)
+        backward_kernel<false, int32_t, T>
+            <<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy_block, gs, argmax, dxs);
+      else
+        backward_kernel<false, int64_t, T>
+            <<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy_block, gs, argmax, dxs);
+    });
   }
   CUDA_CHECK_LAUNCH();
   return dx;

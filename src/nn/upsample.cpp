@@ -18,16 +18,20 @@ Shape Upsample::output_shape(const Shape& in) const {
 Flops Upsample::flops(const Shape& in) const { return {0, static_cast<double>(output_shape(in).numel()), 0}; }
 
 Tensor Upsample::forward(const Tensor& x, Mode) {
-  PDEGEN_CHECK(x.dtype() == DType::f32, "upsample_nearest computes in fp32, got {}", x.describe());
+  // fp16/bf16 activations are GPU storage types (computed in fp32 there); the CPU takes fp32 only.
+  PDEGEN_CHECK(x.dtype() == DType::f32 || (x.device() == Device::cuda && is_storage_type(x.dtype())),
+               "upsample_nearest takes fp32 activations (fp16/bf16 only on the GPU), got {}", x.describe());
   output_shape(x.shape());  // checks the rank
-  return PDEGEN_DISPATCH(x.device(), forward_cpu(x), forward_cuda(x));
+  Tensor y = PDEGEN_DISPATCH(x.device(), forward_cpu(x), forward_cuda(x));
+  in_dtype_ = x.dtype();
+  return y;
 }
 
 Tensor Upsample::backward(const Tensor& dy) {
   PDEGEN_CHECK(has_forward_, "upsample_nearest backward before forward");
-  PDEGEN_CHECK(dy.shape() == output_shape(in_shape_) && dy.dtype() == DType::f32,
-               "upsample_nearest backward got {}, expected the output shape {}", dy.describe(),
-               output_shape(in_shape_).str());
+  PDEGEN_CHECK(dy.shape() == output_shape(in_shape_) && dy.dtype() == in_dtype_,
+               "upsample_nearest backward got {}, expected {} of the output shape {}", dy.describe(),
+               dtype_name(in_dtype_), output_shape(in_shape_).str());
   return PDEGEN_DISPATCH(dy.device(), backward_cpu(dy), backward_cuda(dy));
 }
 

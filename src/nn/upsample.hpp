@@ -2,7 +2,7 @@
 // Upsample(scale_factor=2, mode="nearest"): y[n,c,2z+a,2y+b,2x+e] = x[n,c,z,y,x]. Its backward sums
 // the gradients of the 2^d copies of each input value. The U-Net's resize_conv up-sampler is this
 // layer followed by a 3^d convolution. The output, and dx, keep the input's layout (plain or
-// channel-blocked).
+// channel-blocked) and element type (fp32; on the GPU also fp16/bf16, summed in fp32).
 #pragma once
 
 #include "nn/layer.hpp"
@@ -29,8 +29,9 @@ class Upsample final : public Layer {
   Tensor backward_cuda(const Tensor& dy);
 
   int ndim_;
-  Shape in_shape_;  // of the last forward, with its layout
+  Shape in_shape_;  // of the last forward, with its layout and element type
   int in_block_ = 1;
+  DType in_dtype_ = DType::f32;  // fp32, or fp16/bf16 on the GPU: dy and dx have it too
   bool has_forward_ = false;
 };
 

@@ -2,7 +2,9 @@
 // backward is one thread per input element summing its 2^d children in the CPU's order (pairs along
 // x, then rows), so both backends give the same bits. Any channel block: indices go through the
 // tensors' layouts, and dy may come in a layout other than the input's. Index arithmetic is 32-bit
-// where the tensor allows (a 32-bit division is several times cheaper than a 64-bit one).
+// where the tensor allows (a 32-bit division is several times cheaper than a 64-bit one). Activations
+// may be fp32, fp16 or bf16 (x, y, dy, dx of one type): forward copies values unchanged, backward sums
+// in fp32 and rounds once.
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -47,9 +49,9 @@ __device__ void logical(Index i, Index C, Index S, Index b, Index& n, Index& c, 
   n = r / (C / b);
 }
 
-template <class Index>
-__global__ void forward_kernel(Geometry geometry, int64_t channel_block, const float* __restrict__ x,
-                               float* __restrict__ y) {
+template <class Index, class T>
+__global__ void forward_kernel(Geometry geometry, int64_t channel_block, const T* __restrict__ x,
+                               T* __restrict__ y) {
   const Extents<Index> g(geometry);
   const Index b = static_cast<Index>(channel_block), Wo = 2 * g.W, Ho = 2 * g.H;
   const Index S_in = g.D * g.H * g.W, S_out = g.z * g.D * Ho * Wo, total = g.N * g.C * S_out;
@@ -65,9 +67,9 @@ __global__ void forward_kernel(Geometry geometry, int64_t channel_block, const f
   }
 }
 
-template <class Index>
+template <class Index, class T>
 __global__ void backward_kernel(Geometry geometry, int64_t channel_block, int64_t dy_channel_block,
-                                const float* __restrict__ dy, float* __restrict__ dx) {
+                                const T* __restrict__ dy, T* __restrict__ dx) {
   const Extents<Index> g(geometry);
   const Index b = static_cast<Index>(channel_block), bdy = static_cast<Index>(dy_channel_block);
   const Index Wo = 2 * g.W, Ho = 2 * g.H;
@@ -83,9 +85,10 @@ __global__ void backward_kernel(Geometry geometry, int64_t channel_block, int64_
     for (Index a = 0; a < g.z; ++a)
       for (Index e = 0; e < 2; ++e) {
         const Index row = ((g.z * z + a) * Ho + 2 * y + e) * Wo + 2 * x;
-        acc += dy[offset(n, c, row, g.C, S_out, bdy)] + dy[offset(n, c, row + 1, g.C, S_out, bdy)];
+        acc += to_float(dy[offset(n, c, row, g.C, S_out, bdy)]) +
+               to_float(dy[offset(n, c, row + 1, g.C, S_out, bdy)]);
       }
-    dx[i] = acc;
+    dx[i] = from_float<T>(acc);
   }
 }
 
@@ -102,15 +105,18 @@ bool fits_int32(int64_t n) { return n + int64_t{grid_for(n)} * 256 < std::numeri
 
 Tensor Upsample::forward_cuda(const Tensor& x) {
   const Geometry g = geometry_of(x.shape(), ndim_);
-  Tensor y = Tensor::empty(output_shape(x.shape()), DType::f32, x.device(), x.channel_block());
+  Tensor y = Tensor::empty(output_shape(x.shape()), x.dtype(), x.device(), x.channel_block());
   const int64_t n = y.numel();
   if (n > 0) {
-    if (fits_int32(n))
-      forward_kernel<int32_t>
-          <<<grid_for(n), 256, 0, cuda::stream()>>>(g, x.channel_block(), x.data<float>(), y.data<float>());
-    else
-      forward_kernel<int64_t>
-          <<<grid_for(n), 256, 0, cuda::stream()>>>(g, x.channel_block(), x.data<float>(), y.data<float>());
+    with_storage_type(x.dtype(), [&](auto storage) {
+      using T = decltype(storage);
+      if (fits_int32(n))
+        forward_kernel<int32_t, T>
+            <<<grid_for(n), 256, 0, cuda::stream()>>>(g, x.channel_block(), x.data<T>(), y.data<T>());
+      else
+        forward_kernel<int64_t, T>
+            <<<grid_for(n), 256, 0, cuda::stream()>>>(g, x.channel_block(), x.data<T>(), y.data<T>());
+    });
     CUDA_CHECK_LAUNCH();
   }
   in_shape_ = x.shape();
@@ -121,16 +127,19 @@ Tensor Upsample::forward_cuda(const Tensor& x) {
 
 Tensor Upsample::backward_cuda(const Tensor& dy) {
   const Geometry g = geometry_of(in_shape_, ndim_);
-  Tensor dx = Tensor::empty(in_shape_, DType::f32, dy.device(), in_block_);
+  Tensor dx = Tensor::empty(in_shape_, dy.dtype(), dy.device(), in_block_);
   const int64_t n = dx.numel();
   if (n > 0) {
-    // dy has 2^d times dx's elements: its offsets decide the index width.
-    if (fits_int32(g.out_numel()))
-      backward_kernel<int32_t><<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy.channel_block(),
-                                                                        dy.data<float>(), dx.data<float>());
-    else
-      backward_kernel<int64_t><<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy.channel_block(),
-                                                                        dy.data<float>(), dx.data<float>());
+    with_storage_type(dy.dtype(), [&](auto storage) {
+      using T = decltype(storage);
+      // dy has 2^d times dx's elements: its offsets decide the index width.
+      if (fits_int32(g.out_numel()))
+        backward_kernel<int32_t, T><<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy.channel_block(),
+                                                                             dy.data<T>(), dx.data<T>());
+      else
+        backward_kernel<int64_t, T><<<grid_for(n), 256, 0, cuda::stream()>>>(g, in_block_, dy.channel_block(),
+                                                                             dy.data<T>(), dx.data<T>());
+    });
     CUDA_CHECK_LAUNCH();
   }
   return dx;

@@ -1,8 +1,9 @@
 // Activations: forward against the textbook formulas in fp64, backward against central differences,
-// on every backend.
+// on every backend; fp16/bf16 storage on the GPU against the fp32 CPU layer.
 #include <cmath>
 
 #include "device_testing.hpp"
+#include "mixed_precision_testing.hpp"
 #include "nn/activation.hpp"
 
 using namespace pdegen;
@@ -94,5 +95,41 @@ TEST_CASE("tanh, sigmoid and silu keep fp32 relative accuracy from tiny to satur
         CHECK(std::isfinite(dx[i]));
       }
     }
+  });
+}
+
+TEST_CASE("activations in fp16 and bf16 on the GPU match fp32 within 16-bit rounding") {
+  for_each_gpu_half_type([](Device device, const HalfType& type16) {
+    const double alpha = 0.1;
+    for (const Shape& shape : {Shape{2, 16, 5, 3}, Shape{2, 16, 3, 2, 3}})
+      for (int block : {1, 16})
+        for (auto kind : {ActivationKind::relu, ActivationKind::leaky_relu, ActivationKind::tanh,
+                          ActivationKind::silu, ActivationKind::sigmoid, ActivationKind::identity}) {
+          CAPTURE(shape.str());
+          CAPTURE(block);
+          CAPTURE(activation_name(kind));
+          const Vec x = random_vec(static_cast<size_t>(shape.numel()), 1, -3, 3);
+          const Vec w = random_vec(x.size(), 2);
+          Activation cpu(kind, static_cast<float>(alpha)), gpu(kind, static_cast<float>(alpha));
+          const Vec y32 =
+              values_of(cpu.forward(tensor_from(rounded_to(type16.dtype, x), shape, block), Mode::train));
+          const Vec dx32 = values_of(cpu.backward(tensor_from(rounded_to(type16.dtype, w), shape, block)));
+
+          const Tensor y = gpu.forward(tensor_as(device, type16.dtype, x, shape, block), Mode::train);
+          CHECK(y.device() == device);
+          CHECK(y.dtype() == type16.dtype);
+          CHECK(y.channel_block() == block);
+          // One rounding of y.
+          CHECK(rel_max_error(values_as_f32(y), y32) < 2 * type16.u);
+
+          const Tensor dx = gpu.backward(tensor_as(device, type16.dtype, w, shape, block));
+          CHECK(dx.device() == device);
+          CHECK(dx.dtype() == type16.dtype);
+          CHECK(dx.channel_block() == block);
+          // One rounding of dx; tanh and sigmoid also read the rounded y: dy (1 - y^2) and dy y (1 - y)
+          // move by at most 2 u |dy| y^2 and u |dy| y, up to 4 u against max |dx| ~ max |dy| / 4.
+          const double roundings = activation_backward_reads_output(kind) ? 8 : 2;
+          CHECK(rel_max_error(values_as_f32(dx), dx32) < roundings * type16.u);
+        }
   });
 }

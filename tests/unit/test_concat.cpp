@@ -1,8 +1,9 @@
 // Concat along channels: exact values against y[n, c] = c < Ca ? a[n, c] : b[n, c - Ca], the output
 // layout rule, and a backward that hands back exactly the matching slices of dy in each input's
-// layout, on every backend.
+// layout, on every backend; fp16/bf16 storage on the GPU against the fp32 CPU concat.
 #include "backend/cpu/dnnl_context.hpp"
 #include "device_testing.hpp"
+#include "mixed_precision_testing.hpp"
 #include "nn/concat.hpp"
 
 using namespace pdegen;
@@ -109,5 +110,43 @@ TEST_CASE("concat rejects different N or spatial extents") {
     CHECK_THROWS_AS(concat.forward(zeros(Shape{2, 16, 4, 4}), zeros(Shape{1, 16, 4, 4})), Error);
     CHECK_THROWS_AS(concat.forward(zeros(Shape{2, 16, 4, 4}), zeros(Shape{2, 16, 4, 5})), Error);
     CHECK_THROWS_AS(concat.backward(zeros(Shape{2, 32, 4, 4})), Error);
+  });
+}
+
+TEST_CASE("concat in fp16 and bf16 on the GPU matches fp32 within 16-bit rounding") {
+  for_each_gpu_half_type([](Device device, const HalfType& type16) {
+    for (const Case& cs : {Case{Shape{2, 16, 3, 4}, Shape{2, 16, 3, 4}, 16, 16},
+                           Case{Shape{2, 3, 3, 4}, Shape{2, 16, 3, 4}, 1, 16},
+                           Case{Shape{2, 16, 2, 3, 2}, Shape{2, 5, 2, 3, 2}, 16, 1}}) {
+      CAPTURE(cs.a.str());
+      CAPTURE(cs.b.str());
+      CAPTURE(cs.a_block);
+      CAPTURE(cs.b_block);
+      const Vec a = random_vec(static_cast<size_t>(cs.a.numel()), 1);
+      const Vec b = random_vec(static_cast<size_t>(cs.b.numel()), 2);
+      Shape out = cs.a;
+      out[1] += cs.b[1];
+      const Vec dy = random_vec(static_cast<size_t>(out.numel()), 3);
+      Concat cpu, gpu;
+      const Tensor y_cpu = cpu.forward(tensor_from(rounded_to(type16.dtype, a), cs.a, cs.a_block),
+                                       tensor_from(rounded_to(type16.dtype, b), cs.b, cs.b_block));
+      const auto [da_cpu, db_cpu] =
+          cpu.backward(tensor_from(rounded_to(type16.dtype, dy), out, y_cpu.channel_block()));
+
+      // Copies of values that are already 16-bit: the rounding happened in the inputs, so exact.
+      const Tensor y = gpu.forward(tensor_as(device, type16.dtype, a, cs.a, cs.a_block),
+                                   tensor_as(device, type16.dtype, b, cs.b, cs.b_block));
+      CHECK(y.device() == device);
+      CHECK(y.dtype() == type16.dtype);
+      CHECK(y.channel_block() == 1);
+      CHECK(values_as_f32(y) == values_of(y_cpu));
+      const auto [da, db] = gpu.backward(tensor_as(device, type16.dtype, dy, out, 1));
+      CHECK(da.dtype() == type16.dtype);
+      CHECK(db.dtype() == type16.dtype);
+      CHECK(da.channel_block() == cs.a_block);
+      CHECK(db.channel_block() == cs.b_block);
+      CHECK(values_as_f32(da) == values_of(da_cpu));
+      CHECK(values_as_f32(db) == values_of(db_cpu));
+    }
   });
 }

@@ -1,7 +1,11 @@
 // Tensors on every device of test_devices(): moves between host and device keep values and layout,
 // fill/zeros/clone/copy_from work where the data lives, the device allocator reuses blocks and
-// counts its peak, and a binary without CUDA refuses Device::cuda instead of falling back.
+// counts its peak, to_dtype converts on the device as on the host, and a binary without CUDA refuses
+// Device::cuda instead of falling back.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -85,6 +89,81 @@ TEST_CASE("clone and copy_from copy on the device and between host and device") 
     CHECK(values_of(d) == values_of(tensor_from(v, shape)));
     CHECK_THROWS_AS(c.copy_from(Tensor::zeros(Shape{3, 7, 10}, DType::f32, device)), Error);
   }
+}
+
+namespace {
+
+// 1280 values through every rounding path of the conversions: fp16 and bf16 ties (to even, down and
+// up), fp16 subnormals and their ties, fp16 overflow, values only fp32 or fp64 hold, signed zeros,
+// infinities, NaN, and random values from 1e-9 to 1e6 of both signs.
+Vec conversion_values() {
+  Vec v = {0.0,
+           -0.0,
+           1.0 + 0x1p-11,
+           1.0 + 3 * 0x1p-11,
+           1.0 + 0x1p-8,
+           1.0 + 3 * 0x1p-8,
+           0x1p-25,
+           3 * 0x1p-25,
+           -5e-8,
+           65504.0,
+           65519.0,
+           65520.0,
+           -1e10,
+           3.4028235e38,
+           1e300,
+           1e-300,
+           1.0 + 0x1p-40,  // rounds in fp64 -> fp32
+           std::numeric_limits<double>::infinity(),
+           -std::numeric_limits<double>::infinity(),
+           std::numeric_limits<double>::quiet_NaN()};
+  const Vec mantissa = random_vec(1280, 40), exponent = random_vec(1280, 41, -9, 6);
+  for (size_t i = v.size(); i < 1280; ++i) v.push_back(mantissa[i] * std::pow(10.0, exponent[i]));
+  return v;
+}
+
+// Element-wise identity of two host tensors of one dtype: the same bits after the exact widening to
+// fp64 (signed zeros told apart), or NaN in both (NaN payloads may differ between host and device).
+bool same_elements(const Tensor& a, const Tensor& b) {
+  const Tensor wa = to_plain(to_dtype(a, DType::f64)), wb = to_plain(to_dtype(b, DType::f64));
+  if (wa.numel() != wb.numel()) return false;
+  const double *pa = wa.data<double>(), *pb = wb.data<double>();
+  for (int64_t i = 0; i < wa.numel(); ++i)
+    if (!(std::isnan(pa[i]) && std::isnan(pb[i])) && std::memcmp(pa + i, pb + i, sizeof(double)) != 0)
+      return false;
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("to_dtype on the GPU converts between fp64, fp32, fp16 and bf16 as the host does, layout kept") {
+  const Vec values = conversion_values();
+  const Shape shape{2, 16, 40};
+  Tensor f64 = Tensor::empty(shape, DType::f64);
+  std::copy(values.begin(), values.end(), f64.data<double>());
+  bool ran = false;
+  for (Device device : test_devices()) {
+    if (device == Device::cpu) continue;
+    ran = true;
+    for (DType from : {DType::f64, DType::f32, DType::f16, DType::bf16})
+      for (DType to : {DType::f64, DType::f32, DType::f16, DType::bf16})
+        for (int block : {1, 16}) {
+          if (from == to) continue;
+          CAPTURE(device_name(device));
+          CAPTURE(dtype_name(from));
+          CAPTURE(dtype_name(to));
+          CAPTURE(block);
+          const Tensor source = to_channel_block(to_dtype(f64, from), block);
+          const Tensor want = to_dtype(source, to);
+          const Tensor got = to_dtype(source.to(device), to);
+          CHECK(got.device() == device);
+          CHECK(got.dtype() == to);
+          CHECK(got.channel_block() == block);
+          CHECK(got.shape() == shape);
+          CHECK(same_elements(got.to(Device::cpu), want));
+        }
+  }
+  if (!ran) MESSAGE("to_dtype on the GPU: skipped (no cuda device under test)");
 }
 
 TEST_CASE("a binary without CUDA refuses Device::cuda with a clear error instead of using the host") {

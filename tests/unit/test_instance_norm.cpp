@@ -1,9 +1,10 @@
 // InstanceNorm: forward against an fp64 two-pass reference with per-(sample, channel) statistics,
 // backward (dx, dgamma, dbeta) against central differences of it, plain and blocked, 2D and 3D, on
-// every backend.
+// every backend; fp16/bf16 storage on the GPU against the fp32 CPU layer.
 #include <cmath>
 
 #include "device_testing.hpp"
+#include "mixed_precision_testing.hpp"
 #include "nn/instance_norm.hpp"
 
 using namespace pdegen;
@@ -111,5 +112,37 @@ TEST_CASE("instance norm rejects a wrong channel count") {
     Fixture f(device, 16, false);
     CHECK_THROWS_AS(f.layer.forward(Tensor::zeros(Shape{2, 8, 4, 4}, DType::f32, device), Mode::train),
                     Error);
+  });
+}
+
+TEST_CASE("instance norm in fp16 and bf16 on the GPU matches fp32 within 16-bit rounding") {
+  for_each_gpu_half_type([](Device device, const HalfType& type16) {
+    for_each_norm_case([&](const NormCase& cs) {
+      const Extents d(cs.shape);
+      const Vec x = instance_input(d, 7), w = random_vec(x.size(), 8);
+      Fixture cpu(Device::cpu, d.C, cs.affine), gpu(device, d.C, cs.affine);
+      const Vec y32 = values_of(
+          cpu.layer.forward(tensor_from(rounded_to(type16.dtype, x), cs.shape, cs.block), Mode::train));
+      const Vec dx32 =
+          values_of(cpu.layer.backward(tensor_from(rounded_to(type16.dtype, w), cs.shape, cs.block)));
+
+      // The statistics, the normalisation and its gradient are fp32 / double on both backends over
+      // the same rounded values: y and dx differ by their one rounding to the 16-bit type.
+      const Tensor y = gpu.layer.forward(tensor_as(device, type16.dtype, x, cs.shape, cs.block), Mode::train);
+      CHECK(y.device() == device);
+      CHECK(y.dtype() == type16.dtype);
+      CHECK(y.channel_block() == cs.block);
+      CHECK(rel_max_error(values_as_f32(y), y32) < 2 * type16.u);
+      const Tensor dx = gpu.layer.backward(tensor_as(device, type16.dtype, w, cs.shape, cs.block));
+      CHECK(dx.device() == device);
+      CHECK(dx.dtype() == type16.dtype);
+      CHECK(dx.channel_block() == cs.block);
+      CHECK(rel_max_error(values_as_f32(dx), dx32) < 2 * type16.u);
+      // dgamma and dbeta are fp32 sums (in double) of the same values: no 16-bit rounding.
+      if (cs.affine) {
+        CHECK(rel_max_error(gpu.dgamma(), cpu.dgamma()) < f32_tol);
+        CHECK(rel_max_error(gpu.dbeta(), cpu.dbeta()) < f32_tol);
+      }
+    });
   });
 }

@@ -1,10 +1,13 @@
 // MaxPool and AvgPool: forward against a naive fp64 window loop, backward against central
 // differences of it (max pooling on inputs without ties, so the argmax cannot flip within h), plain
-// and blocked, 2D and 3D, with and without padding and overlapping windows, on every backend.
+// and blocked, 2D and 3D, with and without padding and overlapping windows, on every backend; fp16/bf16
+// storage on the GPU against the fp32 CPU layer.
 #include <algorithm>
 #include <limits>
+#include <memory>
 
 #include "device_testing.hpp"
+#include "mixed_precision_testing.hpp"
 #include "nn/pool.hpp"
 
 using namespace pdegen;
@@ -212,5 +215,63 @@ TEST_CASE("pooling rejects padding above kernel / 2 and inputs of the wrong rank
     CHECK_THROWS_AS(layer.forward(Tensor::zeros(Shape{1, 3, 4, 4, 4}, DType::f32, device), Mode::train),
                     Error);
     CHECK_THROWS_AS(layer.backward(Tensor::zeros(Shape{1, 3, 2, 2}, DType::f32, device)), Error);
+  });
+}
+
+namespace {
+
+// Values k / 64, |k| <= 48 (exact in fp16 and bf16), that differ within every window of the test
+// shapes: k = 37 i mod 97 - 48 takes distinct values on any 97 consecutive logical indices i, and a
+// window spans fewer. (distinct_input's 0.01 steps would tie after rounding to bf16.)
+Vec distinct_in_16_bits(size_t n) {
+  Vec x(n);
+  for (size_t i = 0; i < n; ++i) x[i] = static_cast<double>(static_cast<int64_t>(i * 37 % 97) - 48) / 64;
+  return x;
+}
+
+}  // namespace
+
+TEST_CASE("max and avg pool in fp16 and bf16 on the GPU match fp32 within 16-bit rounding") {
+  for_each_gpu_half_type([](Device device, const HalfType& type16) {
+    for (bool is_max : {true, false})
+      for (const Case& cs : is_max ? max_cases : avg_cases) {
+        CAPTURE(is_max);
+        CAPTURE(cs.shape.str());
+        CAPTURE(cs.block);
+        CAPTURE(cs.config.kernel);
+        CAPTURE(cs.config.padding);
+        const Shape out = expected_output(cs.shape, cs.config);
+        const Vec x = is_max ? distinct_in_16_bits(static_cast<size_t>(cs.shape.numel()))
+                             : random_vec(static_cast<size_t>(cs.shape.numel()), 1);
+        const Vec w = random_vec(static_cast<size_t>(out.numel()), 2);
+        std::unique_ptr<Pool> cpu, gpu;
+        if (is_max) {
+          cpu = std::make_unique<MaxPool>(cs.config);
+          gpu = std::make_unique<MaxPool>(cs.config);
+        } else {
+          cpu = std::make_unique<AvgPool>(cs.config);
+          gpu = std::make_unique<AvgPool>(cs.config);
+        }
+        const Vec y32 = values_of(
+            cpu->forward(tensor_from(rounded_to(type16.dtype, x), cs.shape, cs.block), Mode::train));
+        const Vec dx32 = values_of(cpu->backward(tensor_from(rounded_to(type16.dtype, w), out, cs.block)));
+
+        const Tensor y = gpu->forward(tensor_as(device, type16.dtype, x, cs.shape, cs.block), Mode::train);
+        CHECK(y.device() == device);
+        CHECK(y.dtype() == type16.dtype);
+        CHECK(y.channel_block() == cs.block);
+        // A maximum is one of the (already rounded) inputs: exact. An average: one rounding.
+        if (is_max)
+          CHECK(values_as_f32(y) == y32);
+        else
+          CHECK(rel_max_error(values_as_f32(y), y32) < 2 * type16.u);
+
+        const Tensor dx = gpu->backward(tensor_as(device, type16.dtype, w, out, cs.block));
+        CHECK(dx.device() == device);
+        CHECK(dx.dtype() == type16.dtype);
+        CHECK(dx.channel_block() == cs.block);
+        // The sum over the windows holding each input (divided by k^ndim for the average): one rounding.
+        CHECK(rel_max_error(values_as_f32(dx), dx32) < 2 * type16.u);
+      }
   });
 }

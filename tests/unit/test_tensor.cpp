@@ -1,4 +1,7 @@
 // Tensor basics: shapes, views, blocked layout round trips, type conversion, the caching allocator.
+#include <cmath>
+#include <cstdint>
+
 #include "core/allocator.hpp"
 #include "core/tensor.hpp"
 #include "testing.hpp"
@@ -62,6 +65,64 @@ TEST_CASE("fp16 and bf16 storage round to nearest even and keep special values")
   Tensor h = to_dtype(t, DType::f16);
   Tensor back = to_dtype(h, DType::f32);
   CHECK(rel_max_error(values_of(back), {0.5, -1.25, 3.0, 1e-3}) < 1e-3);
+}
+
+namespace {
+// How many 16-bit patterns of T do not survive to_float then from_float<T> (NaNs must stay NaN,
+// every other value must come back with the same bits: +-0, subnormals, normals, +-inf).
+template <class T>
+int round_trip_failures() {
+  int failures = 0;
+  for (uint32_t bits = 0; bits <= 0xffffu; ++bits) {
+    const T v{static_cast<uint16_t>(bits)};
+    const float f = to_float(v);
+    const T back = from_float<T>(f);
+    if (std::isnan(f) ? !std::isnan(to_float(back)) : back.bits != v.bits) ++failures;
+  }
+  return failures;
+}
+}  // namespace
+
+TEST_CASE("to_float and from_float round-trip every fp16 and bf16 value, round ties to even, keep NaN") {
+  CHECK(round_trip_failures<half_t>() == 0);
+  CHECK(round_trip_failures<bfloat16_t>() == 0);
+  // fp32 is its own storage type: identity, bits included.
+  for (float f : {0.0f, -0.0f, 1.5f, 1e-40f, -3.4e38f, INFINITY}) {
+    CHECK(float_bits(from_float<float>(f)) == float_bits(f));
+    CHECK(float_bits(to_float(f)) == float_bits(f));
+  }
+  CHECK(std::isnan(from_float<float>(NAN)));
+
+  // Ties to even: fp16 (ulp 2^-10 at 1), its subnormals (ulp 2^-24), bf16 (ulp 2^-7 at 1); just
+  // above a tie rounds up.
+  CHECK(from_float<half_t>(1.0f + 0x1p-11f).bits == 0x3c00);
+  CHECK(from_float<half_t>(1.0f + 3 * 0x1p-11f).bits == 0x3c02);
+  CHECK(from_float<half_t>(1.0f + 0x1p-11f + 0x1p-20f).bits == 0x3c01);
+  CHECK(from_float<half_t>(0x1p-25f).bits == 0x0000);
+  CHECK(from_float<half_t>(3 * 0x1p-25f).bits == 0x0002);
+  CHECK(from_float<half_t>(-3 * 0x1p-25f).bits == 0x8002);
+  CHECK(from_float<bfloat16_t>(1.0f + 0x1p-8f).bits == 0x3f80);
+  CHECK(from_float<bfloat16_t>(1.0f + 3 * 0x1p-8f).bits == 0x3f82);
+  CHECK(from_float<bfloat16_t>(1.0f + 0x1p-8f + 0x1p-16f).bits == 0x3f81);
+
+  // fp16 overflows to infinity from the midpoint above its largest value (65504) on.
+  CHECK(from_float<half_t>(65504.0f).bits == 0x7bff);
+  CHECK(from_float<half_t>(65519.0f).bits == 0x7bff);
+  CHECK(from_float<half_t>(65520.0f).bits == 0x7c00);
+  CHECK(from_float<half_t>(-1e10f).bits == 0xfc00);
+  CHECK(from_float<half_t>(INFINITY).bits == 0x7c00);
+  CHECK(std::isinf(to_float(half_t{0x7c00})));
+  // bf16 has fp32's range: FLT_MAX rounds up to infinity, infinity stays.
+  CHECK(from_float<bfloat16_t>(3.4028235e38f).bits == 0x7f80);
+  CHECK(from_float<bfloat16_t>(-INFINITY).bits == 0xff80);
+
+  // NaN stays NaN in both directions, whatever its sign.
+  CHECK(std::isnan(to_float(from_float<half_t>(NAN))));
+  CHECK(std::isnan(to_float(from_float<half_t>(-NAN))));
+  CHECK(std::isnan(to_float(from_float<bfloat16_t>(NAN))));
+  CHECK(std::isnan(to_float(from_float<bfloat16_t>(-NAN))));
+  CHECK(std::isnan(to_float(half_t{0x7e00})));
+  CHECK(std::isnan(to_float(bfloat16_t{0x7fc0})));
 }
 
 TEST_CASE("caching allocator reuses released blocks and tracks the peak") {

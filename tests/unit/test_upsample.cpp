@@ -1,6 +1,8 @@
 // Nearest 2x up-sampling: forward against a naive fp64 index loop, backward against central
-// differences of it, plain and blocked layouts, 2D and 3D, on every backend.
+// differences of it, plain and blocked layouts, 2D and 3D, on every backend; fp16/bf16 storage on the
+// GPU against the fp32 CPU layer.
 #include "device_testing.hpp"
+#include "mixed_precision_testing.hpp"
 #include "nn/upsample.hpp"
 
 using namespace pdegen;
@@ -104,5 +106,34 @@ TEST_CASE("upsample rejects a wrong rank, backward before forward and a mismatch
                     Error);
     layer.forward(Tensor::zeros(Shape{1, 2, 3, 3}, DType::f32, device), Mode::train);
     CHECK_THROWS_AS(layer.backward(Tensor::zeros(Shape{1, 2, 6, 5}, DType::f32, device)), Error);
+  });
+}
+
+TEST_CASE("upsample in fp16 and bf16 on the GPU matches fp32 within 16-bit rounding") {
+  for_each_gpu_half_type([](Device device, const HalfType& type16) {
+    for (const Shape& shape : {Shape{2, 16, 3, 4}, Shape{2, 16, 2, 3, 2}})
+      for (int block : {1, 16}) {
+        CAPTURE(shape.str());
+        CAPTURE(block);
+        const Vec x = random_vec(static_cast<size_t>(shape.numel()), 1);
+        const Vec w = random_vec(static_cast<size_t>(doubled(shape).numel()), 2);
+        Upsample cpu(shape.rank() - 2), gpu(shape.rank() - 2);
+        const Vec y32 =
+            values_of(cpu.forward(tensor_from(rounded_to(type16.dtype, x), shape, block), Mode::train));
+        const Vec dx32 =
+            values_of(cpu.backward(tensor_from(rounded_to(type16.dtype, w), doubled(shape), block)));
+
+        const Tensor y = gpu.forward(tensor_as(device, type16.dtype, x, shape, block), Mode::train);
+        CHECK(y.device() == device);
+        CHECK(y.dtype() == type16.dtype);
+        CHECK(y.channel_block() == block);
+        CHECK(values_as_f32(y) == y32);  // copies of 16-bit values: exact
+        const Tensor dx = gpu.backward(tensor_as(device, type16.dtype, w, doubled(shape), block));
+        CHECK(dx.device() == device);
+        CHECK(dx.dtype() == type16.dtype);
+        CHECK(dx.channel_block() == block);
+        // The sum of 2^d children in fp32, rounded once.
+        CHECK(rel_max_error(values_as_f32(dx), dx32) < 2 * type16.u);
+      }
   });
 }

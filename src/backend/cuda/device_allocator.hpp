@@ -49,4 +49,9 @@ void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_devi
 // Sets `count` elements of `element_bytes` (2, 4 or 8) each to the bit pattern `bits`, on the stream.
 void fill_bits(void* dst, int64_t count, size_t element_bytes, uint64_t bits);
 
+// Converts `count` elements of type `from` at `src` into type `to` at `dst` (device memory, distinct
+// buffers, from != to), on the stream, with the host conversion's rounding (core/tensor.cpp to_dtype):
+// fp32 <-> fp16/bf16 round to nearest even, fp64 goes through fp32 to the 16-bit types.
+void convert_elements(void* dst, DType to, const void* src, DType from, int64_t count);
+
 }  // namespace pdegen::cuda
