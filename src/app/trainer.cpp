@@ -26,6 +26,7 @@
 #include "optim/phases.hpp"
 #include "optim/schedule.hpp"
 #include "parallel/consistency.hpp"
+#include "parallel/nccl_communicator.hpp"
 #include "parallel/reducer.hpp"
 #include "physics/problem.hpp"
 
@@ -197,6 +198,11 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     cuda::set_conv_workspace_limit(static_cast<size_t>(deck.cuda.workspace_mb * 1024 * 1024));
     cuda::set_conv_algo_search(deck.cuda.algo_search);
     spdlog::info("device: {}", cuda::describe_device());
+    // GPU gradients are reduced by NCCL, which needs a GPU of its own for every rank of a node.
+    std::string reason;
+    if (comm.size() > 1 && !nccl_usable(comm, &reason))
+      throw UserError(fmt::format("device: cuda on {} ranks needs one GPU per rank for NCCL: {}", comm.size(),
+                                  reason));
   }
   auto model = build_model(plan, deck.training.seed, deck.device);
   ParameterRegistry& params = model->master();  // what the optimizer and the reducer work on
@@ -223,6 +229,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   // Synchronized batch norm: statistics over the whole (micro-)batch, whatever the rank count.
   const bool sync_bn = deck.network.norm == NormKind::batch && comm.size() > 1 &&
                        deck.parallel.sync_batchnorm != SyncBatchNorm::off;
+  std::unique_ptr<NcclCommunicator> syncbn_nccl;
   if (sync_bn) {
     if (B / micro < comm.size())
       throw UserError(
@@ -232,7 +239,15 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
                       "micro_batches or "
                       "the rank count",
                       B, micro, comm.size()));
-    model->net->set_stats_allreduce([&comm](double* data, int count) { comm.allreduce_sum(data, count); });
+    if (deck.device == Device::cuda) {
+      // Through NCCL on its own communicator (never the reducer's: NCCL calls on one communicator
+      // from two streams could interleave differently on different ranks).
+      syncbn_nccl = std::make_unique<NcclCommunicator>(comm);
+      model->net->set_stats_allreduce(
+          [nccl = syncbn_nccl.get()](double* data, int count) { nccl->allreduce_sum_host(data, count); });
+    } else {
+      model->net->set_stats_allreduce([&comm](double* data, int count) { comm.allreduce_sum(data, count); });
+    }
   } else if (deck.network.norm == NormKind::batch && comm.size() > 1) {
     spdlog::warn(
         "parallel.sync_batchnorm is off: each rank normalises with its own samples' statistics, so "
@@ -244,7 +259,11 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   comm.barrier();
   timeline.start_clock();
   if (deck.timeline.enabled) model->net->set_timeline(&timeline);
-  Reducer reducer(params, comm, deck.parallel, deck.timeline.enabled ? &timeline : nullptr);
+  // On the run's device: on a GPU the NCCL reducer sums the device gradients while backward goes on,
+  // and the reduced gradients are then copied to the host master weights (pull_grads).
+  const std::unique_ptr<GradientReducer> reducer_owner =
+      make_reducer(model->registry, comm, deck.parallel, deck.timeline.enabled ? &timeline : nullptr);
+  GradientReducer& reducer = *reducer_owner;
   spdlog::info("{}{}", reducer.describe(), sync_bn ? "; synchronized batch norm" : "");
 
   // Dynamic loss scaling (loss_scaling.*; on by default for fp16).
@@ -356,14 +375,12 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
       }
       model->net->backward(to_dtype(problem->lift_backward(du), deck.precision));
     }
-    // On a GPU run the hooks fire on the device registry, so the reducer (on the host master) reduces
-    // the gradients after the copy, without overlap, until the NCCL reducer lands (docs/cuda.md).
-    model->pull_grads();
     const double global = comm.sum(loss_sum) / static_cast<double>(B);
     {
       const TimelineScope event(&timeline, "wait for gradient reduction");
       reducer.finish();
     }
+    model->pull_grads();  // on a GPU: queued after the reduction on the compute stream, and waits for it
     evaluated_loss = global;
     overflowed = false;
     if (!scaler || !std::isfinite(global)) return global;  // a non-finite loss is divergence, not overflow

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <functional>
 #include <limits>
+#include <utility>
 
 #include "core/dtype.hpp"
 #include "core/error.hpp"
@@ -116,6 +117,25 @@ void add_allreduce(float* data, int64_t n, const Communicator& comm, Compression
 
 }  // namespace
 
+ReductionGroups reduction_groups(const Communicator& comm, const ParallelConfig& options) {
+  ReductionGroups groups;
+  const int P = comm.size();
+  if (P == 1 || options.hierarchical == Hierarchical::off) return groups;
+  groups.node = comm.node_local();
+  double sizes[2] = {static_cast<double>(groups.node.size()), -static_cast<double>(groups.node.size())};
+  comm.allreduce_max(sizes, 2);
+  const bool uniform = sizes[0] == -sizes[1];
+  if (options.hierarchical == Hierarchical::on && !uniform)
+    throw UserError(
+        fmt::format("parallel.hierarchical: on needs the same number of ranks on every node (found {} to "
+                    "{}); use auto or off",
+                    -sizes[1], sizes[0]));
+  groups.hierarchical = options.hierarchical == Hierarchical::on ||
+                        (uniform && groups.node.size() > 1 && groups.node.size() < P);
+  if (groups.hierarchical) groups.cross = comm.split(groups.node.rank(), comm.rank());
+  return groups;
+}
+
 Reducer::Reducer(ParameterRegistry& params, const Communicator& comm, const ParallelConfig& options,
                  Timeline* timeline)
     : params_(params), comm_(comm.duplicate()), options_(options), timeline_(timeline) {
@@ -132,20 +152,10 @@ Reducer::Reducer(ParameterRegistry& params, const Communicator& comm, const Para
   }
 
   // Hierarchical: decided from the node layout, identically on every rank.
-  if (P > 1 && options.hierarchical != Hierarchical::off) {
-    node_ = comm_.node_local();
-    double sizes[2] = {static_cast<double>(node_.size()), -static_cast<double>(node_.size())};
-    comm_.allreduce_max(sizes, 2);
-    const bool uniform = sizes[0] == -sizes[1];
-    if (options.hierarchical == Hierarchical::on && !uniform)
-      throw UserError(
-          fmt::format("parallel.hierarchical: on needs the same number of ranks on every node (found {} to "
-                      "{}); use auto or off",
-                      -sizes[1], sizes[0]));
-    hierarchical_ =
-        options.hierarchical == Hierarchical::on || (uniform && node_.size() > 1 && node_.size() < P);
-    if (hierarchical_) cross_ = comm_.split(node_.rank(), comm_.rank());
-  }
+  ReductionGroups groups = reduction_groups(comm_, options);
+  hierarchical_ = groups.hierarchical;
+  node_ = std::move(groups.node);
+  cross_ = std::move(groups.cross);
 
   float* grads = params.flat_grads().data<float>();
   for (const Bucket& b : schedule_.buckets) {

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -39,36 +40,68 @@ namespace pdegen {
 struct ReducerStats {
   int64_t steps = 0;
   double comm_seconds = 0;     // sum over buckets of launch-to-completion time
-  double exposed_seconds = 0;  // time the compute thread waited in finish()
+  double exposed_seconds = 0;  // time the compute thread (NCCL: compute stream) waited for the reduction
   // The part of the reduction time that backward did not hide: 0 = fully overlapped, 1 = blocking.
   double exposed_fraction() const {
     return comm_seconds > 0 ? std::min(1.0, exposed_seconds / comm_seconds) : 0;
   }
 };
 
-class Reducer {
+// What the trainer needs of a gradient reducer, whichever buffer it reduces: the MPI Reducer below
+// (host gradient buffers, a communication thread) or the NcclReducer (nccl_reducer.hpp: device
+// gradient buffers, a communication stream ordered by events). Both keep the same contract.
+class GradientReducer {
+ public:
+  virtual ~GradientReducer() = default;
+  // Before each backward of a step; only the step's last micro-batch communicates.
+  virtual void begin_backward(bool communicate) = 0;
+  // After the step's last backward. The MPI Reducer returns when the host buffer holds the sums;
+  // the NcclReducer returns at once, having ordered the compute stream after the reduction.
+  virtual void finish() = 0;
+  virtual const BucketSchedule& schedule() const = 0;
+  virtual const ReducerStats& stats() const = 0;
+  virtual bool hierarchical() const = 0;
+  virtual std::string describe() const = 0;
+};
+
+// The communicators of the hierarchical form, decided from the node layout identically on every
+// rank (collective over `comm`): `node` holds this node's ranks, `cross` the ranks of the same
+// node-local rank on the other nodes. Throws UserError when hierarchical: on meets nodes of
+// different sizes. Shared by both reducers so that they pick the same form.
+struct ReductionGroups {
+  bool hierarchical = false;
+  Communicator node, cross;
+};
+ReductionGroups reduction_groups(const Communicator& comm, const ParallelConfig& options);
+
+// The reducer for `params`' gradient buffer: the MPI Reducer for a host buffer, the NcclReducer for
+// a device one (a CPU-only build has no device buffers: it throws if it ever sees one). Collective.
+std::unique_ptr<GradientReducer> make_reducer(ParameterRegistry& params, const Communicator& comm,
+                                              const ParallelConfig& options, Timeline* timeline = nullptr);
+
+class Reducer final : public GradientReducer {
  public:
   // Builds and verifies the schedule (collective: every rank of `comm` must construct its Reducer
   // with the same network and options) and installs the registry's grad_ready hook. `timeline`
   // (optional) receives one event per bucket reduction.
   Reducer(ParameterRegistry& params, const Communicator& comm, const ParallelConfig& options,
           Timeline* timeline = nullptr);
-  ~Reducer();
+  ~Reducer() override;
   Reducer(const Reducer&) = delete;
   Reducer& operator=(const Reducer&) = delete;
 
   // Before each backward of a step. Only the step's last micro-batch communicates; the earlier
   // ones only accumulate into the gradient buffer.
-  void begin_backward(bool communicate);
+  void begin_backward(bool communicate) override;
   // After the step's last backward: returns when the whole gradient buffer holds the sum over
   // ranks. Buckets whose parameters never reported (a rank without samples in the last
   // micro-batch) are reduced here too, so every rank issues the same collectives.
-  void finish();
+  void finish() override;
 
-  const BucketSchedule& schedule() const { return schedule_; }
-  const ReducerStats& stats() const { return stats_; }
-  bool hierarchical() const { return hierarchical_; }
-  std::string describe() const;
+  const BucketSchedule& schedule() const override { return schedule_; }
+  const ReducerStats& stats() const override { return stats_; }
+  bool hierarchical() const override { return hierarchical_; }
+  std::string describe() const override;
 
  private:
   struct Work;  // one bucket's reduction: its phases and buffers (reducer.cpp)

@@ -3,13 +3,22 @@
 // where every rank checks the sums over all ranks. Gradients hold small integers times 2^-4, whose
 // fp32 sums are exact in any order: so every bucket size, overlap on or off and the hierarchical
 // path must give EXACTLY the same numbers, whatever algorithm MPI picks for each message size.
+// The reducer cases run on every device of reducer_devices(): the MPI Reducer on host gradients,
+// the NcclReducer on GPU gradients (filled on the host, copied in, reduced, copied back), with the
+// same checks; the GPU half is skipped with the reason where NCCL cannot run this job's layout.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <thread>
 
+#include "backend/cuda/cuda_context.hpp"
+#include "backends.hpp"
 #include "mpi_session.hpp"
 #include "parallel/bucket_schedule.hpp"
 #include "parallel/consistency.hpp"
+#include "parallel/nccl_communicator.hpp"
+#include "parallel/nccl_reducer.hpp"
 #include "parallel/reducer.hpp"
 #include "testing.hpp"
 
@@ -22,23 +31,58 @@ const Communicator& world() {
   return comm;
 }
 
+// The devices the reducer cases run on: the CPU, and the GPU where this binary and machine have one
+// AND NCCL can run the job's layout (a GPU per rank). Collective on first use (every rank calls it
+// in the same test); the GPU half's skip reason is shown once.
+const std::vector<Device>& reducer_devices() {
+  static const std::vector<Device> devices = [] {
+    std::vector<Device> d = testing::test_devices();
+    const int node_rank = world().node_local().rank();  // collective: before any rank-dependent branch
+    const bool gpu = std::find(d.begin(), d.end(), Device::cuda) != d.end();
+    if (gpu) cuda::select_device(node_rank);
+    std::string reason;
+    const bool usable = nccl_usable(world(), &reason);  // collective in CUDA builds
+    if (gpu && !usable) {
+      MESSAGE("cuda: NCCL reducer cases skipped (" << reason << ")");
+      d = {Device::cpu};
+    }
+    return d;
+  }();
+  return devices;
+}
+
 // Parameters of assorted sizes (some not multiples of the 16-element alignment), registered in
-// forward order like a network's.
-void add_parameters(ParameterRegistry& reg, int64_t scale = 1) {
+// forward order like a network's, with their flat buffers on `device`.
+void add_parameters(ParameterRegistry& reg, int64_t scale = 1, Device device = Device::cpu) {
   const int64_t sizes[] = {7, 300 * scale, 16, 1000 * scale, 1, 4096 * scale, 33, 20000 * scale, 5};
   int i = 0;
   for (int64_t n : sizes) reg.add(fmt::format("layer{}.weight", i++), Shape{n}, ParamInit::constant_value(0));
-  reg.finalize(1);
+  reg.finalize(1, device);
+}
+
+// The flat gradient buffer as host memory: the buffer itself on the CPU, a copy of a GPU one (read
+// after cuda::synchronize(), so that the reduction the compute stream waits for is in).
+Tensor host_grads(const ParameterRegistry& reg) {
+  cuda::synchronize();
+  return reg.flat_grads().to(Device::cpu);
+}
+
+// Writes a host copy back into a GPU buffer (a host buffer was written in place).
+void store_grads(const ParameterRegistry& reg, const Tensor& host) {
+  if (reg.flat_grads().device() == Device::cpu) return;
+  Tensor grads = reg.flat_grads();
+  grads.copy_from(host);
 }
 
 // Gradient value of element e on rank r: a small integer times 2^-4, exact in fp32 sums.
 float grad_value(int64_t e, int r) { return static_cast<float>((e * 7 + r * 13) % 97 - 48) / 16.0f; }
 
 void fill_gradients(ParameterRegistry& reg, int rank, float factor = 1) {
-  for (const Parameter& p : reg.params()) {
-    float* g = p.grad.data<float>();
-    for (int64_t i = 0; i < p.shape.numel(); ++i) g[i] += factor * grad_value(p.offset + i, rank);
-  }
+  const Tensor host = host_grads(reg);
+  float* g = host.data<float>();
+  for (const Parameter& p : reg.params())
+    for (int64_t i = 0; i < p.shape.numel(); ++i) g[p.offset + i] += factor * grad_value(p.offset + i, rank);
+  store_grads(reg, host);
 }
 
 float expected_sum(int64_t e, int ranks, float factor = 1) {
@@ -61,11 +105,12 @@ void run_backward(ParameterRegistry& reg) {
 }
 
 int64_t mismatches(const ParameterRegistry& reg, int ranks, float factor = 1) {
+  const Tensor host = host_grads(reg);
+  const float* g = host.data<float>();
   int64_t bad = 0;
-  for (const Parameter& p : reg.params()) {
-    const float* g = p.grad.data<float>();
-    for (int64_t i = 0; i < p.shape.numel(); ++i) bad += g[i] != expected_sum(p.offset + i, ranks, factor);
-  }
+  for (const Parameter& p : reg.params())
+    for (int64_t i = 0; i < p.shape.numel(); ++i)
+      bad += g[p.offset + i] != expected_sum(p.offset + i, ranks, factor);
   return bad;
 }
 
@@ -131,27 +176,32 @@ TEST_CASE("communicator: allgather and reduce_scatter over uneven shares") {
 
 TEST_CASE("reducer: the same exact sums for every bucket size, with and without overlap") {
   const Communicator& comm = world();
-  for (bool overlap : {false, true}) {
-    for (double mb : {0.0005, 0.004, 0.05, 25.0}) {
-      CAPTURE(overlap);
-      CAPTURE(mb);
-      ParameterRegistry reg;
-      add_parameters(reg);
-      ParallelConfig options;
-      options.bucket_mb = mb;
-      options.first_bucket_mb = mb / 4;
-      options.overlap = overlap;
-      options.hierarchical = Hierarchical::off;
-      Reducer reducer(reg, comm, options);
-      for (int step = 0; step < 3; ++step) {  // buffers and state reused across steps
-        reg.zero_grads();
-        reducer.begin_backward(true);
-        fill_gradients(reg, comm.rank());
-        run_backward(reg);
-        reducer.finish();
-        CHECK(mismatches(reg, comm.size()) == 0);
+  for (Device device : reducer_devices()) {
+    for (bool overlap : {false, true}) {
+      for (double mb : {0.0005, 0.004, 0.05, 25.0}) {
+        CAPTURE(device_name(device));
+        CAPTURE(overlap);
+        CAPTURE(mb);
+        ParameterRegistry reg;
+        add_parameters(reg, 1, device);
+        ParallelConfig options;
+        options.bucket_mb = mb;
+        options.first_bucket_mb = mb / 4;
+        options.overlap = overlap;
+        options.hierarchical = Hierarchical::off;
+        const auto reducer = make_reducer(reg, comm, options);
+        for (int step = 0; step < 3; ++step) {  // buffers and state reused across steps
+          reg.zero_grads();
+          reducer->begin_backward(true);
+          fill_gradients(reg, comm.rank());
+          run_backward(reg);
+          reducer->finish();
+          CHECK(mismatches(reg, comm.size()) == 0);
+        }
+        CHECK(reducer->stats().steps == (comm.size() > 1 ? 3 : 0));
+        // The GPU's times come from events, complete after the synchronising copy above.
+        if (comm.size() > 1) CHECK(reducer->stats().comm_seconds > 0);
       }
-      CHECK(reducer.stats().steps == (comm.size() > 1 ? 3 : 0));
     }
   }
 }
@@ -192,51 +242,59 @@ TEST_CASE("reducer: buckets launch during backward, before finish()") {
 
 TEST_CASE("reducer: micro-batches accumulate locally and communicate once") {
   const Communicator& comm = world();
-  ParameterRegistry reg;
-  add_parameters(reg);
-  ParallelConfig options = small_buckets();
-  Reducer reducer(reg, comm, options);
-  reg.zero_grads();
-  reducer.begin_backward(false);
-  fill_gradients(reg, comm.rank());
-  run_backward(reg);
-  // Nothing communicated yet: this rank's own values.
-  int64_t own = 0;
-  for (const Parameter& p : reg.params())
-    for (int64_t i = 0; i < p.shape.numel(); ++i)
-      own += p.grad.data<float>()[i] != grad_value(p.offset + i, comm.rank());
-  CHECK(own == 0);
-  reducer.begin_backward(true);
-  fill_gradients(reg, comm.rank());
-  run_backward(reg);
-  reducer.finish();
-  CHECK(mismatches(reg, comm.size(), 2) == 0);
-  CHECK(reducer.stats().steps == (comm.size() > 1 ? 1 : 0));
+  for (Device device : reducer_devices()) {
+    CAPTURE(device_name(device));
+    ParameterRegistry reg;
+    add_parameters(reg, 1, device);
+    ParallelConfig options = small_buckets();
+    const auto reducer = make_reducer(reg, comm, options);
+    reg.zero_grads();
+    reducer->begin_backward(false);
+    fill_gradients(reg, comm.rank());
+    run_backward(reg);
+    // Nothing communicated yet: this rank's own values.
+    const Tensor host = host_grads(reg);
+    int64_t own = 0;
+    for (const Parameter& p : reg.params())
+      for (int64_t i = 0; i < p.shape.numel(); ++i)
+        own += host.data<float>()[p.offset + i] != grad_value(p.offset + i, comm.rank());
+    CHECK(own == 0);
+    reducer->begin_backward(true);
+    fill_gradients(reg, comm.rank());
+    run_backward(reg);
+    reducer->finish();
+    CHECK(mismatches(reg, comm.size(), 2) == 0);
+    CHECK(reducer->stats().steps == (comm.size() > 1 ? 1 : 0));
+  }
 }
 
 TEST_CASE("reducer: a rank whose backward reports nothing still takes part") {
   const Communicator& comm = world();
-  ParameterRegistry reg;
-  add_parameters(reg);
-  ParallelConfig options = small_buckets();
-  Reducer reducer(reg, comm, options);
-  reg.zero_grads();
-  reducer.begin_backward(true);
-  // The last rank has no samples in this micro-batch: no backward, zero gradient.
-  const bool idle = comm.rank() == comm.size() - 1 && comm.size() > 1;
-  if (!idle) {
-    fill_gradients(reg, comm.rank());
-    run_backward(reg);
-  }
-  reducer.finish();
-  int64_t bad = 0;
-  for (const Parameter& p : reg.params())
-    for (int64_t i = 0; i < p.shape.numel(); ++i) {
-      float s = 0;
-      for (int r = 0; r < comm.size() - (comm.size() > 1 ? 1 : 0); ++r) s += grad_value(p.offset + i, r);
-      bad += p.grad.data<float>()[i] != s;
+  for (Device device : reducer_devices()) {
+    CAPTURE(device_name(device));
+    ParameterRegistry reg;
+    add_parameters(reg, 1, device);
+    ParallelConfig options = small_buckets();
+    const auto reducer = make_reducer(reg, comm, options);
+    reg.zero_grads();
+    reducer->begin_backward(true);
+    // The last rank has no samples in this micro-batch: no backward, zero gradient.
+    const bool idle = comm.rank() == comm.size() - 1 && comm.size() > 1;
+    if (!idle) {
+      fill_gradients(reg, comm.rank());
+      run_backward(reg);
     }
-  CHECK(bad == 0);
+    reducer->finish();
+    const Tensor host = host_grads(reg);
+    int64_t bad = 0;
+    for (const Parameter& p : reg.params())
+      for (int64_t i = 0; i < p.shape.numel(); ++i) {
+        float s = 0;
+        for (int r = 0; r < comm.size() - (comm.size() > 1 ? 1 : 0); ++r) s += grad_value(p.offset + i, r);
+        bad += host.data<float>()[p.offset + i] != s;
+      }
+    CHECK(bad == 0);
+  }
 }
 
 TEST_CASE("reducer: hierarchical reduction (simulated nodes) gives the exact sums") {
@@ -244,27 +302,32 @@ TEST_CASE("reducer: hierarchical reduction (simulated nodes) gives the exact sum
   if (comm.size() < 2) return;
   // Two ranks per "node": 2 ranks = one node, 3 = uneven (auto falls back to flat, on refuses), 4 = two
   // nodes.
+  const std::vector<Device> devices = reducer_devices();  // before the simulated nodes are set
   setenv("PDEGEN_SIMULATED_NODE_SIZE", "2", 1);
-  for (Hierarchical mode : {Hierarchical::automatic, Hierarchical::on}) {
-    for (bool overlap : {false, true}) {
-      ParameterRegistry reg;
-      add_parameters(reg);
-      ParallelConfig options = small_buckets();
-      options.overlap = overlap;
-      options.hierarchical = mode;
-      if (comm.size() == 3 && mode == Hierarchical::on) {
-        CHECK_THROWS_WITH_AS(Reducer(reg, comm, options),
-                             doctest::Contains("same number of ranks on every node"), UserError);
-        continue;
+  for (Device device : devices) {
+    for (Hierarchical mode : {Hierarchical::automatic, Hierarchical::on}) {
+      for (bool overlap : {false, true}) {
+        CAPTURE(device_name(device));
+        CAPTURE(overlap);
+        ParameterRegistry reg;
+        add_parameters(reg, 1, device);
+        ParallelConfig options = small_buckets();
+        options.overlap = overlap;
+        options.hierarchical = mode;
+        if (comm.size() == 3 && mode == Hierarchical::on) {
+          CHECK_THROWS_WITH_AS(make_reducer(reg, comm, options),
+                               doctest::Contains("same number of ranks on every node"), UserError);
+          continue;
+        }
+        const auto reducer = make_reducer(reg, comm, options);
+        CHECK(reducer->hierarchical() == (mode == Hierarchical::on || comm.size() == 4));
+        reg.zero_grads();
+        reducer->begin_backward(true);
+        fill_gradients(reg, comm.rank());
+        run_backward(reg);
+        reducer->finish();
+        CHECK(mismatches(reg, comm.size()) == 0);
       }
-      Reducer reducer(reg, comm, options);
-      CHECK(reducer.hierarchical() == (mode == Hierarchical::on || comm.size() == 4));
-      reg.zero_grads();
-      reducer.begin_backward(true);
-      fill_gradients(reg, comm.rank());
-      run_backward(reg);
-      reducer.finish();
-      CHECK(mismatches(reg, comm.size()) == 0);
     }
   }
   unsetenv("PDEGEN_SIMULATED_NODE_SIZE");
@@ -272,70 +335,177 @@ TEST_CASE("reducer: hierarchical reduction (simulated nodes) gives the exact sum
 
 TEST_CASE("reducer: fp16 and bf16 wire compression, fp32 sums, identical on every rank") {
   const Communicator& comm = world();
-  for (Compression c : {Compression::fp16, Compression::bf16}) {
-    for (Hierarchical h : {Hierarchical::off, Hierarchical::on}) {
-      ParameterRegistry reg;
-      add_parameters(reg);
-      ParallelConfig options = small_buckets();
-      options.compression = c;
-      options.hierarchical = h;
-      if (h == Hierarchical::on) setenv("PDEGEN_SIMULATED_NODE_SIZE", "2", 1);
-      if (h == Hierarchical::on && comm.size() == 3) {
+  // The flat-form results on the CPU, which the GPU must reproduce bit for bit (same algorithm,
+  // same shared 16-bit conversions, sums in rank order).
+  std::map<Compression, Tensor> cpu_flat;
+  for (Device device : reducer_devices()) {
+    for (Compression c : {Compression::fp16, Compression::bf16}) {
+      for (Hierarchical h : {Hierarchical::off, Hierarchical::on}) {
+        CAPTURE(device_name(device));
+        CAPTURE(h == Hierarchical::on);
+        ParameterRegistry reg;
+        add_parameters(reg, 1, device);
+        ParallelConfig options = small_buckets();
+        options.compression = c;
+        options.hierarchical = h;
+        if (h == Hierarchical::on && comm.size() == 3) continue;
+        if (h == Hierarchical::on) setenv("PDEGEN_SIMULATED_NODE_SIZE", "2", 1);
+        const auto reducer = make_reducer(reg, comm, options);
         unsetenv("PDEGEN_SIMULATED_NODE_SIZE");
-        continue;
-      }
-      Reducer reducer(reg, comm, options);
-      unsetenv("PDEGEN_SIMULATED_NODE_SIZE");
-      // Values with more bits than 16-bit formats hold.
-      reg.zero_grads();
-      reducer.begin_backward(true);
-      for (const Parameter& p : reg.params())
-        for (int64_t i = 0; i < p.shape.numel(); ++i)
-          p.grad.data<float>()[i] = std::sin(0.001f * static_cast<float>(p.offset + i) + 0.7f * comm.rank());
-      run_backward(reg);
-      reducer.finish();
-      // Each addend is rounded once (relative 2^-11 fp16, 2^-8 bf16), the sum once more.
-      const double eps = c == Compression::fp16 ? 1.0 / 2048 : 1.0 / 256;
-      double worst = 0;
-      for (const Parameter& p : reg.params())
-        for (int64_t i = 0; i < p.shape.numel(); ++i) {
-          double exact = 0, magnitude = 0;
-          for (int r = 0; r < comm.size(); ++r) {
-            const double v = std::sin(0.001f * static_cast<float>(p.offset + i) + 0.7f * r);
-            exact += v;
-            magnitude += std::abs(v);
-          }
-          const double err = std::abs(p.grad.data<float>()[i] - exact);
-          worst = std::max(worst, err / (eps * (magnitude + std::abs(exact)) + 1e-30));
+        // Values with more bits than 16-bit formats hold.
+        reg.zero_grads();
+        reducer->begin_backward(true);
+        {
+          const Tensor host = host_grads(reg);
+          for (const Parameter& p : reg.params())
+            for (int64_t i = 0; i < p.shape.numel(); ++i)
+              host.data<float>()[p.offset + i] =
+                  std::sin(0.001f * static_cast<float>(p.offset + i) + 0.7f * comm.rank());
+          store_grads(reg, host);
         }
-      CHECK(worst <= 1.0);
-      // Bitwise the same gradient everywhere.
-      CHECK_NOTHROW(check_replicas_identical(state_checksum({&reg.flat_grads()}), comm, 0));
+        run_backward(reg);
+        reducer->finish();
+        const Tensor result = host_grads(reg);
+        // Each addend is rounded once (relative 2^-11 fp16, 2^-8 bf16), the sum once more.
+        const double eps = c == Compression::fp16 ? 1.0 / 2048 : 1.0 / 256;
+        double worst = 0;
+        for (const Parameter& p : reg.params())
+          for (int64_t i = 0; i < p.shape.numel(); ++i) {
+            double exact = 0, magnitude = 0;
+            for (int r = 0; r < comm.size(); ++r) {
+              const double v = std::sin(0.001f * static_cast<float>(p.offset + i) + 0.7f * r);
+              exact += v;
+              magnitude += std::abs(v);
+            }
+            const double err = std::abs(result.data<float>()[p.offset + i] - exact);
+            worst = std::max(worst, err / (eps * (magnitude + std::abs(exact)) + 1e-30));
+          }
+        CHECK(worst <= 1.0);
+        // Bitwise the same gradient everywhere.
+        CHECK_NOTHROW(check_replicas_identical(state_checksum({&result}), comm, 0));
+        if (h == Hierarchical::off && device == Device::cpu) cpu_flat[c] = result.clone();
+        if (h == Hierarchical::off && device != Device::cpu) {
+          REQUIRE(cpu_flat.count(c) == 1);
+          CHECK(state_checksum({&result}) == state_checksum({&cpu_flat[c]}));
+        }
+      }
     }
   }
 }
 
 TEST_CASE("reducer: ranks with different networks stop with an error naming the parameter") {
   const Communicator& comm = world();
-  ParameterRegistry reg;
-  const int64_t n = comm.rank() == 1 ? 301 : 300;  // rank 1 built another network
-  reg.add("encoder.conv0.weight", Shape{7}, ParamInit::constant_value(0));
-  reg.add("encoder.conv1.weight", Shape{n}, ParamInit::constant_value(0));
-  reg.add("head.weight", Shape{16}, ParamInit::constant_value(0));
-  reg.finalize(1);
-  if (comm.size() == 1) {
-    CHECK_NOTHROW(Reducer(reg, comm, ParallelConfig{}));
-    return;
-  }
-  // Every rank throws (no hang); the message names the parameter.
-  CHECK_THROWS_WITH(Reducer(reg, comm, ParallelConfig{}), doctest::Contains("encoder.conv1.weight"));
+  for (Device device : reducer_devices()) {
+    CAPTURE(device_name(device));
+    ParameterRegistry reg;
+    const int64_t n = comm.rank() == 1 ? 301 : 300;  // rank 1 built another network
+    reg.add("encoder.conv0.weight", Shape{7}, ParamInit::constant_value(0));
+    reg.add("encoder.conv1.weight", Shape{n}, ParamInit::constant_value(0));
+    reg.add("head.weight", Shape{16}, ParamInit::constant_value(0));
+    reg.finalize(1, device);
+    if (comm.size() == 1) {
+      CHECK_NOTHROW(make_reducer(reg, comm, ParallelConfig{}));
+      continue;
+    }
+    // Every rank throws (no hang); the message names the parameter.
+    CHECK_THROWS_WITH(make_reducer(reg, comm, ParallelConfig{}), doctest::Contains("encoder.conv1.weight"));
 
-  // A different parameter COUNT is found too.
-  ParameterRegistry other;
-  other.add("a.weight", Shape{4}, ParamInit::constant_value(0));
-  if (comm.rank() == 0) other.add("b.weight", Shape{4}, ParamInit::constant_value(0));
-  other.finalize(1);
-  CHECK_THROWS_WITH(Reducer(other, comm, ParallelConfig{}), doctest::Contains("schedules differ"));
+    // A different parameter COUNT is found too.
+    ParameterRegistry other;
+    other.add("a.weight", Shape{4}, ParamInit::constant_value(0));
+    if (comm.rank() == 0) other.add("b.weight", Shape{4}, ParamInit::constant_value(0));
+    other.finalize(1, device);
+    CHECK_THROWS_WITH(make_reducer(other, comm, ParallelConfig{}), doctest::Contains("schedules differ"));
+  }
+}
+
+TEST_CASE("make_reducer: the MPI Reducer for host gradients, the NCCL reducer for GPU gradients") {
+  const Communicator& comm = world();
+  for (Device device : reducer_devices()) {
+    CAPTURE(device_name(device));
+    ParameterRegistry reg;
+    add_parameters(reg, 1, device);
+    const auto reducer = make_reducer(reg, comm, small_buckets());
+    if (device == Device::cpu) {
+      CHECK(dynamic_cast<Reducer*>(reducer.get()) != nullptr);
+      CHECK(reducer->describe().find("NCCL") == std::string::npos);
+    } else {
+      CHECK(dynamic_cast<NcclReducer*>(reducer.get()) != nullptr);
+      CHECK(reducer->describe().find("NCCL") != std::string::npos);
+    }
+    CHECK(reducer->schedule().buckets.size() > 1);
+  }
+#ifndef PDEGEN_HAVE_CUDA
+  // A CPU-only build says plainly that NCCL is not there, on every rank alike.
+  std::string reason;
+  CHECK_FALSE(nccl_usable(comm, &reason));
+  CHECK(reason.find("built without the CUDA backend") != std::string::npos);
+  CHECK_THROWS_WITH(NcclCommunicator{comm}, doctest::Contains("built without the CUDA backend"));
+  ParameterRegistry reg;
+  add_parameters(reg);
+  CHECK_THROWS_WITH(NcclReducer(reg, comm, ParallelConfig{}),
+                    doctest::Contains("built without the CUDA backend"));
+#endif
+}
+
+TEST_CASE("NCCL communicator: sums, equal-shard collectives, point to point and the host allreduce") {
+  const std::vector<Device> devices = reducer_devices();
+  if (std::find(devices.begin(), devices.end(), Device::cuda) == devices.end()) return;  // reason shown
+#ifdef PDEGEN_HAVE_CUDA
+  const Communicator& comm = world();
+  NcclCommunicator nccl(comm);
+  const int P = comm.size(), me = comm.rank();
+  CHECK(nccl.rank() == me);
+  CHECK(nccl.size() == P);
+  const GpuStream stream = cuda::stream();
+  auto on_gpu = [](const std::vector<float>& v) {
+    Tensor host = Tensor::empty(Shape{static_cast<int64_t>(v.size())});
+    std::copy(v.begin(), v.end(), host.data<float>());
+    return host.to(Device::cuda);
+  };
+  auto on_host = [](const Tensor& t) {
+    const Tensor host = t.to(Device::cpu);  // synchronises the stream
+    return std::vector<float>(host.data<float>(), host.data<float>() + host.numel());
+  };
+  const int64_t shard = 5, n = shard * P;
+  // allreduce: element i of rank r holds i + r.
+  std::vector<float> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<float>(i + me);
+  Tensor t = on_gpu(v);
+  nccl.allreduce_sum(t.data<float>(), n, stream);
+  std::vector<float> out = on_host(t);
+  for (int64_t i = 0; i < n; ++i)
+    CHECK(out[static_cast<size_t>(i)] == static_cast<float>(P * i + P * (P - 1) / 2));
+  // reduce-scatter leaves this rank's shard of the sums; allgather of (rank's shard = its index) restores
+  // all.
+  t = on_gpu(v);
+  nccl.reduce_scatter_sum(t.data<float>(), shard, stream);
+  out = on_host(t);
+  for (int64_t i = me * shard; i < (me + 1) * shard; ++i)
+    CHECK(out[static_cast<size_t>(i)] == static_cast<float>(P * i + P * (P - 1) / 2));
+  std::vector<float> mine(static_cast<size_t>(n), -1.0f);
+  for (int64_t i = me * shard; i < (me + 1) * shard; ++i)
+    mine[static_cast<size_t>(i)] = static_cast<float>(i);
+  t = on_gpu(mine);
+  nccl.allgather(t.data<float>(), shard, stream);
+  out = on_host(t);
+  for (int64_t i = 0; i < n; ++i) CHECK(out[static_cast<size_t>(i)] == static_cast<float>(i));
+  // A ring exchange: each rank sends its rank to the next and receives from the previous.
+  if (P > 1) {
+    Tensor send = on_gpu({static_cast<float>(me)}), recv = on_gpu({-1.0f});
+    NcclCommunicator::group_start();
+    nccl.send(send.data<float>(), sizeof(float), (me + 1) % P, stream);
+    nccl.recv(recv.data<float>(), sizeof(float), (me + P - 1) % P, stream);
+    NcclCommunicator::group_end();
+    CHECK(on_host(recv)[0] == static_cast<float>((me + P - 1) % P));
+  }
+  // The synchronized batch norm's hook: host doubles in, sums out, after the call returns.
+  double stats[3] = {0.5 * me, 1.0, -0.25 * me};
+  nccl.allreduce_sum_host(stats, 3);
+  CHECK(stats[0] == 0.25 * P * (P - 1));
+  CHECK(stats[1] == static_cast<double>(P));
+  CHECK(stats[2] == -0.125 * P * (P - 1));
+#endif
 }
 
 TEST_CASE("replica checksum: identical replicas pass, one changed bit on one rank stops every rank") {
