@@ -8,7 +8,7 @@
 # Environment: BUILD (default build/cuda; needs pdegen and bench_layers), PYTHON (an interpreter with
 # torch built for CUDA, numpy, scipy and PyYAML; default python3), OUT (default /tmp), THREADS (host
 # threads for both sides, default: the core count, at most 16), PARTS (default
-# "layers layers_tf32 train256 train1024"; any subset, in any order), REPS (layer repetitions, default 20),
+# "layers layers_tf32 train256 train1024 precision"; any subset, in any order), REPS (layer repetitions, default 20),
 # SMOKE=1 (every part on tiny shapes and a few steps: checks the whole pipeline in about a minute).
 # About 5 minutes on one H100; each part also writes its table to $OUT/gpu_<part>.md as it finishes.
 set -euo pipefail
@@ -17,7 +17,7 @@ BUILD=${BUILD:-build/cuda}
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-/tmp}
 THREADS=${THREADS:-$(n=$(nproc); echo $((n < 16 ? n : 16)))}
-PARTS=${PARTS:-layers layers_tf32 train256 train1024}
+PARTS=${PARTS:-layers layers_tf32 train256 train1024 precision}
 REPS=${REPS:-20}
 SMOKE=${SMOKE:-0}
 # The shapes of the tables; SMOKE shrinks them (the same commands, so the smoke run tests the real path).
@@ -25,6 +25,7 @@ layer_shape=(--batch 16 --size 256 --reps "$REPS")
 layer_filter=()
 train256=(--steps 30 training.batch_size=16)
 train1024=(--steps 10 training.batch_size=4 network.depth=6)
+precision=(--steps 30 training.batch_size=16)
 smoke=""
 if [[ $SMOKE == 1 ]]; then
   smoke=" (SMOKE run: tiny shapes, not for the record)"
@@ -32,6 +33,7 @@ if [[ $SMOKE == 1 ]]; then
   layer_filter=(--filter "s1 16->")
   train256=(--steps 5 training.batch_size=2 problem.resolution=64)
   train1024=(--steps 5 training.batch_size=2 network.depth=4 problem.resolution=64)
+  precision=(--steps 5 training.batch_size=2 problem.resolution=64)
 fi
 export PYTHON  # the compare scripts run the PyTorch peers under it
 
@@ -122,7 +124,12 @@ for p in $PARTS; do
         --pdegen "$BUILD/pdegen" --threads "$THREADS" --eval-only-at-end "${train1024[@]}" \
         evaluation.samples=1 output.field_samples=1
       ;;
-    *) fail "unknown part '$p' in PARTS (layers, layers_tf32, train256, train1024)" ;;
+    precision)
+      part precision "pdegen on the GPU in fp32, bf16 and fp16 (poisson2d 256x256, batch 16)" \
+        "$PYTHON" tools/bench/compare_precision.py input_decks/poisson2d_256.yaml --pdegen "$BUILD/pdegen" \
+        "${precision[@]}" evaluation.samples=4 output.field_samples=1
+      ;;
+    *) fail "unknown part '$p' in PARTS (layers, layers_tf32, train256, train1024, precision)" ;;
   esac
 done
 
