@@ -13,7 +13,10 @@
 
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include "backends.hpp"
+#include "device_testing.hpp"
 #include "testing.hpp"
 
 namespace pdegen::testing {
@@ -54,6 +57,62 @@ void for_each_gpu_half_type(F&& body) {
     ran = true;
   }
   if (!ran) MESSAGE("fp16/bf16 on the GPU: skipped (no cuda device under test)");
+}
+
+// A layer with a weight and a bias (Conv, ConvTranspose) on `device` with x and dy in `dtype` against the
+// fp32 CPU layer fed the same (16-bit representable) x and dy, for two steps with different weights (the
+// 16-bit weight copy must follow the registry), each with two backwards (dW and db must accumulate over the
+// 16-bit scratch). What separates the two is then the layer's own rounding: the weights rounded to 16 bits (u
+// relative each, entering sums of K products accumulated in fp32, so their errors add like sqrt(K)
+// times a term), the 16-bit results (u) and the bias added after the convolution was rounded (u);
+// an emulation of exactly these roundings on these shapes gives at most 1.3 u relative to the largest
+// entry, so 6 u (fp16 2.9e-3, bf16 2.3e-2) leaves room for cuDNN's summation orders while a wrong
+// index, a stale weight copy or a lost accumulation is off by 1e-1 or more. db is summed in fp32 from
+// 16-bit dy that hold the reference's values exactly: fp32 tolerance.
+template <class L, class Config>
+void check_weighted_layer_in_half(Device device, const Config& c, const Shape& in_shape, HalfType type16) {
+  const DType dtype = type16.dtype;
+  CAPTURE(in_shape.str());
+  ParameterRegistry cpu_registry, gpu_registry;
+  L cpu_layer("mixed", c, cpu_registry), gpu_layer("mixed", c, gpu_registry);
+  cpu_registry.finalize(7);
+  gpu_registry.finalize(7, device);
+  const Shape out_shape = cpu_layer.output_shape(in_shape);
+  const Tensor x16 =
+      to_dtype(tensor_from(random_vec(static_cast<size_t>(in_shape.numel()), 1), in_shape), dtype);
+  const Tensor dy16 =
+      to_dtype(tensor_from(random_vec(static_cast<size_t>(out_shape.numel()), 2), out_shape), dtype);
+  const Tensor x32 = to_dtype(x16, DType::f32), dy32 = to_dtype(dy16, DType::f32);
+  const double tol = 6 * type16.u;
+  const ParameterRegistry::Id w = cpu_layer.weight_id(), b = cpu_layer.bias_id();
+  for (int step = 0; step < 2; ++step) {
+    CAPTURE(step);
+    if (step == 1) {
+      const double bound = 1 / std::sqrt(static_cast<double>(cpu_registry.value(w).numel() / c.out_channels));
+      const Vec weight = random_vec(static_cast<size_t>(cpu_registry.value(w).numel()), 3, -bound, bound);
+      set_values_on(cpu_registry.value(w), weight);
+      set_values_on(gpu_registry.value(w), weight);
+    }
+    REQUIRE(host_values(gpu_registry.value(w)) == values_of(cpu_registry.value(w)));
+    cpu_registry.zero_grads();
+    gpu_registry.zero_grads();
+    const Tensor y_ref = cpu_layer.forward(x32, Mode::train);
+    const Tensor y = gpu_layer.forward(x16.to(device), Mode::train);
+    REQUIRE(y.shape() == out_shape);
+    CHECK(y.dtype() == dtype);
+    CHECK(y.device() == device);
+    CHECK(rel_max_error(values_as_f32(y), values_of(y_ref)) < tol);
+    Tensor dx_ref, dx;
+    for (int pass = 0; pass < 2; ++pass) {
+      dx_ref = cpu_layer.backward(dy32);
+      dx = gpu_layer.backward(dy16.to(device));
+    }
+    REQUIRE(dx.shape() == in_shape);
+    CHECK(dx.dtype() == dtype);
+    CHECK(rel_max_error(values_as_f32(dx), values_of(dx_ref)) < tol);
+    CHECK(rel_max_error(host_values(gpu_registry.grad(w)), values_of(cpu_registry.grad(w))) < tol);
+    CHECK(rel_max_error(host_values(gpu_registry.grad(b)), values_of(cpu_registry.grad(b))) < f32_tol);
+  }
 }
 
 }  // namespace pdegen::testing

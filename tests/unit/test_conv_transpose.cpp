@@ -10,6 +10,7 @@
 #include "backend/cpu/dnnl_context.hpp"
 #include "backends.hpp"
 #include "device_testing.hpp"
+#include "mixed_precision_testing.hpp"
 #include "nn/conv_transpose.hpp"
 #include "testing.hpp"
 
@@ -84,71 +85,6 @@ void check_conv_transpose(const ConvTransposeConfig& c, const Shape& in_shape, i
 ConvTransposeConfig config(int ndim, int64_t cin, int64_t cout, int kernel, int stride, int padding,
                            bool bias = true) {
   return conv_config<ConvTransposeConfig>(ndim, cin, cout, kernel, stride, padding, bias);
-}
-
-// ---- 16-bit activations on the GPU (mixed precision) ----
-
-// Unit roundoff of a 16-bit storage type: half its spacing at 1 (fp16 stores 10 mantissa bits, bf16 7).
-double unit_roundoff(DType t) { return t == DType::f16 ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8); }
-
-// Logical-order values of a plain tensor of any storage type on any device, widened to fp32.
-Vec widened_values(const Tensor& t) { return values_of(to_dtype(t.to(Device::cpu), DType::f32)); }
-
-// ConvTranspose on `device` with x and dy in `dtype` against the fp32 CPU layer fed the same (16-bit
-// representable) x and dy, for two steps with different weights (the 16-bit weight copy must follow
-// the registry), each with two backwards (dW and db must accumulate over the 16-bit scratch).
-// What separates the two is then the layer's own rounding: the weights rounded to 16 bits (u
-// relative each, entering sums of K products accumulated in fp32, so their errors add like sqrt(K)
-// times a term), the 16-bit results (u) and the bias added after the convolution was rounded (u);
-// an emulation of exactly these roundings on these shapes gives at most 1.3 u relative to the largest
-// entry, so 6 u (fp16 2.9e-3, bf16 2.3e-2) leaves room for cuDNN's summation orders while a wrong
-// index, a stale weight copy or a lost accumulation is off by 1e-1 or more. db is summed in fp32 from
-// 16-bit dy that hold the reference's values exactly: fp32 tolerance.
-template <class Config>
-void check_reduced_precision(Device device, const Config& c, const Shape& in_shape, DType dtype) {
-  CAPTURE(device_name(device));
-  CAPTURE(dtype_name(dtype));
-  CAPTURE(in_shape.str());
-  ParameterRegistry cpu_registry, gpu_registry;
-  ConvTranspose cpu_layer("mixed", c, cpu_registry), gpu_layer("mixed", c, gpu_registry);
-  cpu_registry.finalize(7);
-  gpu_registry.finalize(7, device);
-  const Shape out_shape = cpu_layer.output_shape(in_shape);
-  const Tensor x16 =
-      to_dtype(tensor_from(random_vec(static_cast<size_t>(in_shape.numel()), 1), in_shape), dtype);
-  const Tensor dy16 =
-      to_dtype(tensor_from(random_vec(static_cast<size_t>(out_shape.numel()), 2), out_shape), dtype);
-  const Tensor x32 = to_dtype(x16, DType::f32), dy32 = to_dtype(dy16, DType::f32);
-  const double tol = 6 * unit_roundoff(dtype);
-  const ParameterRegistry::Id w = cpu_layer.weight_id(), b = cpu_layer.bias_id();
-  for (int step = 0; step < 2; ++step) {
-    CAPTURE(step);
-    if (step == 1) {
-      const double bound = 1 / std::sqrt(static_cast<double>(cpu_registry.value(w).numel() / c.out_channels));
-      const Vec weight = random_vec(static_cast<size_t>(cpu_registry.value(w).numel()), 3, -bound, bound);
-      set_values_on(cpu_registry.value(w), weight);
-      set_values_on(gpu_registry.value(w), weight);
-    }
-    REQUIRE(host_values(gpu_registry.value(w)) == values_of(cpu_registry.value(w)));
-    cpu_registry.zero_grads();
-    gpu_registry.zero_grads();
-    const Tensor y_ref = cpu_layer.forward(x32, Mode::train);
-    const Tensor y = gpu_layer.forward(x16.to(device), Mode::train);
-    REQUIRE(y.shape() == out_shape);
-    CHECK(y.dtype() == dtype);
-    CHECK(y.device() == device);
-    CHECK(rel_max_error(widened_values(y), values_of(y_ref)) < tol);
-    Tensor dx_ref, dx;
-    for (int pass = 0; pass < 2; ++pass) {
-      dx_ref = cpu_layer.backward(dy32);
-      dx = gpu_layer.backward(dy16.to(device));
-    }
-    REQUIRE(dx.shape() == in_shape);
-    CHECK(dx.dtype() == dtype);
-    CHECK(rel_max_error(widened_values(dx), values_of(dx_ref)) < tol);
-    CHECK(rel_max_error(host_values(gpu_registry.grad(w)), values_of(cpu_registry.grad(w))) < tol);
-    CHECK(rel_max_error(host_values(gpu_registry.grad(b)), values_of(cpu_registry.grad(b))) < f32_tol);
-  }
 }
 
 }  // namespace
@@ -276,13 +212,12 @@ TEST_CASE("conv_transpose rejects an input whose channel count or rank does not 
 
 TEST_CASE("conv_transpose in fp16 and bf16 on the GPU matches fp32 within 16-bit rounding") {
   // Only the GPU takes 16-bit activations; without one this is skipped with the message above.
-  for (Device device : test_devices()) {
-    if (device == Device::cpu) continue;
-    for (DType dtype : {DType::f16, DType::bf16}) {
-      check_reduced_precision(device, config(2, 16, 8, 2, 2, 0), Shape{2, 16, 4, 3}, dtype);
-      check_reduced_precision(device, config(3, 8, 8, 2, 2, 0), Shape{1, 8, 3, 2, 3}, dtype);
-    }
-  }
+  for_each_gpu_half_type([](Device device, HalfType type16) {
+    check_weighted_layer_in_half<ConvTranspose>(device, config(2, 16, 8, 2, 2, 0), Shape{2, 16, 4, 3},
+                                                type16);
+    check_weighted_layer_in_half<ConvTranspose>(device, config(3, 8, 8, 2, 2, 0), Shape{1, 8, 3, 2, 3},
+                                                type16);
+  });
 }
 
 TEST_CASE("conv_transpose refuses fp16/bf16 input on the CPU and a dy of another type than its input") {
