@@ -140,8 +140,9 @@ void restore_loss_scale(LossScaler& scaler, const CheckpointData& data) {
     if (name == "loss_scale") scale = value;
     if (name == "loss_scale_clean_steps") clean = value;
   }
-  if (scale > 0) scaler.restore(std::clamp(scale, scaler.config().min_scale, scaler.config().max_scale),
-                                static_cast<int64_t>(clean));
+  if (scale > 0)
+    scaler.restore(std::clamp(scale, scaler.config().min_scale, scaler.config().max_scale),
+                   static_cast<int64_t>(clean));
 }
 
 // Rank 0 writes every rank's events as one Chrome trace.
@@ -182,8 +183,8 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   const int64_t B = deck.training.batch_size, steps = deck.training.steps;
   const Share share = share_of(B, comm.rank(), comm.size());
   if (deck.device == Device::cuda) {
-    // One GPU per rank, chosen by the rank's place on its node.
-    cuda::select_device(comm.node_local().rank());
+    // One GPU per rank, chosen by the rank's place on its (physical, never simulated) node.
+    cuda::select_device(physical_node_rank(comm));
     switch (deck.cuda.conv_math) {
       case ConvMathKind::fp32:
         cuda::set_conv_math(cuda::ConvMath::fp32);
@@ -201,8 +202,8 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     // GPU gradients are reduced by NCCL, which needs a GPU of its own for every rank of a node.
     std::string reason;
     if (comm.size() > 1 && !nccl_usable(comm, &reason))
-      throw UserError(fmt::format("device: cuda on {} ranks needs one GPU per rank for NCCL: {}", comm.size(),
-                                  reason));
+      throw UserError(
+          fmt::format("device: cuda on {} ranks needs one GPU per rank for NCCL: {}", comm.size(), reason));
   }
   auto model = build_model(plan, deck.training.seed, deck.device);
   ParameterRegistry& params = model->master();  // what the optimizer and the reducer work on
@@ -229,7 +230,6 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   // Synchronized batch norm: statistics over the whole (micro-)batch, whatever the rank count.
   const bool sync_bn = deck.network.norm == NormKind::batch && comm.size() > 1 &&
                        deck.parallel.sync_batchnorm != SyncBatchNorm::off;
-  std::unique_ptr<NcclCommunicator> syncbn_nccl;
   if (sync_bn) {
     if (B / micro < comm.size())
       throw UserError(
@@ -239,15 +239,6 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
                       "micro_batches or "
                       "the rank count",
                       B, micro, comm.size()));
-    if (deck.device == Device::cuda) {
-      // Through NCCL on its own communicator (never the reducer's: NCCL calls on one communicator
-      // from two streams could interleave differently on different ranks).
-      syncbn_nccl = std::make_unique<NcclCommunicator>(comm);
-      model->net->set_stats_allreduce(
-          [nccl = syncbn_nccl.get()](double* data, int count) { nccl->allreduce_sum_host(data, count); });
-    } else {
-      model->net->set_stats_allreduce([&comm](double* data, int count) { comm.allreduce_sum(data, count); });
-    }
   } else if (deck.network.norm == NormKind::batch && comm.size() > 1) {
     spdlog::warn(
         "parallel.sync_batchnorm is off: each rank normalises with its own samples' statistics, so "
@@ -264,13 +255,19 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   const std::unique_ptr<GradientReducer> reducer_owner =
       make_reducer(model->registry, comm, deck.parallel, deck.timeline.enabled ? &timeline : nullptr);
   GradientReducer& reducer = *reducer_owner;
+  // Synchronized batch norm's sums go through the reducer: on a GPU they then run through NCCL on
+  // the reducer's stream, after the buckets already queued, never beside them.
+  if (sync_bn)
+    model->net->set_stats_allreduce(
+        [&reducer](double* data, int count) { reducer.allreduce_statistics(data, count); });
   spdlog::info("{}{}", reducer.describe(), sync_bn ? "; synchronized batch norm" : "");
 
   // Dynamic loss scaling (loss_scaling.*; on by default for fp16).
   std::unique_ptr<LossScaler> scaler;
   if (deck.loss_scaling.enabled) scaler = std::make_unique<LossScaler>(deck.loss_scaling);
   if (deck.precision != DType::f32 || scaler)
-    spdlog::info("precision: {} activations, fp32 parameters, gradients and loss{}", dtype_name(deck.precision),
+    spdlog::info("precision: {} activations, fp32 parameters, gradients and loss{}",
+                 dtype_name(deck.precision),
                  scaler ? fmt::format("; dynamic loss scaling from {:g}, growth after {} clean steps",
                                       scaler->scale(), deck.loss_scaling.growth_interval)
                         : std::string());
@@ -375,11 +372,13 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
       }
       model->net->backward(to_dtype(problem->lift_backward(du), deck.precision));
     }
-    const double global = comm.sum(loss_sum) / static_cast<double>(B);
     {
       const TimelineScope event(&timeline, "wait for gradient reduction");
       reducer.finish();
     }
+    // After finish(): a rank that had no samples must have queued its buckets before it blocks in an
+    // MPI collective, or ranks still in backward could wait on NCCL for it.
+    const double global = comm.sum(loss_sum) / static_cast<double>(B);
     model->pull_grads();  // on a GPU: queued after the reduction on the compute stream, and waits for it
     evaluated_loss = global;
     overflowed = false;
@@ -410,8 +409,8 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
       if (overflowed) {
         ++skipped_steps;
         loss = evaluated_loss;
-        spdlog::warn("step {}: the gradient overflowed at loss scale {:g}: step skipped, scale now {:g}", s + 1,
-                     scale, scaler->scale());
+        spdlog::warn("step {}: the gradient overflowed at loss scale {:g}: step skipped, scale now {:g}",
+                     s + 1, scale, scaler->scale());
       }
     }
     if (!std::isfinite(loss)) {

@@ -3,7 +3,6 @@
 #include "parallel/nccl_communicator.hpp"
 
 #include <algorithm>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -120,8 +119,13 @@ void NcclCommunicator::allreduce_sum_host(double* host, int count) {
 
 bool nccl_usable(const Communicator& comm, std::string* reason) {
   // Each rank's own verdict first, without throwing: every rank must reach the collectives below.
+  // GPUs are told apart by PCI bus id, as NCCL's own "Duplicate GPU" check does, not by CUDA ordinal:
+  // where each rank sees only its own GPU (CUDA_VISIBLE_DEVICES per rank, jsrun -g1, srun
+  // --gpus-per-task=1) every rank's device is 0, and they still are distinct GPUs.
+  constexpr int bus_id_chars = 32;  // "0000:3b:00.0" and a NUL, with room to spare
   std::string local;
   int count = 0, device = -1;
+  char bus_id[bus_id_chars] = {};  // empty: no GPU selected (this rank reports why)
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
@@ -133,29 +137,38 @@ bool nccl_usable(const Communicator& comm, std::string* reason) {
     (void)cudaGetLastError();
     local = fmt::format("cudaGetDevice failed: {}", cudaGetErrorString(d));
     device = -1;
+  } else if (const cudaError_t b = cudaDeviceGetPCIBusId(bus_id, bus_id_chars, device); b != cudaSuccess) {
+    (void)cudaGetLastError();
+    local = fmt::format("cudaDeviceGetPCIBusId failed: {}", cudaGetErrorString(b));
+    bus_id[0] = '\0';
   }
+  bus_id[bus_id_chars - 1] = '\0';
   // The physical node (not node_local(), which PDEGEN_SIMULATED_NODE_SIZE may redraw): GPUs are
   // shared by the processes of one machine.
   MPI_Comm node;
   MPI_CHECK(MPI_Comm_split_type(comm.comm(), MPI_COMM_TYPE_SHARED, comm.rank(), MPI_INFO_NULL, &node));
   int node_size = 1;
   MPI_CHECK(MPI_Comm_size(node, &node_size));
-  std::vector<int> devices(static_cast<size_t>(node_size), -1);
-  MPI_CHECK(MPI_Allgather(&device, 1, MPI_INT, devices.data(), 1, MPI_INT, node));
+  std::vector<char> bus_ids(static_cast<size_t>(node_size) * bus_id_chars);
+  MPI_CHECK(MPI_Allgather(bus_id, bus_id_chars, MPI_CHAR, bus_ids.data(), bus_id_chars, MPI_CHAR, node));
   MPI_CHECK(MPI_Comm_free(&node));
-  if (local.empty() && node_size > count) {
-    local = fmt::format(
-        "{} ranks on this node share its {} GPU(s), and NCCL needs a GPU per rank (it stops with "
-        "\"Duplicate GPU detected\"): start at most {} rank(s) per node",
-        node_size, count, count);
-  } else if (local.empty()) {
-    std::vector<int> sorted;  // the node's selected GPUs (-1: a rank without one, reported by itself)
-    std::copy_if(devices.begin(), devices.end(), std::back_inserter(sorted), [](int d) { return d >= 0; });
+  if (local.empty()) {
+    // The node's selected GPUs (an empty id: a rank without one, which reports that itself).
+    std::vector<std::string> sorted;
+    for (int r = 0; r < node_size; ++r) {
+      std::string id(bus_ids.data() + static_cast<size_t>(r) * bus_id_chars);
+      if (!id.empty()) sorted.push_back(std::move(id));
+    }
     std::sort(sorted.begin(), sorted.end());
     const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
-    if (dup != sorted.end())
+    if (dup != sorted.end() && node_size > count)
       local = fmt::format(
-          "ranks of this node use the same GPU {}: select one GPU per rank first "
+          "{} ranks on this node share its {} GPU(s) (GPU {} twice), and NCCL needs a GPU per rank (it stops "
+          "with \"Duplicate GPU detected\"): start at most {} rank(s) per node",
+          node_size, count, *dup, count);
+    else if (dup != sorted.end())
+      local = fmt::format(
+          "ranks of this node use the same GPU (PCI {}): select one GPU per rank first "
           "(cuda::select_device(node-local rank))",
           *dup);
   }
@@ -207,5 +220,14 @@ bool nccl_usable(const Communicator& /*comm*/, std::string* reason) {
 }
 
 #endif  // PDEGEN_HAVE_CUDA
+
+int physical_node_rank(const Communicator& comm) {
+  MPI_Comm node;
+  MPI_CHECK(MPI_Comm_split_type(comm.comm(), MPI_COMM_TYPE_SHARED, comm.rank(), MPI_INFO_NULL, &node));
+  int rank = 0;
+  MPI_CHECK(MPI_Comm_rank(node, &rank));
+  MPI_CHECK(MPI_Comm_free(&node));
+  return rank;
+}
 
 }  // namespace pdegen

@@ -70,9 +70,16 @@ class NcclCommunicator {
 
 // Collective over `comm`: true when every rank has a GPU of its own, as NCCL requires: the CUDA
 // backend is built, a device is present, the ranks of each node (MPI_Comm_split_type SHARED: the
-// physical node, whatever PDEGEN_SIMULATED_NODE_SIZE says) are no more than its GPUs, and their
-// current devices differ (cuda::select_device(node-local rank) was called). Otherwise false with
-// the reason in *reason; every rank returns the same answer.
+// physical node, whatever PDEGEN_SIMULATED_NODE_SIZE says) each have a current device, and no two
+// of them the same GPU (compared by PCI bus id, as NCCL does, so ranks that each see only their own
+// GPU as device 0 pass; cuda::select_device(node-local rank) was called). Otherwise false with the
+// reason in *reason; every rank returns the same answer.
 bool nccl_usable(const Communicator& comm, std::string* reason = nullptr);
+
+// Collective over `comm`: this rank's place among the ranks of its PHYSICAL node (MPI_Comm_split_type
+// SHARED), whatever PDEGEN_SIMULATED_NODE_SIZE says: what cuda::select_device needs, since GPUs are
+// shared by the processes of one machine (comm.node_local() with simulated nodes would give two
+// ranks of one machine the same GPU). Works in every build.
+int physical_node_rank(const Communicator& comm);
 
 }  // namespace pdegen

@@ -85,8 +85,14 @@ struct NcclReducer::State {
   BucketSchedule schedule;
   ReductionGroups groups;
   // flat: `world`; hierarchical: `node` (if more than one rank a node) and `cross` (if more than
-  // one node). Declared before the stream so that they are destroyed after it is drained.
+  // one node). Destroyed in ~State once the stream is drained, before the stream itself.
   std::unique_ptr<NcclCommunicator> world, node, cross;
+  // allreduce_statistics: its communicator (over all ranks, made at the first call) and a device
+  // buffer of `statistics_capacity` doubles. Only ever used on `stream`, after the buckets queued
+  // before it, so it never runs concurrently with the gradient collectives.
+  std::unique_ptr<NcclCommunicator> statistics;
+  double* statistics_buffer = nullptr;
+  int statistics_capacity = 0;
   cudaStream_t stream = nullptr;   // communication stream
   cudaEvent_t produced = nullptr;  // recorded on cuda::stream() at each launch
   float* grads = nullptr;          // the device flat gradient buffer
@@ -119,6 +125,12 @@ NcclReducer::State::~State() {
   params.set_grad_ready_hook(nullptr);
   // Nothing may throw here: errors are ignored, the process is ending or the run has failed.
   if (stream != nullptr) (void)cudaStreamSynchronize(stream);
+  // The communicators go while the stream they last ran on still exists (NCCL may keep events on
+  // it), in the same order on every rank (ncclCommDestroy may synchronise the ranks of a node).
+  statistics.reset();
+  cross.reset();
+  node.reset();
+  world.reset();
   auto destroy = [](cudaEvent_t e) {
     if (e != nullptr) (void)cudaEventDestroy(e);
   };
@@ -131,7 +143,8 @@ NcclReducer::State::~State() {
   for (StepEvents& step : unread) destroy_step(step);
   for (cudaEvent_t e : spare) destroy(e);
   destroy(produced);
-  for (void* p : {static_cast<void*>(padded), static_cast<void*>(wire), static_cast<void*>(received)})
+  for (void* p : {static_cast<void*>(padded), static_cast<void*>(wire), static_cast<void*>(received),
+                  static_cast<void*>(statistics_buffer)})
     if (p != nullptr) (void)cudaFree(p);
   if (stream != nullptr) (void)cudaStreamDestroy(stream);
 }
@@ -352,6 +365,25 @@ std::string NcclReducer::describe() const {
                                                                   : "bf16 (fp32 sums)");
 }
 
+void NcclReducer::allreduce_statistics(double* data, int count) {
+  State& s = *state_;
+  if (s.comm.size() == 1 || count <= 0) return;
+  if (!s.statistics) s.statistics = std::make_unique<NcclCommunicator>(s.comm);
+  if (s.statistics_capacity < count) {
+    if (s.statistics_buffer != nullptr) CUDA_CHECK(cudaFree(s.statistics_buffer));
+    s.statistics_buffer = nullptr;
+    s.statistics_capacity = 0;
+    CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&s.statistics_buffer),
+                          static_cast<size_t>(count) * sizeof(double)));
+    s.statistics_capacity = count;
+  }
+  const size_t bytes = static_cast<size_t>(count) * sizeof(double);
+  CUDA_CHECK(cudaMemcpyAsync(s.statistics_buffer, data, bytes, cudaMemcpyHostToDevice, s.stream));
+  s.statistics->allreduce_sum(s.statistics_buffer, count, s.stream);
+  CUDA_CHECK(cudaMemcpyAsync(data, s.statistics_buffer, bytes, cudaMemcpyDeviceToHost, s.stream));
+  CUDA_CHECK(cudaStreamSynchronize(s.stream));
+}
+
 #else  // CPU-only build
 
 struct NcclReducer::State {};
@@ -369,6 +401,7 @@ const BucketSchedule& NcclReducer::schedule() const { PDEGEN_THROW("NCCL reducer
 const ReducerStats& NcclReducer::stats() const { PDEGEN_THROW("NCCL reducer: no CUDA backend"); }
 bool NcclReducer::hierarchical() const { PDEGEN_THROW("NCCL reducer: no CUDA backend"); }
 std::string NcclReducer::describe() const { PDEGEN_THROW("NCCL reducer: no CUDA backend"); }
+void NcclReducer::allreduce_statistics(double*, int) { PDEGEN_THROW("NCCL reducer: no CUDA backend"); }
 
 #endif  // PDEGEN_HAVE_CUDA
 

@@ -56,6 +56,9 @@ class NcclReducer final : public GradientReducer {
   const ReducerStats& stats() const override;
   bool hierarchical() const override;
   std::string describe() const override;
+  // On the communication stream, after the buckets launched so far, with a communicator of its own
+  // (created at the first call, which every rank makes at the same point); waits for the result.
+  void allreduce_statistics(double* data, int count) override;
 
  private:
   struct State;  // CUDA objects and per-step bookkeeping (nccl_reducer.cpp)

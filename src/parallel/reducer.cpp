@@ -138,7 +138,11 @@ ReductionGroups reduction_groups(const Communicator& comm, const ParallelConfig&
 
 Reducer::Reducer(ParameterRegistry& params, const Communicator& comm, const ParallelConfig& options,
                  Timeline* timeline)
-    : params_(params), comm_(comm.duplicate()), options_(options), timeline_(timeline) {
+    : params_(params),
+      comm_(comm.duplicate()),
+      statistics_(comm.duplicate()),
+      options_(options),
+      timeline_(timeline) {
   schedule_ = make_bucket_schedule(params, options.bucket_mb, options.first_bucket_mb);
   verify_schedule(schedule_, params, comm_);
   const int P = comm_.size();
@@ -360,5 +364,7 @@ void Reducer::finish() {
   communicate_ = false;
   draining_ = false;
 }
+
+void Reducer::allreduce_statistics(double* data, int count) { statistics_.allreduce_sum(data, count); }
 
 }  // namespace pdegen

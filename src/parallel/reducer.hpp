@@ -62,6 +62,11 @@ class GradientReducer {
   virtual const ReducerStats& stats() const = 0;
   virtual bool hierarchical() const = 0;
   virtual std::string describe() const = 0;
+  // SUM over ranks of `count` host doubles, in place (synchronized batch norm's statistics), in the
+  // reducer's own collective order: MPI on a communicator of its own; NCCL on the reducer's
+  // communication stream, so no second NCCL communicator ever runs beside the gradient buckets.
+  // Called from the compute thread at the same points of the same network on every rank.
+  virtual void allreduce_statistics(double* data, int count) = 0;
 };
 
 // The communicators of the hierarchical form, decided from the node layout identically on every
@@ -102,6 +107,7 @@ class Reducer final : public GradientReducer {
   const ReducerStats& stats() const override { return stats_; }
   bool hierarchical() const override { return hierarchical_; }
   std::string describe() const override;
+  void allreduce_statistics(double* data, int count) override;
 
  private:
   struct Work;  // one bucket's reduction: its phases and buffers (reducer.cpp)
@@ -114,6 +120,7 @@ class Reducer final : public GradientReducer {
   ParameterRegistry& params_;
   Communicator comm_;          // private duplicate: the communication thread's own
   Communicator node_, cross_;  // hierarchical: inside the node / same node-local rank across nodes
+  Communicator statistics_;    // the compute thread's own duplicate, for allreduce_statistics
   ParallelConfig options_;     // bucket sizes, overlap, hierarchical, compression (deck: parallel.*)
   Timeline* timeline_;
   BucketSchedule schedule_;
