@@ -268,6 +268,33 @@ TEST_CASE("reducer: micro-batches accumulate locally and communicate once") {
   }
 }
 
+TEST_CASE("reducer: statistics summed in the middle of a backward, between bucket launches") {
+  // Synchronized batch norm's path: its sums go through the reducer while buckets are in flight.
+  const Communicator& comm = world();
+  for (Device device : reducer_devices()) {
+    CAPTURE(device_name(device));
+    ParameterRegistry reg;
+    add_parameters(reg, 1, device);
+    const auto reducer = make_reducer(reg, comm, small_buckets());
+    for (int step = 0; step < 2; ++step) {
+      reg.zero_grads();
+      reducer->begin_backward(true);
+      fill_gradients(reg, comm.rank());
+      const std::vector<ParameterRegistry::Id> order = reg.backward_order();
+      const size_t half = order.size() / 2;
+      for (size_t k = 0; k < half; ++k) reg.grad_ready(order[k]);
+      std::vector<double> stats(5);
+      for (size_t k = 0; k < stats.size(); ++k) stats[k] = 0.25 * static_cast<double>(comm.rank() + 1) + k;
+      reducer->allreduce_statistics(stats.data(), static_cast<int>(stats.size()));
+      const double P = comm.size();
+      for (size_t k = 0; k < stats.size(); ++k) CHECK(stats[k] == 0.25 * P * (P + 1) / 2 + P * k);
+      for (size_t k = half; k < order.size(); ++k) reg.grad_ready(order[k]);
+      reducer->finish();
+      CHECK(mismatches(reg, comm.size()) == 0);
+    }
+  }
+}
+
 TEST_CASE("reducer: a rank whose backward reports nothing still takes part") {
   const Communicator& comm = world();
   for (Device device : reducer_devices()) {
