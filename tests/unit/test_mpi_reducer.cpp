@@ -281,14 +281,14 @@ TEST_CASE("reducer: statistics summed in the middle of a backward, between bucke
       reducer->begin_backward(true);
       fill_gradients(reg, comm.rank());
       const std::vector<ParameterRegistry::Id> order = reg.backward_order();
-      const size_t half = order.size() / 2;
-      for (size_t k = 0; k < half; ++k) reg.grad_ready(order[k]);
+      const size_t first_part = order.size() / 2;
+      for (size_t k = 0; k < first_part; ++k) reg.grad_ready(order[k]);
       std::vector<double> stats(5);
       for (size_t k = 0; k < stats.size(); ++k) stats[k] = 0.25 * static_cast<double>(comm.rank() + 1) + k;
       reducer->allreduce_statistics(stats.data(), static_cast<int>(stats.size()));
       const double P = comm.size();
       for (size_t k = 0; k < stats.size(); ++k) CHECK(stats[k] == 0.25 * P * (P + 1) / 2 + P * k);
-      for (size_t k = half; k < order.size(); ++k) reg.grad_ready(order[k]);
+      for (size_t k = first_part; k < order.size(); ++k) reg.grad_ready(order[k]);
       reducer->finish();
       CHECK(mismatches(reg, comm.size()) == 0);
     }
