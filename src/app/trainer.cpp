@@ -283,8 +283,11 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   } else if (restart == "none") {
     restart.clear();
   }
+  double restored_loss = NAN;  // the loss of the checkpoint's last step, if it recorded one
   if (!restart.empty()) {
     const CheckpointData data = read_checkpoint(restart);
+    for (const auto& [name, value] : data.scalars)
+      if (name == "loss") restored_loss = value;
     use_phase_of(std::max<int64_t>(data.step - 1, 0));  // the state is that of its last step's phase
     restore_model(*model, data, restart, optimizer.get());
     optimizer->scatter_state();  // sharded state: keep this rank's share of the full vectors
@@ -310,6 +313,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     history = history_owner.get();
   }
 
+  double loss = restored_loss;  // the last step's (global) loss
   // Checkpoints hold the full, unsharded state (rank 0 writes it), so any rank count reads them.
   auto save = [&](int64_t completed) {
     optimizer->gather_state();  // collective; a no-op for replicated optimizer state
@@ -317,6 +321,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
     const std::string path = (ckpt_dir / checkpoint_file_name(completed)).string();
     CheckpointData data = snapshot(*model, optimizer.get(), completed, deck.training.seed,
                                    static_cast<int64_t>(completed * B), deck_yaml);
+    if (std::isfinite(loss)) data.scalars.emplace_back("loss", loss);  // summary.json of a restart at the end
     if (scaler) {
       data.scalars.emplace_back("loss_scale", scaler->scale());
       data.scalars.emplace_back("loss_scale_clean_steps", static_cast<double>(scaler->clean_steps()));
@@ -330,7 +335,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   const double inv_batch = 1.0 / static_cast<double>(B);
   Tensor input;
   std::vector<uint64_t> indices;
-  double loss = NAN, grad_norm = NAN, window_time = 0, train_time = 0;
+  double grad_norm = NAN, window_time = 0, train_time = 0;
   // Loss/gradient evaluations: one per step for first-order optimizers, several for L-BFGS. Throughput
   // counts evaluations (each is a forward and backward of the whole batch).
   int64_t window_steps = 0, window_evals = 0, total_evals = 0, completed = start;

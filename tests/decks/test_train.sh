@@ -36,6 +36,9 @@ check "3 + restart + 3 steps give bit-identical parameters to 6 steps" \
 check "... and bit-identical optimizer state" \
   "h5diff '$work/full/checkpoints/step_00000006.h5' '$work/split/checkpoints/step_00000006.h5' /optimizer_state /optimizer_state >/dev/null"
 check "... and the same loss history" "diff <(cut -d, -f1,3,4,5 '$work/full/history.csv') <(cut -d, -f1,3,4,5 '$work/split/history.csv') >/dev/null"
+"$PDEGEN" train "$deck" output.dir="$work/split" training.restart=latest >"$work/split3.log" 2>&1
+check "a restart at the final step runs nothing and keeps the last step's loss in summary.json" \
+  "[ $? -eq 0 ] && json '$work/split/summary.json' 'd[\"start_step\"], d[\"steps\"], abs(d[\"final_loss\"] - float(open(\"$work/full/history.csv\").read().split()[-1].split(\",\")[2])) < 1e-6 * d[\"final_loss\"]' | grep -qx '(6, 6, True)'"
 
 # The same for L-BFGS, whose state (history pairs, Gram matrix, line-search scalars) must restart
 # exactly too, and for an Adam -> L-BFGS switch that happens after the restart.
