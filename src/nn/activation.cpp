@@ -38,6 +38,7 @@ Flops Activation::flops(const Shape& in) const {
 void Activation::keep_for_backward(const Tensor& x, const Tensor& y) {
   x_ = activation_backward_reads_input(kind_) ? x : Tensor();
   y_ = activation_backward_reads_output(kind_) ? y : Tensor();
+  sign_bits_ = Tensor();  // the CPU forwards set it after this where they keep only the sign
   shape_ = x.shape();
   channel_block_ = x.channel_block();
   dtype_ = x.dtype();
@@ -57,6 +58,37 @@ Tensor Activation::forward(const Tensor& x, Mode) {
 
 Tensor Activation::backward(const Tensor& dy) {
   return PDEGEN_DISPATCH(dy.device(), backward_cpu(dy), backward_cuda(dy));
+}
+
+bool Activation::derivative_is_sign_only() const {
+  return kind_ == ActivationKind::relu || (kind_ == ActivationKind::leaky_relu && alpha_ >= 0.0f);
+}
+
+bool Activation::runs_in_place() const {
+  return derivative_is_sign_only() || kind_ == ActivationKind::identity || kind_ == ActivationKind::tanh ||
+         kind_ == ActivationKind::sigmoid;
+}
+
+void Activation::set_keeps_sign_only(bool on) {
+  PDEGEN_CHECK(!on || derivative_is_sign_only(),
+               "activation {}: the derivative needs more than the sign of x", kind());
+  keeps_sign_only_ = on;
+}
+
+Tensor Activation::forward_in_place(const Tensor& x, Mode mode) {
+  if (!runs_in_place()) return forward(x, mode);
+  return PDEGEN_DISPATCH(x.device(), forward_in_place_cpu(x), forward_cuda(x));
+}
+
+Tensor Activation::backward_in_place(const Tensor& dy) {
+  return PDEGEN_DISPATCH(dy.device(), backward_in_place_cpu(dy), backward_cuda(dy));
+}
+
+void Activation::release_saved() {
+  x_ = Tensor();
+  y_ = Tensor();
+  sign_bits_ = Tensor();
+  has_forward_ = false;
 }
 
 }  // namespace pdegen

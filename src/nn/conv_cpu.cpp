@@ -46,7 +46,11 @@ Tensor Conv::backward_cpu(const Tensor& dy) {
     for (int64_t o = 0; o < config_.out_channels; ++o) db[o] += g[o];
     registry_->grad_ready(bias_id_);
   }
-  return needs_input_grad_ ? p.backward_data(diff_dst, registry_->value(weight_id_), x_) : Tensor();
+  // dW was the input's last reader: dropping it here lets dx reuse its memory (the caching
+  // allocator hands back a block of the same size), which matters for a concat's output.
+  const int x_block = x_.channel_block();
+  if (frees_input_in_backward_) x_ = Tensor();
+  return needs_input_grad_ ? p.backward_data(diff_dst, registry_->value(weight_id_), x_block) : Tensor();
 }
 
 }  // namespace pdegen

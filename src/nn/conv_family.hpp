@@ -36,6 +36,13 @@ class ConvFamilyLayer : public Layer {
   // it skips dx (the backward-data pass, most of the cost when Cin is small) and returns an
   // undefined Tensor.
   Tensor backward(const Tensor& dy) final;
+  // Drops the input kept for backward (the U-Net calls it right after backward, so that activations
+  // are freed as backward proceeds instead of at the next forward).
+  void release_saved() { x_ = Tensor(); }
+  // With `on`, the CPU backward drops the kept input as soon as dW is computed, before it allocates
+  // dx, which can then reuse the input's memory (a concat's output is kept by nobody else): a second
+  // backward then needs a new forward. The U-Net, which runs one backward per forward, sets it.
+  void set_frees_input_in_backward(bool on) { frees_input_in_backward_ = on; }
 
   const std::string& name() const { return name_; }
   ParameterRegistry::Id weight_id() const { return weight_id_; }
@@ -66,6 +73,7 @@ class ConvFamilyLayer : public Layer {
   ParameterRegistry* registry_;
   ParameterRegistry::Id weight_id_ = -1, bias_id_ = -1;
   Tensor x_;  // the forward input as given (train mode only); dx comes back in its layout
+  bool frees_input_in_backward_ = false;
 
   // cuDNN descriptors and algorithms for the last GPU input shape; rebuilt when it changes. Defined
   // in nn/conv_family_cuda.cu, so this header needs no CUDA.

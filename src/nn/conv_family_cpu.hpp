@@ -94,9 +94,9 @@ class ConvFamilyPlan {
     return diff_dst;
   }
 
-  // dL/dx = op^T(dy, weights) in the layout of the forward input x; dy as backward_weights
-  // returned it.
-  Tensor backward_data(const memory& dy, const Tensor& weights, const Tensor& x) {
+  // dL/dx = op^T(dy, weights) for a forward input of shape in_shape() in channel block `x_block`,
+  // returned in that layout; dy as backward_weights returned it.
+  Tensor backward_data(const memory& dy, const Tensor& weights, int x_block) {
     if (!has_bwd_data_) {
       DNNL_CHECK(bwd_data_pd_ = typename BackwardData::primitive_desc(
                      typename BackwardData::desc(algorithm_, cpu::activation_or_any(in_), any_weights(),
@@ -107,7 +107,7 @@ class ConvFamilyPlan {
       spdlog::debug("{} {}: backward data {}", label_, in_.str(), bwd_data_pd_.impl_info_str());
       has_bwd_data_ = true;
     }
-    Tensor dx = Tensor::empty(x.shape(), DType::f32, Device::cpu, x.channel_block());
+    Tensor dx = Tensor::empty(in_, DType::f32, Device::cpu, x_block);
     const cpu::Destination diff_src(dx, bwd_data_pd_.diff_src_desc());
     cpu::execute(bwd_data_, {{DNNL_ARG_DIFF_DST, dy},
                              {DNNL_ARG_WEIGHTS, bwd_data_weights_.get(weights)},

@@ -19,9 +19,10 @@ namespace pdegen {
 namespace {
 
 // What a layer kept for backward can only be dropped by the layer. A layer type that offers
-// release_saved() is asked to right after its backward (and after an eval-mode forward), so that
-// activations are freed during backward instead of at the next forward; the others keep their
-// tensors until then. (The Layer interface has no such member yet; this picks it up once it does.)
+// release_saved() (convolutions, transposed convolutions, activations) is asked to right after its
+// backward (and after an eval-mode forward), so that activations are freed during backward instead
+// of at the next forward; the others keep their tensors until then. (The Layer interface has no such
+// member yet; this picks it up once it does.)
 template <class L>
 std::function<void()> release_hook(L& layer) {
   if constexpr (requires { layer.release_saved(); })
@@ -48,6 +49,10 @@ struct UNet::Node {
   std::unique_ptr<Layer> layer;    // every op but concat
   std::unique_ptr<Concat> concat;  // concat (two inputs, so not a Layer)
   BatchNorm* batch_norm = nullptr;
+  Activation* activation = nullptr;
+  // Forward overwrites its input (an activation right after a conv, transposed conv or norm, whose
+  // output nobody else keeps), so conv output and activation output share one tensor.
+  bool in_place = false;
   std::function<void()> release_saved;  // empty when the layer cannot drop its saved tensors
   bool is_skip_source = false;          // its output is read again by a later concat
 
@@ -85,11 +90,12 @@ UNet::UNet(const UNetPlan& plan, ParameterRegistry& registry) : plan_(plan) {
     Node& node = nodes_[k];
     switch (l.op) {
       case UNetOp::conv:
-        node.set(std::make_unique<Conv>(l.name, conv_config<ConvConfig>(l, ndim), registry));
+        node.set(std::make_unique<Conv>(l.name, conv_config<ConvConfig>(l, ndim), registry))
+            .set_frees_input_in_backward(true);
         break;
       case UNetOp::conv_transpose:
-        node.set(
-            std::make_unique<ConvTranspose>(l.name, conv_config<ConvTransposeConfig>(l, ndim), registry));
+        node.set(std::make_unique<ConvTranspose>(l.name, conv_config<ConvTransposeConfig>(l, ndim), registry))
+            .set_frees_input_in_backward(true);
         break;
       case UNetOp::norm:
         if (l.norm == NormKind::batch) {
@@ -106,7 +112,7 @@ UNet::UNet(const UNetPlan& plan, ParameterRegistry& registry) : plan_(plan) {
         }
         break;
       case UNetOp::activation:
-        node.set(std::make_unique<Activation>(l.activation));
+        node.activation = &node.set(std::make_unique<Activation>(l.activation));
         break;
       case UNetOp::max_pool: {
         PoolConfig c;
@@ -142,6 +148,21 @@ UNet::UNet(const UNetPlan& plan, ParameterRegistry& registry) : plan_(plan) {
       node.layer->set_needs_input_grad(l.input_needs_grad);
     }
   }
+  // Conv, transposed conv and the norms keep their input, never their output, and the forward walk
+  // holds the output only until the next layer has run, unless a concat reads it later.
+  for (size_t k = 1; k < nodes_.size(); ++k) {
+    const UNetOp before = plan_.layers[k - 1].op;
+    nodes_[k].in_place =
+        nodes_[k].activation && nodes_[k].activation->runs_in_place() && !nodes_[k - 1].is_skip_source &&
+        (before == UNetOp::conv || before == UNetOp::conv_transpose || before == UNetOp::norm);
+  }
+  // A ReLU that keeps only sign bits leaves its output to its readers alone: the next conv, which
+  // frees it in backward before allocating dx (so dx reuses the block), or for a skip source the
+  // down-sampler (which keeps nothing of it) and the concat (which copies it), so it is freed as soon
+  // as the concat has run instead of living until the decoder's backward.
+  for (Node& node : nodes_)
+    if (node.activation && node.activation->derivative_is_sign_only())
+      node.activation->set_keeps_sign_only(true);
   PDEGEN_CHECK(registry.count() - parameters_before == plan_.parameters,
                "the U-Net's layers registered {} parameters, the plan counts {}",
                registry.count() - parameters_before, plan_.parameters);
@@ -169,6 +190,8 @@ Tensor UNet::forward(const Tensor& x, Mode mode) {
       Tensor& skip = skips[static_cast<size_t>(plan_.layers[k].skip)];
       h = node.concat->forward(skip, h);  // the encoder's channels first
       skip = Tensor();
+    } else if (node.in_place) {
+      h = node.activation->forward_in_place(h, mode);
     } else {
       h = node.layer->forward(h, mode);
     }
@@ -190,6 +213,7 @@ void UNet::backward(const Tensor& dy) {
   // Gradients for skip sources, from their concat, waiting for that layer's backward.
   std::vector<Tensor> skip_grads(nodes_.size());
   Tensor g = dy;
+  bool g_is_ours = false;  // dy is the caller's; every gradient a layer returns is a fresh tensor
   for (size_t k = nodes_.size(); k-- > 0;) {
     Node& node = nodes_[k];
     const TimelineScope event(timeline_, plan_.layers[k].name.c_str());
@@ -199,9 +223,12 @@ void UNet::backward(const Tensor& dy) {
       Tensor& pending = skip_grads[static_cast<size_t>(plan_.layers[k].skip)];
       pending = pending.defined() ? add_gradients(std::move(d_skip), pending) : std::move(d_skip);
       g = std::move(d_up);
+    } else if (node.activation && g_is_ours) {
+      g = node.activation->backward_in_place(g);
     } else {
       g = node.layer->backward(g);  // undefined from a layer that needs no input gradient
     }
+    g_is_ours = true;
     if (node.release_saved) node.release_saved();
   }
 }

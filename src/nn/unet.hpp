@@ -4,6 +4,11 @@
 // needs, and the network holds a skip source's output only until its concat has read it. Backward
 // routes each concat's gradient for the skip back to the encoder layer and adds it to that layer's
 // output gradient before the layer's backward runs.
+//
+// Memory (docs/architecture.md, "Memory of a training step"): an activation after a conv or norm
+// runs in place on that layer's output, and backward runs activations in place on the gradient; a
+// skip source's ReLU keeps only sign bits, so its output is freed after the concat; each layer drops
+// what it kept as soon as its backward has run.
 #pragma once
 
 #include <string>

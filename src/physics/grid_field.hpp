@@ -28,7 +28,8 @@ struct GridLayout {
 };
 
 // One zero-initialised, 64-byte aligned field on a layout (memory from the caching allocator, so
-// repeated solves of the same size reuse their blocks). Move-only.
+// the solves of a batch reuse their blocks; solve_poisson2d_batch returns them to the system after
+// the batch). Move-only.
 class Field {
  public:
   Field() = default;

@@ -137,6 +137,33 @@ void check_weighted_accumulation_on(Device device, L& layer, ParameterRegistry& 
   CHECK(ready.size() == 4);
 }
 
+// A conv-family layer told to free its input in backward (as the U-Net does, so dx can reuse that
+// memory) gives dW, db and dx bit for bit as without, and a second backward needs a new forward.
+template <class L>
+void check_frees_input_in_backward_on(Device device, L& layer, ParameterRegistry& registry, const Shape& in,
+                                      int block) {
+  CAPTURE(device_name(device));
+  const Shape out = layer.output_shape(in);
+  const Tensor x = device_tensor(device, random_vec(static_cast<size_t>(in.numel()), 1), in, block);
+  const Tensor dy = device_tensor(device, random_vec(static_cast<size_t>(out.numel()), 2), out, block);
+  auto run = [&] {
+    registry.zero_grads();
+    layer.forward(x, Mode::train);
+    const Vec dx = host_values(layer.backward(dy));
+    return std::vector<Vec>{dx, host_values(registry.grad(layer.weight_id())),
+                            host_values(registry.grad(layer.bias_id()))};
+  };
+  layer.set_frees_input_in_backward(false);
+  const std::vector<Vec> keeping = run();
+  layer.set_frees_input_in_backward(true);
+  const std::vector<Vec> freeing = run();
+  for (size_t i = 0; i < keeping.size(); ++i) CHECK(freeing[i] == keeping[i]);
+  if (device == Device::cpu) CHECK_THROWS_AS(layer.backward(dy), Error);
+  layer.forward(x, Mode::train);
+  layer.release_saved();
+  CHECK_THROWS_AS(layer.backward(dy), Error);
+}
+
 // check_eval_keeps_no_input on `device`: eval gives the train-mode output, and backward after it
 // is an error.
 template <class L>

@@ -52,7 +52,103 @@ void check_activation(ActivationKind kind, int channel_block, Device device) {
   CHECK(dx.device() == device);
   CHECK(rel_max_error(host_values(dx), fd_gradient(ref, x, w)) < 1e-4);
 }
+// How a layer keeps what its backward reads (the U-Net's memory-saving variants).
+enum class Variant { out_of_place, in_place, sign_only, sign_only_in_place };
+
+// The CPU layer run as `variant`, against the fp64 formulas and central differences, and bit for bit
+// against the ordinary out-of-place layer. Shapes whose element count is no multiple of 32 run the
+// sign bits' last, partial word.
+void check_variant(ActivationKind kind, const Shape& shape, int channel_block, Variant variant) {
+  Vec x = random_vec(static_cast<size_t>(shape.numel()), 3, -3, 3);
+  for (auto& v : x)
+    if (std::abs(v) < 1e-3) v = 0.5;  // away from the kink at 0
+  const Vec w = random_vec(x.size(), 4);
+  const double alpha = 0.1;
+  auto ref = [&](const Vec& in) {
+    Vec out(in.size());
+    for (size_t i = 0; i < in.size(); ++i) out[i] = reference(kind, in[i], alpha);
+    return out;
+  };
+
+  Activation ordinary(kind, static_cast<float>(alpha)), layer(kind, static_cast<float>(alpha));
+  const Vec y_ordinary = values_of(ordinary.forward(tensor_from(x, shape, channel_block), Mode::train));
+  const Vec dx_ordinary = values_of(ordinary.backward(tensor_from(w, shape, channel_block)));
+
+  const bool in_place = variant == Variant::in_place || variant == Variant::sign_only_in_place;
+  if (variant == Variant::sign_only || variant == Variant::sign_only_in_place)
+    layer.set_keeps_sign_only(true);
+  const Tensor input = tensor_from(x, shape, channel_block);
+  const Tensor y = in_place ? layer.forward_in_place(input, Mode::train) : layer.forward(input, Mode::train);
+  // In place exactly where the derivative can be read off y.
+  if (in_place) CHECK((y.raw() == input.raw()) == layer.runs_in_place());
+  CHECK(y.channel_block() == channel_block);
+  CHECK(rel_max_error(values_of(y), ref(x)) < f32_tol);
+  CHECK(values_of(y) == y_ordinary);
+
+  const Tensor dy = tensor_from(w, shape, channel_block);
+  const Tensor dx = in_place ? layer.backward_in_place(dy) : layer.backward(dy);
+  if (in_place) CHECK(dx.raw() == dy.raw());
+  CHECK(dx.channel_block() == channel_block);
+  CHECK(rel_max_error(values_of(dx), fd_gradient(ref, x, w)) < 1e-4);
+  CHECK(values_of(dx) == dx_ordinary);
+}
+
 }  // namespace
+
+TEST_CASE("in-place forward and backward match the formulas and the out-of-place layer bit for bit") {
+  for (auto kind : {ActivationKind::relu, ActivationKind::leaky_relu, ActivationKind::tanh,
+                    ActivationKind::silu, ActivationKind::sigmoid, ActivationKind::identity}) {
+    for (int block : {1, 16}) {
+      CAPTURE(activation_name(kind));
+      CAPTURE(block);
+      check_variant(kind, Shape{2, 16, 5, 3}, block, Variant::in_place);
+      check_variant(kind, Shape{1, 16, 3, 2, 3}, block, Variant::in_place);
+    }
+  }
+}
+
+TEST_CASE(
+    "ReLU and LeakyReLU keeping only sign bits, in place or not, match the formulas and the ordinary layer "
+    "bit "
+    "for bit") {
+  for (auto kind : {ActivationKind::relu, ActivationKind::leaky_relu}) {
+    for (int block : {1, 16}) {
+      CAPTURE(activation_name(kind));
+      CAPTURE(block);
+      for (Variant variant : {Variant::sign_only, Variant::sign_only_in_place}) {
+        check_variant(kind, Shape{2, 16, 5, 3}, block, variant);
+        check_variant(kind, Shape{1, 16, 3, 2, 3}, block, variant);
+      }
+    }
+    // 35 values: a partial last word
+    check_variant(kind, Shape{1, 1, 5, 7}, 1, Variant::sign_only);
+    check_variant(kind, Shape{1, 1, 5, 7}, 1, Variant::sign_only_in_place);
+  }
+}
+
+TEST_CASE("only ReLU and LeakyReLU with alpha >= 0 may keep only the sign; others refuse") {
+  CHECK(Activation(ActivationKind::relu).derivative_is_sign_only());
+  CHECK(Activation(ActivationKind::leaky_relu, 0.1f).derivative_is_sign_only());
+  CHECK_FALSE(Activation(ActivationKind::leaky_relu, -0.5f).derivative_is_sign_only());
+  CHECK_FALSE(Activation(ActivationKind::leaky_relu, -0.5f).runs_in_place());
+  CHECK_FALSE(Activation(ActivationKind::silu).runs_in_place());
+  for (auto kind :
+       {ActivationKind::tanh, ActivationKind::silu, ActivationKind::sigmoid, ActivationKind::identity}) {
+    Activation layer(kind);
+    CHECK_THROWS_AS(layer.set_keeps_sign_only(true), Error);
+  }
+}
+
+TEST_CASE("release_saved drops what forward kept: a backward after it is refused") {
+  for (bool sign_only : {false, true}) {
+    Activation layer(ActivationKind::relu);
+    layer.set_keeps_sign_only(sign_only);
+    const Shape shape{1, 16, 4, 4};
+    layer.forward(tensor_from(random_vec(static_cast<size_t>(shape.numel()), 5), shape, 16), Mode::train);
+    layer.release_saved();
+    CHECK_THROWS_AS(layer.backward(Tensor::zeros(shape, DType::f32, Device::cpu, 16)), Error);
+  }
+}
 
 TEST_CASE("activations match fp64 formulas and central differences, plain and blocked layouts") {
   for_each_device([](Device device) {

@@ -186,6 +186,18 @@ TEST_CASE("conv told dx is not needed gives the same dW and db, announces them, 
   }
 }
 
+TEST_CASE(
+    "conv freeing its input in backward gives the same dW, db and dx, and needs a forward per backward") {
+  for (Device device : test_devices())
+    for (int block : {1, 16}) {
+      CAPTURE(block);
+      ParameterRegistry registry;
+      Conv conv("frees", config(2, 16, 16, 3, 1, 1), registry);
+      registry.finalize(7, device);
+      check_frees_input_in_backward_on(device, conv, registry, Shape{2, 16, 6, 5}, block);
+    }
+}
+
 TEST_CASE("conv rebuilds its primitives when the input shape changes") {
   for (Device device : test_devices()) {
     ParameterRegistry registry;

@@ -153,6 +153,19 @@ TEST_CASE("conv_transpose told dx is not needed gives the same dW and db and ret
     }
 }
 
+TEST_CASE(
+    "conv_transpose freeing its input in backward gives the same dW, db and dx, and needs a forward per "
+    "backward") {
+  for (Device device : test_devices())
+    for (int block : {1, 16}) {
+      CAPTURE(block);
+      ParameterRegistry registry;
+      ConvTranspose up("frees", config(2, 32, 16, 2, 2, 0), registry);
+      registry.finalize(7, device);
+      check_frees_input_in_backward_on(device, up, registry, Shape{2, 32, 3, 4}, block);
+    }
+}
+
 TEST_CASE("conv_transpose rebuilds its primitives when the input shape changes") {
   for (Device device : test_devices()) {
     ParameterRegistry registry;

@@ -197,6 +197,18 @@ TEST_CASE("parameter gradients match central differences for every norm, downsam
   for (const auto& config : all_choices()) check_parameter_gradients(config, Shape{1, 16, 16}, 2, 1);
 }
 
+TEST_CASE(
+    "parameter gradients of a ReLU U-Net (activations in place, keeping sign bits) match central "
+    "differences") {
+  // The physics default: ReLU without normalization, whose layers the U-Net runs in place and which
+  // keep only sign bits; with batch norm the activations follow a norm instead of a conv.
+  for (NormKind norm : {NormKind::none, NormKind::batch}) {
+    NetworkConfig config = tiny_network(norm, DownsampleKind::maxpool, UpsampleKind::transposed_conv);
+    config.activation = ActivationKind::relu;
+    check_parameter_gradients(config, Shape{1, 16, 16}, 2, 2);
+  }
+}
+
 TEST_CASE("parameter gradients of a 3D U-Net match central differences") {
   check_parameter_gradients(
       tiny_network(NormKind::batch, DownsampleKind::maxpool, UpsampleKind::resize_conv, 2, 4),
