@@ -115,4 +115,19 @@ void check_weighted_layer_in_half(Device device, const Config& c, const Shape& i
   }
 }
 
+// The CPU computes in fp32 only: a 16-bit (or fp64) input is refused, and so is a dy whose type is
+// not the forward input's (cuDNN's backward passes take one data type for x and dy).
+template <class L, class Config>
+void check_weighted_layer_refuses_half_on_cpu(const Config& c) {
+  ParameterRegistry registry;
+  L layer("typed", c, registry);
+  registry.finalize(7);
+  const Shape in{1, 16, 4, 4};
+  for (DType dtype : {DType::f16, DType::bf16, DType::f64})
+    CHECK_THROWS_AS(layer.forward(Tensor::zeros(in, dtype), Mode::train), Error);
+  layer.forward(Tensor::zeros(in), Mode::train);
+  CHECK_THROWS_AS(layer.backward(Tensor::zeros(layer.output_shape(in), DType::f16)), Error);
+  CHECK(layer.backward(Tensor::zeros(layer.output_shape(in))).defined());
+}
+
 }  // namespace pdegen::testing

@@ -234,13 +234,5 @@ TEST_CASE("conv_transpose in fp16 and bf16 on the GPU matches fp32 within 16-bit
 }
 
 TEST_CASE("conv_transpose refuses fp16/bf16 input on the CPU and a dy of another type than its input") {
-  ParameterRegistry registry;
-  ConvTranspose layer("typed", config(2, 16, 16, 2, 2, 0), registry);
-  registry.finalize(7);
-  const Shape in{1, 16, 4, 4};
-  for (DType dtype : {DType::f16, DType::bf16, DType::f64})
-    CHECK_THROWS_AS(layer.forward(Tensor::zeros(in, dtype), Mode::train), Error);
-  layer.forward(Tensor::zeros(in), Mode::train);
-  CHECK_THROWS_AS(layer.backward(Tensor::zeros(layer.output_shape(in), DType::f16)), Error);
-  CHECK(layer.backward(Tensor::zeros(layer.output_shape(in))).defined());
+  check_weighted_layer_refuses_half_on_cpu<ConvTranspose>(config(2, 16, 16, 2, 2, 0));
 }
