@@ -117,12 +117,13 @@ Deck parse_deck(std::string_view text, std::string_view name, const std::vector<
              fmt::format("'precision' is '{}', which needs device: cuda (the CPU backend computes in "
                          "fp32)",
                          name_of(d.precision)));
-  d.loss_scaling = read_section(top, "loss_scaling",
-                                [&](config::Section& s) { return config::read_loss_scaling(s, d.precision); });
+  d.loss_scaling = read_section(
+      top, "loss_scaling", [&](config::Section& s) { return config::read_loss_scaling(s, d.precision); });
   if (d.loss_scaling.enabled) {
     // L-BFGS's line search compares losses between evaluations; a skipped evaluation has no place in it.
     bool lbfgs = d.optimizer.type == OptimizerKind::lbfgs;
-    for (const OptimizerPhase& phase : d.optimizer.phases) lbfgs |= phase.settings.type == OptimizerKind::lbfgs;
+    for (const OptimizerPhase& phase : d.optimizer.phases)
+      lbfgs |= phase.settings.type == OptimizerKind::lbfgs;
     if (lbfgs)
       top.fail("precision",
                fmt::format("loss scaling (loss_scaling.enabled, on by default with precision fp16) cannot "

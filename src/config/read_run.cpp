@@ -72,8 +72,8 @@ LossScalingConfig read_loss_scaling(Section& s, DType precision) {
   c.min_scale = s.number("min_scale", c.min_scale, above(0));
   c.max_scale = s.number("max_scale", c.max_scale, above(0));
   if (s.ok("min_scale") && s.ok("max_scale") && c.min_scale > c.max_scale)
-    s.fail("min_scale", fmt::format("'loss_scaling.min_scale' ({}) must not exceed max_scale ({})", c.min_scale,
-                                    c.max_scale));
+    s.fail("min_scale", fmt::format("'loss_scaling.min_scale' ({}) must not exceed max_scale ({})",
+                                    c.min_scale, c.max_scale));
   else if (s.ok("initial_scale") && s.ok("min_scale") && s.ok("max_scale") &&
            !(c.min_scale <= c.initial_scale && c.initial_scale <= c.max_scale))
     s.fail("initial_scale",

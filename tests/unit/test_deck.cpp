@@ -264,9 +264,10 @@ TEST_CASE("loss_scaling: on by default for fp16 only, every key checked with its
         "deck.yaml:5:19: error: 'loss_scaling.backoff_factor' must be in (0, 1), got 1");
   CHECK(error_of(with_minimal("loss_scaling:\n  growth_factor: 1\n")) ==
         "deck.yaml:5:18: error: 'loss_scaling.growth_factor' must be > 1, got 1");
-  CHECK(error_of(with_minimal("loss_scaling:\n  initial_scale: 1e30\n")) ==
-        "deck.yaml:5:18: error: 'loss_scaling.initial_scale' (1e+30) must lie in [min_scale, max_scale] = [1, "
-        "16777216]");
+  CHECK(
+      error_of(with_minimal("loss_scaling:\n  initial_scale: 1e30\n")) ==
+      "deck.yaml:5:18: error: 'loss_scaling.initial_scale' (1e+30) must lie in [min_scale, max_scale] = [1, "
+      "16777216]");
   CHECK(error_of(with_minimal("loss_scaling:\n  min_scale: 8\n  max_scale: 4\n  initial_scale: 6\n")) ==
         "deck.yaml:5:14: error: 'loss_scaling.min_scale' (8) must not exceed max_scale (4)");
   CHECK(contains(error_of(with_minimal("loss_scaling: {enabled: true}\noptimizer: {type: lbfgs}\n")),
