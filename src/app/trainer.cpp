@@ -206,7 +206,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
           fmt::format("device: cuda on {} ranks needs one GPU per rank for NCCL: {}", comm.size(), reason));
   }
   auto model = build_model(plan, deck.training.seed, deck.device);
-  ParameterRegistry& params = model->master();  // what the optimizer and the reducer work on
+  ParameterRegistry& params = model->master();  // what the optimizer works on (host fp32 on a GPU run)
   // The optimizer of the phase that runs a step (optimizer.then: e.g. Adam, then L-BFGS).
   std::unique_ptr<Optimizer> optimizer;
   int phase_index = -1;
