@@ -16,10 +16,11 @@ struct Model {
   ParameterRegistry registry;  // the network's parameters, on the run's device
   std::unique_ptr<UNet> net;
   // On a GPU run: the same parameters (same names, shapes and offsets) in host memory. These fp32
-  // master weights are what the optimizers, the reducer and checkpoints work on, so every optimizer
-  // (L-BFGS's line search included) runs unchanged on either backend; the device copy is refreshed
-  // with push_values() before the network runs, and the gradients come back with pull_grads().
-  // Costs two PCIe copies of the parameter buffer per evaluation (docs/cuda.md).
+  // master weights are what the optimizers and checkpoints work on, so every optimizer (L-BFGS's
+  // line search included) runs unchanged on either backend; the device copy is refreshed with
+  // push_values() before the network runs, and the gradients, once NCCL has summed them on the
+  // device, come back with pull_grads(). Costs two copies of the parameter buffer per evaluation
+  // (docs/cuda.md).
   std::unique_ptr<ParameterRegistry> host;
 
   ParameterRegistry& master() { return host ? *host : registry; }
