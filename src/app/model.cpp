@@ -55,10 +55,8 @@ void restore_model(Model& model, const CheckpointData& data, const std::string& 
   if (optimizer) {
     for (auto& [name, t] : optimizer->state())
       copy_named(data.optimizer_state, name, *t, path, "optimizer state");
-    int64_t steps = data.step;
-    for (const auto& [n, v] : data.scalars)
-      if (n == "optimizer_steps") steps = static_cast<int64_t>(v);
-    optimizer->set_step_count(steps);
+    optimizer->set_step_count(
+        static_cast<int64_t>(data.scalar("optimizer_steps", static_cast<double>(data.step))));
   }
 }
 

@@ -135,14 +135,10 @@ void write_fields(Model& model, const PdeProblem& problem, const EvalSet& set, c
 // The loss scale a checkpoint was written with; a checkpoint from a run without loss scaling keeps
 // the deck's initial scale.
 void restore_loss_scale(LossScaler& scaler, const CheckpointData& data) {
-  double scale = -1, clean = 0;
-  for (const auto& [name, value] : data.scalars) {
-    if (name == "loss_scale") scale = value;
-    if (name == "loss_scale_clean_steps") clean = value;
-  }
+  const double scale = data.scalar("loss_scale", -1);
   if (scale > 0)
     scaler.restore(std::clamp(scale, scaler.config().min_scale, scaler.config().max_scale),
-                   static_cast<int64_t>(clean));
+                   static_cast<int64_t>(data.scalar("loss_scale_clean_steps", 0)));
 }
 
 // Rank 0 writes every rank's events as one Chrome trace.
@@ -286,8 +282,7 @@ int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, 
   double restored_loss = NAN;  // the loss of the checkpoint's last step, if it recorded one
   if (!restart.empty()) {
     const CheckpointData data = read_checkpoint(restart);
-    for (const auto& [name, value] : data.scalars)
-      if (name == "loss") restored_loss = value;
+    restored_loss = data.scalar("loss", NAN);
     use_phase_of(std::max<int64_t>(data.step - 1, 0));  // the state is that of its last step's phase
     restore_model(*model, data, restart, optimizer.get());
     optimizer->scatter_state();  // sharded state: keep this rank's share of the full vectors

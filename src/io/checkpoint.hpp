@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -34,6 +35,13 @@ struct CheckpointData {
   std::vector<std::pair<std::string, Tensor>> optimizer_state, buffers;  // named flat tensors
   std::vector<std::pair<std::string, double>> scalars;  // e.g. loss scale, best loss, wall time
   std::string parameter_layout;                         // names/shapes/offsets, to reject a mismatched net
+
+  // The scalar called `name`, or `fallback` when the checkpoint has none (older or other runs).
+  double scalar(std::string_view name, double fallback) const {
+    for (const auto& [n, v] : scalars)
+      if (n == name) return v;
+    return fallback;
+  }
 };
 
 // Writes `path` atomically (creating its directory). Tensors must be on the host; they are stored
