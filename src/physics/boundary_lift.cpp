@@ -1,5 +1,5 @@
-// BoundaryLift2D: m is 0 or 1, so m v + (1 - m) g is v with its two Dirichlet columns overwritten,
-// exactly, and the backward is the gradient with those columns zeroed.
+// BoundaryLift: m is 0 or 1, so m v + (1 - m) g is v with the first and last node of every x line
+// overwritten, exactly, and the backward is the gradient with those nodes zeroed.
 #include "physics/boundary_lift.hpp"
 
 #include "nn/layer.hpp"  // PDEGEN_DISPATCH
@@ -8,18 +8,20 @@ namespace pdegen {
 
 namespace {
 void check_field(const Tensor& t, const char* what) {
-  PDEGEN_CHECK(t.rank() == 4 && t.dim(1) == 1 && t.dim(3) >= 2 && t.is_plain() && t.dtype() == DType::f32,
-               "boundary lift {} must be a plain fp32 [b, 1, Ny, Nx] tensor with Nx >= 2, got {}", what,
-               t.describe());
+  PDEGEN_CHECK((t.rank() == 4 || t.rank() == 5) && t.dim(1) == 1 && t.dim(t.rank() - 1) >= 2 &&
+                   t.is_plain() && t.dtype() == DType::f32,
+               "boundary lift {} must be a plain fp32 [b, 1, Ny, Nx] or [b, 1, Nz, Ny, Nx] tensor with Nx >= "
+               "2, got {}",
+               what, t.describe());
 }
 }  // namespace
 
-void BoundaryLift2D::set_columns(Tensor& t, float left, float right) {
+void BoundaryLift::set_columns(Tensor& t, float left, float right) {
   if (t.device() == Device::cuda) {
     PDEGEN_DISPATCH(t.device(), (void)0, set_columns_cuda(t, left, right));
     return;
   }
-  const int64_t rows = t.dim(0) * t.dim(2), nx = t.dim(3);
+  const int64_t nx = t.dim(t.rank() - 1), rows = t.numel() / nx;
   float* p = t.data<float>();
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
@@ -28,26 +30,26 @@ void BoundaryLift2D::set_columns(Tensor& t, float left, float right) {
   }
 }
 
-Tensor BoundaryLift2D::forward(const Tensor& v) const {
+Tensor BoundaryLift::forward(const Tensor& v) const {
   check_field(v, "input");
   Tensor u = v.clone();
   set_columns(u, left_, right_);
   return u;
 }
 
-Tensor BoundaryLift2D::backward(const Tensor& du) const {
+Tensor BoundaryLift::backward(const Tensor& du) const {
   check_field(du, "gradient");
   Tensor dv = du.clone();
   set_columns(dv, 0.0f, 0.0f);
   return dv;
 }
 
-void BoundaryLift2D::forward_inplace(Tensor& v) const {
+void BoundaryLift::forward_inplace(Tensor& v) const {
   check_field(v, "input");
   set_columns(v, left_, right_);
 }
 
-void BoundaryLift2D::backward_inplace(Tensor& du) const {
+void BoundaryLift::backward_inplace(Tensor& du) const {
   check_field(du, "gradient");
   set_columns(du, 0.0f, 0.0f);
 }

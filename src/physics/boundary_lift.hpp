@@ -1,17 +1,19 @@
-// Exact Dirichlet conditions for poisson2d: u = m * v + (1 - m) * g with m = 0 on the x = 0 and x = 1
-// node columns and 1 elsewhere, g = `left` at x = 0 and `right` at x = 1 (PHYSICS.md: 1 and 0). The
-// network output v then only has to be right inside; the loss never sees a wrong boundary value.
+// Exact Dirichlet conditions for poisson2d and poisson3d: u = m * v + (1 - m) * g with m = 0 on the
+// x = 0 and x = 1 nodes (the first and last of every x line) and 1 elsewhere, g = `left` at x = 0 and `right`
+// at x = 1 (PHYSICS.md: 1 and 0). The network output v then only has to be right inside; the loss never sees
+// a wrong boundary value.
 #pragma once
 
 #include "core/tensor.hpp"
 
 namespace pdegen {
 
-class BoundaryLift2D {
+class BoundaryLift {
  public:
-  explicit BoundaryLift2D(float left = 1.0f, float right = 0.0f) : left_(left), right_(right) {}
+  explicit BoundaryLift(float left = 1.0f, float right = 0.0f) : left_(left), right_(right) {}
 
-  // v, du: plain fp32 [b, 1, Ny, Nx], Nx >= 2, on the CPU or the GPU (results on the same device).
+  // v, du: plain fp32 [b, 1, Ny, Nx] or [b, 1, Nz, Ny, Nx], Nx >= 2, on the CPU or the GPU (results on the
+  // same device).
   Tensor forward(const Tensor& v) const;    // u = m v + (1 - m) g
   Tensor backward(const Tensor& du) const;  // dv = m du (g is data: no gradient)
   // The same in place, for callers that own the buffer.
@@ -19,7 +21,7 @@ class BoundaryLift2D {
   void backward_inplace(Tensor& du) const;
 
  private:
-  // Overwrites the x = 0 and x = 1 columns of every row with the given values.
+  // Overwrites the x = 0 and x = 1 nodes of every x line with the given values.
   static void set_columns(Tensor& t, float left, float right);
   static void set_columns_cuda(Tensor& t, float left, float right);  // boundary_lift_cuda.cu
 

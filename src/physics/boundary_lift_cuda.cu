@@ -1,4 +1,4 @@
-// BoundaryLift2D's column overwrite on the GPU: one thread per node row writes its x = 0 and x = 1
+// BoundaryLift's column overwrite on the GPU: one thread per node line along x writes its x = 0 and x = 1
 // values (see boundary_lift.cpp for why that is the whole lift).
 #include <algorithm>
 
@@ -18,8 +18,8 @@ __global__ void set_columns_kernel(float* p, int64_t rows, int64_t nx, float lef
 }
 }  // namespace
 
-void BoundaryLift2D::set_columns_cuda(Tensor& t, float left, float right) {
-  const int64_t rows = t.dim(0) * t.dim(2), nx = t.dim(3);
+void BoundaryLift::set_columns_cuda(Tensor& t, float left, float right) {
+  const int64_t nx = t.dim(t.rank() - 1), rows = t.numel() / nx;
   if (rows == 0) return;
   set_columns_kernel<<<std::min(cuda::blocks_for(rows), 65535u), 256, 0, cuda::stream()>>>(
       t.data<float>(), rows, nx, left, right);

@@ -1,4 +1,5 @@
-// Prolongation, restriction and Galerkin coarse operators between two grid levels (see grid_transfer.hpp).
+// Prolongation, restriction and Galerkin coarse operators between two grid levels, in 2D and 3D (see
+// grid_transfer.hpp).
 #include "physics/grid_transfer.hpp"
 
 #include <algorithm>
@@ -44,184 +45,131 @@ AxisInterpolation::AxisInterpolation(int fine_nodes, int coarse_nodes, bool drop
   }
 }
 
-GridTransfer::GridTransfer(const GridLayout& fine, const GridLayout& coarse)
-    : fine_(fine), coarse_(coarse), px_(fine.nx, coarse.nx, true), py_(fine.ny, coarse.ny, false) {
-  scratch_.resize(static_cast<size_t>(std::max(int64_t{coarse.ny} * fine.nx, int64_t{fine.ny} * coarse.nx)));
+namespace {
+
+// Middle axes of a transfer (3D's y): `in` is [outer][n_in][inner], `out` [outer][n_out][inner].
+// Prolongation: out[o][i] = w_left[i] in[o][left[i]] + w_right[i] in[o][left[i] + 1].
+void prolong_axis(const AxisInterpolation& p, const double* in, double* out, int outer, int64_t inner,
+                  bool threads) {
+  for_lines(outer * p.fine, threads, [&](int oi) {
+    const int o = oi / p.fine, i = oi % p.fine;
+    const auto s = static_cast<size_t>(i);
+    const double* below = in + (int64_t{o} * p.coarse + p.left[s]) * inner;
+    const double* above = below + inner;
+    const double w0 = p.w_left[s], w1 = p.w_right[s];
+    double* dst = out + int64_t{oi} * inner;
+#pragma omp simd
+    for (int64_t x = 0; x < inner; ++x) dst[x] = w0 * below[x] + w1 * above[x];
+  });
 }
 
-bool GridTransfer::nested() const {
-  return (fine_.nx - 1) == 2 * (coarse_.nx - 1) && (fine_.ny - 1) == 2 * (coarse_.ny - 1);
+// Restriction: out[o][c] = sum over the children i of c of child_weight * in[o][i].
+void restrict_axis(const AxisInterpolation& p, const double* in, double* out, int outer, int64_t inner,
+                   bool threads) {
+  for_lines(outer * p.coarse, threads, [&](int oc) {
+    const int o = oc / p.coarse, c = oc % p.coarse;
+    double* dst = out + int64_t{oc} * inner;
+    for (int64_t x = 0; x < inner; ++x) dst[x] = 0;
+    for (int k = p.child_begin[static_cast<size_t>(c)]; k < p.child_begin[static_cast<size_t>(c) + 1]; ++k) {
+      const double w = p.child_weight[static_cast<size_t>(k)];
+      const double* src = in + (int64_t{o} * p.fine + p.child[static_cast<size_t>(k)]) * inner;
+#pragma omp simd
+      for (int64_t x = 0; x < inner; ++x) dst[x] += w * src[x];
+    }
+  });
 }
 
-void GridTransfer::prolong_add(const Field& coarse, Field& fine, bool threads) {
-  const int nxf = fine_.nx;
-  double* along_x = scratch_.data();  // coarse rows interpolated to the fine x nodes: ny_c x nx_f
-  const int* lx = px_.left.data();
-  const double *wl = px_.w_left.data(), *wr = px_.w_right.data();
-  for_rows(coarse_.ny, threads && coarse_.worth_threads(), [&](int jy) {
-    const double* c = coarse.row(jy);
-    double* out = along_x + int64_t{jy} * nxf;
+}  // namespace
+
+template <int Dim>
+GridTransfer<Dim>::GridTransfer(const GridLayout<Dim>& fine, const GridLayout<Dim>& coarse)
+    : fine_(fine), coarse_(coarse) {
+  for (int a = 0; a < Dim; ++a)
+    p_[static_cast<size_t>(a)] = AxisInterpolation(fine.n[a], coarse.n[a], a == 0);
+  // Lines along x with the x axis already transferred: coarse lines x fine nx, or fine lines x coarse nx.
+  const int64_t coarse_lines = coarse.lines(), fine_lines = fine.lines();
+  scratch_.resize(static_cast<size_t>(std::max(coarse_lines * fine.nx(), fine_lines * coarse.nx())));
+  if constexpr (Dim == 3)  // x and y transferred, z not: [nz_c][ny_f][nx_f] or [nz_f][ny_c][nx_c]
+    scratch_mid_.resize(static_cast<size_t>(std::max(int64_t{coarse.n[2]} * fine.n[1] * fine.nx(),
+                                                     int64_t{fine.n[2]} * coarse.n[1] * coarse.nx())));
+}
+
+template <int Dim>
+bool GridTransfer<Dim>::nested() const {
+  for (int a = 0; a < Dim; ++a)
+    if (fine_.n[a] - 1 != 2 * (coarse_.n[a] - 1)) return false;
+  return true;
+}
+
+template <int Dim>
+void GridTransfer<Dim>::prolong_add(const Field<Dim>& coarse, Field<Dim>& fine, bool threads) {
+  const int nxf = fine_.nx();
+  const AxisInterpolation& px = p_[0];
+  const AxisInterpolation& pz = p_[Dim - 1];  // the last axis, added into the fine field
+  double* along_x = scratch_.data();          // coarse lines interpolated to the fine x nodes
+  const int* lx = px.left.data();
+  const double *wl = px.w_left.data(), *wr = px.w_right.data();
+  for_lines(coarse_.lines(), threads && coarse_.worth_threads(), [&](int jl) {
+    const double* c = coarse.line(jl);
+    double* out = along_x + int64_t{jl} * nxf;
     for (int ix = 0; ix < nxf; ++ix) out[ix] = wl[ix] * c[lx[ix]] + wr[ix] * c[lx[ix] + 1];
   });
-  for_rows(fine_.ny, threads && fine_.worth_threads(), [&](int iy) {
-    const auto s = static_cast<size_t>(iy);
-    const double* below = along_x + int64_t{py_.left[s]} * nxf;
-    const double* above = below + nxf;
-    const double w0 = py_.w_left[s], w1 = py_.w_right[s];
-    double* f = fine.row(iy);
+  const double* before_last = along_x;
+  int mid = 1;  // fine nodes per plane of the last axis, in units of x lines
+  if constexpr (Dim == 3) {
+    prolong_axis(p_[1], along_x, scratch_mid_.data(), coarse_.n[2], nxf, threads && fine_.worth_threads());
+    before_last = scratch_mid_.data();
+    mid = fine_.n[1];
+  }
+  for_lines(fine_.lines(), threads && fine_.worth_threads(), [&](int il) {
+    const auto s = static_cast<size_t>(il / mid);
+    const double* below = before_last + (int64_t{pz.left[s]} * mid + il % mid) * nxf;
+    const double* above = below + int64_t{mid} * nxf;
+    const double w0 = pz.w_left[s], w1 = pz.w_right[s];
+    double* f = fine.line(il);
 #pragma omp simd
     for (int ix = 0; ix < nxf; ++ix) f[ix] += w0 * below[ix] + w1 * above[ix];
   });
 }
 
-void GridTransfer::restrict_to(const Field& fine, Field& coarse, bool threads) {
-  const int nxc = coarse_.nx;
-  double* along_x = scratch_.data();  // fine rows restricted along x: ny_f x nx_c
-  for_rows(fine_.ny, threads && fine_.worth_threads(), [&](int iy) {
-    const double* f = fine.row(iy);
-    double* out = along_x + int64_t{iy} * nxc;
+template <int Dim>
+void GridTransfer<Dim>::restrict_to(const Field<Dim>& fine, Field<Dim>& coarse, bool threads) {
+  const int nxc = coarse_.nx();
+  const AxisInterpolation& px = p_[0];
+  const AxisInterpolation& pz = p_[Dim - 1];
+  double* along_x = scratch_.data();  // fine lines restricted along x
+  for_lines(fine_.lines(), threads && fine_.worth_threads(), [&](int il) {
+    const double* f = fine.line(il);
+    double* out = along_x + int64_t{il} * nxc;
     for (int jx = 0; jx < nxc; ++jx) {
       double s = 0;
-      for (int c = px_.child_begin[static_cast<size_t>(jx)]; c < px_.child_begin[static_cast<size_t>(jx) + 1];
+      for (int c = px.child_begin[static_cast<size_t>(jx)]; c < px.child_begin[static_cast<size_t>(jx) + 1];
            ++c)
-        s += px_.child_weight[static_cast<size_t>(c)] * f[px_.child[static_cast<size_t>(c)]];
+        s += px.child_weight[static_cast<size_t>(c)] * f[px.child[static_cast<size_t>(c)]];
       out[jx] = s;
     }
   });
-  for_rows(coarse_.ny, threads && coarse_.worth_threads(), [&](int jy) {
-    double* c = coarse.row(jy);
+  const double* before_last = along_x;
+  int mid = 1;  // coarse nodes per plane of the last axis, in units of x lines
+  if constexpr (Dim == 3) {
+    restrict_axis(p_[1], along_x, scratch_mid_.data(), fine_.n[2], nxc, threads && coarse_.worth_threads());
+    before_last = scratch_mid_.data();
+    mid = coarse_.n[1];
+  }
+  for_lines(coarse_.lines(), threads && coarse_.worth_threads(), [&](int jl) {
+    const auto jz = static_cast<size_t>(jl / mid);
+    double* c = coarse.line(jl);
     for (int jx = 0; jx < nxc; ++jx) c[jx] = 0;
-    for (int k = py_.child_begin[static_cast<size_t>(jy)]; k < py_.child_begin[static_cast<size_t>(jy) + 1];
-         ++k) {
-      const double w = py_.child_weight[static_cast<size_t>(k)];
-      const double* src = along_x + int64_t{py_.child[static_cast<size_t>(k)]} * nxc;
+    for (int k = pz.child_begin[jz]; k < pz.child_begin[jz + 1]; ++k) {
+      const double w = pz.child_weight[static_cast<size_t>(k)];
+      const double* src = before_last + (int64_t{pz.child[static_cast<size_t>(k)]} * mid + jl % mid) * nxc;
 #pragma omp simd
       for (int jx = 0; jx < nxc; ++jx) c[jx] += w * src[jx];
     }
   });
 }
 
-StencilOperator GridTransfer::galerkin(const StencilOperator& fine, bool threads) const {
-  const int rf = fine.radius(), wf = 2 * rf + 1;
-  // Nested bilinear transfer keeps a 9-point operator 9-point. Otherwise coarse nodes J and K couple
-  // when fine nodes within the fine stencil's reach lie in both hats' open supports (2H wide): for
-  // a 9-point A, |X_J - X_K| < 2H + h < 3H; for a 25-point A the alignment of the two grids keeps
-  // it below 3H too. So A_c reaches 2 coarse nodes; both stages check it and throw otherwise.
-  const int rc = (rf == 1 && nested()) ? 1 : 2;
-  StencilOperator coarse(coarse_, rc);
-  const int nxf = fine_.nx, nyf = fine_.ny, nxc = coarse_.nx;
-  constexpr int reach = 2, span = 2 * reach + 1;  // x offsets between coarse nodes, checked below
-
-  // Where A(p, p + d) lives for each of the wf x wf offsets d: a stored (forward) term at p, or the
-  // backward term's coefficient at p + d. Either way a pointer shift from p.
-  std::vector<const Field*> term_field(static_cast<size_t>(wf * wf));
-  std::vector<int64_t> term_shift(static_cast<size_t>(wf * wf));
-  for (int dy = -rf; dy <= rf; ++dy)
-    for (int dx = -rf; dx <= rf; ++dx) {
-      const auto d = static_cast<size_t>((dy + rf) * wf + dx + rf);
-      const int forward = fine.term_of(dx, dy);
-      term_field[d] = &fine.coefficients(forward >= 0 ? forward : fine.term_of(-dx, -dy));
-      term_shift[d] = forward >= 0 ? 0 : dy * fine_.stride + dx;
-    }
-
-  // P = Py (x) Px, so A_c(J, K) = sum_iy Py(iy, Jy) sum_dy Py(iy + dy, Ky) T_dy(iy; Jx, Kx) with the
-  // x-stage T_dy(iy; Jx, Kx) = sum_ix sum_dx Px(ix, Jx) A((ix, iy), (ix + dx, iy + dy)) Px(ix + dx, Kx).
-  // Each coarse row is one task: it forms T for its fine child rows, then the y-stage into its own
-  // stencil row only, so tasks never write the same memory.
-  //
-  // The x-stage scatters each A entry into up to 4 places of T (the parents of ix times those of
-  // ix + dx). Which places, with which weights, depends only on (ix, dx): tabulated once, nonzero
-  // weights only, as (ix, place in T's row = (Kx - Jx + reach) * nxc + Jx, weight) per dx.
-  struct Scatter {
-    int ix, place;
-    double weight;
-  };
-  std::vector<std::vector<Scatter>> scatter(static_cast<size_t>(wf));
-  for (int dx = -rf; dx <= rf; ++dx)
-    for (int ix = std::max(0, -dx); ix < std::min(nxf, nxf - dx); ++ix) {
-      const auto jx = static_cast<size_t>(ix), kx = static_cast<size_t>(ix + dx);
-      const double wj[2] = {px_.w_left[jx], px_.w_right[jx]}, wk[2] = {px_.w_left[kx], px_.w_right[kx]};
-      for (int bj = 0; bj < 2; ++bj)
-        for (int bk = 0; bk < 2; ++bk) {
-          const int offset = px_.left[kx] + bk - px_.left[jx] - bj;
-          const double w = wj[bj] * wk[bk];
-          if (w == 0) continue;
-          PDEGEN_CHECK(offset >= -reach && offset <= reach, "Galerkin x-stage offset {} beyond {}", offset,
-                       reach);
-          scatter[static_cast<size_t>(dx + rf)].push_back(
-              {ix, (offset + reach) * nxc + px_.left[jx] + bj, w});
-        }
-    }
-  std::vector<char> out_of_reach(static_cast<size_t>(coarse_.ny), 0);
-  const int* ly = py_.left.data();
-  // Coarse rows go in contiguous blocks, in order within a block, so consecutive rows share fine
-  // child rows: their x-stage is kept in a small ring (children of one coarse row span < 6 fine rows)
-  // instead of being formed twice. The result does not depend on the blocking.
-  const int rows = coarse_.ny, blocks = std::min(rows, 64);
-  constexpr int ring = 8;
-  const auto t_size = static_cast<size_t>(wf * span * nxc);  // per fine row: [dy][Kx - Jx][Jx]
-#pragma omp parallel if (threads && coarse_.worth_threads())
-  {
-    std::vector<double> t(ring * t_size);
-    int held[ring];
-#pragma omp for schedule(static)
-    for (int block = 0; block < blocks; ++block) {
-      std::fill(held, held + ring, -1);
-      for (int jy = block * rows / blocks; jy < (block + 1) * rows / blocks; ++jy) {
-        const auto sy = static_cast<size_t>(jy);
-        for (int c = py_.child_begin[sy]; c < py_.child_begin[sy + 1]; ++c) {
-          const int iy = py_.child[static_cast<size_t>(c)];
-          const double wy = py_.child_weight[static_cast<size_t>(c)];
-          double* ti = t.data() + static_cast<size_t>(iy % ring) * t_size;
-          if (held[iy % ring] != iy) {  // x-stage of fine row iy
-            held[iy % ring] = iy;
-            std::fill(ti, ti + t_size, 0.0);
-            for (int dy = -rf; dy <= rf; ++dy) {
-              if (iy + dy < 0 || iy + dy >= nyf) continue;
-              double* tr = ti + (dy + rf) * span * nxc;
-              for (int dx = -rf; dx <= rf; ++dx) {
-                const auto d = static_cast<size_t>((dy + rf) * wf + dx + rf);
-                const double* a = term_field[d]->row(iy) + term_shift[d];
-                for (const Scatter& e : scatter[static_cast<size_t>(dx + rf)])
-                  tr[e.place] += e.weight * a[e.ix];
-              }
-            }
-          }
-          for (int dy = -rf; dy <= rf; ++dy) {  // y-stage: this child row's share of coarse row jy
-            const int ky = iy + dy;
-            if (ky < 0 || ky >= nyf) continue;
-            const double* tr = ti + (dy + rf) * span * nxc;
-            const double wk[2] = {py_.w_left[static_cast<size_t>(ky)], py_.w_right[static_cast<size_t>(ky)]};
-            for (int bk = 0; bk < 2; ++bk) {
-              const double w = wy * wk[bk];
-              const int oy = ly[ky] + bk - jy;
-              if (w == 0) continue;
-              if (oy < -rc || oy > rc) {
-                out_of_reach[sy] = 1;
-                continue;
-              }
-              for (int ox = -reach; ox <= reach; ++ox) {
-                const int k = coarse.term_of(ox, oy);
-                if (k < 0) continue;  // backward (stored at the neighbour) or beyond the radius
-                double* cr = coarse.coefficients(k).row(jy);
-                const double* src = tr + (ox + reach) * nxc;
-#pragma omp simd
-                for (int jx = 0; jx < nxc; ++jx) cr[jx] += w * src[jx];
-              }
-            }
-            if (rc < reach)  // a 9-point result: the product must not reach 2 coarse nodes along x
-              for (int jx = 0; jx < nxc; ++jx)
-                if (tr[jx] != 0 || tr[(span - 1) * nxc + jx] != 0) out_of_reach[sy] = 1;
-          }
-        }
-        coarse.coefficients(0)(0, jy) = 1;  // Dirichlet rows: the identity (P gave them nothing)
-        coarse.coefficients(0)(nxc - 1, jy) = 1;
-      }
-    }
-  }
-  for (char bad : out_of_reach)
-    PDEGEN_CHECK(!bad, "Galerkin product reaches beyond the coarse stencil radius {}", rc);
-  return coarse;
-}
+template class GridTransfer<2>;
+template class GridTransfer<3>;
 
 }  // namespace pdegen::physics

@@ -1,14 +1,16 @@
-// Transfer between two levels of the reference solver's hierarchy: prolongation P = bilinear
-// interpolation from a coarse grid to a fine grid covering the same unit square, restriction its
-// transpose P^T, and the Galerkin coarse operator P^T A P.
+// Transfer between two levels of the reference solver's hierarchy, in 2D and 3D: prolongation
+// P = bi- or trilinear interpolation from a coarse grid to a fine grid covering the same unit square
+// or cube, restriction its transpose P^T, and the Galerkin coarse operator P^T A P.
 //
 // The grids need not nest: a fine axis of m cells (m odd, e.g. 63 or 1023) gets (m + 1) / 2 coarse
 // cells, and a fine node between two coarse nodes takes their values weighted by its distance, as
-// for nested grids. P is the tensor product of one such interpolation per axis. Coarse nodes on the
-// Dirichlet columns (x = 0 and x = 1) carry no correction: their columns of P are dropped, which
-// also zeroes P's rows for the fine Dirichlet nodes (they sit on the same lines).
+// for nested grids. P is the tensor product of one such interpolation per axis, and every operation
+// runs one axis at a time. Coarse nodes on the Dirichlet planes (x = 0 and x = 1) carry no
+// correction: their columns of P are dropped, which also zeroes P's rows for the fine Dirichlet
+// nodes (they sit on the same planes).
 #pragma once
 
+#include <array>
 #include <vector>
 
 #include "physics/grid_field.hpp"
@@ -32,27 +34,27 @@ struct AxisInterpolation {
   AxisInterpolation(int fine_nodes, int coarse_nodes, bool drop_ends);
 };
 
+template <int Dim>
 class GridTransfer {
  public:
   GridTransfer() = default;
-  // Transfer between `fine` and `coarse` with Dirichlet columns at x = 0 and x = 1 on both.
-  GridTransfer(const GridLayout& fine, const GridLayout& coarse);
+  // Transfer between `fine` and `coarse` with Dirichlet planes at x = 0 and x = 1 on both.
+  GridTransfer(const GridLayout<Dim>& fine, const GridLayout<Dim>& coarse);
 
-  const GridLayout& fine() const { return fine_; }
-  const GridLayout& coarse() const { return coarse_; }
-  const AxisInterpolation& along_x() const { return px_; }
-  const AxisInterpolation& along_y() const { return py_; }
-  // True when every coarse node is a fine node (both axes have an even number of fine cells).
+  const GridLayout<Dim>& fine() const { return fine_; }
+  const GridLayout<Dim>& coarse() const { return coarse_; }
+  const AxisInterpolation& along(int axis) const { return p_[static_cast<size_t>(axis)]; }
+  // True when every coarse node is a fine node (every axis has an even number of fine cells).
   bool nested() const;
 
-  void prolong_add(const Field& coarse, Field& fine, bool threads);           // fine += P coarse
-  void restrict_to(const Field& fine, Field& coarse, bool threads);           // coarse = P^T fine
-  StencilOperator galerkin(const StencilOperator& fine, bool threads) const;  // P^T A P
+  void prolong_add(const Field<Dim>& coarse, Field<Dim>& fine, bool threads);           // fine += P coarse
+  void restrict_to(const Field<Dim>& fine, Field<Dim>& coarse, bool threads);           // coarse = P^T fine
+  StencilOperator<Dim> galerkin(const StencilOperator<Dim>& fine, bool threads) const;  // P^T A P
 
  private:
-  GridLayout fine_, coarse_;
-  AxisInterpolation px_, py_;
-  std::vector<double> scratch_;  // one axis done, the other not: ny_c x nx_f or ny_f x nx_c
+  GridLayout<Dim> fine_, coarse_;
+  std::array<AxisInterpolation, Dim> p_;
+  std::vector<double> scratch_, scratch_mid_;  // partly transferred fields, one axis at a time
 };
 
 }  // namespace pdegen::physics

@@ -53,28 +53,63 @@ std::vector<Eigenpair1D> eigenpairs_1d(double l, int count) {
   return pairs;
 }
 
-std::vector<Mode2D> modes_2d(double l, int m) {
+namespace {
+
+// Every index tuple with prod_d (index_d + 1) <= m (the only candidates for the first m modes), in
+// lexicographic order.
+template <int Dim>
+void candidates(int m, std::array<int, Dim>& index, int d, int product,
+                std::vector<std::array<int, Dim>>& out) {
+  if (d == Dim) {
+    out.push_back(index);
+    return;
+  }
+  for (int i = 0; (i + 1) * product <= m; ++i) {
+    index[static_cast<size_t>(d)] = i;
+    candidates<Dim>(m, index, d + 1, (i + 1) * product, out);
+  }
+}
+
+}  // namespace
+
+template <int Dim>
+std::vector<Mode<Dim>> modes(double l, int m) {
+  static_assert(Dim == 2 || Dim == 3, "KL modes are 2D or 3D");
   PDEGEN_CHECK(m >= 1, "need at least one KL mode, got {}", m);
-  // lambda_n strictly decreases with n, so a pair (i, j) among the first m has (i + 1)(j + 1) <= m
-  // pairs dominating or equal to it: i, j < m, and m x m candidates are enough.
+  // lambda_n strictly decreases with n, so a tuple among the first m has prod (index_d + 1) <= m
+  // tuples dominating or equal to it: the candidates above are enough, all indices below m.
   const std::vector<Eigenpair1D> pairs = eigenpairs_1d(l, m);
-  std::vector<Mode2D> all;
-  all.reserve(static_cast<size_t>(m) * static_cast<size_t>(m));
-  for (int i = 0; i < m; ++i)
-    for (int j = 0; j < m; ++j) {
-      // The product is formed the same way for (i, j) and (j, i): IEEE multiplication commutes, so
-      // symmetric pairs tie exactly and the tie-break, not rounding, orders them.
-      const double product = pairs[static_cast<size_t>(i)].lambda * pairs[static_cast<size_t>(j)].lambda;
-      all.push_back(Mode2D{i, j, product});
-    }
-  std::sort(all.begin(), all.end(), [](const Mode2D& x, const Mode2D& y) {
+  std::vector<std::array<int, Dim>> tuples;
+  std::array<int, Dim> index{};
+  candidates<Dim>(m, index, 0, 1, tuples);
+  std::vector<Mode<Dim>> all;
+  all.reserve(tuples.size());
+  for (const std::array<int, Dim>& t : tuples) {
+    // The product is formed from the factors in index order, the same for every permutation, so
+    // symmetric tuples tie exactly and the tie-break, not rounding, orders them.
+    std::array<int, Dim> sorted = t;
+    std::sort(sorted.begin(), sorted.end());
+    double product = pairs[static_cast<size_t>(sorted[0])].lambda;
+    for (int d = 1; d < Dim; ++d)
+      product = product * pairs[static_cast<size_t>(sorted[static_cast<size_t>(d)])].lambda;
+    all.push_back(Mode<Dim>{t, product});
+  }
+  auto sum = [](const Mode<Dim>& x) {
+    int s = 0;
+    for (int i : x.index) s += i;
+    return s;
+  };
+  std::sort(all.begin(), all.end(), [&](const Mode<Dim>& x, const Mode<Dim>& y) {
     if (x.weight != y.weight) return x.weight > y.weight;
-    if (x.i + x.j != y.i + y.j) return x.i + x.j < y.i + y.j;
-    return x.i < y.i;
+    if (sum(x) != sum(y)) return sum(x) < sum(y);
+    return x.index < y.index;
   });
   all.resize(static_cast<size_t>(m));
-  for (Mode2D& mode : all) mode.weight = std::sqrt(mode.weight);
+  for (Mode<Dim>& mode : all) mode.weight = std::sqrt(mode.weight);
   return all;
 }
+
+template std::vector<Mode<2>> modes<2>(double l, int m);
+template std::vector<Mode<3>> modes<3>(double l, int m);
 
 }  // namespace pdegen::kl

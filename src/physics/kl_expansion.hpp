@@ -1,8 +1,9 @@
 // Karhunen-Loeve eigenpairs of the exponential covariance exp(-|x - y| / l) on [0, 1] and their 2D
-// tensor products: the modes from which the poisson2d coefficient log nu is built (PHYSICS.md,
-// section 1; the choices are in docs/theory.md, "poisson2d").
+// and 3D tensor products: the modes from which the poisson2d and poisson3d coefficient log nu is
+// built (PHYSICS.md, sections 1 and 2; the choices are in docs/theory.md, "poisson2d").
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <vector>
 
@@ -28,16 +29,21 @@ struct Eigenpair1D {
 // The first `count` eigenpairs, a (and so 1 / lambda) increasing.
 std::vector<Eigenpair1D> eigenpairs_1d(double l, int count);
 
-// The 2D mode phi_i(x) phi_j(y) (i, j index eigenpairs_1d, from 0) with weight sqrt(lambda_i lambda_j).
-struct Mode2D {
-  int i = 0;
-  int j = 0;
+// A Dim-dimensional mode phi_{index[0]}(x) phi_{index[1]}(y) (phi_{index[2]}(z)), indices into
+// eigenpairs_1d from 0, with weight sqrt(lambda_index[0] lambda_index[1] ...).
+template <int Dim>
+struct Mode {
+  std::array<int, Dim> index{};
   double weight = 0;
 };
 
-// The first m 2D modes in decreasing lambda_i lambda_j; equal products (i, j) / (j, i) are ordered
-// by (i + j, i), so (0, 1) (varying along y) comes before (1, 0). All indices are below m, so
+// The first m Dim-dimensional modes (Dim = 2 or 3) in decreasing product of the lambdas. The product
+// is formed from the factors sorted by index, so permutations of one index set tie exactly; ties are
+// ordered by the index sum, then lexicographically (x index first): in 2D (0, 1) (varying along y)
+// comes before (1, 0), in 3D (0, 0, 1) before (0, 1, 0) before (1, 0, 0). A mode among the first m
+// has (i + 1)(j + 1)(k + 1) <= m modes dominating or equal to it, so all indices are below m and
 // eigenpairs_1d(l, m) holds every 1D factor.
-std::vector<Mode2D> modes_2d(double l, int m);
+template <int Dim>
+std::vector<Mode<Dim>> modes(double l, int m);
 
 }  // namespace pdegen::kl

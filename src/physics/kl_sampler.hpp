@@ -1,8 +1,9 @@
-// The poisson2d coefficient sampler: log nu on the n x n grid as a truncated KL expansion whose
-// coefficients are drawn by (seed, global sample index), so a sample is the same whatever batch,
-// rank or device draws it (PHYSICS.md, section 1; docs/theory.md, "poisson2d").
+// The poisson2d and poisson3d coefficient sampler: log nu on the n^Dim grid as a truncated KL
+// expansion whose coefficients are drawn by (seed, global sample index), so a sample is the same
+// whatever batch, rank or device draws it (PHYSICS.md, sections 1 and 2; docs/theory.md, "poisson2d").
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -19,28 +20,33 @@ namespace pdegen {
 inline constexpr uint64_t kl_coefficients = 4;
 constexpr uint64_t kl_stream(int k) { return (kl_coefficients << 32) | static_cast<uint32_t>(k); }
 
-class KlSampler2D {
+// Dim = 2 or 3: log nu on the n^Dim grid, written [b, 1, n, n] or [b, 1, n, n, n] (x fastest).
+template <int Dim>
+class KlSampler {
  public:
-  // Node (i, j) at (i h, j h), h = 1 / (resolution - 1).
-  KlSampler2D(const PoissonSettings& settings, int resolution);
+  // Node (i, j[, k]) at (i h, j h[, k h]), h = 1 / (resolution - 1).
+  KlSampler(const PoissonSettings& settings, int resolution);
 
-  // log nu = sigma * sum_k omega_k sqrt(lambda_ik lambda_jk) phi_ik(x) phi_jk(y) for each global
-  // index, in double, stored fp32. `log_nu` is written in place when it already is a plain fp32
-  // [b, 1, n, n] tensor (b = global_indices.size()), otherwise replaced by a new one.
+  // log nu = sigma * sum_k omega_k weight_k prod_d phi_{index_d k}(x_d) for each global index, in
+  // double, stored fp32. `log_nu` is written in place when it already is a plain fp32 [b, 1, n, ...]
+  // tensor (b = global_indices.size()), otherwise replaced by a new one.
   void sample(uint64_t seed, const std::vector<uint64_t>& global_indices, Tensor& log_nu) const;
 
   // The m coefficients omega_k of sample g.
   std::vector<double> omegas(uint64_t seed, uint64_t g) const;
 
-  const std::vector<kl::Mode2D>& modes() const { return modes_; }
+  const std::vector<kl::Mode<Dim>>& modes() const { return modes_; }
   int resolution() const { return n_; }
 
  private:
   PoissonSettings settings_;
   int n_;
-  std::vector<kl::Mode2D> modes_;
-  // phi_ik(x_i) and phi_jk(y_j) of mode k at the n nodes, mode-major ([k * n + node]).
-  std::vector<double> phi_x_, phi_y_;
+  std::vector<kl::Mode<Dim>> modes_;
+  // phi_[d][k * n + node]: the 1D factor along axis d of mode k at the n nodes, mode-major.
+  std::array<std::vector<double>, Dim> phi_;
 };
+
+extern template class KlSampler<2>;
+extern template class KlSampler<3>;
 
 }  // namespace pdegen

@@ -1,7 +1,8 @@
-// The reference solver for poisson2d (PHYSICS.md section 1, "Reference solver"; docs/theory.md):
-// the assembled Q1 system K(nu) u = F on the n x n node grid of the unit square, with u = 1 on the
-// x = 0 column and u = 0 on the x = 1 column eliminated (their rows are the identity, their values
-// moved to the right-hand side) and natural (zero-flux) conditions on y = 0 and y = 1.
+// The reference solver for poisson2d and poisson3d (PHYSICS.md sections 1 and 2, "Reference
+// solver"; docs/theory.md): the assembled Q1 system K(nu) u = F on the n^Dim node grid of the unit
+// square or cube, with u = 1 on the x = 0 plane and u = 0 on the x = 1 plane eliminated (their rows
+// are the identity, their values moved to the right-hand side) and natural (zero-flux) conditions
+// on the other faces.
 //
 // K and F are assembled element by element with q1::element_matrix and q1::element_load, the
 // functions the training loss uses, so u_ref is exactly the minimiser of the discrete energy the
@@ -43,8 +44,8 @@ struct SolveReport {
   double setup_seconds = 0;      // of which assembly and multigrid setup
 };
 
-// The source f of -div(nu grad u) = f: the deck's constant, or nodal values (n * n, x fastest),
-// interpolated bilinearly to the Gauss points like nu.
+// The source f of -div(nu grad u) = f: the deck's constant, or nodal values (n^Dim, x fastest),
+// interpolated multilinearly to the Gauss points like nu.
 class Source {
  public:
   static Source constant(double value) { return Source(value, nullptr); }
@@ -59,43 +60,46 @@ class Source {
 
 // A solver for one grid size, reusable sample after sample (its buffers and hierarchy are kept).
 // One solve at a time per object.
-class Poisson2DSolver {
+template <int Dim>
+class PoissonSolver {
  public:
   // `threads`: parallelise each solve over the OpenMP threads (false when the caller runs one
   // solver per thread instead).
-  explicit Poisson2DSolver(int n, const SolverOptions& options = {}, bool threads = true);
+  explicit PoissonSolver(int n, const SolverOptions& options = {}, bool threads = true);
 
   int resolution() const { return n_; }
   int multigrid_levels() const { return mg_.levels(); }
 
-  // log_nu: n * n nodal values of log nu (x fastest). u: n * n doubles, overwritten with the
+  // log_nu: n^Dim nodal values of log nu (x fastest). u: n^Dim doubles, overwritten with the
   // solution. Throws pdegen::Error naming the residual reached if the tolerance is not met within
   // max_iterations.
   SolveReport solve(const double* log_nu, const Source& f, double* u);
 
  private:
   void assemble(const double* log_nu, const Source& f);
-  void precondition(const Field& r, Field& z);
+  void check_coefficients(const double* log_nu, const Source& f);
+  void precondition(const Field<Dim>& r, Field<Dim>& z);
   double true_residual_norm();  // r_ = b_ - A w_; returns ||r_||
 
   int n_;
   SolverOptions options_;
   bool threads_;
-  Multigrid mg_;  // owns the fine operator A
-  Field b_, w_, r_, z_, p_, q_, inv_diag_;
+  Multigrid<Dim> mg_;  // owns the fine operator A
+  Field<Dim> b_, w_, r_, z_, p_, q_, inv_diag_;
   std::vector<double> nu_;  // nodal nu = exp(log nu)
 };
 
-// One solve with a temporary solver (prefer a Poisson2DSolver for many samples of one size).
-SolveReport solve_poisson2d(const double* log_nu, const Source& f, int n, double* u,
-                            const SolverOptions& options = {});
+// One solve with a temporary solver (prefer a PoissonSolver for many samples of one size).
+template <int Dim>
+SolveReport solve_poisson(const double* log_nu, const Source& f, int n, double* u,
+                          const SolverOptions& options = {});
 
-// Every sample of log_nu ([b, 1, n, n], fp32, plain) into u (the same shape, fp32 or fp64, plain)
-// with a constant source. Small grids solve one sample per OpenMP thread; large grids (more than
-// `batch_sample_parallel_max_nodes` nodes, or a single sample) run each solve over all threads.
-// Either way the numbers are bitwise the same. Returns one report per sample.
+// Every sample of log_nu ([b, 1, n, n] or [b, 1, n, n, n], fp32, plain) into u (the same shape, fp32
+// or fp64, plain) with a constant source. Small grids solve one sample per OpenMP thread; large
+// grids (more than `batch_sample_parallel_max_nodes` nodes, or a single sample) run each solve over
+// all threads. Either way the numbers are bitwise the same. Returns one report per sample.
 inline constexpr int64_t batch_sample_parallel_max_nodes = 256 * 256;
-std::vector<SolveReport> solve_poisson2d_batch(const Tensor& log_nu, double source, Tensor& u,
-                                               const SolverOptions& options = {});
+std::vector<SolveReport> solve_poisson_batch(const Tensor& log_nu, double source, Tensor& u,
+                                             const SolverOptions& options = {});
 
 }  // namespace pdegen::physics

@@ -2,6 +2,7 @@
 // interval, eigenpairs against the covariance integral equation, orthonormality, mode order, and a
 // sampler that depends only on (seed, global index) and evaluates the documented KL sum.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -204,26 +205,26 @@ TEST_CASE("2D modes come in decreasing eigenvalue product with ties ordered by (
     if (a.i + a.j != b.i + b.j) return a.i + a.j < b.i + b.j;
     return a.i < b.i;
   });
-  const std::vector<kl::Mode2D> modes = kl::modes_2d(l, m);
+  const std::vector<kl::Mode<2>> modes = kl::modes<2>(l, m);
   REQUIRE(modes.size() == static_cast<size_t>(m));
   for (int k = 0; k < m; ++k) {
     CAPTURE(k);
-    CHECK(modes[static_cast<size_t>(k)].i == all[static_cast<size_t>(k)].i);
-    CHECK(modes[static_cast<size_t>(k)].j == all[static_cast<size_t>(k)].j);
+    CHECK(modes[static_cast<size_t>(k)].index[0] == all[static_cast<size_t>(k)].i);
+    CHECK(modes[static_cast<size_t>(k)].index[1] == all[static_cast<size_t>(k)].j);
     CHECK(modes[static_cast<size_t>(k)].weight ==
           doctest::Approx(std::sqrt(all[static_cast<size_t>(k)].product)).epsilon(1e-15));
     if (k > 0) CHECK(modes[static_cast<size_t>(k)].weight <= modes[static_cast<size_t>(k - 1)].weight);
   }
   // The first four for the default deck (lambda = 0.575, 0.195, 0.0785 for n = 1, 2, 3): (0,0), the
   // tie (0,1) before (1,0), then (0,2) since 0.575 * 0.0785 = 0.045 > 0.195^2 = 0.038.
-  CHECK((modes[0].i == 0 && modes[0].j == 0));
-  CHECK((modes[1].i == 0 && modes[1].j == 1));
-  CHECK((modes[2].i == 1 && modes[2].j == 0));
-  CHECK((modes[3].i == 0 && modes[3].j == 2));
+  CHECK((modes[0].index[0] == 0 && modes[0].index[1] == 0));
+  CHECK((modes[1].index[0] == 0 && modes[1].index[1] == 1));
+  CHECK((modes[2].index[0] == 1 && modes[2].index[1] == 0));
+  CHECK((modes[3].index[0] == 0 && modes[3].index[1] == 2));
 }
 
 TEST_CASE("a sample depends only on (seed, global index), not on the batch around it") {
-  const KlSampler2D sampler(settings_with(4), 17);
+  const KlSampler<2> sampler(settings_with(4), 17);
   Tensor abc, c_alone, ba;
   sampler.sample(11, {5, 9, 2}, abc);
   sampler.sample(11, {2}, c_alone);
@@ -239,7 +240,7 @@ TEST_CASE("a sample depends only on (seed, global index), not on the batch aroun
 }
 
 TEST_CASE("different global indices and different seeds give different fields") {
-  const KlSampler2D sampler(settings_with(4), 9);
+  const KlSampler<2> sampler(settings_with(4), 9);
   Tensor t, other_seed;
   sampler.sample(3, {0, 1, uint64_t{1} << 40}, t);
   sampler.sample(4, {0}, other_seed);
@@ -250,7 +251,7 @@ TEST_CASE("different global indices and different seeds give different fields") 
 
 TEST_CASE("omegas use the documented stream formula and lie in [-omega_max, omega_max]") {
   const PoissonSettings s = settings_with(6);
-  const KlSampler2D sampler(s, 5);
+  const KlSampler<2> sampler(s, 5);
   CHECK(kl_stream(3) == ((uint64_t{4} << 32) | 3));
   double lo = 0, hi = 0;
   for (uint64_t g = 0; g < 2000; ++g) {
@@ -273,7 +274,7 @@ TEST_CASE("sampled log nu is sigma times the KL sum at the nodes (fp64 reference
     CAPTURE(l);
     const int m = 6, n = 13;
     const PoissonSettings s = settings_with(m, l);
-    const KlSampler2D sampler(s, n);
+    const KlSampler<2> sampler(s, n);
     // Independent pieces: roots (tested above), quadrature-normalised phi, lambda from PHYSICS.md,
     // the mode order by brute force, the coefficients straight from Philox.
     std::vector<std::function<double(double)>> phi;
@@ -317,7 +318,7 @@ TEST_CASE("sampled log nu is sigma times the KL sum at the nodes (fp64 reference
 TEST_CASE("log nu has mean ~0 and the truncated KL variance over many samples") {
   const int n = 9, count = 4000, m = 4;
   const PoissonSettings s = settings_with(m);
-  const KlSampler2D sampler(s, n);
+  const KlSampler<2> sampler(s, n);
   std::vector<uint64_t> gs(count);
   for (int p = 0; p < count; ++p) gs[static_cast<size_t>(p)] = static_cast<uint64_t>(p);
   Tensor t;
@@ -337,11 +338,119 @@ TEST_CASE("log nu has mean ~0 and the truncated KL variance over many samples") 
     // Var = sigma^2 omega_max^2 / 3 * sum_k lambda_i lambda_j phi_i(x)^2 phi_j(y)^2.
     const double x = (node % n) / double(n - 1), y = (node / n) / double(n - 1);
     double expected = 0;
-    for (const kl::Mode2D& mode : sampler.modes()) {
-      const double px = pairs[static_cast<size_t>(mode.i)](x), py = pairs[static_cast<size_t>(mode.j)](y);
+    for (const kl::Mode<2>& mode : sampler.modes()) {
+      const double px = pairs[static_cast<size_t>(mode.index[0])](x),
+                   py = pairs[static_cast<size_t>(mode.index[1])](y);
       expected += mode.weight * mode.weight * px * px * py * py;
     }
     expected *= s.sigma * s.sigma * s.omega_max * s.omega_max / 3;
     CHECK(var == doctest::Approx(expected).epsilon(0.1));
   }
+}
+
+TEST_CASE("3D modes are the first m index triples by decreasing eigenvalue product, ties by (sum, i, j)") {
+  for (auto [l, m] : {std::pair{0.5, 4}, {0.5, 20}, {0.2, 37}}) {
+    CAPTURE(l);
+    CAPTURE(m);
+    const std::vector<kl::Eigenpair1D> pairs = kl::eigenpairs_1d(l, 12);
+    struct Cand {
+      int i, j, k;
+      double product;
+    };
+    // Brute force over 12^3 triples; the product from the factors in index order (as documented),
+    // so permutations tie exactly.
+    std::vector<Cand> all;
+    for (int i = 0; i < 12; ++i)
+      for (int j = 0; j < 12; ++j)
+        for (int k = 0; k < 12; ++k) {
+          int f[3] = {i, j, k};
+          std::sort(f, f + 3);
+          const double p = pairs[static_cast<size_t>(f[0])].lambda * pairs[static_cast<size_t>(f[1])].lambda *
+                           pairs[static_cast<size_t>(f[2])].lambda;
+          all.push_back({i, j, k, p});
+        }
+    std::stable_sort(all.begin(), all.end(), [](const Cand& a, const Cand& b) {
+      if (a.product != b.product) return a.product > b.product;
+      if (a.i + a.j + a.k != b.i + b.j + b.k) return a.i + a.j + a.k < b.i + b.j + b.k;
+      if (a.i != b.i) return a.i < b.i;
+      return a.j < b.j;
+    });
+    const std::vector<kl::Mode<3>> modes = kl::modes<3>(l, m);
+    REQUIRE(modes.size() == static_cast<size_t>(m));
+    for (int k = 0; k < m; ++k) {
+      CAPTURE(k);
+      const kl::Mode<3>& mode = modes[static_cast<size_t>(k)];
+      const Cand& c = all[static_cast<size_t>(k)];
+      CHECK(mode.index[0] == c.i);
+      CHECK(mode.index[1] == c.j);
+      CHECK(mode.index[2] == c.k);
+      CHECK(mode.weight == doctest::Approx(std::sqrt(c.product)).epsilon(1e-15));
+      if (k > 0) CHECK(mode.weight <= modes[static_cast<size_t>(k - 1)].weight);
+    }
+  }
+  // The default deck's first four: (0,0,0), then the tie (0,0,1) < (0,1,0) < (1,0,0).
+  const std::vector<kl::Mode<3>> modes = kl::modes<3>(0.5, 4);
+  CHECK((modes[0].index == std::array<int, 3>{0, 0, 0}));
+  CHECK((modes[1].index == std::array<int, 3>{0, 0, 1}));
+  CHECK((modes[2].index == std::array<int, 3>{0, 1, 0}));
+  CHECK((modes[3].index == std::array<int, 3>{1, 0, 0}));
+}
+
+TEST_CASE("a 3D sample is [b, 1, n, n, n] and depends only on (seed, global index)") {
+  const KlSampler<3> sampler(settings_with(6), 7);
+  Tensor abc, c_alone, ba, other_seed;
+  sampler.sample(11, {5, 9, 2}, abc);
+  sampler.sample(11, {2}, c_alone);
+  sampler.sample(11, {9, 5}, ba);
+  sampler.sample(12, {5}, other_seed);
+  REQUIRE(abc.shape() == Shape{3, 1, 7, 7, 7});
+  CHECK(field_of(abc, 2) == field_of(c_alone, 0));
+  CHECK(field_of(abc, 0) == field_of(ba, 1));
+  CHECK(field_of(abc, 1) == field_of(ba, 0));
+  CHECK(field_of(abc, 0) != field_of(abc, 1));
+  CHECK(field_of(abc, 0) != field_of(other_seed, 0));
+  const void* before = ba.raw();
+  sampler.sample(11, {1, 3}, ba);
+  CHECK(ba.raw() == before);
+}
+
+TEST_CASE("sampled 3D log nu is sigma times the KL sum at the nodes (fp64 reference)") {
+  const int m = 9, n = 6;
+  const double l = 0.3;
+  PoissonSettings s = settings_with(m, l);
+  s.sigma = 0.8;
+  const KlSampler<3> sampler(s, n);
+  std::vector<std::function<double(double)>> phi;
+  std::vector<double> lambda;
+  for (int k = 1; k <= m; ++k) {
+    const double a = kl::root(k, l);
+    phi.push_back(normalised_phi(a, l));
+    lambda.push_back(2 * l / (1 + l * l * a * a));
+  }
+  const std::vector<uint64_t> gs = {3, 77777};
+  Tensor t;
+  sampler.sample(42, gs, t);
+  for (size_t p = 0; p < gs.size(); ++p) {
+    Vec ref(static_cast<size_t>(n * n * n));
+    for (int k = 0; k < m; ++k) {
+      const auto [mi, mj, mk] = sampler.modes()[static_cast<size_t>(k)].index;
+      const double omega =
+          s.omega_max * (2 * random_uniform(42, (uint64_t{4} << 32) | static_cast<uint64_t>(k), gs[p]) - 1);
+      const double c = s.sigma * omega *
+                       std::sqrt(lambda[static_cast<size_t>(mi)] * lambda[static_cast<size_t>(mj)] *
+                                 lambda[static_cast<size_t>(mk)]);
+      for (int z = 0; z < n; ++z)
+        for (int y = 0; y < n; ++y)
+          for (int x = 0; x < n; ++x)
+            ref[static_cast<size_t>((z * n + y) * n + x)] += c *
+                                                             phi[static_cast<size_t>(mi)](x / double(n - 1)) *
+                                                             phi[static_cast<size_t>(mj)](y / double(n - 1)) *
+                                                             phi[static_cast<size_t>(mk)](z / double(n - 1));
+    }
+    CHECK(rel_max_error(field_of(t, static_cast<int64_t>(p)), ref) < f32_tol);
+  }
+  // The modes the sampler uses are kl::modes<3>'s: checked above against brute force.
+  const std::vector<kl::Mode<3>> expected = kl::modes<3>(l, m);
+  for (int k = 0; k < m; ++k)
+    CHECK(sampler.modes()[static_cast<size_t>(k)].index == expected[static_cast<size_t>(k)].index);
 }

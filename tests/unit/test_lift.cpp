@@ -1,5 +1,6 @@
-// Boundary lift: exact Dirichlet values on the x = 0 and x = 1 columns, the network's value elsewhere,
-// and a backward that is the transpose (central differences of an fp64 reference), on every backend.
+// Boundary lift: exact Dirichlet values on the x = 0 and x = 1 nodes (2D and 3D), the network's value
+// elsewhere, and a backward that is the transpose (central differences of an fp64 reference), on every
+// backend.
 #include "device_testing.hpp"
 #include "physics/boundary_lift.hpp"
 
@@ -24,7 +25,7 @@ TEST_CASE("lift forward sets u = 1 at x = 0 and u = 0 at x = 1 and keeps v elsew
   for_each_device([](Device device) {
     const Shape shape{2, 1, 5, 7};  // Ny != Nx: catches a transposed mask
     const Vec v = random_vec(static_cast<size_t>(shape.numel()), 1, -2, 2);
-    const BoundaryLift2D lift;
+    const BoundaryLift lift;
     const Tensor u = lift.forward(tensor_on(device, v, shape));
     CHECK(u.device() == device);
     CHECK(u.shape() == shape);
@@ -41,7 +42,7 @@ TEST_CASE("lift with other boundary values and in place gives the same as out of
   for_each_device([](Device device) {
     const Shape shape{1, 1, 4, 3};
     const Vec v = random_vec(static_cast<size_t>(shape.numel()), 2);
-    const BoundaryLift2D lift(0.25f, -2.0f);
+    const BoundaryLift lift(0.25f, -2.0f);
     Tensor in_place = tensor_on(device, v, shape);
     lift.forward_inplace(in_place);
     CHECK(host_values(in_place) == host_values(lift.forward(tensor_on(device, v, shape))));
@@ -55,7 +56,7 @@ TEST_CASE("lift backward is dv = m du and matches central differences of the fp6
     const Shape shape{2, 1, 6, 5};
     const Vec v = random_vec(static_cast<size_t>(shape.numel()), 3);
     const Vec w = random_vec(v.size(), 4);
-    const BoundaryLift2D lift;
+    const BoundaryLift lift;
     const Tensor dv = lift.backward(tensor_on(device, w, shape));
     CHECK(dv.device() == device);
     const Vec fd = fd_gradient([](const Vec& x) { return lift_reference(x, 5, 1, 0); }, v, w);
@@ -66,11 +67,30 @@ TEST_CASE("lift backward is dv = m du and matches central differences of the fp6
   });
 }
 
-TEST_CASE("lift rejects tensors that are not plain fp32 [b, 1, Ny, Nx]") {
+TEST_CASE("lift rejects tensors that are not plain fp32 [b, 1, Ny, Nx] or [b, 1, Nz, Ny, Nx]") {
   for_each_device([](Device device) {
-    const BoundaryLift2D lift;
+    const BoundaryLift lift;
     CHECK_THROWS_AS(lift.forward(Tensor::zeros(Shape{1, 2, 4, 4}, DType::f32, device)), Error);
     CHECK_THROWS_AS(lift.forward(Tensor::zeros(Shape{1, 1, 4, 4}, DType::f64, device)), Error);
     CHECK_THROWS_AS(lift.backward(Tensor::zeros(Shape{4, 4}, DType::f32, device)), Error);
+    CHECK_THROWS_AS(lift.forward(Tensor::zeros(Shape{1, 1, 2, 3, 4, 4}, DType::f32, device)), Error);
+  });
+}
+
+TEST_CASE("lift on a 3D field [b, 1, Nz, Ny, Nx] fixes the x = 0 and x = 1 planes, backward zeroes them") {
+  for_each_device([](Device device) {
+    const Shape shape{2, 1, 3, 4, 5};  // Nz, Ny, Nx all different: catches a wrong axis
+    const Vec v = random_vec(static_cast<size_t>(shape.numel()), 5, -2, 2);
+    const BoundaryLift lift(0.5f, -1.0f);
+    const Tensor u = lift.forward(tensor_on(device, v, shape));
+    CHECK(u.shape() == shape);
+    CHECK(rel_max_error(host_values(u), lift_reference(values_of(tensor_from(v, shape)), 5, 0.5, -1)) == 0);
+    const Vec w = random_vec(v.size(), 6);
+    const Tensor dv = lift.backward(tensor_on(device, w, shape));
+    const Vec fd = fd_gradient([](const Vec& x) { return lift_reference(x, 5, 0.5, -1); }, v, w);
+    CHECK(rel_max_error(host_values(dv), fd) < f32_tol);
+    Tensor in_place = tensor_on(device, v, shape);
+    lift.forward_inplace(in_place);
+    CHECK(host_values(in_place) == host_values(u));
   });
 }

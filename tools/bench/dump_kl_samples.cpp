@@ -1,9 +1,11 @@
-// Prints the log-nu fields pdegen's poisson2d sampler (physics/kl_sampler.hpp) makes for given global
-// sample indices, so other implementations (tools/bench/torch_poisson2d.py) can be checked against it.
+// Prints the log-nu fields pdegen's poisson2d / poisson3d sampler (physics/kl_sampler.hpp) makes for
+// given global sample indices, so other implementations (tools/bench/torch_poisson.py) can be checked
+// against it (tools/bench/check_kl_samples.py does).
 //   dump_kl_samples DECK [key.path=value ...] [--index G]... [--eval E]... [--binary FILE]
 // --index G: training/global index G; --eval E: evaluation sample E (global index 2^40 + E).
-// Text output (default): one line per sample, "g v(0,0) v(1,0) ... v(n-1,n-1)" (x fastest, %.9g, so
-// the fp32 values round-trip). --binary FILE: the raw fp32 [b, n, n] array instead, x fastest.
+// Text output (default): one line per sample, "g v(0,0) v(1,0) ... v(n-1,n-1)" in 2D,
+// "g v(0,0,0) v(1,0,0) ... v(n-1,n-1,n-1)" in 3D (x fastest, %.9g, so the fp32 values round-trip).
+// --binary FILE: the raw fp32 [b, n, n] or [b, n, n, n] array instead, x fastest.
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -60,15 +62,23 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
+template <int Dim>
+Tensor sample(const Deck& deck, const std::vector<uint64_t>& indices) {
+  const KlSampler<Dim> sampler(deck.problem.poisson, deck.problem.resolution);
+  Tensor log_nu;
+  sampler.sample(deck.training.seed, indices, log_nu);
+  return log_nu;
+}
+
 void run(const Options& o) {
   const Deck deck = load_deck(o.deck, o.overrides);
-  if (deck.problem.pde != PdeKind::poisson2d)
-    throw UserError("dump_kl_samples: the deck's pde must be poisson2d");
-  const KlSampler2D sampler(deck.problem.poisson, deck.problem.resolution);
-  Tensor log_nu;
-  sampler.sample(deck.training.seed, o.indices, log_nu);
+  if (!deck.problem.is_poisson())
+    throw UserError("dump_kl_samples: the deck's pde must be poisson2d or poisson3d");
+  const int dims = deck.problem.spatial_dims();
+  const Tensor log_nu = dims == 3 ? sample<3>(deck, o.indices) : sample<2>(deck, o.indices);
   const float* v = log_nu.data<float>();
-  const int64_t per_sample = int64_t{deck.problem.resolution} * deck.problem.resolution;
+  int64_t per_sample = 1;
+  for (int d = 0; d < dims; ++d) per_sample *= deck.problem.resolution;
   if (!o.binary.empty()) {
     std::FILE* f = std::fopen(o.binary.c_str(), "wb");
     if (!f) throw UserError("dump_kl_samples: cannot write " + o.binary);
