@@ -37,18 +37,14 @@ std::string bytes(double b) {
 int run_check(const CliOptions& options, int rank) {
   const ValidatedDeck v = validate_deck(options);
   if (rank != 0) return 0;
-  const UNetPlan& plan = v.plan;
-  const NetworkConfig& net = v.deck.network;
+  const NetworkPlan& plan = v.plan;
   const int64_t batch = plan.global_batch;
 
   std::string out = fmt::format("# pdegen check: {} is valid", options.deck);
   if (!options.overrides.empty()) out += fmt::format(" with {}", fmt::join(options.overrides, " "));
   out += "\n# The resolved deck: every key with its effective value.\n";
   out += to_yaml(v.deck);
-  out +=
-      fmt::format("\n# U-Net ({}D, depth {}, base {} channels x{} per level, norm {}): {} -> {} per sample\n",
-                  plan.spatial_dims, net.depth, net.base_channels, net.channel_multiplier, name_of(net.norm),
-                  plan.input.str(), plan.output.str());
+  out += fmt::format("\n# {}: {} -> {} per sample\n", plan.description, plan.input.str(), plan.output.str());
   out += fmt::format("#   parameters:                      {} ({} fp32)\n", grouped(plan.parameters),
                      bytes(4.0 * static_cast<double>(plan.parameters)));
   out += fmt::format("#   FLOPs per sample, forward:       {}\n", flops(plan.forward_flops_per_sample));

@@ -4,12 +4,13 @@
 #include <cstring>
 
 #include "core/error.hpp"
+#include "nn/network_factory.hpp"
 
 namespace pdegen::app {
 
-std::unique_ptr<Model> build_model(const UNetPlan& plan, uint64_t seed, Device device) {
+std::unique_ptr<Model> build_model(const NetworkPlan& plan, uint64_t seed, Device device) {
   auto model = std::make_unique<Model>();
-  model->net = std::make_unique<UNet>(plan, model->registry);
+  model->net = make_network(plan, model->registry);
   model->registry.finalize(seed, device);
   if (device != Device::cpu) {
     model->host = std::make_unique<ParameterRegistry>();

@@ -6,15 +6,15 @@
 #include <string>
 
 #include "io/checkpoint.hpp"
+#include "nn/network.hpp"
 #include "nn/parameter.hpp"
-#include "nn/unet.hpp"
 #include "optim/optimizer.hpp"
 
 namespace pdegen::app {
 
 struct Model {
-  ParameterRegistry registry;  // the network's parameters, on the run's device
-  std::unique_ptr<UNet> net;
+  ParameterRegistry registry;    // the network's parameters, on the run's device
+  std::unique_ptr<Network> net;  // the generator, any family (nn/network_factory.hpp)
   // On a GPU run: the same parameters (same names, shapes and offsets) in host memory. These fp32
   // master weights are what the optimizers and checkpoints work on, so every optimizer (L-BFGS's
   // line search included) runs unchanged on either backend; the device copy is refreshed with
@@ -30,7 +30,7 @@ struct Model {
 
 // The network of `plan` with its parameters initialised from `seed` (the same on every rank and
 // backend), on `device`.
-std::unique_ptr<Model> build_model(const UNetPlan& plan, uint64_t seed, Device device = Device::cpu);
+std::unique_ptr<Model> build_model(const NetworkPlan& plan, uint64_t seed, Device device = Device::cpu);
 
 // Copies parameters and buffers (batch-norm running statistics) from a checkpoint, after checking
 // that it was written by the same network (UserError naming `path` otherwise); and the optimizer

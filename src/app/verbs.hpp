@@ -6,20 +6,20 @@
 
 #include "app/cli.hpp"
 #include "config/deck.hpp"
-#include "nn/unet_spec.hpp"
+#include "nn/network_plan.hpp"
 
 namespace pdegen::app {
 
 // The deck with its overrides, validated, and the network it describes; what every verb starts from.
 struct ValidatedDeck {
   Deck deck;
-  UNetPlan plan;
+  NetworkPlan plan;
 };
 ValidatedDeck validate_deck(const CliOptions& options);
 
 // pdegen check: the resolved deck, then the network's size, FLOPs and memory.
 int run_check(const CliOptions& options, int rank);
-// pdegen train: the training run (app/trainer.hpp).
+// pdegen train: the training run (app/train.hpp).
 int run_train(const CliOptions& options);
 // pdegen solve: reference solutions of the evaluation samples.
 int run_solve(const CliOptions& options);

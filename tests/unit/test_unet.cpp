@@ -1,6 +1,6 @@
-// The U-Net builder: the network it builds is the plan (parameters, names, shapes, FLOPs), its
-// forward has the plan's output shape, and its backward is wired right: the gradient of a few dozen
-// parameters of every layer against central differences of the fp32 forward, for every norm,
+// The U-Net plan run by the graph executor: the network it builds is the plan (parameters, names,
+// shapes, FLOPs), its forward has the plan's output shape, and its backward is wired right: the gradient of a
+// few dozen parameters of every layer against central differences of the fp32 forward, for every norm,
 // down-sampling and up-sampling choice. The layers themselves are tested in their own files; these
 // tests catch wiring errors (a skip gradient dropped, a concat in the wrong order, a layer skipped).
 #include <algorithm>
@@ -9,7 +9,8 @@
 #include <string>
 
 #include "config/choices.hpp"
-#include "nn/unet.hpp"
+#include "nn/network_factory.hpp"
+#include "nn/unet_plan.hpp"
 #include "testing.hpp"
 
 using namespace pdegen;
@@ -51,12 +52,12 @@ Shape batched(const Shape& per_sample, int64_t batch) {
 
 // A model: plan, registry and network, parameters initialised.
 struct Model {
-  UNetPlan plan;
+  NetworkPlan plan;
   ParameterRegistry registry;
-  std::unique_ptr<UNet> net;
+  std::unique_ptr<Network> net;
   Model(const NetworkConfig& config, const Shape& input, int64_t batch)
-      : plan(plan_unet(config, input, 1, batch)) {
-    net = std::make_unique<UNet>(plan, registry);
+      : plan(plan_network(config, input, 1, batch)) {
+    net = make_network(plan, registry);
     registry.finalize(7);
   }
 };
@@ -64,7 +65,7 @@ struct Model {
 double weighted_sum(const Tensor& y, const Vec& w) { return dot(values_of(y), w); }
 
 // The parameter tensors each conv, transposed conv and norm of the plan must register, in order.
-std::vector<std::pair<std::string, Shape>> expected_parameters(const UNetPlan& plan) {
+std::vector<std::pair<std::string, Shape>> expected_parameters(const NetworkPlan& plan) {
   std::vector<std::pair<std::string, Shape>> out;
   const int nd = plan.spatial_dims;
   auto kernel_shape = [&](int64_t a, int64_t b, int k) {
@@ -72,19 +73,19 @@ std::vector<std::pair<std::string, Shape>> expected_parameters(const UNetPlan& p
     for (int d = 0; d < nd; ++d) s.push_back(k);
     return s;
   };
-  for (const UNetLayer& l : plan.layers) {
+  for (const PlanLayer& l : plan.layers) {
     int64_t count = 0;
-    if (l.op == UNetOp::conv || l.op == UNetOp::conv_transpose) {
+    if (l.op == LayerOp::conv || l.op == LayerOp::conv_transpose) {
       // PyTorch's orders: Conv [Cout, Cin, k...], ConvTranspose [Cin, Cout, k...].
-      const Shape w = l.op == UNetOp::conv ? kernel_shape(l.out[0], l.in[0], l.kernel)
-                                           : kernel_shape(l.in[0], l.out[0], l.kernel);
+      const Shape w = l.op == LayerOp::conv ? kernel_shape(l.out[0], l.in[0], l.kernel)
+                                            : kernel_shape(l.in[0], l.out[0], l.kernel);
       out.emplace_back(l.name + ".weight", w);
       count += w.numel();
       if (l.bias) {
         out.emplace_back(l.name + ".bias", Shape{l.out[0]});
         count += l.out[0];
       }
-    } else if (l.op == UNetOp::norm) {
+    } else if (l.op == LayerOp::norm) {
       out.emplace_back(l.name + ".weight", Shape{l.in[0]});
       out.emplace_back(l.name + ".bias", Shape{l.in[0]});
       count += 2 * l.in[0];
@@ -107,6 +108,10 @@ TEST_CASE("the built U-Net registers exactly the plan's parameters, with the pla
     CAPTURE(describe(config));
     Model m(config, input, 2);
     CHECK(m.registry.count() == m.plan.parameters);
+    CHECK(m.net->plan().layers.size() == m.plan.layers.size());
+    CHECK(m.plan.description == fmt::format("U-Net ({}D, depth {}, base {} channels x2 per level, norm {})",
+                                            input.rank() - 1, config.depth, config.base_channels,
+                                            name_of(config.norm)));
     const auto expected = expected_parameters(m.plan);
     REQUIRE(m.registry.params().size() == expected.size());
     for (size_t i = 0; i < expected.size(); ++i) {
@@ -275,7 +280,7 @@ TEST_CASE("buffers are the batch norms' running statistics, named by layer, shar
   Model m(tiny_network(NormKind::batch, DownsampleKind::maxpool, UpsampleKind::transposed_conv),
           Shape{1, 16, 16}, 2);
   int norms = 0;
-  for (const auto& l : m.plan.layers) norms += l.op == UNetOp::norm;
+  for (const auto& l : m.plan.layers) norms += l.op == LayerOp::norm;
   auto buffers = m.net->buffers();
   REQUIRE(buffers.size() == static_cast<size_t>(2 * norms));
   CHECK(buffers[0].first == "enc0.norm0.running_mean");
@@ -299,7 +304,7 @@ TEST_CASE("the statistics hook reaches every batch norm, once in forward and onc
   Model m(tiny_network(NormKind::batch, DownsampleKind::strided_conv, UpsampleKind::resize_conv),
           Shape{1, 16, 16}, 2);
   int norms = 0;
-  for (const auto& l : m.plan.layers) norms += l.op == UNetOp::norm;
+  for (const auto& l : m.plan.layers) norms += l.op == LayerOp::norm;
   int calls = 0;
   m.net->set_stats_allreduce([&](double*, int) { ++calls; });
   const Shape in{2, 1, 16, 16};

@@ -6,7 +6,7 @@
 // Prints one JSON object per case. peak_bytes is the allocator's high-water mark over the timed steps
 // (parameters, input and dy included); resident_bytes what was allocated when they started (the
 // parameters, the input, dy, and what the layers still hold from the previous step); plan_bytes the
-// plan's model of a step's activation memory (UNetPlan::peak_activation_bytes).
+// plan's model of a step's activation memory (NetworkPlan::peak_activation_bytes).
 #include <omp.h>
 
 #include <algorithm>
@@ -20,7 +20,8 @@
 #include "core/allocator.hpp"
 #include "core/rng.hpp"
 #include "core/timer.hpp"
-#include "nn/unet.hpp"
+#include "nn/network_factory.hpp"
+#include "nn/unet_plan.hpp"
 
 using namespace pdegen;
 
@@ -40,9 +41,10 @@ E parse_choice(const std::string& word) {
 }
 
 void run_case(const Options& o, int64_t size, int64_t batch) {
-  const UNetPlan plan = plan_unet(o.network, Shape{1, size, size}, 1, batch);
+  const NetworkPlan plan = plan_unet(o.network, Shape{1, size, size}, 1, batch);
   ParameterRegistry registry;
-  UNet net(plan, registry);
+  const auto network = make_network(plan, registry);
+  Network& net = *network;
   registry.finalize(0);
   const Tensor x = bench::random_field(Shape{batch, 1, size, size}, 1);
   const Tensor dy = bench::random_field(Shape{batch, 1, size, size}, 2);
