@@ -9,6 +9,7 @@
 #include <optional>
 #include <sstream>
 
+#include "config/deck_doc.hpp"
 #include "config/overrides.hpp"
 #include "config/reader.hpp"
 #include "config/section_readers.hpp"
@@ -49,17 +50,18 @@ std::optional<std::pair<int, int>> indentation_tab(std::string_view text) {
   return std::nullopt;
 }
 
-template <class Reader>
-auto read_section(config::Section& top, std::string_view name, Reader&& reader) {
-  config::Section s = top.section(name);
-  auto value = reader(s);
+// Reads section `name` of `top` with `reader`, starting from `c`.
+template <class Config, class Reader>
+void read_section(config::Section& top, std::string_view name, const config::Doc& doc, Config& c,
+                  Reader&& reader) {
+  config::Section s = top.section(name, doc);
+  c = reader(s, c);
   s.finish();
-  return value;
 }
 
-}  // namespace
-
-Deck parse_deck(std::string_view text, std::string_view name, const std::vector<std::string>& overrides) {
+// parse_deck(), keeping the records of the reads in `records` when it is not null.
+Deck parse(std::string_view text, std::string_view name, const std::vector<std::string>& overrides,
+           std::vector<config::KeyRecord>* records) {
   const std::string deck_name(name);
   YAML::Node root;
   try {
@@ -91,48 +93,17 @@ Deck parse_deck(std::string_view text, std::string_view name, const std::vector<
 
   Deck d;
   config::Section top(context, "", root, YAML::Mark::null_mark());
-  d.problem = read_section(top, "problem", config::read_problem);
-  d.network = read_section(top, "network", config::read_network);
-  d.optimizer = read_section(top, "optimizer", config::read_optimizer);
-  d.training = read_section(top, "training", config::read_training);
-  d.parallel = read_section(top, "parallel", config::read_parallel);
-  config::Section evaluation = top.section("evaluation");
-  d.evaluation = config::read_evaluation(evaluation);
-  evaluation.finish();
-  d.output = read_section(top, "output", [&](config::Section& s) {
-    return config::read_output(s, d.evaluation, evaluation.ok("samples"));
-  });
-  d.timeline = read_section(top, "timeline", config::read_timeline);
-  d.cuda = read_section(top, "cuda", config::read_cuda);
-  d.device = top.choice<Device>("device", d.device);
-#if !defined(PDEGEN_HAVE_CUDA)
-  if (d.device == Device::cuda)
-    top.fail("device",
-             "'device' is 'cuda' but this pdegen was built without the CUDA backend (build it with the "
-             "'cuda' CMake preset, or use device: cpu)");
-#endif
-  d.precision = top.choice<DType>("precision", d.precision);
-  if (d.precision != DType::f32 && d.device != Device::cuda)
-    top.fail("precision",
-             fmt::format("'precision' is '{}', which needs device: cuda (the CPU backend computes in "
-                         "fp32)",
-                         name_of(d.precision)));
-  d.loss_scaling = read_section(
-      top, "loss_scaling", [&](config::Section& s) { return config::read_loss_scaling(s, d.precision); });
-  if (d.loss_scaling.enabled) {
-    // L-BFGS's line search compares losses between evaluations; a skipped evaluation has no place in it.
-    bool lbfgs = d.optimizer.type == OptimizerKind::lbfgs;
-    for (const OptimizerPhase& phase : d.optimizer.phases)
-      lbfgs |= phase.settings.type == OptimizerKind::lbfgs;
-    if (lbfgs)
-      top.fail("precision",
-               fmt::format("loss scaling (loss_scaling.enabled, on by default with precision fp16) cannot "
-                           "skip an overflowed evaluation inside L-BFGS's line search: use precision bf16 or "
-                           "fp32 with optimizer type lbfgs, or set loss_scaling.enabled: false"));
-  }
+  config::read_deck(top, d);
   top.finish();
   context.throw_if_errors();
+  if (records) *records = context.records();
   return d;
+}
+
+}  // namespace
+
+Deck parse_deck(std::string_view text, std::string_view name, const std::vector<std::string>& overrides) {
+  return parse(text, name, overrides, nullptr);
 }
 
 Deck load_deck(const std::string& path, const std::vector<std::string>& overrides) {
@@ -147,5 +118,65 @@ Deck load_deck(const std::string& path, const std::vector<std::string>& override
   text << in.rdbuf();
   return parse_deck(text.str(), path, overrides);
 }
+
+namespace config {
+
+std::vector<KeyRecord> deck_records(std::string_view text, std::string_view name,
+                                    const std::vector<std::string>& overrides) {
+  std::vector<KeyRecord> records;
+  parse(text, name, overrides, &records);
+  return records;
+}
+
+void read_deck(Section& top, Deck& d) {
+  read_section(top, "problem", "the PDE and its grid", d.problem, read_problem);
+  read_section(top, "network", "the generator", d.network, read_network);
+  read_section(top, "optimizer", "the optimizer", d.optimizer, read_optimizer);
+  read_section(top, "training", "the training loop", d.training, read_training);
+  read_section(top, "parallel", "multi-rank training", d.parallel, read_parallel);
+  Section evaluation = top.section("evaluation", "comparison with the reference solver");
+  d.evaluation = read_evaluation(evaluation, d.evaluation);
+  evaluation.finish();
+  read_section(top, "output", "what a run writes", d.output, [&](Section& s, const OutputConfig& c) {
+    return read_output(s, c, d.evaluation, evaluation.ok("samples"));
+  });
+  read_section(top, "cuda", "how cuDNN may compute", d.cuda, read_cuda);
+  read_section(top, "timeline", "a trace of some steps", d.timeline, read_timeline);
+  d.device = top.choice<Device>(
+      "device", d.device,
+      "where the network runs; `cuda` needs a binary built with the CUDA backend (`pdegen --version` says)");
+#if !defined(PDEGEN_HAVE_CUDA)
+  if (d.device == Device::cuda)
+    top.fail("device",
+             "'device' is 'cuda' but this pdegen was built without the CUDA backend (build it with the "
+             "'cuda' CMake preset, or use device: cpu)");
+#endif
+  d.precision = top.choice<DType>(
+      "precision", d.precision,
+      "storage type of the activations and their gradients on the GPU (fp16/bf16 need `device: cuda`): "
+      "convolutions on tensor cores with fp32 accumulation, parameters, parameter gradients, optimizer "
+      "state, normalisation statistics and the FEM loss stay fp32 (docs/cuda.md, \"Mixed precision\")");
+  if (d.precision != DType::f32 && d.device != Device::cuda)
+    top.fail("precision",
+             fmt::format("'precision' is '{}', which needs device: cuda (the CPU backend computes in "
+                         "fp32)",
+                         name_of(d.precision)));
+  // Loss scaling is on by default for fp16; a described Deck already holds its choice.
+  if (!top.describing()) d.loss_scaling.enabled = d.precision == DType::f16;
+  read_section(top, "loss_scaling", "dynamic loss scaling", d.loss_scaling, read_loss_scaling);
+  if (d.loss_scaling.enabled) {
+    // L-BFGS's line search compares losses between evaluations; a skipped evaluation has no place in it.
+    bool lbfgs = d.optimizer.type == OptimizerKind::lbfgs;
+    for (const OptimizerPhase& phase : d.optimizer.phases)
+      lbfgs |= phase.settings.type == OptimizerKind::lbfgs;
+    if (lbfgs)
+      top.fail("precision",
+               fmt::format("loss scaling (loss_scaling.enabled, on by default with precision fp16) cannot "
+                           "skip an overflowed evaluation inside L-BFGS's line search: use precision bf16 or "
+                           "fp32 with optimizer type lbfgs, or set loss_scaling.enabled: false"));
+  }
+}
+
+}  // namespace config
 
 }  // namespace pdegen

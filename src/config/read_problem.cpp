@@ -6,52 +6,83 @@
 
 namespace pdegen::config {
 
-ProblemConfig read_problem(Section& s) {
-  ProblemConfig c;
-  const auto pde = s.required_choice<PdeKind>("pde", "the PDE to solve: " + choice_list<PdeKind>());
+namespace {
+
+void read_poisson(Section& s, PoissonSettings& p) {
+  p.correlation_length = s.number("correlation_length", p.correlation_length, above(0),
+                                  "correlation length l of the exponential covariance of log nu");
+  p.kl_modes =
+      s.integer_as<int>("kl_modes", p.kl_modes, at_least(1),
+                        "Karhunen-Loeve modes kept (products of 1D modes, by decreasing eigenvalue)");
+  p.sigma = s.number("sigma", p.sigma, at_least(0), "scale of log nu");
+  p.omega_max =
+      s.number("omega_max", p.omega_max, at_least(0), "mode weights omega_k ~ U[-omega_max, omega_max]");
+  p.source = s.number("source", p.source, Range{}, "constant source term f");
+}
+
+void read_burgers(Section& s, BurgersSettings& b) {
+  b.time_resolution =
+      s.integer_as<int>("time_resolution", b.time_resolution, at_least(0),
+                        Doc("nodes in t; 0 means the same as `resolution` (the resolved deck shows the "
+                            "number). Must be divisible by 2^(network.depth - 1)")
+                            .allowed("not 1 or 2"));
+  if (b.time_resolution > 0 && b.time_resolution < 3)
+    s.fail("time_resolution", fmt::format("'problem.time_resolution' must be 0 (same as problem.resolution) "
+                                          "or >= 3, got {}",
+                                          b.time_resolution));
+  b.t_final = s.number("t_final", b.t_final, above(0), "end time T");
+  b.viscosity = s.number("viscosity", b.viscosity, at_least(0), "nu; 0 is inviscid Burgers");
+  b.ic_terms = s.integer_as<int>("ic_terms", b.ic_terms, at_least(1), "terms in the initial condition b(x)");
+  b.ic_sampling = s.choice<IcSampling>("ic_sampling", b.ic_sampling,
+                                       "frequencies c drawn uniformly at random, or evenly spaced");
+  b.c_min = s.number("c_min", b.c_min, above(0), "smallest frequency");
+  b.c_max = s.number("c_max", b.c_max, above(0), Doc("largest frequency").allowed(">= `c_min`"));
+  if (s.ok("c_min") && s.ok("c_max") && b.c_max < b.c_min)
+    s.fail("c_max", fmt::format("'problem.c_max' ({}) must be >= problem.c_min ({})", b.c_max, b.c_min));
+  b.boundary = s.choice<BoundaryTreatment>(
+      "boundary", b.boundary, "initial and inflow conditions imposed exactly (mask), or by a penalty");
+  b.boundary_factor = s.number("boundary_factor", b.boundary_factor, above(0), "weight of the penalty");
+}
+
+}  // namespace
+
+ProblemConfig read_problem(Section& s, ProblemConfig c) {
+  const auto pde = s.required_choice<PdeKind>("pde", c.pde, "the PDE to solve: " + choice_list<PdeKind>(),
+                                              "the problem to solve");
   if (pde) c.pde = *pde;
-  if (auto n = s.required_integer("resolution", "nodes per axis, e.g. 64", at_least(3), INT_MAX))
+  if (auto n = s.required_integer("resolution", c.resolution, "nodes per axis, e.g. 64", at_least(3),
+                                  "nodes per axis (64 means 64 nodes, h = 1/63); burgers1d: nodes in x. Must "
+                                  "be divisible by 2^(network.depth - 1)",
+                                  INT_MAX))
     c.resolution = static_cast<int>(*n);
   // With an unknown pde every key is read (and type-checked), none is ruled out.
   const bool poisson = !pde || c.is_poisson();
   const bool burgers = !pde || c.pde == PdeKind::burgers1d;
   const std::string actual = fmt::format("problem.pde is '{}'", name_of(c.pde));
 
-  c.loss = s.choice<LossKind>("loss", pde && !c.is_poisson() ? LossKind::residual : c.loss);
+  // burgers1d has only the residual loss; a described Deck already holds its loss.
+  const bool residual_only = pde && !c.is_poisson() && !s.describing();
+  c.loss = s.choice<LossKind>("loss", residual_only ? LossKind::residual : c.loss,
+                              Doc("`energy`: the FEM energy functional; `residual`: the squared residual of "
+                                  "the assembled system (poisson) or of the space-time PDE (burgers)")
+                                  .allowed("burgers1d: `residual` only")
+                                  .default_is("`energy` (poisson), `residual` (burgers1d)"));
   if (pde && c.pde == PdeKind::burgers1d && c.loss != LossKind::residual)
     s.fail("loss",
            fmt::format("'problem.loss' is '{}', but burgers1d supports only: residual", name_of(c.loss)));
 
   {
     Section::Gate gate(s, poisson, "problem.pde poisson2d and poisson3d", actual);
-    auto& p = c.poisson;
-    p.correlation_length = s.number("correlation_length", p.correlation_length, above(0));
-    p.kl_modes = s.integer_as<int>("kl_modes", p.kl_modes, at_least(1));
-    p.sigma = s.number("sigma", p.sigma, at_least(0));
-    p.omega_max = s.number("omega_max", p.omega_max, at_least(0));
-    p.source = s.number("source", p.source);
+    read_poisson(s, c.poisson);
   }
   {
     Section::Gate gate(s, burgers, "problem.pde burgers1d", actual);
-    auto& b = c.burgers;
-    b.time_resolution = s.integer_as<int>("time_resolution", b.time_resolution, at_least(0));
-    if (b.time_resolution > 0 && b.time_resolution < 3)
-      s.fail("time_resolution",
-             fmt::format("'problem.time_resolution' must be 0 (same as problem.resolution) "
-                         "or >= 3, got {}",
-                         b.time_resolution));
-    b.t_final = s.number("t_final", b.t_final, above(0));
-    b.viscosity = s.number("viscosity", b.viscosity, at_least(0));
-    b.ic_terms = s.integer_as<int>("ic_terms", b.ic_terms, at_least(1));
-    b.ic_sampling = s.choice<IcSampling>("ic_sampling", b.ic_sampling);
-    b.c_min = s.number("c_min", b.c_min, above(0));
-    b.c_max = s.number("c_max", b.c_max, above(0));
-    if (s.ok("c_min") && s.ok("c_max") && b.c_max < b.c_min)
-      s.fail("c_max", fmt::format("'problem.c_max' ({}) must be >= problem.c_min ({})", b.c_max, b.c_min));
-    b.boundary = s.choice<BoundaryTreatment>("boundary", b.boundary);
-    b.boundary_factor = s.number("boundary_factor", b.boundary_factor, above(0));
+    read_burgers(s, c.burgers);
     // The resolved deck states the effective number of time nodes.
-    if (pde && c.pde == PdeKind::burgers1d && b.time_resolution == 0) b.time_resolution = c.resolution;
+    if (pde && c.pde == PdeKind::burgers1d && c.burgers.time_resolution == 0 && !s.describing()) {
+      c.burgers.time_resolution = c.resolution;
+      s.resolved("time_resolution", c.resolution);
+    }
   }
   return c;
 }

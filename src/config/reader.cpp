@@ -92,6 +92,12 @@ bool quoted(const YAML::Node& v) { return v.Tag() == "!"; }
 
 // ---- ReadContext ---------------------------------------------------------------------------
 
+KeyRecord* ReadContext::find_record(std::string_view path) {
+  for (auto it = records_.rbegin(); it != records_.rend(); ++it)
+    if (it->path == path) return &*it;
+  return nullptr;
+}
+
 const AppliedOverride* ReadContext::override_for(std::string_view key_path) const {
   const auto path = split_path(key_path);
   for (auto it = overrides_.rbegin(); it != overrides_.rend(); ++it)
@@ -176,6 +182,8 @@ std::string Range::describe() const {
   if (has_hi) return fmt::format("{} {}", hi_open ? "<" : "<=", hi);
   return "a finite number";
 }
+
+std::string Range::document() const { return std::isfinite(lo) || std::isfinite(hi) ? describe() : "any"; }
 
 // ---- Section -------------------------------------------------------------------------------
 
@@ -272,7 +280,57 @@ std::optional<std::string> Section::scalar_of(const Entry& e, std::string_view e
   return std::nullopt;
 }
 
-int64_t Section::integer(std::string_view key, int64_t fallback, Range range, int64_t largest) {
+void Section::record(std::string_view key, std::string type, std::string value, std::string fallback,
+                     std::string allowed, const Doc& doc) {
+  KeyRecord r;
+  r.path = key_path(key);
+  r.type = std::move(type);
+  r.value = std::move(value);
+  r.default_value = std::move(fallback);
+  r.allowed = std::move(allowed);
+  if (!doc.allowed_also.empty())
+    r.allowed += fmt::format("{}{}", r.allowed.empty() ? "" : "; ", doc.allowed_also);
+  r.meaning = doc.meaning;
+  r.default_note = doc.default_text;
+  r.only_for = only_for_;
+  r.applies = gate_active_;
+  context_->record(std::move(r));
+}
+
+void Section::mark_required(std::string_view key) {
+  if (KeyRecord* r = context_->find_record(key_path(key))) r->required = true;
+}
+
+void Section::resolved(std::string_view key, int64_t value) {
+  if (KeyRecord* r = context_->find_record(key_path(key))) r->value = fmt::format("{}", value);
+}
+
+int64_t Section::integer(std::string_view key, int64_t fallback, Range range, const Doc& doc,
+                         int64_t largest) {
+  const int64_t v = read_integer(key, fallback, range, largest);
+  record(key, "int", fmt::format("{}", v), fmt::format("{}", fallback), range.document(), doc);
+  return v;
+}
+
+double Section::number(std::string_view key, double fallback, Range range, const Doc& doc) {
+  const double v = read_number(key, fallback, range);
+  record(key, "float", yaml_number(v), yaml_number(fallback), range.document(), doc);
+  return v;
+}
+
+bool Section::boolean(std::string_view key, bool fallback, const Doc& doc) {
+  const bool v = read_boolean(key, fallback);
+  record(key, "bool", v ? "true" : "false", fallback ? "true" : "false", "", doc);
+  return v;
+}
+
+std::string Section::string(std::string_view key, const std::string& fallback, const Doc& doc) {
+  std::string v = read_string(key, fallback);
+  record(key, "string", yaml_string(v), yaml_string(fallback), "", doc);
+  return v;
+}
+
+int64_t Section::read_integer(std::string_view key, int64_t fallback, Range range, int64_t largest) {
   const std::string expects = integer_expectation(range);
   bool failed = false;
   const Entry* e = take(key, expects, failed);
@@ -302,20 +360,22 @@ int64_t Section::integer(std::string_view key, int64_t fallback, Range range, in
   return *v;
 }
 
-std::optional<int64_t> Section::required_integer(std::string_view key, std::string_view hint, Range range,
+std::optional<int64_t> Section::required_integer(std::string_view key, int64_t fallback,
+                                                 std::string_view hint, Range range, const Doc& doc,
                                                  int64_t largest) {
-  if (!present(key)) {
+  std::optional<int64_t> v;
+  if (present(key) || describing()) {
+    v = integer(key, fallback, range, doc, largest);
+    if (!ok(key)) v.reset();
+  } else {
     missing(key, hint);
-    return std::nullopt;
+    record(key, "int", fmt::format("{}", fallback), fmt::format("{}", fallback), range.document(), doc);
   }
-  // A sentinel outside the range tells a parse failure (already reported) from a value.
-  const int64_t sentinel = std::numeric_limits<int64_t>::min();
-  const int64_t v = integer(key, sentinel, range, largest);
-  if (v == sentinel) return std::nullopt;
+  mark_required(key);
   return v;
 }
 
-double Section::number(std::string_view key, double fallback, Range range) {
+double Section::read_number(std::string_view key, double fallback, Range range) {
   bool failed = false;
   const Entry* e = take(key, "a number", failed);
   if (!e) return fallback;
@@ -334,7 +394,7 @@ double Section::number(std::string_view key, double fallback, Range range) {
   return *v;
 }
 
-bool Section::boolean(std::string_view key, bool fallback) {
+bool Section::read_boolean(std::string_view key, bool fallback) {
   bool failed = false;
   const Entry* e = take(key, "true or false", failed);
   if (!e) return fallback;
@@ -348,7 +408,7 @@ bool Section::boolean(std::string_view key, bool fallback) {
   return fallback;
 }
 
-std::string Section::string(std::string_view key, const std::string& fallback) {
+std::string Section::read_string(std::string_view key, const std::string& fallback) {
   bool failed = false;
   const Entry* e = take(key, "a string", failed);
   if (!e) return fallback;
@@ -371,8 +431,10 @@ std::optional<std::string> Section::choice_word(std::string_view key, const std:
   return text;
 }
 
-Section Section::section(std::string_view key) {
+Section Section::section(std::string_view key, const Doc& doc, bool written) {
   note_valid(key);
+  record(key, "section", "", "", "", doc);
+  context_->find_record(key_path(key))->written = written;
   const Entry* e = find(key);
   if (!e) return Section(*context_, key_path(key), YAML::Node(), mark_);
   e->used = true;
@@ -383,7 +445,9 @@ Section::Gate::Gate(Section& section, bool active, std::string applies_to, std::
     : section_(section),
       previous_active_(section.gate_active_),
       previous_applies_to_(section.gate_applies_to_),
-      previous_actual_(section.gate_actual_) {
+      previous_actual_(section.gate_actual_),
+      previous_only_for_(section.only_for_) {
+  section_.only_for_ = applies_to;
   // An inner gate inside an inactive one stays inactive with the outer reason.
   if (section_.gate_active_ && !active) {
     section_.gate_active_ = false;
@@ -396,6 +460,7 @@ Section::Gate::~Gate() {
   section_.gate_active_ = previous_active_;
   section_.gate_applies_to_ = std::move(previous_applies_to_);
   section_.gate_actual_ = std::move(previous_actual_);
+  section_.only_for_ = std::move(previous_only_for_);
 }
 
 void Section::finish() {

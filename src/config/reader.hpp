@@ -2,6 +2,9 @@
 // marked as used and remembered as a valid key, so whatever is left unused after the reader ran is
 // an unknown key, reported with its line and column and the nearest valid key. Errors are collected
 // in the ReadContext (not thrown one at a time), so a user sees every problem of a deck at once.
+// Every read also records the key (type, default, allowed values, meaning, effective value) in the
+// ReadContext, so the line that reads a key is the only place that describes it: the resolved deck
+// and the key tables of docs/deck.md are written from these records.
 #pragma once
 
 #include <fmt/format.h>
@@ -26,10 +29,61 @@ struct AppliedOverride {
   std::vector<std::string> path;
 };
 
+// What the documentation says about a key: its meaning, plus what its type and range do not say.
+// Converts from the meaning alone: s.number("lr", c.lr, above(0), "learning rate").
+struct Doc {
+  Doc(const char* meaning_text) : meaning(meaning_text) {}  // NOLINT(google-explicit-constructor)
+  // A condition that involves other keys, added to the allowed values ("needs momentum > 0").
+  Doc allowed(const char* text) const {
+    Doc d = *this;
+    d.allowed_also = text;
+    return d;
+  }
+  // The documented default when it depends on other keys (the recorded one is this deck's).
+  Doc default_is(const char* text) const {
+    Doc d = *this;
+    d.default_text = text;
+    return d;
+  }
+  std::string_view meaning;
+  std::string_view allowed_also;
+  std::string_view default_text;
+};
+
+// One key (or section) as a reader asked for it, in reading order.
+struct KeyRecord {
+  std::string path;           // "optimizer.schedule.type"
+  std::string type;           // int, float, bool, string, choice or section
+  std::string value;          // the effective value as YAML text (empty for a section)
+  std::string default_value;  // the fallback as YAML text
+  bool required = false;      // no default: the deck must set it
+  std::string allowed;        // Markdown: "> 0", "`a`, `b`"
+  std::string meaning;
+  std::string default_note;  // replaces default_value in the documentation when not empty
+  std::string only_for;      // the gate around the read ("optimizer type lbfgs"), empty when none
+  bool applies = true;       // false: the key belongs to another pde or type and is left out
+  bool written = true;       // false: an optional section that this deck does not have
+};
+
+// The resolved deck: the records that apply, nested by their paths, in reading order.
+std::string resolved_yaml(const std::vector<KeyRecord>& records);
+
+// YAML text that reads back as the same value.
+std::string yaml_number(double v);
+std::string yaml_string(const std::string& s);
+
 // Where a deck came from and what is wrong with it so far.
 class ReadContext {
  public:
-  explicit ReadContext(std::string deck_name) : deck_name_(std::move(deck_name)) {}
+  // `describing`: the readers run over the values of a Deck instead of a file (to_yaml): no key
+  // is present, every key takes its fallback (the Deck's value), required keys included.
+  explicit ReadContext(std::string deck_name, bool describing = false)
+      : deck_name_(std::move(deck_name)), describing_(describing) {}
+
+  bool describing() const { return describing_; }
+  void record(KeyRecord r) { records_.push_back(std::move(r)); }
+  KeyRecord* find_record(std::string_view path);
+  const std::vector<KeyRecord>& records() const { return records_; }
 
   const std::string& deck_name() const { return deck_name_; }
   void add_override(AppliedOverride applied) { overrides_.push_back(std::move(applied)); }
@@ -61,6 +115,8 @@ class ReadContext {
   std::string suggestion_for(const std::string& path) const;
 
   std::string deck_name_;
+  bool describing_ = false;
+  std::vector<KeyRecord> records_;
   std::vector<AppliedOverride> overrides_;
   std::vector<Problem> problems_;
   std::vector<Unknown> unknown_;
@@ -75,6 +131,7 @@ struct Range {
   bool hi_open = false;
   bool contains(double v) const;
   std::string describe() const;  // ">= 1", "> 0", "in [0, 1)"
+  std::string document() const;  // as describe(), "any" when unbounded
 };
 inline Range at_least(double lo) { return {lo, std::numeric_limits<double>::infinity(), false, false}; }
 inline Range above(double lo) { return {lo, std::numeric_limits<double>::infinity(), true, false}; }
@@ -89,36 +146,50 @@ class Section {
   std::string key_path(std::string_view key) const;
   bool has(std::string_view key) const;
 
+  bool describing() const { return context_->describing(); }
+
   // `range` is what the key means; `largest` is what its type holds (reported separately).
-  int64_t integer(std::string_view key, int64_t fallback, Range range = {},
+  int64_t integer(std::string_view key, int64_t fallback, Range range, const Doc& doc,
                   int64_t largest = std::numeric_limits<int64_t>::max());
   template <class T>
-  T integer_as(std::string_view key, T fallback, Range range = {}) {
-    return static_cast<T>(integer(key, static_cast<int64_t>(fallback), range, std::numeric_limits<T>::max()));
+  T integer_as(std::string_view key, T fallback, Range range, const Doc& doc) {
+    return static_cast<T>(
+        integer(key, static_cast<int64_t>(fallback), range, doc, std::numeric_limits<T>::max()));
   }
-  double number(std::string_view key, double fallback, Range range = {});
-  bool boolean(std::string_view key, bool fallback);
-  std::string string(std::string_view key, const std::string& fallback);
+  double number(std::string_view key, double fallback, Range range, const Doc& doc);
+  bool boolean(std::string_view key, bool fallback, const Doc& doc);
+  std::string string(std::string_view key, const std::string& fallback, const Doc& doc);
   // A choice key: `fallback` when absent, nothing when its value was reported as an error (a
   // factory key's reader then stops type-checking the keys that depend on it).
   template <class E>
-  std::optional<E> try_choice(std::string_view key, E fallback);
+  std::optional<E> try_choice(std::string_view key, E fallback, const Doc& doc);
   template <class E>
-  E choice(std::string_view key, E fallback) {
-    return try_choice<E>(key, fallback).value_or(fallback);
+  E choice(std::string_view key, E fallback, const Doc& doc) {
+    return try_choice<E>(key, fallback, doc).value_or(fallback);
   }
   // A required key's value, or nothing when it is absent (reported with `hint`) or invalid.
-  std::optional<int64_t> required_integer(std::string_view key, std::string_view hint, Range range = {},
+  // `fallback` is the value when describing a Deck.
+  std::optional<int64_t> required_integer(std::string_view key, int64_t fallback, std::string_view hint,
+                                          Range range, const Doc& doc,
                                           int64_t largest = std::numeric_limits<int64_t>::max());
   template <class E>
-  std::optional<E> required_choice(std::string_view key, std::string_view hint) {
-    if (!present(key)) {
+  std::optional<E> required_choice(std::string_view key, E fallback, std::string_view hint, const Doc& doc) {
+    std::optional<E> v;
+    if (present(key) || describing()) {
+      v = try_choice<E>(key, fallback, doc);
+    } else {
       missing(key, hint);
-      return std::nullopt;
+      record(key, "choice", std::string(name_of(fallback)), std::string(name_of(fallback)),
+             choice_allowed<E>(), doc);
     }
-    return try_choice<E>(key, ChoiceNames<E>::table[0].value);
+    mark_required(key);
+    return v;
   }
-  Section section(std::string_view key);
+  // `written`: false for an optional section the deck does not have (left out of the resolved deck).
+  Section section(std::string_view key, const Doc& doc, bool written = true);
+  // The value a reader settled on after reading `key` (a 0 that means "the same as ..."): the
+  // resolved deck states it.
+  void resolved(std::string_view key, int64_t value);
 
   // Reports a problem with the value of `key` (at its position, or the section's when absent).
   void fail(std::string_view key, const std::string& message);
@@ -138,7 +209,7 @@ class Section {
    private:
     Section& section_;
     bool previous_active_;
-    std::string previous_applies_to_, previous_actual_;
+    std::string previous_applies_to_, previous_actual_, previous_only_for_;
   };
 
   // Reports the keys nobody asked for. Called once, after the reader asked for every key.
@@ -163,6 +234,22 @@ class Section {
   std::optional<std::string> scalar_of(const Entry& e, std::string_view expects);
   YAML::Mark value_mark(const Entry& e) const;
   std::optional<std::string> choice_word(std::string_view key, const std::string& allowed, bool& failed);
+  // The parsing behind the public readers, which add the record.
+  int64_t read_integer(std::string_view key, int64_t fallback, Range range, int64_t largest);
+  double read_number(std::string_view key, double fallback, Range range);
+  bool read_boolean(std::string_view key, bool fallback);
+  std::string read_string(std::string_view key, const std::string& fallback);
+  void record(std::string_view key, std::string type, std::string value, std::string fallback,
+              std::string allowed, const Doc& doc);
+  void mark_required(std::string_view key);
+  // "`a`, `b`": the words of a choice key, for the documentation.
+  template <class E>
+  static std::string choice_allowed() {
+    std::string out;
+    for (const auto& entry : ChoiceNames<E>::table)
+      out += fmt::format("{}`{}`", out.empty() ? "" : ", ", entry.name);
+    return out;
+  }
 
   ReadContext* context_;
   std::string path_;
@@ -171,18 +258,22 @@ class Section {
   std::vector<std::string> failed_;
   bool gate_active_ = true;
   std::string gate_applies_to_, gate_actual_;
+  std::string only_for_;  // the innermost gate's applies_to, active or not (for the records)
 };
 
 template <class E>
-std::optional<E> Section::try_choice(std::string_view key, E fallback) {
+std::optional<E> Section::try_choice(std::string_view key, E fallback, const Doc& doc) {
   bool failed = false;
   auto word = choice_word(key, choice_list<E>(), failed);
-  if (failed) return std::nullopt;
-  if (!word) return fallback;
+  std::optional<E> v;
+  if (!failed && !word) v = fallback;
   for (const auto& entry : ChoiceNames<E>::table)
-    if (entry.name == *word) return entry.value;
-  fail(key, fmt::format("'{}' is '{}'; expected one of: {}", key_path(key), *word, choice_list<E>()));
-  return std::nullopt;
+    if (!failed && word && entry.name == *word) v = entry.value;
+  if (!failed && word && !v)
+    fail(key, fmt::format("'{}' is '{}'; expected one of: {}", key_path(key), *word, choice_list<E>()));
+  record(key, "choice", std::string(name_of(v.value_or(fallback))), std::string(name_of(fallback)),
+         choice_allowed<E>(), doc);
+  return v;
 }
 
 }  // namespace pdegen::config

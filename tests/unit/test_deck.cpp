@@ -9,7 +9,8 @@
 
 #include "config/deck.hpp"
 #include "core/error.hpp"
-#include "nn/unet_spec.hpp"
+#include "nn/network_factory.hpp"
+#include "nn/unet_plan.hpp"
 
 using namespace pdegen;
 
@@ -452,7 +453,7 @@ TEST_CASE("the example decks in input_decks/ are valid and survive the round tri
     CAPTURE(entry.path().string());
     const Deck d = load_deck(entry.path().string());
     CHECK(parse_deck(to_yaml(d), "resolved.yaml") == d);
-    CHECK_NOTHROW(plan_unet(d));
+    CHECK_NOTHROW(plan_network(d));
     ++count;
   }
   CHECK(count >= 5);
@@ -489,7 +490,7 @@ TEST_CASE("U-Net parameter counts match a hand count") {
 
 TEST_CASE("U-Net FLOPs at 256^2, depth 4, base 16 are 4.6 GFLOP forward and about 13.8 per training sample") {
   Deck d = parse_deck("problem: {pde: poisson2d, resolution: 256}\ntraining: {batch_size: 4}\n", "deck.yaml");
-  const UNetPlan plan = plan_unet(d);
+  const NetworkPlan plan = plan_unet(d);
   CHECK(plan.forward_flops_per_sample == doctest::Approx(4.6e9).epsilon(0.02));
   CHECK(plan.forward_flops_per_sample + plan.backward_flops_per_sample ==
         doctest::Approx(13.8e9).epsilon(0.02));
@@ -505,7 +506,7 @@ TEST_CASE("U-Net FLOPs and peak activation memory of a one-level network match a
   net.depth = 1;
   net.base_channels = 2;
   net.convs_per_level = 1;
-  const UNetPlan plan = plan_unet(net, Shape{1, 8, 8}, 1, 2);
+  const NetworkPlan plan = plan_unet(net, Shape{1, 8, 8}, 1, 2);
   REQUIRE(plan.layers.size() == 3);  // conv 1->2, relu, head 2->1 on 8x8
   // Forward: conv 2*128*9, relu 128, head 2*64*2. Backward: the conv has no dx (its input is data).
   CHECK(plan.forward_flops_per_sample == 2304 + 128 + 256);
@@ -526,21 +527,27 @@ TEST_CASE("U-Net layers chain, and every concat joins the encoder output of its 
         net.downsample = down;
         net.upsample = up;
         CAPTURE(input.str());
-        const UNetPlan plan = plan_unet(net, input, 1, 1);
+        const NetworkPlan plan = plan_unet(net, input, 1, 1);
         CHECK(plan.output == input);
         CHECK(plan.layers.front().in == input);
         CHECK_FALSE(plan.layers.front().input_needs_grad);
+        CHECK(plan.layers.front().inputs == std::vector<int>{PlanLayer::network_input});
         int concats = 0;
         for (size_t i = 1; i < plan.layers.size(); ++i) {
-          const UNetLayer& l = plan.layers[i];
+          const PlanLayer& l = plan.layers[i];
           CAPTURE(l.name);
           CHECK(l.in == plan.layers[i - 1].out);
           CHECK(l.input_needs_grad);
-          if (l.op != UNetOp::concat) continue;
+          if (l.op != LayerOp::concat) {
+            CHECK(l.inputs == std::vector<int>{static_cast<int>(i) - 1});
+            continue;
+          }
+          REQUIRE(l.inputs.size() == 2);
+          CHECK(l.inputs[1] == static_cast<int>(i) - 1);
           ++concats;
-          const UNetLayer& skip = plan.layers[static_cast<size_t>(l.skip)];
+          const PlanLayer& skip = plan.layers[static_cast<size_t>(l.inputs[0])];
           CHECK(skip.name.rfind(fmt::format("enc{}.", l.level), 0) == 0);
-          CHECK(skip.op == UNetOp::activation);
+          CHECK(skip.op == LayerOp::activation);
           CHECK(skip.out[0] == l.in[0]);
           CHECK(l.out[0] == 2 * l.in[0]);
           for (int a = 1; a < l.in.rank(); ++a) CHECK(skip.out[a] == l.in[a]);
@@ -554,20 +561,20 @@ TEST_CASE("U-Net layers chain, and every concat joins the encoder output of its 
 TEST_CASE("a grid that the U-Net cannot halve depth-1 times is refused, naming resolution and depth") {
   Deck d = parse_deck("problem: {pde: poisson2d, resolution: 65}", "deck.yaml");
   CHECK_THROWS_WITH_AS(
-      plan_unet(d),
+      plan_network(d),
       "problem.resolution = 65 is not divisible by 2^(network.depth - 1) = 8: a U-Net of "
       "network.depth 4 halves the grid 3 times; use a multiple of 8 such as 64 or 72 or a smaller "
       "network.depth",
       UserError);
   d = parse_deck("problem: {pde: burgers1d, resolution: 64, time_resolution: 50}", "deck.yaml");
   CHECK_THROWS_WITH_AS(
-      plan_unet(d),
+      plan_network(d),
       "problem.time_resolution = 50 is not divisible by 2^(network.depth - 1) = 8: a U-Net of "
       "network.depth 4 halves the grid 3 times; use a multiple of 8 such as 48 or 56 or a smaller "
       "network.depth",
       UserError);
   d = parse_deck("problem: {pde: poisson2d, resolution: 66}\nnetwork: {depth: 2}", "deck.yaml");
-  CHECK_NOTHROW(plan_unet(d));
+  CHECK_NOTHROW(plan_network(d));
 }
 
 // ---- optimizer phases and the optimizers' own keys -------------------------------------------
