@@ -291,13 +291,15 @@ StepResult Lbfgs::step(ParameterRegistry& params, double lr, const LossClosure& 
                params.flat_values().numel());
   release_export();
   StepResult result;
-  double loss = closure();
+  const Evaluation first = closure();
+  double loss = first.loss;
   result.loss = loss;
   result.evaluations = 1;
-  if (!std::isfinite(loss)) {
+  if (!first.finite()) {
     result.grad_norm = NAN;
     return result;
   }
+  result.updated = true;
   const Tensor& values = params.flat_values();
   const Tensor& grads = params.flat_grads();
   auto grad = std::make_shared<const Tensor>(grads.clone());
@@ -311,8 +313,9 @@ StepResult Lbfgs::step(ParameterRegistry& params, double lr, const LossClosure& 
     set_point(x, x0, d, t, n_);
     LinePoint p;
     p.t = t;
-    p.f = closure();
-    if (!std::isfinite(p.f)) p.f = std::numeric_limits<double>::infinity();
+    const Evaluation e = closure();
+    // The line search compares values: an unusable point is one it must reject.
+    p.f = e.finite() ? e.loss : std::numeric_limits<double>::infinity();
     auto g = std::make_shared<const Tensor>(grads.clone());
     p.gtd = dot(g->data<float>(), d, n_);
     p.grad = std::move(g);

@@ -8,17 +8,21 @@
 
 namespace pdegen {
 
+bool Evaluation::finite() const { return usable && std::isfinite(loss); }
+
 StepResult Optimizer::step(ParameterRegistry& params, double lr, const LossClosure& closure,
                            double grad_clip) {
   StepResult result;
-  result.loss = closure();
+  const Evaluation e = closure();
+  result.loss = e.loss;
   result.evaluations = 1;
-  if (!std::isfinite(result.loss)) {
+  if (!e.finite()) {
     result.grad_norm = NAN;
     return result;
   }
   result.grad_norm = clip_grad_norm(params, grad_clip);
   step(params, lr);
+  result.updated = true;
   return result;
 }
 

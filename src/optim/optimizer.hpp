@@ -27,14 +27,24 @@
 
 namespace pdegen {
 
-// The global loss at the registry's current values, with the global gradient (summed over ranks,
-// already divided by the global batch) in flat_grads(): identical, bit for bit, on every rank.
-using LossClosure = std::function<double()>;
+// What a closure call found at the registry's current values: the global loss, with the global
+// gradient (summed over ranks, already divided by the global batch) in flat_grads(), identical bit
+// for bit on every rank. `usable` is false when the gradient must not be used (it is not finite,
+// e.g. overflowed under loss scaling): no optimizer updates from such a point. A plain loss value
+// converts to a usable evaluation.
+struct Evaluation {
+  double loss = 0;
+  bool usable = true;
+  Evaluation(double value, bool gradient_usable = true) : loss(value), usable(gradient_usable) {}  // NOLINT
+  bool finite() const;  // usable, with a finite loss
+};
+using LossClosure = std::function<Evaluation()>;
 
 struct StepResult {
-  double loss = 0;       // at the values the step started from (not finite: nothing was updated)
-  double grad_norm = 0;  // global L2 norm of the gradient there, before clipping
+  double loss = 0;       // at the values the step started from
+  double grad_norm = 0;  // global L2 norm of the gradient there, before clipping (NaN: not updated)
   int evaluations = 0;   // closure calls the step made
+  bool updated = false;  // false: the first evaluation was not finite(), nothing was touched
 };
 
 class Optimizer {
@@ -47,9 +57,9 @@ class Optimizer {
   // closure (L-BFGS) refuse this.
   virtual void step(ParameterRegistry& params, double lr) = 0;
 
-  // One update with the closure. The default (first-order): evaluate once; when the loss is not
-  // finite, return without touching anything (the trainer stops); else clip the gradient by its
-  // global norm to `grad_clip` (0: no clipping) and step(params, lr).
+  // One update with the closure. The default (first-order): evaluate once; when the evaluation is
+  // not finite(), return without touching anything (the trainer decides); else clip the gradient by
+  // its global norm to `grad_clip` (0: no clipping) and step(params, lr).
   virtual StepResult step(ParameterRegistry& params, double lr, const LossClosure& closure, double grad_clip);
 
   // Named state tensors (flat, full length: never a rank's shard) for checkpoints: restoring them

@@ -371,8 +371,14 @@ TEST_CASE("lbfgs takes no step from a non-finite loss and refuses the step witho
   const StepResult r = opt->step(p.registry, 1.0, p.closure(), 0);
   CHECK(std::isnan(r.loss));
   CHECK(r.evaluations == 1);
+  CHECK_FALSE(r.updated);
   CHECK(p.x() == Vec{1.0, 2.0});
   CHECK_THROWS(opt->step(p.registry, 1.0));
+  // A finite loss with an unusable gradient (overflow under loss scaling) takes no step either.
+  const StepResult overflow = opt->step(p.registry, 1.0, [] { return Evaluation(3.0, false); }, 0);
+  CHECK(overflow.loss == 3.0);
+  CHECK_FALSE(overflow.updated);
+  CHECK(p.x() == Vec{1.0, 2.0});
 }
 
 TEST_CASE("the cubic interpolation finds the minimiser of a cubic, clamped, or the middle without one") {

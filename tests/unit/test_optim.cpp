@@ -320,6 +320,7 @@ TEST_CASE(
   const StepResult r = opt->step(params.registry, c.lr, closure, 0.5 * norm);
   CHECK(calls == 1);
   CHECK(r.evaluations == 1);
+  CHECK(r.updated);
   CHECK(r.loss == 2.5);
   CHECK(r.grad_norm == norm);
   clip_grad_norm(reference.registry, 0.5 * norm);
@@ -331,6 +332,15 @@ TEST_CASE(
   const StepResult bad = opt->step(
       params.registry, c.lr, [] { return NAN; }, 0);
   CHECK(std::isnan(bad.loss));
+  CHECK_FALSE(bad.updated);
+  CHECK(params.values() == before);
+  CHECK(opt->step_count() == 1);
+  // A finite loss whose gradient is unusable (overflowed): nothing is touched either.
+  const StepResult overflow = opt->step(
+      params.registry, c.lr, [] { return Evaluation(1.5, /*gradient_usable=*/false); }, 0);
+  CHECK(overflow.loss == 1.5);
+  CHECK_FALSE(overflow.updated);
+  CHECK(std::isnan(overflow.grad_norm));
   CHECK(params.values() == before);
   CHECK(opt->step_count() == 1);
 }
