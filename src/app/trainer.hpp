@@ -1,22 +1,86 @@
-// The training run: the step loop over the global batch (split over the ranks), periodic
-// evaluation against the reference solver, the progress line, history.csv, summary.json,
-// checkpoints with exact restart, the fields file at the end, and clean stops on SIGINT/SIGTERM
-// or a non-finite loss.
+// One training step, testable on its own: the Trainer takes a model, an Objective and the run's
+// gradient reducer, and step(s) trains on the samples of step s and says what happened. Per
+// micro-batch on each rank:
+//   objective inputs of this rank's share (by global index) -> network forward -> objective loss
+//   (a sum, gradient scaled by 1/B_global) -> network backward, whose finished gradients the reducer
+//   sums over ranks while backward goes on (last micro-batch only);
+// then the global loss, the gradient check (non-finite: the step is skipped under loss scaling,
+// diverged otherwise) and the optimizer of the step's phase, identical on every rank. The optimizer
+// drives the evaluation as a closure, since L-BFGS evaluates several times per step.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
+#include "app/model.hpp"
+#include "app/objective.hpp"
 #include "config/deck.hpp"
-#include "nn/unet_spec.hpp"
+#include "core/timeline.hpp"
+#include "optim/loss_scaler.hpp"
+#include "optim/optimizer.hpp"
+#include "optim/phases.hpp"
 #include "parallel/communicator.hpp"
+#include "parallel/reducer.hpp"
 
 namespace pdegen::app {
 
-// Exit codes of a training run (beyond main's 0/1/2/3): the loss became NaN/Inf (the last good
-// checkpoint is kept), or a signal asked for a stop (128 + signal, as shells report it).
-inline constexpr int exit_diverged = 4;
+struct StepOutcome {
+  enum class Status {
+    updated,   // the optimizer moved the parameters
+    skipped,   // the gradient overflowed under loss scaling: nothing changed, the scale backed off
+    diverged,  // the loss or the gradient is not finite without loss scaling: nothing changed
+  };
+  Status status = Status::updated;
+  double loss = 0;        // global loss at the parameters the step started from
+  double grad_norm = 0;   // global gradient norm there, before clipping (NaN unless updated)
+  double lr = 0;          // the learning rate of the step
+  int evaluations = 0;    // forward + backward passes of the whole batch
+  double loss_scale = 1;  // the scale the step ran with
+};
 
-// Runs the deck's training; `deck_yaml` is the resolved deck (stored in checkpoints and files).
-int train(const Deck& deck, const UNetPlan& plan, const std::string& deck_yaml, const Communicator& comm);
+class Trainer {
+ public:
+  // `deck` (the optimizer, training and precision sections), `model`, `objective`, `reducer` and
+  // `comm` must outlive the Trainer; `timeline` may be null.
+  Trainer(const Deck& deck, Model& model, const Objective& objective, GradientReducer& reducer,
+          const Communicator& comm, Timeline* timeline);
+
+  // One optimizer step on the samples of training step s (0-based).
+  StepOutcome step(int64_t s);
+
+  // The optimizer of the phase that runs step s, made on a phase change.
+  Optimizer& optimizer_for(int64_t s);
+  Optimizer& optimizer() { return *optimizer_; }
+  LossScaler* scaler() { return scaler_.get(); }
+
+  // Restores parameters, buffers, the optimizer state of the checkpoint's phase and the loss scale;
+  // returns the checkpoint's step.
+  int64_t restore(const CheckpointData& data, const std::string& path);
+  // The state after `completed` steps, for a checkpoint (collective: sharded optimizer state is
+  // gathered on every rank).
+  CheckpointData snapshot(int64_t completed, double loss, const std::string& deck_yaml);
+
+ private:
+  Evaluation evaluate(int64_t batch_step, bool& overflowed);
+
+  const Deck& deck_;
+  Model& model_;
+  const Objective& objective_;
+  GradientReducer& reducer_;
+  const Communicator& comm_;
+  Timeline* timeline_;
+  std::unique_ptr<Optimizer> optimizer_;
+  int phase_index_ = -1;
+  std::unique_ptr<LossScaler> scaler_;
+  Tensor input_;
+  std::vector<uint64_t> indices_;
+};
+
+// The samples of micro-batch m on this rank: the global batch is cut into `micro` micro-batches
+// first, then each is shared over the ranks, so a micro-batch is the same set of global indices on
+// any number of ranks (batch-norm statistics included).
+Share micro_batch_share(int64_t B, int m, int micro, const Communicator& comm);
 
 }  // namespace pdegen::app

@@ -1,69 +1,29 @@
-// The PDE registry (see problem.hpp): poisson2d now; poisson3d and burgers1d arrive with their issues.
+// The problem factory and the helpers every problem shares (see problem.hpp).
 #include "physics/problem.hpp"
 
 #include <cmath>
 
-#include "physics/boundary_lift.hpp"
-#include "physics/kl_sampler.hpp"
-#include "physics/poisson_loss.hpp"
-#include "physics/reference_solver.hpp"
+#include "physics/poisson_problem.hpp"
 
 namespace pdegen {
 
-namespace {
+Shape Problem::batch_shape(int64_t n) const {
+  Shape s{n};
+  const Shape per = sample_shape();
+  for (int i = 0; i < per.rank(); ++i) s.push_back(per[i]);
+  return s;
+}
 
-class Poisson2DProblem final : public PdeProblem {
- public:
-  explicit Poisson2DProblem(const ProblemConfig& config)
-      : config_(config), sampler_(config.poisson, config.resolution), loss_(config) {}
+std::vector<double> Problem::error(const Tensor& u, const Tensor& reference) const {
+  return relative_l2(u, reference);
+}
 
-  std::string_view name() const override { return "poisson2d"; }
-  Shape sample_shape() const override { return Shape{1, config_.resolution, config_.resolution}; }
-
-  void sample(uint64_t seed, const std::vector<uint64_t>& global_indices, Tensor& input) const override {
-    sampler_.sample(seed, global_indices, input);
-  }
-  Tensor lift(const Tensor& v) const override { return lift_.forward(v); }
-  Tensor lift_backward(const Tensor& du) const override { return lift_.backward(du); }
-  double loss(const Tensor& u, const Tensor& input, double grad_scale, Tensor* du,
-              std::vector<double>* per_sample) const override {
-    return loss_.evaluate(u, input, grad_scale, du, per_sample);
-  }
-  Tensor reference_solution(const Tensor& input, double tolerance,
-                            std::vector<int>* iterations) const override {
-    physics::SolverOptions options;
-    options.tolerance = tolerance;
-    Tensor u = Tensor::empty(input.shape());
-    const auto reports = physics::solve_poisson2d_batch(input, config_.poisson.source, u, options);
-    if (iterations) {
-      iterations->clear();
-      for (const auto& r : reports) iterations->push_back(r.iterations);
-    }
-    return u;
-  }
-  std::vector<double> origin() const override { return {0.0, 0.0}; }
-  std::vector<double> spacing() const override {
-    const double h = 1.0 / (config_.resolution - 1);
-    return {h, h};
-  }
-  std::string input_name() const override { return "log_nu"; }
-
- private:
-  ProblemConfig config_;
-  KlSampler2D sampler_;
-  BoundaryLift2D lift_;
-  PoissonLoss2D loss_;
-};
-
-}  // namespace
-
-std::unique_ptr<PdeProblem> make_problem(const ProblemConfig& problem) {
+std::unique_ptr<Problem> make_problem(const ProblemConfig& problem, const EvaluationConfig& evaluation) {
   switch (problem.pde) {
     case PdeKind::poisson2d:
-      return std::make_unique<Poisson2DProblem>(problem);
+      return std::make_unique<PoissonProblem<2>>(problem, evaluation.solver_tolerance);
     case PdeKind::poisson3d:
-      throw NotImplemented(
-          "problem.pde 'poisson3d' is not built yet (coming with the 3D issue); the deck is valid");
+      return std::make_unique<PoissonProblem<3>>(problem, evaluation.solver_tolerance);
     case PdeKind::burgers1d:
       throw NotImplemented(
           "problem.pde 'burgers1d' is not built yet (coming with the Burgers issue); the deck is valid");

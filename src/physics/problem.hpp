@@ -1,10 +1,14 @@
-// The PDE registry: what the trainer, `solve` and `predict` need from a problem, behind one
-// interface (samples by global index, the exact boundary lift, the physics loss, the reference
-// solver and the grid for output files). make_problem() is the factory on `problem.pde`.
+// What the trainer, `solve`, `predict` and `check` know of a PDE: one interface, and the factory on
+// `problem.pde`. A problem supplies its samples by global index, the exact boundary lift and its
+// adjoint, the physics loss with its gradient, the reference solutions of evaluation samples
+// (whatever solver suits it: multigrid CG, time marching), the names and grid of the fields it
+// writes, and its error metric. Adding a PDE is a new class behind this interface and a factory
+// entry; nothing else in the program names a PDE.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/deck.hpp"
@@ -13,50 +17,58 @@
 namespace pdegen {
 
 // Global sample indices: training sample p of step s is s * B + p; evaluation sample e is
-// eval_index_base + e, so the two sets never meet (PHYSICS.md, shared conventions).
+// eval_index_base + e, prediction sample e predict_index_base + e, so the sets never meet.
 inline constexpr uint64_t eval_index_base = uint64_t{1} << 40;
+inline constexpr uint64_t predict_index_base = uint64_t{1} << 41;
 
-class PdeProblem {
+// What a batch of reference solves did, for logs and summaries.
+struct ReferenceReport {
+  std::string method;           // e.g. "multigrid-preconditioned CG to relative residual 1e-10"
+  std::vector<int> iterations;  // per sample (solver iterations or time steps)
+  double seconds = 0;
+};
+
+class Problem {
  public:
-  virtual ~PdeProblem() = default;
+  virtual ~Problem() = default;
   virtual std::string_view name() const = 0;
-  // Per-sample network input/output shape, [1, Ny, Nx] etc.
+  // Per-sample network input and output shape: [1, Ny, Nx], [1, Nz, Ny, Nx], [1, Nt, Nx].
   virtual Shape sample_shape() const = 0;
   // [n, sample_shape()...]: a batch's shape (n = 0 for a rank that holds no samples but must still
   // describe the fields it writes collectively).
-  Shape batch_shape(int64_t n) const {
-    Shape s{n};
-    for (int i = 0; i < sample_shape().rank(); ++i) s.push_back(sample_shape()[i]);
-    return s;
-  }
+  Shape batch_shape(int64_t n) const;
 
-  // The network input of each global index (plain fp32 [b, 1, ...]), written into `input`.
+  // The network input of each global index (plain fp32 [b, ...] on the host), written into `input`
+  // (reused when it already has the right shape). A sample depends only on (seed, index).
   virtual void sample(uint64_t seed, const std::vector<uint64_t>& global_indices, Tensor& input) const = 0;
-  // u = lift(v): the network output with the Dirichlet data imposed exactly; and its adjoint.
+  // u = lift(v): the network output with the boundary data imposed exactly; and its adjoint.
   virtual Tensor lift(const Tensor& v) const = 0;
   virtual Tensor lift_backward(const Tensor& du) const = 0;
-  // Sum over the samples of the physics loss of u for the inputs; with `du`, du = grad_scale * dJ/du.
+  // Sum over the samples of the physics loss of u for the inputs; with `du`, du = grad_scale * dJ/du;
+  // with `per_sample`, each sample's loss.
   virtual double loss(const Tensor& u, const Tensor& input, double grad_scale, Tensor* du,
                       std::vector<double>* per_sample) const = 0;
-  // The reference solution of each sample of `input` (plain fp32 [b, 1, ...] in, same shape out),
-  // solved to `tolerance`; `iterations` (if given) receives the solver's iteration counts.
-  virtual Tensor reference_solution(const Tensor& input, double tolerance,
-                                    std::vector<int>* iterations) const = 0;
+  // The reference solution of each sample of `input` (plain fp32 host tensors of the batch shape),
+  // by the problem's own classical solver to the accuracy its settings ask for.
+  virtual Tensor reference(const Tensor& input, ReferenceReport* report) const = 0;
 
-  // Grid geometry for the fields file: origin and spacing, x first.
+  // Output files: the network input's field name ("log_nu"), and the grid (node 0 and the node
+  // spacing, x first).
+  virtual std::string input_name() const = 0;
   virtual std::vector<double> origin() const = 0;
   virtual std::vector<double> spacing() const = 0;
-  // Name of the network input field in output files ("log_nu").
-  virtual std::string input_name() const = 0;
+  // The error of each sample of u against the reference (default: relative L2 over all nodes).
+  virtual std::vector<double> error(const Tensor& u, const Tensor& reference) const;
 };
 
-// Throws UserError for PDEs whose issue has not landed yet, saying so.
-std::unique_ptr<PdeProblem> make_problem(const ProblemConfig& problem);
+// The problem of `problem.pde`, its reference solves held to `evaluation.solver_tolerance`. Throws
+// UserError for PDEs that are not built yet, saying so.
+std::unique_ptr<Problem> make_problem(const ProblemConfig& problem, const EvaluationConfig& evaluation);
 
 // a - b, element by element (the error field of a prediction), for two plain fp32 tensors.
 Tensor difference(const Tensor& a, const Tensor& b);
 
-// rel_l2 = ||a - b|| / ||b|| per sample of two [b, 1, ...] fp32 tensors, in double.
+// rel_l2 = ||a - b|| / ||b|| per sample of two [b, ...] fp32 tensors, in double.
 std::vector<double> relative_l2(const Tensor& a, const Tensor& reference);
 
 }  // namespace pdegen

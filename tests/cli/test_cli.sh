@@ -90,9 +90,9 @@ run --version
 expect "--version lists version, backends, MPI and HDF5" 0 "pdegen 0.1.0" "backends:" "cpu (oneDNN " \
   "OpenMP" "cuda" "MPI: " "HDF5: "
 
-run train input_decks/poisson3d_32.yaml
+run train input_decks/burgers1d_128.yaml output.dir="$work/burgers"
 expect "train of a PDE whose issue has not landed exits 3 and says so" 3 \
-  "problem.pde 'poisson3d' is not built yet"
+  "problem.pde 'burgers1d' is not built yet"
 run predict input_decks/quickstart.yaml --checkpoint "$work/none.h5"
 expect "predict names a missing checkpoint" 2 "none.h5"
 run train input_decks/quickstart.yaml --restart "$work/step_10.h5" output.dir="$work/run"

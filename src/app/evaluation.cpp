@@ -1,0 +1,85 @@
+// Held-out sample sets, their errors and their fields files (see evaluation.hpp).
+#include "app/evaluation.hpp"
+
+#include <algorithm>
+
+#include "io/fields_file.hpp"
+
+namespace pdegen::app {
+
+SampleSet make_sample_set(const Problem& problem, uint64_t seed, uint64_t index_base, int64_t total,
+                          const Communicator& comm) {
+  SampleSet set;
+  set.total = total;
+  set.share = share_of(total, comm.rank(), comm.size());
+  for (int64_t e = set.share.begin; e < set.share.end; ++e)
+    set.indices.push_back(index_base + static_cast<uint64_t>(e));
+  if (set.indices.empty()) {
+    set.input = set.reference = Tensor::empty(problem.batch_shape(0));
+    return set;
+  }
+  problem.sample(seed, set.indices, set.input);
+  set.reference = problem.reference(set.input, &set.report);
+  return set;
+}
+
+Tensor predict(Model& model, const Problem& problem, const Tensor& input, DType precision) {
+  const Device device = model.registry.flat_values().device();
+  const Tensor output =
+      to_dtype(model.net->forward(to_dtype(input.to(device), precision), Mode::eval), DType::f32);
+  return problem.lift(output).to(Device::cpu);
+}
+
+ErrorSummary summarize_error(const Problem& problem, const SampleSet& set, const Tensor& prediction,
+                             const Communicator& comm, bool per_sample) {
+  ErrorSummary s;
+  s.samples = set.total;
+  double sum = 0, mx = 0;
+  std::vector<double> local;
+  if (!set.indices.empty()) local = problem.error(prediction, set.reference);
+  for (double e : local) sum += e, mx = std::max(mx, e);
+  s.mean = comm.sum(sum) / static_cast<double>(std::max<int64_t>(1, set.total));
+  s.max = comm.max(mx);
+  if (per_sample) {
+    s.per_sample.assign(static_cast<size_t>(set.total), 0.0);
+    std::copy(local.begin(), local.end(), s.per_sample.begin() + set.share.begin);
+    comm.allreduce_sum(s.per_sample.data(), set.total);  // each slot is written by one rank only
+  }
+  return s;
+}
+
+namespace {
+// This rank's [first, last) of the set's first `count` samples.
+Share first_share(const SampleSet& set, int64_t count) {
+  count = std::min(count, set.total);
+  return {std::min(set.share.begin, count), std::min(set.share.end, count)};
+}
+}  // namespace
+
+Tensor first_rows(const Problem& problem, const SampleSet& set, const Tensor& t, int64_t count) {
+  const int64_t mine = first_share(set, count).count();
+  return mine > 0 ? t.slice_batch(0, mine) : Tensor::empty(problem.batch_shape(0));
+}
+
+std::string write_set_fields(const std::string& file, const Problem& problem, const SampleSet& set,
+                             int64_t count, const Tensor* prediction, const std::string& deck_yaml,
+                             const Communicator& comm) {
+  const Share rows = first_share(set, count);
+  FieldsMetadata meta{std::string(problem.name()), problem.origin(), problem.spacing(), deck_yaml};
+  FieldsWriter writer(file, meta, comm.comm(), std::min(count, set.total), rows.begin, rows.end);
+  const Tensor input = first_rows(problem, set, set.input, count),
+               ref = first_rows(problem, set, set.reference, count);
+  writer.add_field(problem.input_name(), input);
+  if (prediction != nullptr) {
+    writer.add_field("u_pred", *prediction);
+    writer.add_field("u_ref", ref);
+    writer.add_field("error", difference(*prediction, ref));
+  } else {
+    writer.add_field("u_ref", ref);
+  }
+  writer.set_sample_index(std::vector<int64_t>(set.indices.begin(), set.indices.begin() + rows.count()));
+  writer.write();
+  return writer.xdmf_path();
+}
+
+}  // namespace pdegen::app

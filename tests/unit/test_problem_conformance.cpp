@@ -1,0 +1,222 @@
+// The conformance suite every Problem runs: the promises of the Problem interface checked the same
+// way for each problem (shapes; the loss gradient and the lift-then-loss gradient against central
+// differences; the reference solution's residual; samples that depend only on (seed, index)). The
+// checks are functions that measure, so the suite can also show that it catches a problem whose
+// gradient is wrong.
+#include <cmath>
+#include <memory>
+#include <string>
+
+#include "physics/problem.hpp"
+#include "testing.hpp"
+
+using namespace pdegen;
+using testing::Vec;
+
+namespace {
+
+struct Case {
+  std::string name;
+  ProblemConfig config;
+};
+
+Case make_case(PdeKind pde, int n, LossKind loss, double source) {
+  Case c;
+  c.config.pde = pde;
+  c.config.resolution = n;
+  c.config.loss = loss;
+  c.config.poisson.source = source;
+  c.config.poisson.kl_modes = 6;
+  c.name = fmt::format("{} {} {} source {}", name_of(pde), n, name_of(loss), source);
+  return c;
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> all;
+  for (LossKind loss : {LossKind::energy, LossKind::residual}) {
+    all.push_back(make_case(PdeKind::poisson2d, 9, loss, 0.0));
+    all.push_back(make_case(PdeKind::poisson2d, 7, loss, 0.8));
+    all.push_back(make_case(PdeKind::poisson3d, 6, loss, 0.0));
+    all.push_back(make_case(PdeKind::poisson3d, 5, loss, 0.8));
+  }
+  return all;
+}
+
+std::unique_ptr<Problem> build(const ProblemConfig& config) {
+  EvaluationConfig evaluation;
+  return make_problem(config, evaluation);
+}
+
+// A problem with one flaw planted in its loss gradient: d_u at node `node` is off by `delta`.
+class FlawedGradient final : public Problem {
+ public:
+  FlawedGradient(std::unique_ptr<Problem> inner, int64_t node, float delta)
+      : inner_(std::move(inner)), node_(node), delta_(delta) {}
+  std::string_view name() const override { return inner_->name(); }
+  Shape sample_shape() const override { return inner_->sample_shape(); }
+  void sample(uint64_t seed, const std::vector<uint64_t>& idx, Tensor& input) const override {
+    inner_->sample(seed, idx, input);
+  }
+  Tensor lift(const Tensor& v) const override { return inner_->lift(v); }
+  Tensor lift_backward(const Tensor& du) const override { return inner_->lift_backward(du); }
+  double loss(const Tensor& u, const Tensor& input, double scale, Tensor* du,
+              std::vector<double>* per) const override {
+    const double value = inner_->loss(u, input, scale, du, per);
+    if (du != nullptr) du->data<float>()[node_] += delta_;
+    return value;
+  }
+  Tensor reference(const Tensor& input, ReferenceReport* report) const override {
+    return inner_->reference(input, report);
+  }
+  std::string input_name() const override { return inner_->input_name(); }
+  std::vector<double> origin() const override { return inner_->origin(); }
+  std::vector<double> spacing() const override { return inner_->spacing(); }
+
+ private:
+  std::unique_ptr<Problem> inner_;
+  int64_t node_;
+  float delta_;
+};
+
+// Two samples of the problem and a smooth-ish field v of the batch shape.
+struct Batch {
+  Tensor input, v;
+};
+
+Batch make_batch(const Problem& p) {
+  Batch b;
+  p.sample(7, {3, 11}, b.input);
+  b.v = testing::tensor_from(testing::random_vec(static_cast<size_t>(p.batch_shape(2).numel()), 41, 0, 1),
+                             p.batch_shape(2));
+  return b;
+}
+
+double loss_of(const Problem& p, const Tensor& u, const Tensor& input) {
+  return p.loss(u, input, 1.0, nullptr, nullptr);
+}
+
+// Largest |analytic - central difference| over every `stride`-th node, relative to the largest
+// analytic component. The losses are quadratic in u, so central differences are exact up to
+// rounding: any real disagreement is a wrong gradient.
+double gradient_error(const Problem& p, const Batch& b, bool through_lift, int stride) {
+  auto total = [&](const Tensor& v) { return loss_of(p, through_lift ? p.lift(v) : v, b.input); };
+  Tensor du;
+  const Tensor u = through_lift ? p.lift(b.v) : b.v;
+  p.loss(u, b.input, 1.0, &du, nullptr);
+  const Tensor g = through_lift ? p.lift_backward(du) : du;
+  const Vec analytic = testing::values_of(g);
+  double scale = 1e-12, err = 0;
+  for (double a : analytic) scale = std::max(scale, std::abs(a));
+  const float h = 1.0f / 64;  // exact in fp32 around values in [0, 1]
+  for (size_t i = 0; i < analytic.size(); i += static_cast<size_t>(stride)) {
+    Tensor plus = b.v.clone(), minus = b.v.clone();
+    plus.data<float>()[i] += h;
+    minus.data<float>()[i] -= h;
+    const double fd = (total(plus) - total(minus)) / (2.0 * h);
+    err = std::max(err, std::abs(fd - analytic[i]));
+  }
+  return err / scale;
+}
+
+// ||m * dL/du|| at the reference over the same at the lift of zero: near zero when the reference
+// minimises (energy) or zeroes (residual) the discrete problem the loss measures.
+double reference_residual(const Problem& p, const Batch& b) {
+  ReferenceReport report;
+  const Tensor ref = p.reference(b.input, &report);
+  auto free_gradient_norm = [&](const Tensor& u) {
+    Tensor du;
+    p.loss(u, b.input, 1.0, &du, nullptr);
+    const Vec g = testing::values_of(p.lift_backward(du));
+    double s = 0;
+    for (double x : g) s += x * x;
+    return std::sqrt(s);
+  };
+  Tensor zero = Tensor::empty(b.input.shape());
+  zero.fill(0.0f);
+  return free_gradient_norm(ref) / free_gradient_norm(p.lift(zero));
+}
+
+}  // namespace
+
+TEST_CASE("every problem's shapes agree: samples, lift, loss gradient, reference") {
+  for (const Case& c : cases()) {
+    CAPTURE(c.name);
+    const auto p = build(c.config);
+    const Shape batch = p->batch_shape(2);
+    CHECK(batch.rank() == p->sample_shape().rank() + 1);
+    CHECK(p->batch_shape(0).numel() == 0);
+    CHECK(p->origin().size() == p->spacing().size());
+    CHECK(static_cast<int>(p->origin().size()) == p->sample_shape().rank() - 1);
+    const Batch b = make_batch(*p);
+    CHECK(b.input.shape() == batch);
+    CHECK(p->lift(b.v).shape() == batch);
+    Tensor du;
+    p->loss(p->lift(b.v), b.input, 1.0, &du, nullptr);
+    CHECK(du.shape() == batch);
+    CHECK(p->lift_backward(du).shape() == batch);
+    std::vector<double> per;
+    const double sum = p->loss(p->lift(b.v), b.input, 1.0, nullptr, &per);
+    REQUIRE(per.size() == 2);
+    CHECK(per[0] + per[1] == doctest::Approx(sum).epsilon(1e-12));
+    CHECK(p->reference(b.input, nullptr).shape() == batch);
+  }
+}
+
+TEST_CASE("every problem's loss gradient matches central differences, with and without the lift") {
+  for (const Case& c : cases()) {
+    CAPTURE(c.name);
+    const auto p = build(c.config);
+    const Batch b = make_batch(*p);
+    CHECK(gradient_error(*p, b, false, 3) < 1e-4);
+    CHECK(gradient_error(*p, b, true, 3) < 1e-4);
+  }
+}
+
+TEST_CASE("the gradient check catches a loss gradient that is wrong at one node") {
+  for (const Case& c : cases()) {
+    CAPTURE(c.name);
+    auto inner = build(c.config);
+    const Batch b = make_batch(*inner);
+    // Node 2 of sample 0 is free (not on x = 0 or x = 1) in every case and among the nodes checked.
+    const FlawedGradient flawed(build(c.config), 2, 1e-2f);
+    CHECK(gradient_error(flawed, b, false, 2) > 1e-3);
+    CHECK(gradient_error(flawed, b, true, 2) > 1e-3);
+  }
+}
+
+TEST_CASE("every problem's reference solution has a vanishing loss gradient on the free nodes") {
+  for (const Case& c : cases()) {
+    CAPTURE(c.name);
+    const auto p = build(c.config);
+    const Batch b = make_batch(*p);
+    // fp32 storage of u_ref bounds how small it gets.
+    CHECK(reference_residual(*p, b) < 1e-5);
+  }
+}
+
+TEST_CASE("every problem's samples depend only on (seed, global index)") {
+  for (const Case& c : cases()) {
+    CAPTURE(c.name);
+    const auto p = build(c.config);
+    Tensor batch, alone, again, other_seed;
+    p->sample(5, {100, 7, 2048}, batch);
+    p->sample(5, {7}, alone);
+    p->sample(5, {2048, 100, 7}, again);
+    p->sample(6, {7}, other_seed);
+    const Vec row = testing::values_of(batch.slice_batch(1, 2)), single = testing::values_of(alone);
+    CHECK(row == single);
+    CHECK(testing::values_of(again.slice_batch(2, 3)) == single);
+    CHECK(testing::values_of(other_seed) != single);
+  }
+}
+
+TEST_CASE("every problem's error metric is zero against itself and positive otherwise") {
+  for (const Case& c : cases()) {
+    CAPTURE(c.name);
+    const auto p = build(c.config);
+    const Batch b = make_batch(*p);
+    const Tensor ref = p->reference(b.input, nullptr);
+    for (double e : p->error(ref, ref)) CHECK(e == 0);
+    for (double e : p->error(p->lift(b.v), ref)) CHECK(e > 0);
+  }
+}
