@@ -1,13 +1,23 @@
 #!/usr/bin/env python3
-"""Trains one poisson2d deck with `pdegen train` and with its PyTorch peer, and tabulates both.
+"""Trains one poisson2d or poisson3d deck with `pdegen train` and with its PyTorch peer, and tabulates both.
 
-The peer is tools/bench/torch_poisson2d.py; both get the same overrides and thread count, runs
-alternate (so machine noise hits both alike), and the markdown table gives median step time, peak
-memory, rel_l2 mean/max after the same steps, final loss and wall time, with the ratios.
+The peer is tools/bench/torch_poisson.py (the deck's problem.pde picks 2D or 3D); both get the same
+overrides and thread count, runs alternate (so machine noise hits both alike), and the markdown
+table gives median step time, peak memory, rel_l2 mean/max after the same steps, final loss and wall
+time, with the ratios.
 
     /usr/bin/python3 tools/bench/compare_train.py DECK [key.path=value ...] [--threads 2] [--steps N]
         [--repeats 1] [--eval-only-at-end] [--pdegen build/cpu/pdegen] [--workdir DIR] [--only pdegen|torch]
-        [--device cpu|cuda] [--no-tf32]
+        [--device cpu|cuda] [--no-tf32] [--equal-wall] [--peer-best] [--peer-args="--bf16 --compile"]
+
+--equal-wall compares the error after equal training time instead of equal steps: pdegen runs the
+deck's steps, then the peer trains until it has spent pdegen's summary.json train_seconds on its
+steps (torch_poisson.py --max-train-seconds; evaluations excluded on both sides) or has done the
+deck's steps, whichever comes first; the table then has each side's steps. Give training.steps
+enough for the slower side to use the time, and a schedule that does not depend on the step count
+(constant) for a like-for-like error. --peer-best gives the peer --best (channels_last(_3d), bf16
+autocast where the CPU/GPU has it, torch.compile where torch has it); --peer-args passes any other
+torch_poisson.py options (write it --peer-args="..." since the value starts with --).
 
 pdegen's numbers come from <output.dir>/summary.json (status, steps, wall_seconds, final_loss,
 eval.rel_l2_mean/max, memory.peak_rss_mb, else its peak RSS from /usr/bin/time -v) and
@@ -29,6 +39,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -180,7 +191,8 @@ def run_pdegen(a, overrides, outdir, env):
     result = {"step": step, "fastest": fastest, "step_how": how, "rss": rss, "rss_how": rss_how,
               "rel_mean": dig(summary, "eval.rel_l2_mean"), "rel_max": dig(summary, "eval.rel_l2_max"),
               "steps": dig(summary, "steps"), "final_loss": dig(summary, "final_loss"),
-              "wall": dig(summary, "wall_seconds") or wall, "process_wall": wall}
+              "wall": dig(summary, "wall_seconds") or wall, "process_wall": wall,
+              "train_seconds": dig(summary, "train_seconds")}
     if a.device == "cuda":
         device_mb = dig(summary, "memory.device_peak_mb", "memory.device_allocator_peak_mb", "memory.gpu_peak_mb")
         result["device_peak"] = None if device_mb is None else device_mb * 2 ** 20
@@ -188,25 +200,29 @@ def run_pdegen(a, overrides, outdir, env):
     return result
 
 
-def run_torch(a, overrides, json_path, env):
-    cmd = [a.python, os.path.join(HERE, "torch_poisson2d.py"), a.deck, *overrides,
+def run_torch(a, overrides, json_path, env, max_train_seconds=None):
+    cmd = [a.python, os.path.join(HERE, "torch_poisson.py"), a.deck, *overrides,
            "--threads", str(a.threads), "--json", json_path, "--ref-cache", a.ref_cache]
     if a.device == "cuda":
         cmd += ["--device", "cuda"] + ([] if a.no_tf32 else ["--tf32"])
+    cmd += (["--best"] if a.peer_best else []) + shlex.split(a.peer_args or "")
+    if max_train_seconds is not None:
+        cmd += ["--max-train-seconds", f"{max_train_seconds:.6f}"]
     t = time.perf_counter()
     with GpuMemoryWatch(a.device == "cuda") as watch:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if p.returncode != 0:
         sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:])
-        raise RuntimeError(f"torch_poisson2d failed with exit code {p.returncode}")
+        raise RuntimeError(f"torch_poisson failed with exit code {p.returncode}: {' '.join(cmd)}")
     with open(json_path) as f:
         r = json.load(f)
     result = {"step": r["median_step_seconds"], "fastest": r.get("min_step_seconds"),
               "step_how": "its steps 4..",
               "rss": r["peak_rss_bytes"], "rss_how": "ru_maxrss", "rel_mean": r["rel_l2_mean"],
               "rel_max": r["rel_l2_max"], "steps": r["steps"], "final_loss": r["final_loss"],
-              "wall": r["wall_seconds"], "process_wall": wall}
+              "wall": r["wall_seconds"], "process_wall": wall, "train_seconds": r.get("train_seconds"),
+              "flags": " ".join(f for f in ("channels_last", "bf16", "compile") if r.get(f))}
     if a.device == "cuda":
         result.update(device_peak=r.get("peak_device_bytes"), gpu_used=watch.peak_bytes(),
                       device_name=r.get("device_name"), torch=r.get("torch"), cudnn=r.get("cudnn"),
@@ -254,7 +270,13 @@ def main():
                     help="train both on this device (cuda: pdegen gets device=cuda)")
     ap.add_argument("--no-tf32", action="store_true",
                     help="cuda: the peer's convolutions without TF32 (pdegen train's still use it)")
+    ap.add_argument("--equal-wall", action="store_true",
+                    help="the peer trains for pdegen's train_seconds instead of the same steps")
+    ap.add_argument("--peer-best", action="store_true", help="the peer's fastest configuration (torch_poisson.py --best)")
+    ap.add_argument("--peer-args", help="more torch_poisson.py options, one string (e.g. \"--bf16 --channels-last\")")
     a = ap.parse_intermixed_args()
+    if a.equal_wall and a.only:
+        ap.error("--equal-wall needs both sides")
     a.python = os.environ.get("PYTHON") or sys.executable
 
     # One history row per step, so pdegen's median step time can be taken like the peer's.
@@ -268,8 +290,9 @@ def main():
         overrides.append("device=cuda")
     # Batch size and grid as the deck resolves them, for the table's title and step-time fallbacks.
     sys.path.insert(0, HERE)
-    import torch_poisson2d as peer  # noqa: E402  (needs only yaml at import; torch comes with it)
+    import torch_poisson as peer  # noqa: E402  (needs only yaml at import; torch comes with it)
     deck = peer.load_deck(a.deck, overrides)
+    pde = deck["problem"]["pde"]
     a.batch = deck["training"]["batch_size"]
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
 
@@ -283,20 +306,27 @@ def main():
             ours.append(run_pdegen(a, overrides, os.path.join(work, f"pdegen_{rep}"), env))
             print(f"# pdegen run {rep + 1}: {ours[-1]}", file=sys.stderr, flush=True)
         if a.only != "pdegen":
-            theirs.append(run_torch(a, overrides, os.path.join(work, f"torch_{rep}.json"), env))
+            budget = ours[-1].get("train_seconds") if a.equal_wall else None
+            if a.equal_wall and not budget:
+                raise RuntimeError("--equal-wall: pdegen's summary.json has no train_seconds")
+            theirs.append(run_torch(a, overrides, os.path.join(work, f"torch_{rep}.json"), env, budget))
             print(f"# torch run {rep + 1}: {theirs[-1]}", file=sys.stderr, flush=True)
 
     n, steps = deck["problem"]["resolution"], deck["training"]["steps"]
+    grid = "x".join([str(n)] * peer.spatial_dims(deck))
+    flags = theirs[0].get("flags") if theirs else ""
+    what = (f"equal training time (the peer stops at pdegen's train_seconds)" if a.equal_wall
+            else f"{steps} steps")
     mb = lambda v: None if v is None else v / 2 ** 20
     if a.device == "cuda":
         peer = theirs[0] if theirs else {}
         tf32 = "not TF32" if a.no_tf32 else "TF32"
-        print(f"poisson2d training on the GPU, {n}x{n}, batch {a.batch}, {steps} steps, {a.threads} host threads, "
+        print(f"{pde} training on the GPU, {grid}, batch {a.batch}, {what}, {a.threads} host threads, "
               f"{a.repeats} run(s) each, {platform.node()} ({peer.get('device_name') or 'GPU'}), "
               f"{time.strftime('%Y-%m-%d %H:%M')}")
         print(f"pdegen: {pdegen_version(a, env) or a.pdegen}, cuDNN convolutions in TF32 "
               f"(cuda::conv_math default); PyTorch {peer.get('torch', '?')} (cuDNN {peer.get('cudnn', '?')}), "
-              f"convolutions in {tf32}")
+              f"convolutions in {tf32}{', ' + flags if flags else ''}")
         print(f"deck {a.deck} {' '.join(overrides)}")
         print()
         print("| metric | pdegen | PyTorch | pdegen / PyTorch |")
@@ -306,10 +336,10 @@ def main():
             ("peak GPU memory, nvidia-smi (MiB)", mb(med(ours, "gpu_used")), mb(med(theirs, "gpu_used")), ".0f"),
             ("peak host memory (MiB)", mb(med(ours, "rss")), mb(med(theirs, "rss")), ".0f")]
     else:
-        print(f"poisson2d training, {n}x{n}, batch {a.batch}, {steps} steps, {a.threads} threads, "
+        print(f"{pde} training, {grid}, batch {a.batch}, {what}, {a.threads} threads, "
               f"{a.repeats} run(s) each, {platform.node()} ({platform.processor() or platform.machine()}), "
               f"{time.strftime('%Y-%m-%d %H:%M')}")
-        print(f"deck {a.deck} {' '.join(overrides)}")
+        print(f"deck {a.deck} {' '.join(overrides)}" + (f"; PyTorch with {flags}" if flags else ""))
         print()
         print("| metric | pdegen | PyTorch | pdegen / PyTorch |")
         print("|---|---:|---:|---:|")
@@ -321,6 +351,9 @@ def main():
             ("rel_l2 max", med(ours, "rel_max"), med(theirs, "rel_max"), ".4%"),
             ("final loss", med(ours, "final_loss"), med(theirs, "final_loss"), ".6g"),
             ("wall time (s)", med(ours, "wall"), med(theirs, "wall"), ".1f")]
+    if a.equal_wall:
+        rows[-1:-1] = [("steps done", med(ours, "steps"), med(theirs, "steps"), ".0f"),
+                       ("training time (s)", med(ours, "train_seconds"), med(theirs, "train_seconds"), ".1f")]
     for name, p, t, spec in rows:
         print(f"| {name} | {fmt(p, spec)} | {fmt(t, spec)} | {ratio(p, t)} |")
     if ours and a.device == "cuda":
