@@ -3,6 +3,7 @@
 // differences; the reference solution's residual; samples that depend only on (seed, index)). The
 // checks are functions that measure, so the suite can also show that it catches a problem whose
 // gradient is wrong.
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -47,7 +48,8 @@ std::unique_ptr<Problem> build(const ProblemConfig& config) {
   return make_problem(config, evaluation);
 }
 
-// A problem with one flaw planted in its loss gradient: d_u at node `node` is off by `delta`.
+// A problem with one flaw planted in its loss gradient: d_u at node `node` is off by `delta` times
+// the gradient's largest component.
 class FlawedGradient final : public Problem {
  public:
   FlawedGradient(std::unique_ptr<Problem> inner, int64_t node, float delta)
@@ -62,7 +64,12 @@ class FlawedGradient final : public Problem {
   double loss(const Tensor& u, const Tensor& input, double scale, Tensor* du,
               std::vector<double>* per) const override {
     const double value = inner_->loss(u, input, scale, du, per);
-    if (du != nullptr) du->data<float>()[node_] += delta_;
+    if (du != nullptr) {
+      float* g = du->data<float>();
+      float largest = 0;
+      for (int64_t i = 0; i < du->numel(); ++i) largest = std::max(largest, std::abs(g[i]));
+      g[node_] += delta_ * largest;
+    }
     return value;
   }
   Tensor reference(const Tensor& input, ReferenceReport* report) const override {
