@@ -9,7 +9,7 @@ What is shared with pdegen, and must stay so:
     as src/physics/kl_sampler.* (training sample p of step s has global index s*B + p, evaluation
     sample e 2^40 + e; in 3D the modes phi_i(x) phi_j(y) phi_k(z) by decreasing lambda_i lambda_j
     lambda_k, ties by (i + j + k, i, j)); tools/bench/dump_kl_samples prints pdegen's fields to compare;
-  - network: the U-Net of src/nn/unet_spec.hpp, 2D or 3D (PyTorch's default initialisation, not pdegen's);
+  - network: the U-Net of src/nn/unet_plan.hpp, 2D or 3D (PyTorch's default initialisation, not pdegen's);
   - exact Dirichlet lift u = m * net + (1 - m) * g (u = 1 at x = 0, 0 at x = 1), Q1 loss as
     src/physics/q1_kernels.hpp (2D: bilinear quads, 2x2 Gauss; 3D: trilinear hexahedra, 2x2x2 Gauss):
     the energy, or with problem.loss residual ||K u - F||^2 over the free nodes (K u - F by autograd
@@ -594,7 +594,7 @@ def conv_block(net, cin, cout, dims=2):
 
 
 class UNet(nn.Module):
-    """src/nn/unet_spec.hpp's U-Net: c_i = base * mult^i, depth levels including the bottleneck,
+    """src/nn/unet_plan.hpp's U-Net: c_i = base * mult^i, depth levels including the bottleneck,
     skip concat with the encoder output first, 1x1 head with bias; `dims` 2 or 3 (spatial_dims)."""
 
     def __init__(self, net, in_channels=1, out_channels=1, dims=2):
