@@ -7,7 +7,7 @@
 
 #include "io/checkpoint.hpp"
 #include "nn/network.hpp"
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 #include "optim/optimizer.hpp"
 
 namespace pdegen::app {

@@ -9,7 +9,7 @@
 
 #include "core/dtype.hpp"
 #include "core/tensor.hpp"
-#include "nn/activation_kernels.hpp"
+#include "core/activation_kind.hpp"
 
 namespace pdegen {
 

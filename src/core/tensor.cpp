@@ -7,7 +7,7 @@
 
 #include "core/allocator.hpp"
 #ifdef PDEGEN_HAVE_CUDA
-#include "backend/cuda/device_allocator.hpp"
+#include "core/device_allocator.hpp"
 #endif
 
 namespace pdegen {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "core/blocked_layout.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "core/shape.hpp"
@@ -69,7 +70,7 @@ class Tensor {
   // Element offset of (n, c, s) with s the flattened spatial index, for either layout.
   int64_t offset(int64_t n, int64_t c, int64_t s) const {
     const int64_t b = channel_block_, C = rank() > 1 ? shape_[1] : 1, S = shape_.spatial();
-    return ((n * (C / b) + c / b) * S + s) * b + c % b;
+    return blocked_offset(n, c, s, C, S, b);
   }
 
   void* raw() const { return data_; }

@@ -13,7 +13,7 @@
 #include "core/error.hpp"
 #include "io/atomic_file.hpp"
 #include "io/hdf5_util.hpp"
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 
 namespace fs = std::filesystem;
 

@@ -8,12 +8,11 @@
 
 #include <type_traits>
 
+#include "core/activation_kind.hpp"
 #include "core/fast_math.hpp"
 #include "core/hd.hpp"
 
 namespace pdegen {
-
-enum class ActivationKind { identity, relu, leaky_relu, tanh, silu, sigmoid };
 
 // e^x for the activations: fast_exp on the CPU (vectorisable); on the GPU CUDA's expf, within 2 ulp
 // over the whole range, rather than fast_exp's __expf, whose error grows with |x| (2 + 1.17 |x| ulp:

@@ -7,17 +7,12 @@
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_context.hpp"
+#include "core/blocked_layout.hpp"
 #include "nn/concat.hpp"
 
 namespace pdegen {
 
 namespace {
-
-// Element (n, c, s) of a tensor with C channels, S positions, channel block b.
-template <class Index>
-__device__ Index offset(Index n, Index c, Index s, Index C, Index S, Index b) {
-  return ((n * (C / b) + c / b) * S + s) * b + c % b;
-}
 
 struct Part {
   int64_t C, block;
@@ -37,7 +32,7 @@ __global__ void concat_kernel(int64_t n_samples, int64_t n_spatial, Part pa, Par
            static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) + static_cast<Index>(threadIdx.x);
        i < total; i += stride) {
     const Index s = i % S, c = i / S % C, n = i / S / C;
-    T* part = c < Ca ? a + offset(n, c, s, Ca, S, ba) : b + offset(n, c - Ca, s, Cb, S, bb);
+    T* part = c < Ca ? a + blocked_offset(n, c, s, Ca, S, ba) : b + blocked_offset(n, c - Ca, s, Cb, S, bb);
     if constexpr (kGather)
       y[i] = *part;
     else

@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "nn/layer.hpp"
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 
 namespace pdegen {
 

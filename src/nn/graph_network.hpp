@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "nn/network.hpp"
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 
 namespace pdegen {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "nn/layer.hpp"
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 
 namespace pdegen {
 

@@ -6,6 +6,7 @@
 
 #include <string_view>
 
+#include "core/dispatch.hpp"
 #include "core/tensor.hpp"
 
 namespace pdegen {
@@ -43,17 +44,3 @@ class Layer {
 };
 
 }  // namespace pdegen
-
-// Dispatch to a backend's implementation; a binary without CUDA says so instead of falling back.
-#if defined(PDEGEN_HAVE_CUDA)
-#define PDEGEN_DISPATCH(device, cpu_call, cuda_call) \
-  ((device) == ::pdegen::Device::cpu ? (cpu_call) : (cuda_call))
-#else
-#define PDEGEN_DISPATCH(device, cpu_call, cuda_call)                                               \
-  ((device) == ::pdegen::Device::cpu                                                               \
-       ? (cpu_call)                                                                                \
-       : (PDEGEN_THROW("{} requested on device 'cuda' but this pdegen was built without the CUDA " \
-                       "backend (configure with the 'cuda' preset)",                               \
-                       __func__),                                                                  \
-          (cpu_call)))
-#endif

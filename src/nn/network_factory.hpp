@@ -7,7 +7,7 @@
 #include "config/deck.hpp"
 #include "nn/network.hpp"
 #include "nn/network_plan.hpp"
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 
 namespace pdegen {
 

@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/blocked_layout.hpp"
 #include "core/error.hpp"
 #include "core/hd.hpp"
 #include "core/tensor.hpp"
@@ -330,7 +331,7 @@ struct Layout {
   int64_t N = 0, C = 0, S = 0, b = 1;
   // First element of (n, c)'s positions; position s is at first + s * b.
   __host__ __device__ int64_t first(int64_t n, int64_t c) const {
-    return (n * (C / b) + c / b) * S * b + c % b;
+    return blocked_offset<int64_t>(n, c, 0, C, S, b);
   }
   __host__ __device__ int64_t rows() const { return N * (C / b); }
   __host__ __device__ int64_t row_length() const { return S * b; }

@@ -11,6 +11,7 @@
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_context.hpp"
+#include "core/blocked_layout.hpp"
 #include "nn/pool.hpp"
 
 namespace pdegen {
@@ -43,21 +44,6 @@ Geometry geometry_of(const Shape& in, const Shape& out, const PoolConfig& config
   return g;
 }
 
-// Storage offset of (n, c, s) in a tensor of C channels, S positions, channel block b.
-template <class Index>
-__device__ Index offset(Index n, Index c, Index s, Index C, Index S, Index b) {
-  return ((n * (C / b) + c / b) * S + s) * b + c % b;
-}
-
-// Logical (n, c, s) of storage index i.
-template <class Index>
-__device__ void logical(Index i, Index C, Index S, Index b, Index& n, Index& c, Index& s) {
-  const Index lane = i % b, q = i / b, r = q / S;
-  s = q % S;
-  c = r % (C / b) * b + lane;
-  n = r / (C / b);
-}
-
 // The geometry in the kernel's index type (int32_t where the tensors allow: cheaper divisions).
 template <class Index>
 struct Extents {
@@ -86,7 +72,7 @@ __global__ void forward_kernel(Geometry geometry, int64_t channel_block, const T
            static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) + static_cast<Index>(threadIdx.x);
        i < total; i += stride) {
     Index n, c, o;
-    logical(i, g.C, S_out, block, n, c, o);
+    blocked_position(i, g.C, S_out, block, n, c, o);
     const Index ox = o % g.out[2], oy = o / g.out[2] % g.out[1], oz = o / g.out[2] / g.out[1];
     float acc = 0.0f;
     int best = -1;
@@ -99,7 +85,8 @@ __global__ void forward_kernel(Geometry geometry, int64_t channel_block, const T
         for (Index kx = 0; kx < g.k[2]; ++kx) {
           const Index ix = ox * g.s[2] - g.p[2] + kx;
           if (ix < 0 || ix >= g.in[2]) continue;
-          const float v = to_float(x[offset(n, c, (iz * g.in[1] + iy) * g.in[2] + ix, g.C, S_in, block)]);
+          const float v =
+              to_float(x[blocked_offset(n, c, (iz * g.in[1] + iy) * g.in[2] + ix, g.C, S_in, block)]);
           if constexpr (kMax) {
             if (best < 0 || v > acc) {
               acc = v;
@@ -142,7 +129,7 @@ __global__ void backward_kernel(Geometry geometry, int64_t channel_block, int64_
            static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) + static_cast<Index>(threadIdx.x);
        i < total; i += stride) {
     Index n, c, s;
-    logical(i, g.C, S_in, block, n, c, s);
+    blocked_position(i, g.C, S_in, block, n, c, s);
     const Index ix = s % g.in[2], iy = s / g.in[2] % g.in[1], iz = s / g.in[2] / g.in[1];
     Index z0, z1, y0, y1, x0, x1;
     windows_of(iz, g.k[0], g.s[0], g.p[0], g.out[0], z0, z1);
@@ -153,13 +140,13 @@ __global__ void backward_kernel(Geometry geometry, int64_t channel_block, int64_
       for (Index oy = y0; oy <= y1; ++oy)
         for (Index ox = x0; ox <= x1; ++ox) {
           const Index o = (oz * g.out[1] + oy) * g.out[2] + ox;
-          const float grad = to_float(dy[offset(n, c, o, g.C, S_out, dy_block)]);
+          const float grad = to_float(dy[blocked_offset(n, c, o, g.C, S_out, dy_block)]);
           if constexpr (kMax) {
             // The position of this input element in window o, as forward numbered it.
             const Index w =
                 ((iz - (oz * g.s[0] - g.p[0])) * g.k[1] + (iy - (oy * g.s[1] - g.p[1]))) * g.k[2] +
                 (ix - (ox * g.s[2] - g.p[2]));
-            if (argmax[offset(n, c, o, g.C, S_out, block)] == static_cast<int32_t>(w)) acc += grad;
+            if (argmax[blocked_offset(n, c, o, g.C, S_out, block)] == static_cast<int32_t>(w)) acc += grad;
           } else {
             acc += grad;
           }

@@ -11,6 +11,7 @@
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_context.hpp"
+#include "core/blocked_layout.hpp"
 #include "nn/upsample.hpp"
 
 namespace pdegen {
@@ -35,20 +36,6 @@ struct Extents {
         z(static_cast<Index>(g.z_copies)) {}
 };
 
-template <class Index>
-__device__ Index offset(Index n, Index c, Index s, Index C, Index S, Index b) {
-  return ((n * (C / b) + c / b) * S + s) * b + c % b;
-}
-
-// Logical (n, c, s) of storage index i.
-template <class Index>
-__device__ void logical(Index i, Index C, Index S, Index b, Index& n, Index& c, Index& s) {
-  const Index lane = i % b, q = i / b, r = q / S;
-  s = q % S;
-  c = r % (C / b) * b + lane;
-  n = r / (C / b);
-}
-
 template <class Index, class T>
 __global__ void forward_kernel(Geometry geometry, int64_t channel_block, const T* __restrict__ x,
                                T* __restrict__ y) {
@@ -60,10 +47,10 @@ __global__ void forward_kernel(Geometry geometry, int64_t channel_block, const T
            static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) + static_cast<Index>(threadIdx.x);
        i < total; i += stride) {
     Index n, c, o;
-    logical(i, g.C, S_out, b, n, c, o);
+    blocked_position(i, g.C, S_out, b, n, c, o);
     const Index X = o % Wo, Y = o / Wo % Ho, Z = o / Wo / Ho;
     const Index s = ((Z / g.z) * g.H + Y / 2) * g.W + X / 2;
-    y[i] = x[offset(n, c, s, g.C, S_in, b)];
+    y[i] = x[blocked_offset(n, c, s, g.C, S_in, b)];
   }
 }
 
@@ -79,14 +66,14 @@ __global__ void backward_kernel(Geometry geometry, int64_t channel_block, int64_
            static_cast<Index>(blockIdx.x) * static_cast<Index>(blockDim.x) + static_cast<Index>(threadIdx.x);
        i < total; i += stride) {
     Index n, c, s;
-    logical(i, g.C, S_in, b, n, c, s);
+    blocked_position(i, g.C, S_in, b, n, c, s);
     const Index x = s % g.W, y = s / g.W % g.H, z = s / g.W / g.H;
     float acc = 0.0f;
     for (Index a = 0; a < g.z; ++a)
       for (Index e = 0; e < 2; ++e) {
         const Index row = ((g.z * z + a) * Ho + 2 * y + e) * Wo + 2 * x;
-        acc += to_float(dy[offset(n, c, row, g.C, S_out, bdy)]) +
-               to_float(dy[offset(n, c, row + 1, g.C, S_out, bdy)]);
+        acc += to_float(dy[blocked_offset(n, c, row, g.C, S_out, bdy)]) +
+               to_float(dy[blocked_offset(n, c, row + 1, g.C, S_out, bdy)]);
       }
     dx[i] = from_float<T>(acc);
   }

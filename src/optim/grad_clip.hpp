@@ -2,7 +2,7 @@
 #pragma once
 
 #include "core/tensor.hpp"
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 
 namespace pdegen {
 

@@ -1,7 +1,7 @@
 // Optimizers: one update of the parameters from the registry's flat gradient buffer.
 //
 // First-order optimizers (Adam, AdamW, SGD, LARS, LAMB) run fused loops over the flat buffers
-// (nn/parameter.hpp). The alignment padding between parameters has zero value and zero gradient,
+// (core/parameter.hpp). The alignment padding between parameters has zero value and zero gradient,
 // and every update maps (0, 0, zero state) to zero (LARS and LAMB never touch it), so the padding
 // stays zero. Adam, AdamW and SGD follow PyTorch's formulas (torch.optim), so a run can be compared
 // with its PyTorch peer step by step. Every update is bit-identical for any number of threads and on
@@ -22,7 +22,7 @@
 
 #include "config/deck.hpp"
 #include "core/tensor.hpp"
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 #include "parallel/communicator.hpp"
 
 namespace pdegen {

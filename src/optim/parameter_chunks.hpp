@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 
 namespace pdegen {
 

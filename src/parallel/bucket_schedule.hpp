@@ -1,4 +1,4 @@
-// The static reduction schedule: the flat gradient buffer (backward order, nn/parameter.hpp) cut
+// The static reduction schedule: the flat gradient buffer (backward order, core/parameter.hpp) cut
 // into contiguous buckets that never split a parameter. It is a pure function of the registry and
 // the two sizes, so every rank computes the same schedule with no negotiation; verify_schedule()
 // proves it at setup with two small allreduces, and names the first parameter where ranks differ.
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 #include "parallel/communicator.hpp"
 
 namespace pdegen {

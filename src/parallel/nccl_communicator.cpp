@@ -11,7 +11,7 @@
 #ifdef PDEGEN_HAVE_CUDA
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_context.hpp"
-#include "backend/cuda/device_allocator.hpp"
+#include "core/device_allocator.hpp"
 #endif
 
 namespace pdegen {

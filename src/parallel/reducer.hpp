@@ -30,7 +30,7 @@
 
 #include "config/deck.hpp"
 #include "core/timeline.hpp"
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 #include "parallel/bucket_schedule.hpp"
 #include "parallel/communicator.hpp"
 

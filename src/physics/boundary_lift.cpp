@@ -2,7 +2,7 @@
 // overwritten, exactly, and the backward is the gradient with those nodes zeroed.
 #include "physics/boundary_lift.hpp"
 
-#include "nn/layer.hpp"  // PDEGEN_DISPATCH
+#include "core/dispatch.hpp"
 
 namespace pdegen {
 

@@ -6,7 +6,7 @@
 #include <mutex>
 
 #include "backend/cuda/cuda_check.hpp"
-#include "backend/cuda/device_allocator.hpp"
+#include "core/device_allocator.hpp"
 
 namespace pdegen::cuda {
 

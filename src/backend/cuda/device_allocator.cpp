@@ -2,7 +2,7 @@
 // CUDA build; a CPU-only build refuses Device::cuda in core/tensor.cpp instead.
 #ifdef PDEGEN_HAVE_CUDA
 
-#include "backend/cuda/device_allocator.hpp"
+#include "core/device_allocator.hpp"
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_context.hpp"

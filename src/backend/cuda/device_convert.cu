@@ -7,7 +7,7 @@
 
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_context.hpp"
-#include "backend/cuda/device_allocator.hpp"
+#include "core/device_allocator.hpp"
 
 namespace pdegen::cuda {
 

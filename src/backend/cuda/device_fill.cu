@@ -2,7 +2,7 @@
 // width, so fp32/fp64/fp16/bf16 values are converted once on the host.
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_context.hpp"
-#include "backend/cuda/device_allocator.hpp"
+#include "core/device_allocator.hpp"
 
 namespace pdegen::cuda {
 

@@ -1,5 +1,5 @@
 // Parameter registry (see parameter.hpp).
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 
 #include <cstring>
 

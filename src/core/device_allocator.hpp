@@ -3,7 +3,8 @@
 // Reuse is safe without events because every kernel, library call and copy runs on cuda::stream():
 // work queued after the reuse runs after the work that used the block before. Memory used on another
 // stream (the reducer's) must stay allocated until that stream is done with it.
-// Plain C++ (no CUDA types), so core/tensor.cpp can use it; exists only with PDEGEN_HAVE_CUDA.
+// Plain C++ (no CUDA types): declared here in core/ for Tensor, defined by the CUDA backend
+// (backend/cuda/device_allocator.cpp); exists only with PDEGEN_HAVE_CUDA.
 #pragma once
 
 #include <cstddef>
