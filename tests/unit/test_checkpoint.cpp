@@ -12,7 +12,7 @@
 
 #include "io/checkpoint.hpp"
 #include "io/hdf5_util.hpp"
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 #include "testing.hpp"
 
 using namespace pdegen;

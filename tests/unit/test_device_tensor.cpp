@@ -14,7 +14,7 @@
 
 #ifdef PDEGEN_HAVE_CUDA
 #include "backend/cuda/cuda_context.hpp"
-#include "backend/cuda/device_allocator.hpp"
+#include "core/device_allocator.hpp"
 #endif
 
 using namespace pdegen;

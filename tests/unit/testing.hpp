@@ -16,7 +16,7 @@
 #include "core/rng.hpp"
 #include "core/tensor.hpp"
 #include "nn/layer.hpp"
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 
 namespace pdegen::testing {
 

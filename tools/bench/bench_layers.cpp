@@ -28,11 +28,11 @@
 #include "nn/conv.hpp"
 #include "nn/conv_transpose.hpp"
 #include "nn/instance_norm.hpp"
-#include "nn/parameter.hpp"
+#include "core/parameter.hpp"
 #include "nn/pool.hpp"
 
 #ifdef PDEGEN_HAVE_CUDA
-#include "backend/cuda/device_allocator.hpp"
+#include "core/device_allocator.hpp"
 #endif
 
 using namespace pdegen;
