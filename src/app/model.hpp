@@ -5,9 +5,9 @@
 #include <memory>
 #include <string>
 
+#include "core/parameter.hpp"
 #include "io/checkpoint.hpp"
 #include "nn/network.hpp"
-#include "core/parameter.hpp"
 #include "optim/optimizer.hpp"
 
 namespace pdegen::app {

@@ -7,9 +7,9 @@
 #include <string>
 #include <string_view>
 
+#include "core/activation_kind.hpp"
 #include "core/dtype.hpp"
 #include "core/tensor.hpp"
-#include "core/activation_kind.hpp"
 
 namespace pdegen {
 

@@ -11,9 +11,9 @@
 #include <system_error>
 
 #include "core/error.hpp"
+#include "core/parameter.hpp"
 #include "io/atomic_file.hpp"
 #include "io/hdf5_util.hpp"
-#include "core/parameter.hpp"
 
 namespace fs = std::filesystem;
 

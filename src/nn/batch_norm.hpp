@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "nn/layer.hpp"
 #include "core/parameter.hpp"
+#include "nn/layer.hpp"
 
 namespace pdegen {
 

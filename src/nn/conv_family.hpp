@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
-#include "nn/layer.hpp"
 #include "core/parameter.hpp"
+#include "nn/layer.hpp"
 
 namespace pdegen {
 

@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "nn/network.hpp"
 #include "core/parameter.hpp"
+#include "nn/network.hpp"
 
 namespace pdegen {
 

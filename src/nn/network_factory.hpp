@@ -5,9 +5,9 @@
 #include <memory>
 
 #include "config/deck.hpp"
+#include "core/parameter.hpp"
 #include "nn/network.hpp"
 #include "nn/network_plan.hpp"
-#include "core/parameter.hpp"
 
 namespace pdegen {
 

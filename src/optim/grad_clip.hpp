@@ -1,8 +1,8 @@
 // Gradient clipping by the global L2 norm (PyTorch's clip_grad_norm_), over the flat gradient buffer.
 #pragma once
 
-#include "core/tensor.hpp"
 #include "core/parameter.hpp"
+#include "core/tensor.hpp"
 
 namespace pdegen {
 

@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "config/deck.hpp"
-#include "core/tensor.hpp"
 #include "core/parameter.hpp"
+#include "core/tensor.hpp"
 #include "parallel/communicator.hpp"
 
 namespace pdegen {

@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "config/deck.hpp"
-#include "core/timeline.hpp"
 #include "core/parameter.hpp"
+#include "core/timeline.hpp"
 #include "parallel/bucket_schedule.hpp"
 #include "parallel/communicator.hpp"
 

@@ -10,9 +10,9 @@
 #include <fstream>
 #include <limits>
 
+#include "core/parameter.hpp"
 #include "io/checkpoint.hpp"
 #include "io/hdf5_util.hpp"
-#include "core/parameter.hpp"
 #include "testing.hpp"
 
 using namespace pdegen;

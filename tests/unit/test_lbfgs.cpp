@@ -375,7 +375,8 @@ TEST_CASE("lbfgs takes no step from a non-finite loss and refuses the step witho
   CHECK(p.x() == Vec{1.0, 2.0});
   CHECK_THROWS(opt->step(p.registry, 1.0));
   // A finite loss with an unusable gradient (overflow under loss scaling) takes no step either.
-  const StepResult overflow = opt->step(p.registry, 1.0, [] { return Evaluation(3.0, false); }, 0);
+  const StepResult overflow = opt->step(
+      p.registry, 1.0, [] { return Evaluation(3.0, false); }, 0);
   CHECK(overflow.loss == 3.0);
   CHECK_FALSE(overflow.updated);
   CHECK(p.x() == Vec{1.0, 2.0});

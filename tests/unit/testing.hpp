@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "core/parameter.hpp"
 #include "core/rng.hpp"
 #include "core/tensor.hpp"
 #include "nn/layer.hpp"
-#include "core/parameter.hpp"
 
 namespace pdegen::testing {
 

@@ -20,6 +20,7 @@
 #include "backend/cpu/dnnl_context.hpp"
 #include "backend/cuda/cuda_context.hpp"
 #include "bench_common.hpp"
+#include "core/parameter.hpp"
 #include "core/rng.hpp"
 #include "core/timer.hpp"
 #include "nn/activation.hpp"
@@ -28,7 +29,6 @@
 #include "nn/conv.hpp"
 #include "nn/conv_transpose.hpp"
 #include "nn/instance_norm.hpp"
-#include "core/parameter.hpp"
 #include "nn/pool.hpp"
 
 #ifdef PDEGEN_HAVE_CUDA
