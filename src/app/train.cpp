@@ -366,10 +366,7 @@ int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yam
   const Timer wall;
   const auto problem = make_problem(deck.problem, deck.evaluation);
   const fs::path dir = deck.output.dir;
-  if (comm.rank() == 0) {
-    fs::create_directories(dir / "checkpoints");
-    write_text_file_atomically((dir / "deck.resolved.yaml").string(), deck_yaml);
-  }
+  if (comm.rank() == 0) fs::create_directories(dir / "checkpoints");
   comm.barrier();
   add_log_file((dir / "pdegen.log").string());
   spdlog::info("pdegen {} ({}) training on {} rank(s), device {}; effective configuration:\n{}",
@@ -409,6 +406,8 @@ int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yam
   Run run{deck, plan,    *problem, deck_yaml,           comm, *model, trainer, timeline,
           {},   nullptr, dir,      dir / "checkpoints", wall};
   restart(run, p);
+  // Only a run that will train owns the directory's deck: a rejected restart leaves it as it was.
+  if (comm.rank() == 0) write_text_file_atomically((dir / "deck.resolved.yaml").string(), deck_yaml);
   run.eval_set =
       make_sample_set(*problem, deck.training.seed, eval_index_base, deck.evaluation.samples, comm);
   if (!run.eval_set.indices.empty()) {

@@ -40,6 +40,12 @@ check "... and the same loss history" "diff <(cut -d, -f1,3,4,5 '$work/full/hist
 check "a restart at the final step runs nothing and keeps the last step's loss in summary.json" \
   "[ $? -eq 0 ] && json '$work/split/summary.json' 'd[\"start_step\"], d[\"steps\"], abs(d[\"final_loss\"] - float(open(\"$work/full/history.csv\").read().split()[-1].split(\",\")[2])) < 1e-6 * d[\"final_loss\"]' | grep -qx '(6, 6, True)'"
 
+# A restart the checkpoint rejects (another network) leaves the run directory's deck as it was.
+cp "$work/split/deck.resolved.yaml" "$work/deck.before"
+"$PDEGEN" train "$deck" output.dir="$work/split" training.restart=latest network.base_channels=32 >"$work/rejected.log" 2>&1
+check "a rejected restart exits 2 and leaves deck.resolved.yaml unchanged" \
+  "[ $? -eq 2 ] && cmp -s '$work/deck.before' '$work/split/deck.resolved.yaml'"
+
 # The same for L-BFGS, whose state (history pairs, Gram matrix, line-search scalars) must restart
 # exactly too, and for an Adam -> L-BFGS switch that happens after the restart.
 restart_check() {  # LABEL OVERRIDES...
