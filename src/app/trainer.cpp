@@ -18,10 +18,10 @@ Trainer::Trainer(const Deck& deck, Model& model, const Objective& objective, Gra
                  const Communicator& comm, Timeline* timeline)
     : deck_(deck), model_(model), objective_(objective), reducer_(reducer), comm_(comm), timeline_(timeline) {
   if (deck.loss_scaling.enabled) scaler_ = std::make_unique<LossScaler>(deck.loss_scaling);
-  optimizer_for(0);
+  use_phase_of(0);
 }
 
-Optimizer& Trainer::optimizer_for(int64_t s) {
+OptimizerPhaseSpan Trainer::use_phase_of(int64_t s) {
   const OptimizerPhaseSpan phase = optimizer_phase(deck_.optimizer, s, deck_.training.steps);
   if (phase.index != phase_index_) {
     optimizer_ = make_optimizer(*phase.settings, model_.master(), comm_);
@@ -30,7 +30,7 @@ Optimizer& Trainer::optimizer_for(int64_t s) {
                    name_of(phase.settings->type));
     phase_index_ = phase.index;
   }
-  return *optimizer_;
+  return phase;
 }
 
 // The global loss and gradient at the current parameters on the samples of `batch_step`.
@@ -76,8 +76,7 @@ Evaluation Trainer::evaluate(int64_t batch_step, bool& overflowed) {
 }
 
 StepOutcome Trainer::step(int64_t s) {
-  Optimizer& optimizer = optimizer_for(s);
-  const OptimizerPhaseSpan phase = optimizer_phase(deck_.optimizer, s, deck_.training.steps);
+  const OptimizerPhaseSpan phase = use_phase_of(s);
   // A fixed L-BFGS batch keeps the samples of the phase's first step.
   const bool fixed_batch =
       phase.settings->type == OptimizerKind::lbfgs && phase.settings->lbfgs.batch == LbfgsBatch::fixed;
@@ -87,7 +86,7 @@ StepOutcome Trainer::step(int64_t s) {
   out.loss_scale = scaler_ ? scaler_->scale() : 1.0;
   bool overflowed = false;  // in the last evaluation
   const LossClosure closure = [&] { return evaluate(batch_step, overflowed); };
-  const StepResult result = optimizer.step(model_.master(), out.lr, closure, phase.settings->grad_clip);
+  const StepResult result = optimizer_->step(model_.master(), out.lr, closure, phase.settings->grad_clip);
   model_.push_values();
   out.loss = result.loss;
   out.grad_norm = result.grad_norm;
@@ -103,7 +102,7 @@ StepOutcome Trainer::step(int64_t s) {
 }
 
 int64_t Trainer::restore(const CheckpointData& data, const std::string& path) {
-  optimizer_for(std::max<int64_t>(data.step - 1, 0));  // the state is that of its last step's phase
+  use_phase_of(std::max<int64_t>(data.step - 1, 0));  // the state is that of its last step's phase
   restore_model(model_, data, path, optimizer_.get());
   optimizer_->scatter_state();  // sharded state: keep this rank's share of the full vectors
   const double scale = data.scalar("loss_scale", -1);

@@ -50,8 +50,8 @@ class Trainer {
   // One optimizer step on the samples of training step s (0-based).
   StepOutcome step(int64_t s);
 
-  // The optimizer of the phase that runs step s, made on a phase change.
-  Optimizer& optimizer_for(int64_t s);
+  // The optimizer phase that runs step s; its optimizer is made on a phase change.
+  OptimizerPhaseSpan use_phase_of(int64_t s);
   Optimizer& optimizer() { return *optimizer_; }
   LossScaler* scaler() { return scaler_.get(); }
 

@@ -1,6 +1,6 @@
 // Exact Dirichlet conditions for poisson2d and poisson3d: u = m * v + (1 - m) * g with m = 0 on the
 // x = 0 and x = 1 nodes (the first and last of every x line) and 1 elsewhere, g = `left` at x = 0 and `right`
-// at x = 1 (PHYSICS.md: 1 and 0). The network output v then only has to be right inside; the loss never sees
+// at x = 1 (1 and 0). The network output v then only has to be right inside; the loss never sees
 // a wrong boundary value.
 #pragma once
 

@@ -1,6 +1,6 @@
 // Karhunen-Loeve eigenpairs of the exponential covariance exp(-|x - y| / l) on [0, 1] and their 2D
 // and 3D tensor products: the modes from which the poisson2d and poisson3d coefficient log nu is
-// built (PHYSICS.md, sections 1 and 2; the choices are in docs/theory.md, "poisson2d").
+// built (the choices are in docs/theory.md, "poisson2d").
 #pragma once
 
 #include <array>

@@ -1,6 +1,6 @@
 // The poisson2d and poisson3d coefficient sampler: log nu on the n^Dim grid as a truncated KL
 // expansion whose coefficients are drawn by (seed, global sample index), so a sample is the same
-// whatever batch, rank or device draws it (PHYSICS.md, sections 1 and 2; docs/theory.md, "poisson2d").
+// whatever batch, rank or device draws it (docs/theory.md, "poisson2d").
 #pragma once
 
 #include <array>

@@ -1,4 +1,4 @@
-// The data-free poisson2d and poisson3d losses on the Q1 grid (PHYSICS.md, sections 1 and 2): the
+// The data-free poisson2d and poisson3d losses on the Q1 grid: the
 // energy
 //   J(u) = sum over elements of q1::element_energy (nu = exp(log nu) nodal, constant source f),
 // whose gradient is K(nu) u - F, and the residual J_res(u) = ||K(nu) u - F||^2 over the free nodes
@@ -13,7 +13,7 @@
 #include <span>
 #include <vector>
 
-#include "config/deck.hpp"
+#include "config/choices.hpp"
 #include "core/tensor.hpp"
 
 namespace pdegen {
@@ -21,7 +21,6 @@ namespace pdegen {
 class PoissonLoss {
  public:
   PoissonLoss(LossKind kind, double source) : kind_(kind), source_(source) {}
-  explicit PoissonLoss(const ProblemConfig& problem) : PoissonLoss(problem.loss, problem.poisson.source) {}
 
   // The SUM over the b samples of J(u_s). With `du`, also du = grad_scale * dJ/du (fp32, written in
   // place when *du already is a plain fp32 tensor of u's shape, otherwise replaced); the energy's

@@ -1,6 +1,6 @@
 // Q1 (multilinear) finite-element arithmetic on one element of a uniform grid in Dim = 2 or 3 space
 // dimensions, shared by the physics loss, the reference solver, the CPU loops and the CUDA kernels
-// (PHYSICS.md, sections 1 and 2). The dimension is a template parameter: one code for both.
+//. The dimension is a template parameter: one code for both.
 //
 // An element has 2^Dim nodes; local node a sits at offset bit d of a along axis d (x = bit 0), so in
 // 2D a = 0..3 is (i, j), (i+1, j), (i, j+1), (i+1, j+1) and in 3D a = 4..7 repeat that on the plane
@@ -197,30 +197,6 @@ PDEGEN_HD void element_nodes(const long e[Dim], const long n[Dim], long idx[node
     for (int d = Dim - 1; d >= 0; --d) index = index * n[d] + e[d] + ((a >> d) & 1);
     idx[a] = index;
   }
-}
-
-// 2D forms with separate element sizes (the reference solver's): they forward to Dim = 2.
-template <class T>
-PDEGEN_HD void gauss_values(const T nodal[4], T at_q[4]) {
-  gauss_values<2>(nodal, at_q);
-}
-template <class T>
-PDEGEN_HD void element_matrix(const T nu_q[4], T hx, T hy, T K[16]) {
-  const T h[2] = {hx, hy};
-  element_matrix<2>(nu_q, h, K);
-}
-template <class T>
-PDEGEN_HD void element_load(const T f_q[4], T hx, T hy, T F[4]) {
-  const T h[2] = {hx, hy};
-  element_load<2>(f_q, h, F);
-}
-PDEGEN_HD void element_nodes(long i, long j, long nx, long idx[4]) {
-  const long e[2] = {i, j}, n[2] = {nx, 0};
-  element_nodes<2>(e, n, idx);
-}
-PDEGEN_HD void element_nodes(long i, long j, long k, long nx, long ny, long idx[8]) {
-  const long e[3] = {i, j, k}, n[3] = {nx, ny, 0};
-  element_nodes<3>(e, n, idx);
 }
 
 }  // namespace pdegen::q1

@@ -1,5 +1,5 @@
-// The reference solver for poisson2d and poisson3d (PHYSICS.md sections 1 and 2, "Reference
-// solver"; docs/theory.md): the assembled Q1 system K(nu) u = F on the n^Dim node grid of the unit
+// The reference solver for poisson2d and poisson3d (docs/theory.md, "Reference
+// solver"): the assembled Q1 system K(nu) u = F on the n^Dim node grid of the unit
 // square or cube, with u = 1 on the x = 0 plane and u = 0 on the x = 1 plane eliminated (their rows
 // are the identity, their values moved to the right-hand side) and natural (zero-flux) conditions
 // on the other faces.

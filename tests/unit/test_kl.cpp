@@ -60,7 +60,7 @@ std::vector<double> scanned_roots(double l, int count) {
   return found;
 }
 
-// The eigenfunction from the PHYSICS.md formula, normalised by quadrature (not the closed form).
+// The eigenfunction from the formula of docs/theory.md, normalised by quadrature (not the closed form).
 std::function<double(double)> normalised_phi(double a, double l) {
   auto raw = [=](double x) { return l * a * std::cos(a * x) + std::sin(a * x); };
   const double c = std::sqrt(simpson([&](double x) { return raw(x) * raw(x); }, 0, 1));
@@ -275,7 +275,7 @@ TEST_CASE("sampled log nu is sigma times the KL sum at the nodes (fp64 reference
     const int m = 6, n = 13;
     const PoissonSettings s = settings_with(m, l);
     const KlSampler<2> sampler(s, n);
-    // Independent pieces: roots (tested above), quadrature-normalised phi, lambda from PHYSICS.md,
+    // Independent pieces: roots (tested above), quadrature-normalised phi, lambda from its definition,
     // the mode order by brute force, the coefficients straight from Philox.
     std::vector<std::function<double(double)>> phi;
     std::vector<double> lambda;

@@ -517,7 +517,8 @@ TEST_CASE("3D element gradient and matrix match fp64 central differences of the 
   }
   CHECK(rel_max_error(Vec(g, g + 8), ku_f) < 1e-13);
   long idx[8];
-  q1::element_nodes(1, 2, 3, 5, 4, idx);
+  const long first[3] = {1, 2, 3}, extents[3] = {5, 4, 6};
+  q1::element_nodes<3>(first, extents, idx);
   CHECK(idx[0] == (3 * 4 + 2) * 5 + 1);
   CHECK(idx[7] == (4 * 4 + 3) * 5 + 2);
 }

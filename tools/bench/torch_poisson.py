@@ -3,9 +3,9 @@
 
 It reads a pdegen deck (plus `key.path=value` overrides, applied as pdegen applies them) and trains
 the same problem the way a PyTorch user would write it, so that tools/bench/compare_train.py can put
-the two side by side. The deck's problem.pde picks the dimension (PHYSICS.md sections 1 and 2).
+the two side by side. The deck's problem.pde picks the dimension.
 What is shared with pdegen, and must stay so:
-  - samples: Philox4x32-10 counter-based draws as src/core/rng.hpp, the KL expansion of PHYSICS.md
+  - samples: Philox4x32-10 counter-based draws as src/core/rng.hpp, the KL expansion of docs/theory.md
     as src/physics/kl_sampler.* (training sample p of step s has global index s*B + p, evaluation
     sample e 2^40 + e; in 3D the modes phi_i(x) phi_j(y) phi_k(z) by decreasing lambda_i lambda_j
     lambda_k, ties by (i + j + k, i, j)); tools/bench/dump_kl_samples prints pdegen's fields to compare;
@@ -203,7 +203,7 @@ def kl_eigenpairs_1d(n, l, m):
 
 
 class KlSampler2D:
-    """log nu fields of poisson2d samples by global index (PHYSICS.md section 1), as fp32."""
+    """log nu fields of poisson2d samples by global index, as fp32."""
 
     def __init__(self, problem, seed):
         n, l, m = problem["resolution"], float(problem["correlation_length"]), int(problem["kl_modes"])
@@ -252,7 +252,7 @@ def kl_modes_3d(lam, m):
 
 
 class KlSampler3D:
-    """log nu fields of poisson3d samples by global index (PHYSICS.md section 2), as fp32
+    """log nu fields of poisson3d samples by global index, as fp32
     [len, Nz, Ny, Nx], x fastest. The same Philox streams as 2D: omega_k of sample g from stream
     (4 << 32) | k."""
 
