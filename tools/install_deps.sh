@@ -8,7 +8,7 @@
 #                                    tests/io/test_paraview.sh (pulls OpenMPI: use mpiexec.mpich)
 set -euo pipefail
 
-pkgs=(mpich libmpich-dev libhdf5-mpich-dev hdf5-tools libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev
+pkgs=(mpich libmpich-dev libhdf5-mpich-dev hdf5-tools zlib1g-dev libyaml-cpp-dev libspdlog-dev libfmt-dev doctest-dev
       libdnnl-dev cmake g++ make pkg-config git python3 clang-format)
 for arg in "$@"; do
   case "$arg" in

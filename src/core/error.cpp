@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <thread>
 
@@ -26,12 +27,13 @@ std::string mpi_error_string(int code) {
 
 void abort_all(int code) {
   spdlog::default_logger()->flush();
+  std::fflush(stdout);
+  std::fflush(stderr);
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
   int size = 1;
   if (initialized && !finalized) MPI_Comm_size(MPI_COMM_WORLD, &size);
-  // With one rank a plain exit keeps the exit code and skips MPICH's abort banner.
   if (initialized && !finalized && size > 1) {
     // The launcher forwards each rank's stderr through a pipe; an abort racing that forwarding was
     // seen to lose the error message (every rank failing the same deck check). A moment's grace
@@ -39,8 +41,9 @@ void abort_all(int code) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     MPI_Abort(MPI_COMM_WORLD, code);
   }
-  if (initialized && !finalized) MPI_Finalize();
-  std::exit(code);
+  // One rank: a plain exit keeps the exit code and skips MPICH's abort banner. Not MPI_Finalize nor
+  // exit(): both run HDF5's shutdown, which crashes on a file whose close failed (a full disk).
+  std::_Exit(code);
 }
 
 }  // namespace pdegen

@@ -20,6 +20,13 @@ class UserError : public Error {
   using Error::Error;
 };
 
+// A file that could not be written or read (disk full, permissions, a failing device): the message
+// names the file and the system's reason; main() prints it without a source location, exit 1.
+class IoError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A feature or PDE whose issue has not landed: said plainly, exit code 3, never a pretence.
 class NotImplemented : public UserError {
  public:

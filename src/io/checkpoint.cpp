@@ -2,6 +2,7 @@
 #include "io/checkpoint.hpp"
 
 #include <fmt/format.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -139,11 +140,22 @@ std::vector<std::pair<std::string, double>> read_scalars(hid_t file) {
   return out;
 }
 
-void write_file(const std::string& tmp, const CheckpointData& data) {
-  h5::PropertyList fapl = h5::serial_fapl();
-  // The 1.8+ object formats: metadata checksums, creation-order indexes.
-  H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST));
-  h5::File file = h5::create_file(tmp, fapl);
+// The file starts with a text header in HDF5's user block (HDF5 tools skip it): the CRC-32 and
+// length of everything after it, so that any damaged byte, attributes and deck included, is found
+// before a single value is trusted. `tail -c +513 FILE | python3 -c 'import sys,zlib;
+// print(hex(zlib.crc32(sys.stdin.buffer.read())))'` checks a file by hand.
+constexpr size_t header_bytes = 512;
+constexpr std::string_view header_magic = "pdegen checkpoint\n";
+// The core driver's files in memory still have a name, which must not exist on disk: nothing can
+// exist under /dev/null.
+constexpr const char* image_name = "/dev/null/pdegen-checkpoint-image";
+
+uint32_t crc32_of(const char* data, size_t bytes) {
+  uLong crc = crc32_z(0L, Z_NULL, 0);
+  return static_cast<uint32_t>(crc32_z(crc, reinterpret_cast<const Bytef*>(data), bytes));
+}
+
+void write_contents(hid_t file, const CheckpointData& data) {
   h5::write_int64_attribute(file, "format_version", data.format_version);
   h5::write_int64_attribute(file, "step", data.step);
   h5::write_uint64_attribute(file, "seed", data.seed);
@@ -161,21 +173,57 @@ void write_file(const std::string& tmp, const CheckpointData& data) {
     PDEGEN_CHECK(!h5::has_attribute(scalars, name), "checkpoint scalar '{}' given twice", name);
     h5::write_double_attribute(scalars, name, value);
   }
-  scalars.close();
-  file.close();
 }
 
-CheckpointData read_file(const std::string& path) {
-  h5::PropertyList fapl = h5::serial_fapl();
-  h5::File file = h5::open_file(path, H5F_ACC_RDONLY, fapl);
+// The whole file, built in memory (HDF5's core driver, nothing on disk), so that the disk is
+// touched once, by write_file_atomically, whose failures leave no HDF5 file half-closed.
+std::string file_image(const CheckpointData& data) {
+  h5::PropertyList fcpl = h5::make_plist(H5P_FILE_CREATE);
+  H5_CHECK(H5Pset_userblock(fcpl, header_bytes));
+  h5::PropertyList fapl = h5::make_plist(H5P_FILE_ACCESS);
+  H5_CHECK(H5Pset_fapl_core(fapl, size_t{1} << 22, /*backing_store=*/0));
+  // The default (oldest) superblock: HDF5 1.12 images of checksummed superblocks of a file still
+  // open do not read back. The CRC above covers more than HDF5's own metadata checksums would.
+  h5::quiet();
+  h5::File file(H5_CHECK(H5Fcreate(image_name, H5F_ACC_TRUNC, fcpl, fapl)));
+  write_contents(file, data);
+  H5_CHECK(H5Fflush(file, H5F_SCOPE_LOCAL));
+  // The image leaves the user block out; its addresses count from the end of it.
+  const ssize_t size = H5_CHECK(H5Fget_file_image(file, nullptr, 0));
+  std::string image(header_bytes + static_cast<size_t>(size), '\0');
+  H5_CHECK(H5Fget_file_image(file, image.data() + header_bytes, static_cast<size_t>(size)));
+  file.close();
+  const std::string header =
+      fmt::format("{}crc32 {:08x}\nbytes {}\n", header_magic,
+                  crc32_of(image.data() + header_bytes, static_cast<size_t>(size)), size);
+  image.replace(0, header.size(), header);
+  return image;
+}
+
+// Checks the header's CRC and length against the bytes after it; "" when they match, else why not.
+std::string integrity_problem(const std::string& image) {
+  if (image.size() < header_bytes || image.compare(0, header_magic.size(), header_magic) != 0)
+    return "it has no pdegen checkpoint header";
+  unsigned crc = 0;
+  unsigned long long bytes = 0;
+  if (std::sscanf(image.c_str() + header_magic.size(), "crc32 %8x\nbytes %llu", &crc, &bytes) != 2)
+    return "its header is damaged";
+  const size_t body = image.size() - header_bytes;
+  if (bytes != body)
+    return fmt::format("it holds {} bytes after its header, its header says {}", body, bytes);
+  if (crc32_of(image.data() + header_bytes, body) != crc) return "its CRC-32 does not match its contents";
+  return {};
+}
+
+CheckpointData read_contents(hid_t file, const std::string& path) {
   CheckpointData data;
   if (!h5::has_attribute(file, "format_version"))
     throw UserError(
         fmt::format("'{}' is an HDF5 file but not a pdegen checkpoint (no format_version)", path));
   const int64_t version = h5::read_int64_attribute(file, "format_version");
-  if (version != CheckpointData::current_format_version)
-    throw UserError(fmt::format("checkpoint '{}' has format version {}; this pdegen reads version {}", path,
-                                version, CheckpointData::current_format_version));
+  if (version < 1 || version > CheckpointData::current_format_version)
+    throw UserError(fmt::format("checkpoint '{}' has format version {}; this pdegen reads versions 1 to {}",
+                                path, version, CheckpointData::current_format_version));
   data.format_version = static_cast<int>(version);
   data.step = h5::read_int64_attribute(file, "step");
   data.seed = h5::read_uint64_attribute(file, "seed");
@@ -186,7 +234,29 @@ CheckpointData read_file(const std::string& path) {
   data.optimizer_state = read_named(file, "/optimizer_state");
   data.buffers = read_named(file, "/buffers");
   data.scalars = read_scalars(file);
+  return data;
+}
+
+CheckpointData read_file(const std::string& path) {
+  std::string image = read_file_bytes(path);
+  const bool has_header = image.compare(0, header_magic.size(), header_magic) == 0;
+  if (has_header) {
+    const std::string problem = integrity_problem(image);
+    if (!problem.empty())
+      throw UserError(
+          fmt::format("checkpoint '{}' is damaged: {}; use an earlier checkpoint", path, problem));
+  }
+  h5::PropertyList fapl = h5::make_plist(H5P_FILE_ACCESS);
+  H5_CHECK(H5Pset_fapl_core(fapl, size_t{1} << 22, /*backing_store=*/0));
+  H5_CHECK(H5Pset_file_image(fapl, image.data(), image.size()));
+  h5::quiet();
+  h5::File file(H5Fopen(image_name, H5F_ACC_RDONLY, fapl));
+  if (!file.valid()) h5::fail(__FILE__, __LINE__, fmt::format("H5Fopen of '{}'", path));
+  CheckpointData data = read_contents(file, path);
   file.close();
+  // Version 1 files predate the header: their datasets carry Fletcher-32 sums, the rest nothing.
+  if (!has_header && data.format_version > 1)
+    throw UserError(fmt::format("checkpoint '{}' is damaged: its header is missing", path));
   return data;
 }
 
@@ -225,13 +295,14 @@ void write_checkpoint(const std::string& path, const CheckpointData& data) {
       throw UserError(
           fmt::format("cannot create checkpoint directory '{}': {}", parent.string(), ec.message()));
   }
-  const std::string tmp = temporary_path(path);
-  try {
-    write_file(tmp, data);
-    publish_file(tmp, path);
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
+  const std::string image = file_image(data);
+  write_file_atomically(path, image.data(), image.size());
+  // Nothing written is trusted unread: the file on disk is read back and its CRC checked.
+  const std::string problem = integrity_problem(read_file_bytes(path));
+  if (!problem.empty()) {
+    std::remove(path.c_str());
+    throw IoError(fmt::format("checkpoint '{}' did not read back intact ({}): the file system lost data",
+                              path, problem));
   }
 }
 
@@ -242,6 +313,8 @@ CheckpointData read_checkpoint(const std::string& path) {
   try {
     return read_file(path);
   } catch (const UserError&) {
+    throw;
+  } catch (const IoError&) {
     throw;
   } catch (const Error& e) {
     throw UserError(fmt::format(

@@ -1,10 +1,13 @@
 // Checkpoints: everything a run needs to continue bit for bit, in one HDF5 file per save,
 // `<output.dir>/checkpoints/step_<N>.h5` (N zero-padded to 8 digits).
 //
-// Written by one rank with the serial driver to `<path>.tmp`, flushed, then renamed: a file under
-// the final name is always complete. Tensors are stored unconverted (fp32 as IEEE fp32, ...), so a
-// round trip is bit-exact; every dataset carries a Fletcher-32 checksum and the file format's
-// metadata checksums are on, so a damaged file is reported instead of silently read.
+// Built in memory by one rank, written to `<path>.tmp`, flushed, renamed, then read back and
+// checked: a file under the final name is always complete, and a full disk is an error, never a
+// half-written file. Tensors are stored unconverted (fp32 as IEEE fp32, ...), so a round trip is
+// bit-exact. The first 512 bytes (HDF5's user block, which HDF5 tools skip) are a text header with
+// the CRC-32 and length of the rest: a damaged byte anywhere, the stored deck included, is
+// reported instead of read (format version 1 files, which predate it, rely on the per-dataset
+// Fletcher-32 sums alone).
 //
 // Layout: root attributes format_version, step, seed, next_sample, deck, parameter_layout,
 // pdegen_version; datasets /parameters, /optimizer_state/<name>, /buffers/<name> (1-D, with
@@ -25,7 +28,7 @@ namespace pdegen {
 class ParameterRegistry;
 
 struct CheckpointData {
-  static constexpr int current_format_version = 1;
+  static constexpr int current_format_version = 2;
   int format_version = current_format_version;
   int64_t step = 0;
   uint64_t seed = 0;
@@ -44,11 +47,12 @@ struct CheckpointData {
   }
 };
 
-// Writes `path` atomically (creating its directory). Tensors must be on the host; they are stored
-// in logical (plain) order.
+// Writes `path` atomically (creating its directory) and verifies it on disk; throws IoError naming
+// the file and the reason (no space left, ...). Tensors must be on the host; they are stored in
+// logical (plain) order.
 void write_checkpoint(const std::string& path, const CheckpointData& data);
-// Throws UserError naming the file when it is missing, truncated, damaged, not a pdegen
-// checkpoint, or of another format version.
+// Throws UserError naming the file when it is missing, truncated, damaged (its CRC), not a pdegen
+// checkpoint, or of a newer format version.
 CheckpointData read_checkpoint(const std::string& path);
 
 // "step_00001200.h5"

@@ -2,9 +2,12 @@
 #include "io/fields_file.hpp"
 
 #include <fmt/format.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <pdegen/build_info.hpp>
 
@@ -232,24 +235,66 @@ void FieldsWriter::finish_on_root(const std::string& tmp) const {
   write_xdmf(xdmf_path(), std::filesystem::path(path_).filename().string(), grid, names, sample_index);
 }
 
+namespace {
+
+// What `body` threw, or "" when it returned.
+template <class F>
+std::string failure_of(F&& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return {};
+}
+
+// The system's reason inside an HDF5 or MPI-IO error stack ("No space left on device"), else all of
+// it: the stack is long, the reason is what the user acts on.
+std::string reason_of(const std::string& failure) {
+  for (int err : {ENOSPC, EDQUOT, EFBIG, EROFS, EACCES, EIO}) {
+    const std::string reason = std::strerror(err);
+    if (failure.find(reason) != std::string::npos) return reason;
+  }
+  return failure;
+}
+
+}  // namespace
+
+// Parallel HDF5 cannot recover from a write that fails on some ranks: their collective closes part
+// ways and wait for each other forever. So a file that cannot fit is refused before it is begun.
+std::string FieldsWriter::space_problem() const {
+  if (comm_rank(comm_) != 0) return {};
+  uint64_t bytes = uint64_t{1} << 20;  // metadata, XDMF views
+  for (const auto& [name, t] : fields_)
+    bytes +=
+        static_cast<uint64_t>(total_) * static_cast<uint64_t>(t.numel() / std::max<int64_t>(1, t.dim(0))) * 4;
+  const std::filesystem::path dir = std::filesystem::absolute(path_).parent_path();
+  struct statvfs fs {};
+  if (statvfs(dir.c_str(), &fs) != 0) return {};
+  const uint64_t available = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (available >= bytes) return {};
+  return fmt::format("it needs {:.1f} MiB, {} has {:.1f} MiB free (No space left on device)",
+                     static_cast<double>(bytes) / (1 << 20), dir.string(),
+                     static_cast<double>(available) / (1 << 20));
+}
+
 void FieldsWriter::write() {
   validate_collectively();
+  if (const std::string problem = broadcast_string(comm_, space_problem()); !problem.empty())
+    throw IoError(fmt::format("cannot write '{}': {}", path_, problem));
   const std::string tmp = temporary_path(path_);
-  write_collective_data(tmp);
-  MPI_CHECK(MPI_Barrier(comm_));
-
+  const bool root = comm_rank(comm_) == 0;
+  std::string failure = failure_of([&] { write_collective_data(tmp); });
+  int failed = failure.empty() ? 0 : 1, any_failed = 0;
+  MPI_CHECK(MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, comm_));
   // Rank 0's part can fail on its own (disk full, permissions): tell everyone, so all ranks throw.
-  std::string failure;
-  if (comm_rank(comm_) == 0) {
-    try {
-      finish_on_root(tmp);
-    } catch (const std::exception& e) {
-      failure = e.what();
-      std::remove(tmp.c_str());
-    }
-  }
-  failure = broadcast_string(comm_, failure);
-  if (!failure.empty()) PDEGEN_THROW("writing '{}' failed on rank 0: {}", path_, failure);
+  if (!any_failed && root) failure = failure_of([&] { finish_on_root(tmp); });
+  if (!any_failed) failure = broadcast_string(comm_, failure);
+  if (failure.empty() && !any_failed) return;
+  if (root) std::remove(tmp.c_str());
+  if (failure.empty())
+    throw IoError(fmt::format("cannot write '{}': another rank failed (see its message)", path_));
+  throw IoError(fmt::format("cannot write '{}': {}", path_, reason_of(failure)));
 }
 
 }  // namespace pdegen

@@ -55,6 +55,7 @@ class FieldsWriter {
 
  private:
   void validate_collectively() const;
+  std::string space_problem() const;
   void write_collective_data(const std::string& tmp) const;
   void finish_on_root(const std::string& tmp) const;
 

@@ -3,8 +3,11 @@
 // the step_<N>.h5 directory conventions (latest, prune).
 #include <fmt/format.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <bit>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -186,10 +189,61 @@ TEST_CASE("a damaged checkpoint (flipped data bits) is caught by the checksums")
 TEST_CASE("a checkpoint of another format version is refused with a UserError") {
   TempDir dir;
   CheckpointData d = example();
-  d.format_version = 2;
+  d.format_version = 3;
   write_checkpoint(dir / "future.h5", d);
   CHECK_THROWS_WITH_AS(read_checkpoint(dir / "future.h5"),
-                       doctest::Contains("has format version 2; this pdegen reads version 1"), UserError);
+                       doctest::Contains("has format version 3; this pdegen reads versions 1 to 2"),
+                       UserError);
+}
+
+TEST_CASE("a flipped byte in the stored deck is caught by the file's CRC") {
+  TempDir dir;
+  CheckpointData d = example();
+  d.deck_yaml = "optimizer:\n  weight_decay: 0.0\n";
+  write_checkpoint(dir / "c.h5", d);
+  std::vector<char> bytes = read_bytes(dir / "c.h5");
+  const std::string needle = "weight_decay: 0.0";
+  auto at = std::search(bytes.begin(), bytes.end(), needle.begin(), needle.end());
+  REQUIRE(at != bytes.end());
+  *(at + static_cast<long>(needle.size()) - 3) = '1';  // 0.0 -> 1.0
+  write_bytes(dir / "c.h5", bytes);
+  CHECK_THROWS_WITH_AS(read_checkpoint(dir / "c.h5"), doctest::Contains("CRC-32 does not match"), UserError);
+}
+
+TEST_CASE("files without the CRC header: version 1 is read, a later version is refused as damaged") {
+  TempDir dir;
+  for (int version : {1, 2}) {
+    CAPTURE(version);
+    CheckpointData d = example();
+    d.format_version = version;
+    write_checkpoint(dir / "c.h5", d);
+    std::vector<char> bytes = read_bytes(dir / "c.h5");
+    write_bytes(dir / "c.h5", std::vector<char>(bytes.begin() + 512, bytes.end()));  // the bare HDF5 file
+    if (version == 1)
+      check_equal(read_checkpoint(dir / "c.h5"), d);
+    else
+      CHECK_THROWS_WITH_AS(read_checkpoint(dir / "c.h5"), doctest::Contains("header is missing"), UserError);
+  }
+}
+
+TEST_CASE("a write that the file system refuses (file size limit) is an IoError, leaving nothing behind") {
+  TempDir dir;
+  const std::string path = dir / "step_00000010.h5";
+  const CheckpointData good = example();
+  write_checkpoint(path, good);
+  rlimit old{};
+  REQUIRE(getrlimit(RLIMIT_FSIZE, &old) == 0);
+  rlimit small = old;
+  small.rlim_cur = 4096;
+  auto* previous = std::signal(SIGXFSZ, SIG_IGN);  // the write then fails with EFBIG instead
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
+  CheckpointData big = example();
+  big.parameters = testing::tensor_from(testing::random_vec(1 << 16, 3), {1 << 16});
+  CHECK_THROWS_WITH_AS(write_checkpoint(path, big), doctest::Contains("cannot write"), IoError);
+  setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, previous);
+  CHECK_FALSE(fs::exists(path + ".tmp"));
+  check_equal(read_checkpoint(path), good);
 }
 
 TEST_CASE("an HDF5 file that is not a checkpoint, or no HDF5 file at all, is refused with a UserError") {
