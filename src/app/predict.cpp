@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "app/evaluation.hpp"
+#include "app/run_directory.hpp"
 #include "app/run_files.hpp"
 #include "app/verbs.hpp"
 #include "core/timer.hpp"
@@ -20,6 +21,7 @@ int run_predict(const CliOptions& options) {
   const auto problem = make_problem(deck.problem, deck.evaluation);
   auto model = build_model(v.plan, deck.training.seed);
   const CheckpointData data = read_checkpoint(options.checkpoint);
+  check_prediction_deck(data.deck_yaml, to_yaml(deck), options.checkpoint);
   restore_model(*model, data, options.checkpoint, nullptr);
   const std::filesystem::path dir = deck.output.dir;
   if (comm.rank() == 0) std::filesystem::create_directories(dir);

@@ -11,6 +11,7 @@
 #include <pdegen/build_info.hpp>
 
 #include "app/evaluation.hpp"
+#include "app/run_directory.hpp"
 #include "app/run_files.hpp"
 #include "app/stop_signal.hpp"
 #include "app/trainer.hpp"
@@ -228,14 +229,36 @@ struct Run {
   Timer wall;
 };
 
-// Checkpoints hold the full, unsharded state (rank 0 writes it), so any rank count reads them.
+// Checkpoints hold the full, unsharded state (rank 0 writes it), so any rank count reads them. The
+// older ones are pruned only once the new one has been read back intact.
 std::string save_checkpoint(Run& run, const Progress& p) {
   CheckpointData data = run.trainer.snapshot(p.completed, p.loss, run.deck_yaml);  // collective
   if (run.comm.rank() != 0) return {};
   const std::string path = (run.ckpt_dir / checkpoint_file_name(p.completed)).string();
-  write_checkpoint(path, data);
+  try {
+    write_checkpoint(path, data);
+  } catch (const IoError& e) {
+    const std::string last = latest_checkpoint(run.ckpt_dir.string());
+    throw IoError(
+        fmt::format("the checkpoint of step {} could not be written: {}. The last good checkpoint is "
+                    "{}; free space and restart with training.restart=latest",
+                    p.completed, e.what(), last.empty() ? "none" : last));
+  }
   prune_checkpoints(run.ckpt_dir.string(), run.deck.output.checkpoint_keep);
   return path;
+}
+
+// Rank 0, after an I/O failure: summary.json says so, if the disk still takes it.
+void record_failure(const Run& run, const Progress& p, const std::string& message) {
+  if (run.comm.rank() != 0) return;
+  JsonObject summary;
+  const std::string last = latest_checkpoint(run.ckpt_dir.string());
+  summary.add("status", "failed").add("message", message).add("steps", p.completed).add("checkpoint", last);
+  try {
+    write_text_file_atomically((run.dir / "summary.json").string(), summary.dump() + "\n");
+  } catch (const IoError& e) {
+    spdlog::error("{}", e.what());
+  }
 }
 
 ErrorSummary evaluate(Run& run) {
@@ -317,10 +340,12 @@ void run_steps(Run& run, Progress& p) {
 }
 
 // The restart state, if any: the checkpoint's step and the loss of its last step.
-void restart(Run& run, Progress& p) {
-  const std::string file = restart_file(run.deck, run.ckpt_dir);
+void restart(Run& run, Progress& p, const std::string& file) {
   if (!file.empty()) {
     const CheckpointData data = read_checkpoint(file);
+    check_restart_deck(data.deck_yaml, run.deck_yaml, file, run.deck.training.allow_deck_changes);
+    if (run.comm.rank() == 0 && fs::equivalent(fs::absolute(file).parent_path(), run.ckpt_dir))
+      set_aside_later_trajectory(run.dir, data.step);
     p.loss = data.scalar("loss", NAN);
     p.start = run.trainer.restore(data, file);
     if (data.seed != run.deck.training.seed)
@@ -362,12 +387,38 @@ int finish(Run& run, Progress& p, const GradientReducer& reducer) {
 
 }  // namespace
 
+namespace {
+
+// Rank 0 takes the run directory (app/run_directory.hpp); every rank learns the checkpoint to
+// restart from ("" for none), or the reason the directory is refused.
+std::string take_run_directory(const Deck& deck, const std::string& deck_yaml, const Communicator& comm,
+                               RunLock& lock) {
+  const fs::path dir = deck.output.dir;
+  std::string restart, refusal;
+  if (comm.rank() == 0) {
+    try {
+      lock = RunLock(dir);
+      restart = restart_file(deck, dir / "checkpoints");
+      claim_run_directory(deck, deck_yaml, restart, lock);
+      fs::create_directories(dir / "checkpoints");
+    } catch (const UserError& e) {
+      refusal = e.what();
+    }
+  }
+  comm.broadcast(refusal);
+  if (!refusal.empty()) throw UserError(refusal);
+  comm.broadcast(restart);
+  return restart;
+}
+
+}  // namespace
+
 int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yaml, const Communicator& comm) {
   const Timer wall;
   const auto problem = make_problem(deck.problem, deck.evaluation);
   const fs::path dir = deck.output.dir;
-  if (comm.rank() == 0) fs::create_directories(dir / "checkpoints");
-  comm.barrier();
+  RunLock lock;  // held until train returns (or the process ends)
+  const std::string restart_from = take_run_directory(deck, deck_yaml, comm, lock);
   add_log_file((dir / "pdegen.log").string());
   spdlog::info("pdegen {} ({}) training on {} rank(s), device {}; effective configuration:\n{}",
                build::version, build::git_hash, comm.size(), device_name(deck.device), deck_yaml);
@@ -405,7 +456,7 @@ int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yam
   Progress p;
   Run run{deck, plan,    *problem, deck_yaml,           comm, *model, trainer, timeline,
           {},   nullptr, dir,      dir / "checkpoints", wall};
-  restart(run, p);
+  restart(run, p, restart_from);
   // Only a run that will train owns the directory's deck: a rejected restart leaves it as it was.
   if (comm.rank() == 0) write_text_file_atomically((dir / "deck.resolved.yaml").string(), deck_yaml);
   run.eval_set =
@@ -428,8 +479,13 @@ int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yam
   install_stop_handlers();
   CachingAllocator::host().reset_peak();
   cuda::reset_memory_peak();
-  run_steps(run, p);
-  return finish(run, p, *reducer);
+  try {
+    run_steps(run, p);
+    return finish(run, p, *reducer);
+  } catch (const IoError& e) {
+    record_failure(run, p, e.what());
+    throw;
+  }
 }
 
 int run_train(const CliOptions& options) {

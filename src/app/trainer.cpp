@@ -48,7 +48,7 @@ Evaluation Trainer::evaluate(int64_t batch_step, bool& overflowed) {
     if (part.count() == 0) continue;
     indices_.clear();
     for (int64_t p = part.begin; p < part.end; ++p)
-      indices_.push_back(static_cast<uint64_t>(batch_step * B + p));
+      indices_.push_back(static_cast<uint64_t>(sample_offset_ + batch_step * B + p));
     Tensor d_output;
     {
       const TimelineScope event(timeline_, "sample + forward + loss");
@@ -104,6 +104,8 @@ StepOutcome Trainer::step(int64_t s) {
 int64_t Trainer::restore(const CheckpointData& data, const std::string& path) {
   use_phase_of(std::max<int64_t>(data.step - 1, 0));  // the state is that of its last step's phase
   restore_model(model_, data, path, optimizer_.get());
+  // The sample stream goes on where the checkpoint's stopped, whatever batch size made it.
+  sample_offset_ = data.next_sample - data.step * deck_.training.batch_size;
   optimizer_->scatter_state();  // sharded state: keep this rank's share of the full vectors
   const double scale = data.scalar("loss_scale", -1);
   if (scaler_ && scale > 0)  // a checkpoint from a run without loss scaling keeps the initial scale
@@ -115,7 +117,7 @@ int64_t Trainer::restore(const CheckpointData& data, const std::string& path) {
 CheckpointData Trainer::snapshot(int64_t completed, double loss, const std::string& deck_yaml) {
   optimizer_->gather_state();  // collective; a no-op for replicated optimizer state
   CheckpointData data = app::snapshot(model_, optimizer_.get(), completed, deck_.training.seed,
-                                      completed * deck_.training.batch_size, deck_yaml);
+                                      sample_offset_ + completed * deck_.training.batch_size, deck_yaml);
   if (std::isfinite(loss)) data.scalars.emplace_back("loss", loss);  // summary.json of a restart at the end
   if (scaler_) {
     data.scalars.emplace_back("loss_scale", scaler_->scale());

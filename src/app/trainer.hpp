@@ -76,6 +76,7 @@ class Trainer {
   std::unique_ptr<LossScaler> scaler_;
   Tensor input_;
   std::vector<uint64_t> indices_;
+  int64_t sample_offset_ = 0;  // global index of step 0's first sample (non-zero after a batch-size change)
 };
 
 // The samples of micro-batch m on this rank: the global batch is cut into `micro` micro-batches

@@ -29,6 +29,7 @@ enum class Hierarchical { automatic, on, off };
 enum class Compression { none, fp16, bf16 };
 enum class ConvMathKind { fp32, tf32, fp16_conversion };
 enum class SyncBatchNorm { automatic, on, off };
+enum class ExistingRun { refuse, move_aside };
 
 template <class E>
 struct Named {
@@ -79,6 +80,7 @@ PDEGEN_CHOICES(Compression, 3, {Compression::none, "none"}, {Compression::fp16, 
                {Compression::bf16, "bf16"});
 PDEGEN_CHOICES(SyncBatchNorm, 3, {SyncBatchNorm::automatic, "auto"}, {SyncBatchNorm::on, "true"},
                {SyncBatchNorm::off, "false"});
+PDEGEN_CHOICES(ExistingRun, 2, {ExistingRun::refuse, "refuse"}, {ExistingRun::move_aside, "move_aside"});
 PDEGEN_CHOICES(Device, 2, {Device::cpu, "cpu"}, {Device::cuda, "cuda"});
 PDEGEN_CHOICES(DType, 3, {DType::f32, "fp32"}, {DType::f16, "fp16"}, {DType::bf16, "bf16"});
 

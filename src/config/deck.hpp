@@ -156,8 +156,9 @@ struct TrainingConfig {
   uint64_t seed = 0;
   int micro_batches = 1;
   int64_t log_every = 10;
-  int64_t checkpoint_every = 0;  // 0 = final checkpoint only
-  std::string restart = "none";  // none | latest | a checkpoint path
+  int64_t checkpoint_every = 0;     // 0 = final checkpoint only
+  std::string restart = "none";     // none | latest | a checkpoint path
+  bool allow_deck_changes = false;  // restart although the checkpoint's deck differs in trajectory keys
   bool operator==(const TrainingConfig&) const = default;
 };
 
@@ -169,6 +170,7 @@ struct ParallelConfig {
   Compression compression = Compression::none;
   SyncBatchNorm sync_batchnorm = SyncBatchNorm::automatic;  // auto: on when ranks > 1
   int64_t consistency_every = 100;                          // 0 = never
+  double collective_timeout = 600;                          // seconds; 0 = no watchdog
   bool operator==(const ParallelConfig&) const = default;
 };
 
@@ -184,6 +186,7 @@ struct OutputConfig {
   bool fields = true;
   int field_samples = 4;
   int checkpoint_keep = 3;
+  ExistingRun existing = ExistingRun::refuse;  // what train does with a directory holding another run
   bool operator==(const OutputConfig&) const = default;
 };
 

@@ -26,6 +26,11 @@ TrainingConfig read_training(Section& s, TrainingConfig c) {
                        Doc("start from scratch, from the newest checkpoint in `output.dir`, or from this "
                            "checkpoint file")
                            .allowed("`none`, `latest`, a path"));
+  c.allow_deck_changes = s.boolean(
+      "allow_deck_changes", c.allow_deck_changes,
+      "restart from a checkpoint whose deck differs in keys that change the training (optimizer, problem, "
+      "network, batch, seed, ...; each change is logged); `false` = refuse, naming the first such key. "
+      "Steps, logging, checkpointing, evaluation, output, parallel and device keys may always change");
   return c;
 }
 
@@ -60,6 +65,12 @@ ParallelConfig read_parallel(Section& s, ParallelConfig c) {
       "consistency_every", c.consistency_every, at_least(0),
       "steps between checks that all ranks hold bit-identical parameters and optimizer state (a 64-bit "
       "checksum, one small allreduce); a mismatch stops the run with an error; 0 = never");
+  c.collective_timeout = s.number(
+      "collective_timeout", c.collective_timeout, at_least(0),
+      Doc("seconds a rank may wait in one collective operation (a sum over ranks, a checkpoint, a parallel "
+          "write) before the job stops with an error naming the rank and the operation; it must exceed the "
+          "longest step, evaluation or checkpoint of the run. 0 = wait forever")
+          .allowed(">= 0"));
   return c;
 }
 
@@ -89,6 +100,12 @@ OutputConfig read_output(Section& s, OutputConfig c, const EvaluationConfig& eva
                     c.field_samples, evaluation.samples));
   c.checkpoint_keep =
       s.integer_as<int>("checkpoint_keep", c.checkpoint_keep, at_least(1), "newest checkpoints kept");
+  c.existing = s.choice<ExistingRun>(
+      "existing", c.existing,
+      "when `dir` holds another run (its deck or checkpoints) that this one does not continue: `refuse` "
+      "(exit "
+      "2, nothing touched) or `move_aside` (the old run is renamed `<dir>.<date>-<time>` and this one starts "
+      "in a fresh `dir`)");
   return c;
 }
 

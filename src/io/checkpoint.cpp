@@ -328,6 +328,12 @@ std::string checkpoint_file_name(int64_t step) {
   return fmt::format("step_{:08d}.h5", step);
 }
 
+std::vector<std::pair<int64_t, std::string>> checkpoints_in(const std::string& dir) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  for (const auto& [step, path] : list_checkpoints(dir)) out.emplace_back(step, path.string());
+  return out;
+}
+
 std::string latest_checkpoint(const std::string& dir) {
   const auto found = list_checkpoints(dir);
   return found.empty() ? std::string() : found.front().second.string();

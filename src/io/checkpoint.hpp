@@ -60,6 +60,8 @@ std::string checkpoint_file_name(int64_t step);
 // Full path of the newest checkpoint (highest step_<N>.h5) in `dir`; "" when there is none or the
 // directory does not exist. Unfinished `.tmp` files are ignored.
 std::string latest_checkpoint(const std::string& dir);
+// The finished checkpoints in `dir` as (step, path), newest first; none when `dir` does not exist.
+std::vector<std::pair<int64_t, std::string>> checkpoints_in(const std::string& dir);
 // Deletes all but the `keep` newest checkpoints in `dir` (keep >= 0).
 void prune_checkpoints(const std::string& dir, int keep);
 
