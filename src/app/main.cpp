@@ -83,6 +83,12 @@ int main(int argc, char** argv) {
           provided, MPI_THREAD_MULTIPLE);
     const int code = run(options, rank);
     spdlog::default_logger()->flush();
+    // After a stop signal the launcher's exit status is racy when the ranks finalize (Hydra was seen
+    // to report 0 or 128+sig); an abort reports 128+sig every time. Everything is written by now.
+    if (code > 128 && size > 1) {
+      MPI_Barrier(MPI_COMM_WORLD);
+      pdegen::abort_all(code);
+    }
     MPI_Finalize();
     return code;
   } catch (const pdegen::NotImplemented& e) {

@@ -20,6 +20,7 @@
 #include "core/allocator.hpp"
 #include "core/log.hpp"
 #include "core/timer.hpp"
+#include "core/watchdog.hpp"
 #include "io/atomic_file.hpp"
 #include "parallel/consistency.hpp"
 #include "parallel/nccl_communicator.hpp"
@@ -308,6 +309,7 @@ void run_steps(Run& run, Progress& p) {
     Timer step_timer;
     run.timeline.set_active(deck.timeline.enabled && s + 1 >= deck.timeline.first_step &&
                             s + 1 < deck.timeline.first_step + deck.timeline.steps);
+    watchdog::set_phase(fmt::format("step {}", s + 1));
     const StepOutcome o = run.trainer.step(s);
     p.loss = o.loss;
     p.grad_norm = o.grad_norm;
@@ -322,11 +324,17 @@ void run_steps(Run& run, Progress& p) {
 
     const bool last_step = p.completed == steps;
     const bool do_eval = last_step || (deck.evaluation.every > 0 && p.completed % deck.evaluation.every == 0);
-    if (do_eval) p.eval = evaluate(run);
+    if (do_eval) {
+      watchdog::set_phase(fmt::format("the evaluation after step {}", p.completed));
+      p.eval = evaluate(run);
+    }
     if (do_eval || p.completed % deck.training.log_every == 0)
       log_step(deck, run.plan, p, o, do_eval, run.trainer.scaler(), run.history, run.wall.seconds());
-    if (!last_step && deck.training.checkpoint_every > 0 && p.completed % deck.training.checkpoint_every == 0)
+    if (!last_step && deck.training.checkpoint_every > 0 &&
+        p.completed % deck.training.checkpoint_every == 0) {
+      watchdog::set_phase(fmt::format("the checkpoint of step {}", p.completed));
       save_checkpoint(run, p);
+    }
     // Every rank must agree to stop, or the next collective would hang.
     const int sig = static_cast<int>(run.comm.max(static_cast<double>(stop_requested())));
     if (sig != 0 && !last_step) {
@@ -362,6 +370,7 @@ void restart(Run& run, Progress& p, const std::string& file) {
 // After the loop: the final checkpoint and fields (unless diverged), the last evaluation, the
 // timeline and summary.json.
 int finish(Run& run, Progress& p, const GradientReducer& reducer) {
+  watchdog::set_phase(fmt::format("the end of the run after step {}", p.completed));
   std::string final_checkpoint;
   if (p.status != "diverged") {
     final_checkpoint = save_checkpoint(run, p);

@@ -1,12 +1,48 @@
 // Loading and validating a deck for any verb: the deck reader's checks, then the network plan's
-// (e.g. a grid divisible by the U-Net's down-sampling), whose errors get the deck's name in front.
+// (e.g. a grid divisible by the U-Net's down-sampling), whose errors get the deck's name in front;
+// then the ranks agree that they run the same deck, and the collective watchdog starts.
 #include <fmt/format.h>
 
+#include "app/stop_signal.hpp"
 #include "app/verbs.hpp"
+#include "config/deck_diff.hpp"
 #include "core/error.hpp"
+#include "core/watchdog.hpp"
 #include "nn/network_factory.hpp"
+#include "parallel/communicator.hpp"
 
 namespace pdegen::app {
+
+namespace {
+
+// Ranks started with different decks or overrides would train different things, or wait forever
+// in a collective the others never reach: one hash compared over all ranks, and on a mismatch rank
+// 0 names the first differing key and rank.
+void agree_on_deck(const std::string& yaml, const std::string& deck_name, const Communicator& comm) {
+  const uint64_t h = std::hash<std::string>{}(yaml);
+  double v[2] = {static_cast<double>(h >> 11), -static_cast<double>(h >> 11)};  // exact in a double
+  comm.allreduce_max(v, 2);
+  if (v[0] == -v[1]) return;
+  const std::vector<std::string> decks = comm.gather(yaml);
+  std::string message;
+  if (comm.rank() == 0) {
+    int differing = 0;
+    std::string first;
+    for (size_t r = 1; r < decks.size(); ++r) {
+      const std::vector<DeckChange> changes = deck_changes(decks[0], decks[r]);
+      if (changes.empty()) continue;
+      if (differing++ == 0) first = describe(changes.front(), "rank 0", fmt::format("rank {}", r));
+    }
+    message = fmt::format(
+        "{}: the ranks were started with different decks: {} ({} of {} ranks differ from rank 0); every rank "
+        "must get the same deck and overrides",
+        deck_name, first, differing, comm.size());
+  }
+  comm.broadcast(message);
+  throw UserError(message);
+}
+
+}  // namespace
 
 ValidatedDeck validate_deck(const CliOptions& options) {
   ValidatedDeck v{load_deck(options.deck, options.overrides), {}};
@@ -15,6 +51,9 @@ ValidatedDeck validate_deck(const CliOptions& options) {
   } catch (const UserError& e) {
     throw UserError(fmt::format("{}: error: {}", options.deck, e.what()));
   }
+  const Communicator comm;
+  agree_on_deck(to_yaml(v.deck), options.deck, comm);
+  watchdog::start(v.deck.parallel.collective_timeout, comm.rank(), comm.size(), stop_requested);
   return v;
 }
 

@@ -12,6 +12,7 @@
 #include <pdegen/build_info.hpp>
 
 #include "core/error.hpp"
+#include "core/watchdog.hpp"
 #include "io/atomic_file.hpp"
 #include "io/hdf5_util.hpp"
 #include "io/xdmf.hpp"
@@ -279,6 +280,7 @@ std::string FieldsWriter::space_problem() const {
 }
 
 void FieldsWriter::write() {
+  const watchdog::Wait wait("a parallel write of a fields file");
   validate_collectively();
   if (const std::string problem = broadcast_string(comm_, space_problem()); !problem.empty())
     throw IoError(fmt::format("cannot write '{}': {}", path_, problem));

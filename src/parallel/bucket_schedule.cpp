@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "core/watchdog.hpp"
 
 namespace pdegen {
 
@@ -80,6 +81,7 @@ void verify_schedule(const BucketSchedule& schedule, const ParameterRegistry& pa
   // Hashes travel as [h, ~h] under MAX: equal everywhere iff max(h) == min(h).
   const int64_t n = static_cast<int64_t>(schedule.param_hashes.size());
   int64_t counts[2] = {n, -n};
+  const watchdog::Wait wait("the bucket schedule check (MPI_Allreduce)");
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, counts, 2, MPI_INT64_T, MPI_MAX, comm.comm()));
   const int64_t common = -counts[1];  // the smallest count: every rank compares that many
   std::vector<uint64_t> h(static_cast<size_t>(2 * common));

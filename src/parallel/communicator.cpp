@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "core/watchdog.hpp"
 
 namespace pdegen {
 
@@ -68,13 +69,19 @@ void allreduce_chunked(T* data, int64_t count, MPI_Datatype type, MPI_Op op, MPI
 }  // namespace
 
 void Communicator::allreduce_sum(double* data, int64_t count) const {
-  if (size_ > 1) allreduce_chunked(data, count, MPI_DOUBLE, MPI_SUM, comm_);
+  if (size_ == 1) return;
+  const watchdog::Wait wait("a sum over ranks (MPI_Allreduce)");
+  allreduce_chunked(data, count, MPI_DOUBLE, MPI_SUM, comm_);
 }
 void Communicator::allreduce_sum(float* data, int64_t count) const {
-  if (size_ > 1) allreduce_chunked(data, count, MPI_FLOAT, MPI_SUM, comm_);
+  if (size_ == 1) return;
+  const watchdog::Wait wait("a sum over ranks (MPI_Allreduce)");
+  allreduce_chunked(data, count, MPI_FLOAT, MPI_SUM, comm_);
 }
 void Communicator::allreduce_max(double* data, int64_t count) const {
-  if (size_ > 1) allreduce_chunked(data, count, MPI_DOUBLE, MPI_MAX, comm_);
+  if (size_ == 1) return;
+  const watchdog::Wait wait("a maximum over ranks (MPI_Allreduce)");
+  allreduce_chunked(data, count, MPI_DOUBLE, MPI_MAX, comm_);
 }
 double Communicator::sum(double value) const {
   allreduce_sum(&value, 1);
@@ -88,6 +95,7 @@ double Communicator::max(double value) const {
 void Communicator::broadcast(void* data, int64_t bytes, int root) const {
   if (size_ == 1) return;
   PDEGEN_CHECK(bytes <= std::numeric_limits<int>::max(), "broadcast of {} bytes", bytes);
+  const watchdog::Wait wait("a broadcast (MPI_Bcast)");
   MPI_CHECK(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm_));
 }
 
@@ -100,12 +108,15 @@ void Communicator::broadcast(std::string& text, int root) const {
 }
 
 void Communicator::barrier() const {
-  if (size_ > 1) MPI_CHECK(MPI_Barrier(comm_));
+  if (size_ == 1) return;
+  const watchdog::Wait wait("a barrier (MPI_Barrier)");
+  MPI_CHECK(MPI_Barrier(comm_));
 }
 
 void Communicator::check_same(int64_t value, const char* what) const {
   if (size_ == 1) return;
   int64_t v[2] = {value, -value};
+  const watchdog::Wait wait("a consistency check (MPI_Allreduce)");
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT64_T, MPI_MAX, comm_));
   if (v[0] != -v[1])
     PDEGEN_THROW("ranks disagree on {}: values range from {} to {} (this rank: {})", what, -v[1], v[0],
@@ -117,6 +128,7 @@ std::vector<std::string> Communicator::gather(const std::string& text, int root)
   PDEGEN_CHECK(text.size() <= static_cast<size_t>(std::numeric_limits<int>::max()), "gather of {} bytes",
                text.size());
   int n = static_cast<int>(text.size());
+  const watchdog::Wait wait("a gather (MPI_Gatherv)");
   std::vector<int> lengths(rank_ == root ? static_cast<size_t>(size_) : 0), displs;
   MPI_CHECK(MPI_Gather(&n, 1, MPI_INT, lengths.data(), 1, MPI_INT, root, comm_));
   std::string all;
@@ -150,6 +162,7 @@ void Communicator::allgather(float* data, int64_t count) const {
   if (size_ == 1) return;
   std::vector<int> counts, displs;
   share_counts(count, counts, displs);
+  const watchdog::Wait wait("an allgather (MPI_Allgatherv)");
   MPI_CHECK(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts.data(), displs.data(), MPI_FLOAT,
                            comm_));
 }
@@ -159,6 +172,7 @@ void Communicator::reduce_scatter_sum(float* data, int64_t count) const {
   std::vector<int> counts, displs;
   share_counts(count, counts, displs);
   // MPI_Reduce_scatter in place leaves the result at the START of the buffer; move it to its share.
+  const watchdog::Wait wait("a reduce-scatter (MPI_Reduce_scatter)");
   MPI_CHECK(MPI_Reduce_scatter(MPI_IN_PLACE, data, counts.data(), MPI_FLOAT, MPI_SUM, comm_));
   const Share mine = share_of(count, rank_, size_);
   if (mine.begin > 0) std::copy_backward(data, data + mine.count(), data + mine.end);

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.hpp"
+#include "core/watchdog.hpp"
 
 namespace pdegen {
 
@@ -32,6 +33,7 @@ uint64_t state_checksum(const std::vector<const Tensor*>& tensors) {
 void check_replicas_identical(uint64_t checksum, const Communicator& comm, int64_t step) {
   if (comm.size() == 1) return;
   uint64_t v[2] = {checksum, ~checksum};
+  const watchdog::Wait wait("the replica consistency check (MPI_Allreduce)");
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_MAX, comm.comm()));
   if (v[0] != ~v[1])
     PDEGEN_THROW(

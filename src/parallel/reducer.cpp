@@ -12,6 +12,7 @@
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "core/timer.hpp"
+#include "core/watchdog.hpp"
 
 namespace pdegen {
 
@@ -332,6 +333,7 @@ void Reducer::finish() {
   if (!communicate_) return;
   const int nb = static_cast<int>(schedule_.buckets.size());
   Timer waited;
+  const watchdog::Wait wait("the gradient reduction");
   if (!options_.overlap) {
     // Blocking baseline: every bucket in schedule order, here.
     for (int b = 0; b < nb; ++b) {
