@@ -15,6 +15,8 @@
 #include "app/verbs.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "parallel/communicator.hpp"
+#include "parallel/threads.hpp"
 
 namespace {
 
@@ -29,6 +31,9 @@ int run(const pdegen::app::CliOptions& options, int rank) {
     if (rank == 0) std::fputs(pdegen::app::help_text(options.verb).c_str(), stdout);
     return 0;
   }
+  // Before any oneDNN primitive exists; check computes nothing.
+  if (options.verb == Verb::train || options.verb == Verb::predict || options.verb == Verb::solve)
+    pdegen::set_threads_per_rank(pdegen::Communicator());
   switch (options.verb) {
     case Verb::check:
       return pdegen::app::run_check(options, rank);
