@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -76,8 +77,10 @@ int main(int argc, char** argv) {
   log.rank = rank;
   log.size = size;
   pdegen::init_logging(log);
+  std::string verb = "pdegen";  // what was running, for the out-of-memory message
   try {
     const auto options = pdegen::app::parse_cli(std::vector<std::string>(argv + 1, argv + argc));
+    verb = fmt::format("pdegen {}", pdegen::app::verb_name(options.verb));
     log.all_ranks = options.log_all_ranks;
     log.level = options.log_level;
     pdegen::init_logging(log);
@@ -98,6 +101,14 @@ int main(int argc, char** argv) {
     pdegen::abort_all(2);
   } catch (const pdegen::Error& e) {
     spdlog::error("{}", e.what());
+    pdegen::abort_all(1);
+  } catch (const std::bad_alloc&) {
+    // Usually the deck's size, not a bug: say which keys set it.
+    spdlog::error(
+        "out of memory while running '{}' on this rank: lower problem.resolution, training.batch_size or "
+        "network.base_channels, raise training.micro_batches, or use more ranks ('pdegen check DECK' "
+        "estimates the memory)",
+        verb);
     pdegen::abort_all(1);
   } catch (const std::exception& e) {
     spdlog::error("unexpected error: {}", e.what());
