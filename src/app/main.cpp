@@ -65,6 +65,16 @@ void print_user_error(const std::string& message, int rank, int size) {
   std::fflush(stderr);
 }
 
+// Usually the deck's size, not a bug: say which keys set it.
+[[noreturn]] void out_of_memory(const std::string& verb, const std::string& what) {
+  spdlog::error(
+      "out of memory while running '{}' on this rank ({}): lower problem.resolution, training.batch_size or "
+      "network.base_channels, raise training.micro_batches, or use more ranks ('pdegen check DECK' "
+      "estimates the memory)",
+      verb, what);
+  pdegen::abort_all(1);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -99,17 +109,13 @@ int main(int argc, char** argv) {
   } catch (const pdegen::UserError& e) {
     print_user_error(e.what(), rank, size);
     pdegen::abort_all(2);
+  } catch (const pdegen::OutOfMemory& e) {
+    out_of_memory(verb, e.what());
   } catch (const pdegen::Error& e) {
     spdlog::error("{}", e.what());
     pdegen::abort_all(1);
   } catch (const std::bad_alloc&) {
-    // Usually the deck's size, not a bug: say which keys set it.
-    spdlog::error(
-        "out of memory while running '{}' on this rank: lower problem.resolution, training.batch_size or "
-        "network.base_channels, raise training.micro_batches, or use more ranks ('pdegen check DECK' "
-        "estimates the memory)",
-        verb);
-    pdegen::abort_all(1);
+    out_of_memory(verb, "an allocation failed");
   } catch (const std::exception& e) {
     spdlog::error("unexpected error: {}", e.what());
     pdegen::abort_all(1);
