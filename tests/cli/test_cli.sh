@@ -116,6 +116,9 @@ run check input_decks/quickstart.yaml training.restart="$work/text.h5"
 expect "check refuses a restart file that is not a checkpoint, naming the key and the file" 2 \
   "error: 'training.restart' names no usable checkpoint: cannot read checkpoint '$work/text.h5'" \
   "not a pdegen checkpoint"
+"$PDEGEN" train tests/decks/tiny.yaml training.steps=1 output.dir="$work/tiny" >/dev/null 2>&1
+run check tests/decks/tiny.yaml training.restart="$work/tiny/checkpoints/step_00000001.h5"
+expect "check accepts a restart file that is a checkpoint" 0 "restart: $work/tiny/checkpoints/step_00000001.h5"
 run check input_decks/quickstart.yaml training.restart=latest
 expect "check accepts training.restart latest without a checkpoint to look at" 0 "restart: latest"
 
