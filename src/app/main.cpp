@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@
 #include "app/verbs.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "parallel/communicator.hpp"
+#include "parallel/threads.hpp"
 
 namespace {
 
@@ -29,6 +32,9 @@ int run(const pdegen::app::CliOptions& options, int rank) {
     if (rank == 0) std::fputs(pdegen::app::help_text(options.verb).c_str(), stdout);
     return 0;
   }
+  // Before any oneDNN primitive exists; check computes nothing.
+  if (options.verb == Verb::train || options.verb == Verb::predict || options.verb == Verb::solve)
+    pdegen::set_threads_per_rank(pdegen::Communicator());
   switch (options.verb) {
     case Verb::check:
       return pdegen::app::run_check(options, rank);
@@ -59,6 +65,16 @@ void print_user_error(const std::string& message, int rank, int size) {
   std::fflush(stderr);
 }
 
+// Usually the deck's size, not a bug: say which keys set it.
+[[noreturn]] void out_of_memory(const std::string& verb, const std::string& what) {
+  spdlog::error(
+      "out of memory while running '{}' on this rank ({}): lower problem.resolution, training.batch_size or "
+      "network.base_channels, raise training.micro_batches, or use more ranks ('pdegen check DECK' "
+      "estimates the memory)",
+      verb, what);
+  pdegen::abort_all(1);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -71,8 +87,10 @@ int main(int argc, char** argv) {
   log.rank = rank;
   log.size = size;
   pdegen::init_logging(log);
+  std::string verb = "pdegen";  // what was running, for the out-of-memory message
   try {
     const auto options = pdegen::app::parse_cli(std::vector<std::string>(argv + 1, argv + argc));
+    verb = fmt::format("pdegen {}", pdegen::app::verb_name(options.verb));
     log.all_ranks = options.log_all_ranks;
     log.level = options.log_level;
     pdegen::init_logging(log);
@@ -97,9 +115,13 @@ int main(int argc, char** argv) {
   } catch (const pdegen::UserError& e) {
     print_user_error(e.what(), rank, size);
     pdegen::abort_all(2);
+  } catch (const pdegen::OutOfMemory& e) {
+    out_of_memory(verb, e.what());
   } catch (const pdegen::Error& e) {
     spdlog::error("{}", e.what());
     pdegen::abort_all(1);
+  } catch (const std::bad_alloc&) {
+    out_of_memory(verb, "an allocation failed");
   } catch (const std::exception& e) {
     spdlog::error("unexpected error: {}", e.what());
     pdegen::abort_all(1);

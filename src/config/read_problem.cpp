@@ -1,6 +1,8 @@
 // problem: the PDE, its grid and the keys of each PDE (the gates keep poisson keys out of burgers
 // decks and the other way round).
+#include <algorithm>
 #include <climits>
+#include <cstdint>
 
 #include "config/section_readers.hpp"
 
@@ -13,7 +15,8 @@ void read_poisson(Section& s, PoissonSettings& p) {
                                   "correlation length l of the exponential covariance of log nu");
   p.kl_modes =
       s.integer_as<int>("kl_modes", p.kl_modes, at_least(1),
-                        "Karhunen-Loeve modes kept (products of 1D modes, by decreasing eigenvalue)");
+                        Doc("Karhunen-Loeve modes kept (products of 1D modes, by decreasing eigenvalue)")
+                            .allowed("<= the grid's nodes, `resolution`^2 (poisson3d: ^3)"));
   p.sigma = s.number("sigma", p.sigma, at_least(0), "scale of log nu");
   p.omega_max =
       s.number("omega_max", p.omega_max, at_least(0), "mode weights omega_k ~ U[-omega_max, omega_max]");
@@ -44,17 +47,30 @@ void read_burgers(Section& s, BurgersSettings& b) {
   b.boundary_factor = s.number("boundary_factor", b.boundary_factor, above(0), "weight of the penalty");
 }
 
+// On a grid of N nodes at most N modes are independent: more only alias onto the others, while
+// each one costs the sampler a table of `resolution` values per axis and a term per node and sample
+// (100000 modes on 64^2 nodes: over three minutes for two steps).
+void check_kl_modes(Section& s, const ProblemConfig& c) {
+  int64_t nodes = 1;
+  for (int d = 0; d < c.spatial_dims(); ++d) nodes = std::min<int64_t>(nodes * c.resolution, INT_MAX);
+  if (c.poisson.kl_modes > nodes)
+    s.fail("kl_modes", fmt::format("'problem.kl_modes' ({}) must not exceed the {} nodes of the {}^{} grid "
+                                   "(problem.resolution): a field on N nodes has at most N independent modes",
+                                   c.poisson.kl_modes, nodes, c.resolution, c.spatial_dims()));
+}
+
 }  // namespace
 
 ProblemConfig read_problem(Section& s, ProblemConfig c) {
   const auto pde = s.required_choice<PdeKind>("pde", c.pde, "the PDE to solve: " + choice_list<PdeKind>(),
                                               "the problem to solve");
   if (pde) c.pde = *pde;
-  if (auto n = s.required_integer("resolution", c.resolution, "nodes per axis, e.g. 64", at_least(3),
-                                  "nodes per axis (64 means 64 nodes, h = 1/63); burgers1d: nodes in x. Must "
-                                  "be divisible by 2^(network.depth - 1)",
-                                  INT_MAX))
-    c.resolution = static_cast<int>(*n);
+  const auto n =
+      s.required_integer("resolution", c.resolution, "nodes per axis, e.g. 64", at_least(3),
+                         "nodes per axis (64 means 64 nodes, h = 1/63); burgers1d: nodes in x. Must "
+                         "be divisible by 2^(network.depth - 1)",
+                         INT_MAX);
+  if (n) c.resolution = static_cast<int>(*n);
   // With an unknown pde every key is read (and type-checked), none is ruled out.
   const bool poisson = !pde || c.is_poisson();
   const bool burgers = !pde || c.pde == PdeKind::burgers1d;
@@ -74,6 +90,8 @@ ProblemConfig read_problem(Section& s, ProblemConfig c) {
   {
     Section::Gate gate(s, poisson, "problem.pde poisson2d and poisson3d", actual);
     read_poisson(s, c.poisson);
+    if (pde && c.is_poisson() && n && !s.describing() && s.ok("resolution") && s.ok("kl_modes"))
+      check_kl_modes(s, c);
   }
   {
     Section::Gate gate(s, burgers, "problem.pde burgers1d", actual);

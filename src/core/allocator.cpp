@@ -77,8 +77,8 @@ void* CachingAllocator::allocate(size_t bytes) {
     p = std::aligned_alloc(align, size);
   }
   if (p == nullptr)
-    PDEGEN_THROW("out of host memory allocating {:.1f} MiB ({:.1f} MiB in use)", double(size) / mib,
-                 double(stats().in_use) / mib);
+    throw OutOfMemory(fmt::format("out of host memory allocating {:.1f} MiB ({:.1f} MiB in use)",
+                                  double(size) / mib, double(stats().in_use) / mib));
 #ifdef MADV_HUGEPAGE
   if (size >= 2 * mib) madvise(p, size, MADV_HUGEPAGE);  // fewer TLB misses on large activations
 #endif

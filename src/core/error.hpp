@@ -33,6 +33,12 @@ class NotImplemented : public UserError {
   using UserError::UserError;
 };
 
+// An allocation that failed (host or device memory): main() adds the deck keys that size the run.
+class OutOfMemory : public Error {
+ public:
+  using Error::Error;
+};
+
 [[noreturn]] void throw_error(const char* file, int line, const std::string& what);
 
 // Ends all ranks (MPI_Abort when MPI is up, std::exit otherwise) so no rank waits forever.

@@ -85,6 +85,49 @@ expect "a grid the U-Net cannot halve exits 2 naming resolution and depth" 2 "pr
 run check "$work/missing.yaml"
 expect "a missing deck file exits 2" 2 "no such deck file"
 
+# -- what would fail in train is found by check ---------------------------------------------------
+run check input_decks/quickstart.yaml
+if grep -qF "estimated memory per process:" "$work/out" && ! grep -q "WARNING" "$work/out" "$work/err"; then
+  pass "check estimates the memory of a step and does not warn for a deck that fits"
+else
+  fail "check estimates the memory of a step and does not warn for a deck that fits" "no estimate, or a warning"
+fi
+run check input_decks/quickstart.yaml problem.resolution=1000000
+expect "a step larger than any machine's memory is a warning (exit 0) naming the keys that size it" 0 \
+  "WARNING: a training step of this deck needs about" "problem.resolution^2 (now 1000000)" \
+  "training.batch_size (16)" "network.base_channels (16)" \
+  "Even one sample per process needs" "splitting the batch cannot help"
+if grep -q "^WARNING: a training step" "$work/err" && grep -q "^# WARNING: a training step" "$work/out" &&
+  grep -qF "(but see the WARNING at the end)" "$work/out"; then
+  pass "the memory warning goes to stderr and, as a comment, into the resolved deck"
+else
+  fail "the memory warning goes to stderr and, as a comment, into the resolved deck" "missing in one of them"
+fi
+run check input_decks/quickstart.yaml problem.resolution=256 training.batch_size=1048576
+expect "a batch too large for one process says over how many ranks to split it" 0 \
+  "WARNING: a training step of this deck needs about" "training.batch_size (1048576)" \
+  "To fit, split the batch over at least" "ranks with this much memory each"
+
+run check input_decks/quickstart.yaml training.restart="$work/nonexistent.h5"
+expect "check refuses a restart file that does not exist, naming the key and the file" 2 \
+  "error: 'training.restart' names no usable checkpoint: checkpoint '$work/nonexistent.h5' does not exist"
+echo "not a checkpoint" >"$work/text.h5"
+run check input_decks/quickstart.yaml training.restart="$work/text.h5"
+expect "check refuses a restart file that is not a checkpoint, naming the key and the file" 2 \
+  "error: 'training.restart' names no usable checkpoint: cannot read checkpoint '$work/text.h5'" \
+  "not a pdegen checkpoint"
+"$PDEGEN" train tests/decks/tiny.yaml training.steps=1 output.dir="$work/tiny" >/dev/null 2>&1
+run check tests/decks/tiny.yaml training.restart="$work/tiny/checkpoints/step_00000001.h5"
+expect "check accepts a restart file that is a checkpoint" 0 "restart: $work/tiny/checkpoints/step_00000001.h5"
+run check input_decks/quickstart.yaml training.restart=latest
+expect "check accepts training.restart latest without a checkpoint to look at" 0 "restart: latest"
+
+run check input_decks/quickstart.yaml problem.kl_modes=100000
+expect "more KL modes than grid nodes exits 2 naming the key, the value and the limit" 2 \
+  "'problem.kl_modes' (100000) must not exceed the 4096 nodes of the 64^2 grid (problem.resolution)"
+run train input_decks/quickstart.yaml problem.kl_modes=100000 output.dir="$work/kl"
+expect "train refuses it too, before allocating anything" 2 "'problem.kl_modes' (100000) must not exceed"
+
 # -- verbs, options, help and version --------------------------------------------------------------
 run --version
 expect "--version lists version, backends, MPI and HDF5" 0 "pdegen 0.1.0" "backends:" "cpu (oneDNN " \

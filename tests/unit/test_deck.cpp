@@ -195,6 +195,14 @@ TEST_CASE("settings that depend on each other are checked together") {
         "deck.yaml:5:18: error: 'output.field_samples' (20) must not exceed evaluation.samples (16): fields "
         "are "
         "written for evaluation samples");
+  CHECK(error_of("problem: {pde: poisson2d, resolution: 64, kl_modes: 100000}") ==
+        "deck.yaml:1:53: error: 'problem.kl_modes' (100000) must not exceed the 4096 nodes of the 64^2 grid "
+        "(problem.resolution): a field on N nodes has at most N independent modes");
+  CHECK(error_of("problem: {pde: poisson3d, resolution: 4, kl_modes: 65}") ==
+        "deck.yaml:1:52: error: 'problem.kl_modes' (65) must not exceed the 64 nodes of the 4^3 grid "
+        "(problem.resolution): a field on N nodes has at most N independent modes");
+  CHECK(error_of("problem: {pde: poisson3d, resolution: 4, kl_modes: 64}").find("kl_modes") ==
+        std::string::npos);
   CHECK(error_of("problem: {pde: burgers1d, resolution: 64, c_min: 3, c_max: 2}") ==
         "deck.yaml:1:60: error: 'problem.c_max' (2) must be >= problem.c_min (3)");
   CHECK(error_of("problem: {pde: burgers1d, resolution: 64, loss: energy}") ==

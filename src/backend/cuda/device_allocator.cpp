@@ -39,9 +39,11 @@ void* DeviceAllocator::allocate(size_t bytes) {
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
     const AllocatorStats s = stats();
-    PDEGEN_THROW("cudaMalloc of {:.1f} MiB failed: {} ({:.1f} MiB in use by pdegen, peak {:.1f} MiB)",
-                 double(size) / mib, cudaGetErrorString(e), double(s.in_use) / mib,
-                 double(s.peak_in_use) / mib);
+    const std::string what = fmt::format(
+        "cudaMalloc of {:.1f} MiB failed: {} ({:.1f} MiB in use by pdegen, peak {:.1f} MiB)",
+        double(size) / mib, cudaGetErrorString(e), double(s.in_use) / mib, double(s.peak_in_use) / mib);
+    if (e == cudaErrorMemoryAllocation) throw OutOfMemory(what);
+    PDEGEN_THROW("{}", what);
   }
   cache_.add_in_use(size);
   return p;
