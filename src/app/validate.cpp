@@ -31,7 +31,8 @@ void agree_on_deck(const std::string& yaml, const std::string& deck_name, const 
     for (size_t r = 1; r < decks.size(); ++r) {
       const std::vector<DeckChange> changes = deck_changes(decks[0], decks[r]);
       if (changes.empty()) continue;
-      if (differing++ == 0) first = describe(changes.front(), "rank 0", fmt::format("rank {}", r));
+      if (differing++ == 0)
+        first = describe(changes.front(), "rank 0's deck", fmt::format("rank {}'s deck", r));
     }
     message = fmt::format(
         "{}: the ranks were started with different decks: {} ({} of {} ranks differ from rank 0); every rank "
