@@ -3,15 +3,20 @@
 // descriptors, so one template over the three primitive types serves both.
 //
 // Layouts: activations whose channels block are passed in the channel-blocked layout with no copies;
-// for the others (1 input channel, a 1-channel head) oneDNN picks the layout and we reorder
-// (cpu::activation_or_any). oneDNN also chooses the weight layouts (format_tag::any); the canonical
-// plain weights are reordered into them on every call. The backward primitives are built on first
+// for a single channel (the input, a 1-channel head) oneDNN picks the layout and we reorder
+// (cpu::activation_or_any). Other channel counts that do not fill a block (4, 8, 12) run on
+// zero-padded channels (cpu::padded_channels): the activation is reordered into the padded-blocked
+// layout, which is byte for byte the blocked layout of the padded count, and the weights sit in a
+// zero-padded copy, so padded channels contribute nothing and their gradients are dropped. oneDNN
+// also chooses the weight layouts (format_tag::any); the canonical plain weights are reordered into
+// them on every call. The backward primitives are built on first
 // use, so an inference-only layer never builds them and one whose dx nobody needs never builds the
 // backward-data one.
 #pragma once
 
 #include <spdlog/spdlog.h>
 
+#include <cstring>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -36,18 +41,22 @@ class ConvFamilyPlan {
         in_(in),
         out_(out),
         plain_weights_(plain_weights),
-        bias_(primitive_bias ? cpu::plain_desc(Shape{geometry.out_channels}) : memory::desc()),
+        bias_(primitive_bias ? cpu::plain_desc(Shape{cpu::padded_channels(geometry.out_channels)})
+                             : memory::desc()),
         label_(std::move(label)),
         strides_(cpu::uniform_dims(geometry.ndim, geometry.stride)),
         padding_(cpu::uniform_dims(geometry.ndim, geometry.padding)) {
     DNNL_CHECK(fwd_pd_ = typename Forward::primitive_desc(
-                   typename Forward::desc(dnnl::prop_kind::forward_training, algorithm_,
-                                          cpu::activation_or_any(in_), any_weights(), bias_,
-                                          cpu::activation_or_any(out_), strides_, padding_, padding_),
+                   typename Forward::desc(
+                       dnnl::prop_kind::forward_training, algorithm_,
+                       cpu::activation_or_any(cpu::with_padded_channels(in_)), any_weights(), bias_,
+                       cpu::activation_or_any(cpu::with_padded_channels(out_)), strides_, padding_, padding_),
                    cpu::engine()));
     DNNL_CHECK(fwd_ = Forward(fwd_pd_));
     src_md_ = fwd_pd_.src_desc();
     dst_md_ = fwd_pd_.dst_desc();
+    src_ours_ = ours(in_, src_md_);
+    dst_ours_ = ours(out_, dst_md_);
     fwd_weights_ = cpu::PrimitiveWeights(plain_weights_, fwd_pd_.weights_desc());
     spdlog::debug("{} {}: forward {}", label_, in_.str(), fwd_pd_.impl_info_str());
   }
@@ -58,11 +67,11 @@ class ConvFamilyPlan {
   Tensor forward(const Tensor& x, const Tensor& weights, const Tensor& bias) {
     Tensor y = Tensor::empty(out_, DType::f32, Device::cpu, cpu::channel_block_for(out_[1]));
     cpu::DnnlBuffer src_scratch;
-    const cpu::Destination dst(y, dst_md_);
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, cpu::as_layout(x, src_md_, src_scratch)},
+    const cpu::Destination dst(y, dst_ours_);
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, source(x, src_scratch)},
                                          {DNNL_ARG_WEIGHTS, fwd_weights_.get(weights)},
-                                         {DNNL_ARG_DST, dst.written()}};
-    if (has_bias()) args.emplace(DNNL_ARG_BIAS, memory(bias_, cpu::engine(), bias.raw()));
+                                         {DNNL_ARG_DST, cpu::view_as(dst.written(), dst_md_)}};
+    if (has_bias()) args.emplace(DNNL_ARG_BIAS, padded_bias(bias));
     cpu::execute(fwd_, args);
     dst.finish();
     return y;
@@ -83,13 +92,16 @@ class ConvFamilyPlan {
       spdlog::debug("{} {}: backward weights {}", label_, in_.str(), bwd_weights_pd_.impl_info_str());
       has_bwd_weights_ = true;
     }
-    const memory diff_dst = cpu::as_layout(dy, dst_md_, dy_scratch);
+    const memory diff_dst = cpu::view_as(cpu::as_layout(dy, dst_ours_, dy_scratch), dst_md_);
     cpu::DnnlBuffer src_scratch;
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, cpu::as_layout(x, src_md_, src_scratch)},
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, source(x, src_scratch)},
                                          {DNNL_ARG_DIFF_DST, diff_dst},
                                          {DNNL_ARG_DIFF_WEIGHTS, diff_weights_.produced()}};
-    if (has_bias()) args.emplace(DNNL_ARG_DIFF_BIAS, memory(bias_, cpu::engine(), diff_bias.raw()));
+    const bool padded_bias = has_bias() && bias_.dims()[0] != out_[1];
+    Tensor bias_scratch = padded_bias ? Tensor::empty({bias_.dims()[0]}) : diff_bias;
+    if (has_bias()) args.emplace(DNNL_ARG_DIFF_BIAS, memory(bias_, cpu::engine(), bias_scratch.raw()));
     cpu::execute(bwd_weights_, args);
+    if (padded_bias) std::memcpy(diff_bias.raw(), bias_scratch.raw(), static_cast<size_t>(out_[1]) * 4);
     diff_weights_.add_to(grad_weights);
     return diff_dst;
   }
@@ -98,28 +110,50 @@ class ConvFamilyPlan {
   // returned in that layout; dy as backward_weights returned it.
   Tensor backward_data(const memory& dy, const Tensor& weights, int x_block) {
     if (!has_bwd_data_) {
-      DNNL_CHECK(bwd_data_pd_ = typename BackwardData::primitive_desc(
-                     typename BackwardData::desc(algorithm_, cpu::activation_or_any(in_), any_weights(),
-                                                 dst_md_, strides_, padding_, padding_),
-                     cpu::engine(), fwd_pd_));
+      DNNL_CHECK(
+          bwd_data_pd_ = typename BackwardData::primitive_desc(
+              typename BackwardData::desc(algorithm_, cpu::activation_or_any(cpu::with_padded_channels(in_)),
+                                          any_weights(), dst_md_, strides_, padding_, padding_),
+              cpu::engine(), fwd_pd_));
       DNNL_CHECK(bwd_data_ = BackwardData(bwd_data_pd_));
       bwd_data_weights_ = cpu::PrimitiveWeights(plain_weights_, bwd_data_pd_.weights_desc());
       spdlog::debug("{} {}: backward data {}", label_, in_.str(), bwd_data_pd_.impl_info_str());
       has_bwd_data_ = true;
     }
     Tensor dx = Tensor::empty(in_, DType::f32, Device::cpu, x_block);
-    const cpu::Destination diff_src(dx, bwd_data_pd_.diff_src_desc());
-    cpu::execute(bwd_data_, {{DNNL_ARG_DIFF_DST, dy},
-                             {DNNL_ARG_WEIGHTS, bwd_data_weights_.get(weights)},
-                             {DNNL_ARG_DIFF_SRC, diff_src.written()}});
+    const cpu::Destination diff_src(dx, ours(in_, bwd_data_pd_.diff_src_desc()));
+    cpu::execute(bwd_data_,
+                 {{DNNL_ARG_DIFF_DST, dy},
+                  {DNNL_ARG_WEIGHTS, bwd_data_weights_.get(weights)},
+                  {DNNL_ARG_DIFF_SRC, cpu::view_as(diff_src.written(), bwd_data_pd_.diff_src_desc())}});
     diff_src.finish();
     return dx;
   }
 
  private:
   bool has_bias() const { return bias_.get_size() != 0; }
+  // The weights the primitives see: [out, in, k...] with both channel counts padded.
   memory::desc any_weights() const {
-    return memory::desc(plain_weights_.dims(), memory::data_type::f32, memory::format_tag::any);
+    memory::dims dims = plain_weights_.dims();
+    dims[0] = cpu::padded_channels(dims[0]);
+    dims[1] = cpu::padded_channels(dims[1]);
+    return memory::desc(dims, memory::data_type::f32, memory::format_tag::any);
+  }
+  // An activation of `shape` as the primitive's `padded` layout holds it: that layout itself, or
+  // for padded channels the padded-blocked layout of the true count (the same bytes).
+  static memory::desc ours(const Shape& shape, const memory::desc& padded) {
+    if (padded.dims()[1] == shape[1]) return padded;
+    return cpu::desc_of(shape, cpu::preferred_channel_block());
+  }
+  memory source(const Tensor& x, cpu::DnnlBuffer& scratch) const {
+    return cpu::view_as(cpu::as_layout(x, src_ours_, scratch), src_md_);
+  }
+  // The bias as the primitive reads it: the registry's, or a zero-padded copy.
+  memory padded_bias(const Tensor& bias) {
+    if (bias_.dims()[0] == out_[1]) return memory(bias_, cpu::engine(), bias.raw());
+    if (!bias_padded_.defined()) bias_padded_ = Tensor::zeros({bias_.dims()[0]});
+    std::memcpy(bias_padded_.raw(), bias.raw(), static_cast<size_t>(out_[1]) * 4);
+    return memory(bias_, cpu::engine(), bias_padded_.raw());
   }
 
   dnnl::algorithm algorithm_;
@@ -128,8 +162,9 @@ class ConvFamilyPlan {
   memory::desc bias_;           // plain [Cout]; empty when the primitives add no bias
   std::string label_;
   memory::dims strides_, padding_;
-  // Layouts the primitives work in (see the file comment).
-  memory::desc src_md_, dst_md_;
+  // Layouts the primitives work in (padded channels), and ours of the same bytes (see the file comment).
+  memory::desc src_md_, dst_md_, src_ours_, dst_ours_;
+  Tensor bias_padded_;
 
   typename Forward::primitive_desc fwd_pd_;
   Forward fwd_;

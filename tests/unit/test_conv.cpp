@@ -135,6 +135,15 @@ TEST_CASE("conv 2D k3 s1 p1 with bias matches the fp64 loop and central differen
   check_conv(config(2, 1, 16, 3, 1, 1), Shape{1, 1, 8, 5}, 1, 1);
 }
 
+TEST_CASE("conv with channel counts that do not fill a block runs on padded channels, exactly") {
+  // 8 -> 8, 12 -> 4, 8 -> 16, 16 -> 12: the primitives see 16 channels with zeros in the padding.
+  check_conv(config(2, 8, 8, 3, 1, 1), Shape{2, 8, 7, 6}, 1, 1);
+  check_conv(config(2, 12, 4, 3, 1, 1), Shape{1, 12, 5, 6}, 1, 1);
+  check_conv(config(2, 8, 16, 3, 1, 1), Shape{2, 8, 6, 5}, 1, 16);
+  check_conv(config(2, 16, 12, 3, 1, 1), Shape{1, 16, 5, 5}, 16, 1);
+  check_conv(config(3, 8, 8, 3, 1, 1), Shape{1, 8, 4, 3, 5}, 1, 1);
+}
+
 TEST_CASE("conv 2D k2 s2 p0 down-samples like the fp64 loop, odd extents dropping the last row") {
   check_conv(config(2, 16, 32, 2, 2, 0), Shape{2, 16, 8, 7}, 16, 16);
   check_conv(config(2, 3, 16, 2, 2, 0), Shape{1, 3, 6, 5}, 1, 1);

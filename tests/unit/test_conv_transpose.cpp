@@ -97,6 +97,12 @@ TEST_CASE("conv_transpose 2D k2 s2 (the U-Net up-sampler) matches the fp64 loop 
   check_conv_transpose(config(2, 16, 1, 2, 2, 0), Shape{1, 16, 3, 3}, 16, 1);
 }
 
+TEST_CASE("conv_transpose with channel counts that do not fill a block runs on padded channels, exactly") {
+  check_conv_transpose(config(2, 16, 8, 2, 2, 0), Shape{2, 16, 3, 4}, 16, 1);
+  check_conv_transpose(config(2, 8, 12, 2, 2, 0), Shape{1, 8, 3, 3}, 1, 1);
+  check_conv_transpose(config(3, 16, 4, 2, 2, 0), Shape{1, 16, 2, 3, 2}, 16, 1);
+}
+
 TEST_CASE("conv_transpose 2D k3 s1 p1 matches the fp64 loop and central differences, blocked and plain") {
   check_conv_transpose(config(2, 16, 16, 3, 1, 1), Shape{2, 16, 5, 4}, 16, 16);
   check_conv_transpose(config(2, 3, 16, 3, 1, 1), Shape{1, 3, 4, 5}, 1, 1);

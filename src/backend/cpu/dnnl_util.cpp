@@ -1,6 +1,8 @@
 // oneDNN primitive plumbing shared by the CPU layers (see dnnl_util.hpp).
 #include "backend/cpu/dnnl_util.hpp"
 
+#include <cstring>
+
 namespace pdegen::cpu {
 
 using dnnl::memory;
@@ -12,6 +14,40 @@ memory::desc activation_or_any(const Shape& shape) {
   if (block > 1) return desc_of(shape, block);
   return memory::desc(dims_of(shape), memory::data_type::f32, memory::format_tag::any);
 }
+
+int64_t padded_channels(int64_t channels) {
+  const int64_t b = preferred_channel_block();
+  return channels == 1 ? 1 : (channels + b - 1) / b * b;
+}
+
+Shape with_padded_channels(const Shape& shape) {
+  Shape out = shape;
+  out[1] = padded_channels(shape[1]);
+  return out;
+}
+
+memory view_as(const memory& m, const memory::desc& desc) {
+  PDEGEN_CHECK(desc.get_size() == m.get_desc().get_size(), "a view of {} bytes on {} bytes", desc.get_size(),
+               m.get_desc().get_size());
+  return memory(desc, engine(), m.get_data_handle());
+}
+
+namespace {
+
+// A zero-filled plain buffer of `dims`.
+DnnlBuffer zero_padded(const memory::dims& dims) {
+  DnnlBuffer b = make_buffer(plain_desc(Shape(dims.begin(), dims.end())));
+  std::memset(b.memory.get_data_handle(), 0, b.memory.get_desc().get_size());
+  return b;
+}
+
+// The leading `dims` of a plain buffer (offset 0 on every axis), as a strided view.
+memory leading_part(const DnnlBuffer& padded, const memory::dims& dims) {
+  const memory::desc sub = padded.memory.get_desc().submemory_desc(dims, memory::dims(dims.size(), 0));
+  return memory(sub, engine(), padded.memory.get_data_handle());
+}
+
+}  // namespace
 
 void execute(const dnnl::primitive& primitive, const std::unordered_map<int, memory>& args) {
   DNNL_CHECK(primitive.execute(stream(), args));
@@ -50,27 +86,53 @@ void Destination::finish() const {
   if (copy_) reorder(written_, target_);
 }
 
-PrimitiveWeights::PrimitiveWeights(const memory::desc& plain, const memory::desc& wanted) : plain_(plain) {
-  if (wanted == plain) return;
+PrimitiveWeights::PrimitiveWeights(const memory::desc& plain, const memory::desc& wanted) : registry_(plain) {
+  memory::desc source = plain;
+  if (wanted.dims() != plain.dims()) {
+    padded_ = zero_padded(wanted.dims());
+    into_padded_ = make_reorder(plain, leading_part(padded_, plain.dims()).get_desc(), false);
+    source = padded_.memory.get_desc();
+  }
+  if (wanted == source) return;
   buffer_ = make_buffer(wanted);
-  reorder_ = make_reorder(plain, wanted, false);
+  reorder_ = make_reorder(source, wanted, false);
   reordered_ = true;
 }
 
 memory PrimitiveWeights::get(const Tensor& weights) {
-  memory plain(plain_, engine(), weights.raw());
-  if (!reordered_) return plain;
-  // The stream is in order: the primitive that reads the buffer runs after this reorder.
-  DNNL_CHECK(reorder_.execute(stream(), plain, buffer_.memory));
+  memory current(registry_, engine(), weights.raw());
+  // The stream is in order: each reorder runs after the one before, the primitive after them.
+  if (padded_.storage.defined()) {
+    memory part = leading_part(padded_, registry_.dims());
+    DNNL_CHECK(into_padded_.execute(stream(), current, part));
+    current = padded_.memory;
+  }
+  if (!reordered_) return current;
+  DNNL_CHECK(reorder_.execute(stream(), current, buffer_.memory));
   return buffer_.memory;
 }
 
 GradientAccumulator::GradientAccumulator(const memory::desc& produced, const memory::desc& plain)
-    : plain_(plain), produced_(make_buffer(produced)), accumulate_(make_reorder(produced, plain, true)) {}
+    : registry_(plain), produced_(make_buffer(produced)) {
+  if (produced.dims() == plain.dims()) {
+    accumulate_ = make_reorder(produced, plain, true);
+    return;
+  }
+  const memory::dims dims = produced.dims();
+  padded_ = make_buffer(plain_desc(Shape(dims.begin(), dims.end())));
+  into_padded_ = make_reorder(produced, padded_.memory.get_desc(), false);
+  accumulate_ = make_reorder(leading_part(padded_, plain.dims()).get_desc(), plain, true);
+}
 
 void GradientAccumulator::add_to(const Tensor& grad) {
-  memory target(plain_, engine(), grad.raw());
-  DNNL_CHECK(accumulate_.execute(stream(), produced_.memory, target));
+  memory target(registry_, engine(), grad.raw());
+  if (padded_.storage.defined()) {
+    DNNL_CHECK(into_padded_.execute(stream(), produced_.memory, padded_.memory));
+    memory part = leading_part(padded_, registry_.dims());
+    DNNL_CHECK(accumulate_.execute(stream(), part, target));
+  } else {
+    DNNL_CHECK(accumulate_.execute(stream(), produced_.memory, target));
+  }
   DNNL_CHECK(stream().wait());
 }
 

@@ -16,9 +16,18 @@ namespace pdegen::cpu {
 dnnl::memory::dims uniform_dims(int n, int64_t value);
 
 // The activation layout of `shape` when its channels block, "let the primitive choose"
-// (format_tag::any) otherwise: some of oneDNN's plain-layout kernels are reference loops a hundred
-// times slower than the blocked ones, so for odd channel counts we let it pick and reorder.
+// (format_tag::any) otherwise (a single channel: the input, the head's output).
 dnnl::memory::desc activation_or_any(const Shape& shape);
+
+// The channel count a primitive runs on: `channels` rounded up to a whole channel block, except a
+// single channel. oneDNN 2.6 has only reference loops (25-80x slower) for the backward passes of
+// channel counts that do not fill a block; on zero-padded channels its fast kernels run instead.
+int64_t padded_channels(int64_t channels);
+// `shape` with its channels (axis 1) padded so.
+Shape with_padded_channels(const Shape& shape);
+// The same memory seen through another descriptor of the same size (a padded-blocked activation of
+// C channels as a blocked one of its padded channel count: the bytes are the same).
+dnnl::memory view_as(const dnnl::memory& m, const dnnl::memory::desc& desc);
 
 // Runs a primitive on the process stream and waits for it.
 void execute(const dnnl::primitive& primitive, const std::unordered_map<int, dnnl::memory>& args);
@@ -46,7 +55,8 @@ class Destination {
 
 // The registry's plain weights in the layout a primitive chose: the registry memory itself when that
 // layout is plain, otherwise a reorder into a buffer on every call (the weights change every step,
-// and the reorder is tiny next to the convolution).
+// and the reorder is tiny next to the convolution). When the primitive runs on padded channels (its
+// dims exceed the registry's), the weights are first copied to the start of a zero-padded buffer.
 class PrimitiveWeights {
  public:
   PrimitiveWeights() = default;
@@ -54,13 +64,16 @@ class PrimitiveWeights {
   dnnl::memory get(const Tensor& weights);
 
  private:
-  dnnl::memory::desc plain_;
+  dnnl::memory::desc registry_;
+  DnnlBuffer padded_;  // plain, zero-padded; only for padded channels
+  dnnl::reorder into_padded_;
   DnnlBuffer buffer_;
   dnnl::reorder reorder_;
   bool reordered_ = false;
 };
 
-// A weight gradient produced in a primitive's layout and added (+=) into the registry's plain one.
+// A weight gradient produced in a primitive's layout and added (+=) into the registry's plain one;
+// of padded channels, only the registry's part.
 class GradientAccumulator {
  public:
   GradientAccumulator() = default;
@@ -71,8 +84,10 @@ class GradientAccumulator {
   void add_to(const Tensor& grad);
 
  private:
-  dnnl::memory::desc plain_;
+  dnnl::memory::desc registry_;
   DnnlBuffer produced_;
+  DnnlBuffer padded_;  // plain; only for padded channels
+  dnnl::reorder into_padded_;
   dnnl::reorder accumulate_;
 };
 
