@@ -3,7 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 
 #include "core/error.hpp"
 #include "io/atomic_file.hpp"
@@ -85,7 +87,7 @@ std::string JsonObject::dump(int indent) const {
 
 HistoryWriter::HistoryWriter(const std::string& path, const std::vector<std::string>& columns,
                              int64_t keep_until_step)
-    : columns_(columns.size()) {
+    : path_(path), columns_(columns.size()) {
   const std::string header = fmt::format("{}", fmt::join(columns, ","));
   std::string kept;
   if (keep_until_step > 0) {
@@ -105,7 +107,7 @@ HistoryWriter::HistoryWriter(const std::string& path, const std::vector<std::str
   }
   write_text_file_atomically(path, header + "\n" + kept);
   out_.open(path, std::ios::app);
-  if (!out_) PDEGEN_THROW("cannot open '{}' for appending", path);
+  if (!out_) throw IoError(fmt::format("cannot open '{}' for appending: {}", path, std::strerror(errno)));
 }
 
 void HistoryWriter::row(const std::vector<std::string>& values) {
@@ -113,6 +115,7 @@ void HistoryWriter::row(const std::vector<std::string>& values) {
                columns_);
   out_ << fmt::format("{}", fmt::join(values, ",")) << '\n';
   out_.flush();  // a job killed at its time limit still leaves every logged step
+  if (!out_) throw IoError(fmt::format("cannot write '{}': {}", path_, std::strerror(errno)));
 }
 
 }  // namespace pdegen::app

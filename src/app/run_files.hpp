@@ -38,6 +38,7 @@ class HistoryWriter {
   void row(const std::vector<std::string>& values);
 
  private:
+  std::string path_;
   std::ofstream out_;
   size_t columns_;
 };
