@@ -22,6 +22,7 @@
 #include "core/timer.hpp"
 #include "core/watchdog.hpp"
 #include "io/atomic_file.hpp"
+#include "optim/loss_scaler.hpp"
 #include "parallel/consistency.hpp"
 #include "parallel/nccl_communicator.hpp"
 
@@ -230,10 +231,43 @@ struct Run {
   Timer wall;
 };
 
+// The run ends as diverged because of `what`, seen after `step`; the message names the last good
+// checkpoint.
+void declare_diverged(Run& run, Progress& p, const std::string& what, int64_t step) {
+  const std::string last = latest_checkpoint(run.ckpt_dir.string());
+  p.message = fmt::format(
+      "{} at step {}: training diverged (lower optimizer.lr, or enable optimizer.grad_clip); the last good "
+      "checkpoint is {}",
+      what, step, last.empty() ? "none" : last);
+  spdlog::error("{}", p.message);
+  p.status = "diverged";
+  p.exit_code = exit_diverged;
+}
+
+// The name of the first tensor of `data` holding a NaN or an infinity, "" when there is none.
+std::string non_finite_tensor(CheckpointData& data) {
+  const auto bad = [](Tensor& t) {
+    if (!t.defined() || t.dtype() != DType::f32) return false;
+    Tensor plain = to_plain(t);
+    return unscale_and_check(plain, 1.0);  // a factor of 1 leaves every value as it is
+  };
+  if (bad(data.parameters)) return "the parameters";
+  for (auto& [name, t] : data.optimizer_state)
+    if (bad(t)) return fmt::format("the optimizer state '{}'", name);
+  for (auto& [name, t] : data.buffers)
+    if (bad(t)) return fmt::format("the buffer '{}'", name);
+  return {};
+}
+
 // Checkpoints hold the full, unsharded state (rank 0 writes it), so any rank count reads them. The
-// older ones are pruned only once the new one has been read back intact.
-std::string save_checkpoint(Run& run, const Progress& p) {
+// older ones are pruned only once the new one has been read back intact. A state that is not finite
+// is never written (every rank sees the same full state and stops): the run ends as diverged.
+std::string save_checkpoint(Run& run, Progress& p) {
   CheckpointData data = run.trainer.snapshot(p.completed, p.loss, run.deck_yaml);  // collective
+  if (const std::string bad = non_finite_tensor(data); !bad.empty()) {
+    declare_diverged(run, p, bad + " is not finite", p.completed);
+    return {};
+  }
   if (run.comm.rank() != 0) return {};
   const std::string path = (run.ckpt_dir / checkpoint_file_name(p.completed)).string();
   try {
@@ -277,16 +311,11 @@ bool accept_outcome(Run& run, Progress& p, const StepOutcome& o, int64_t s) {
                  o.loss_scale, run.trainer.scaler()->scale());
   }
   if (o.status != StepOutcome::Status::diverged) return true;
-  const std::string last = latest_checkpoint(run.ckpt_dir.string());
-  const std::string what = std::isfinite(o.loss) ? fmt::format("the gradient is not finite (loss {})", o.loss)
-                                                 : fmt::format("the loss is {}", o.loss);
-  p.message = fmt::format(
-      "{} at step {}: training diverged (lower optimizer.lr, or enable optimizer.grad_clip); the last good "
-      "checkpoint is {}",
-      what, s + 1, last.empty() ? "none" : last);
-  spdlog::error("{}", p.message);
-  p.status = "diverged";
-  p.exit_code = exit_diverged;
+  const std::string what = !o.cause.empty() ? o.cause
+                           : std::isfinite(o.loss)
+                               ? fmt::format("the gradient is not finite (loss {})", o.loss)
+                               : fmt::format("the loss is {}", o.loss);
+  declare_diverged(run, p, what, s + 1);
   return false;
 }
 
@@ -334,6 +363,7 @@ void run_steps(Run& run, Progress& p) {
         p.completed % deck.training.checkpoint_every == 0) {
       watchdog::set_phase(fmt::format("the checkpoint of step {}", p.completed));
       save_checkpoint(run, p);
+      if (p.status == "diverged") break;
     }
     // Every rank must agree to stop, or the next collective would hang.
     const int sig = static_cast<int>(run.comm.max(static_cast<double>(stop_requested())));
@@ -372,8 +402,8 @@ void restart(Run& run, Progress& p, const std::string& file) {
 int finish(Run& run, Progress& p, const GradientReducer& reducer) {
   watchdog::set_phase(fmt::format("the end of the run after step {}", p.completed));
   std::string final_checkpoint;
+  if (p.status != "diverged") final_checkpoint = save_checkpoint(run, p);
   if (p.status != "diverged") {
-    final_checkpoint = save_checkpoint(run, p);
     if (run.comm.rank() == 0) spdlog::info("checkpoint: {}", final_checkpoint);
     if (p.status == "completed" && run.deck.output.fields) {
       const std::string file = (run.dir / "fields.h5").string();

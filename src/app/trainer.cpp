@@ -92,7 +92,13 @@ StepOutcome Trainer::step(int64_t s) {
   out.grad_norm = result.grad_norm;
   out.evaluations = result.evaluations;
   if (scaler_ && std::isfinite(out.loss)) scaler_->update(overflowed);
-  if (result.updated)
+  // A finite gradient can still give a non-finite update (Adam's second moment overflowing to inf):
+  // such a step is no good step, and its parameters must never reach a checkpoint.
+  Tensor values = model_.master().flat_values();
+  if (result.updated && unscale_and_check(values, 1.0)) {
+    out.status = StepOutcome::Status::diverged;
+    out.cause = "the update made the parameters non-finite";
+  } else if (result.updated)
     out.status = StepOutcome::Status::updated;
   else if (scaler_ && overflowed && std::isfinite(out.loss))
     out.status = StepOutcome::Status::skipped;

@@ -30,7 +30,8 @@ struct StepOutcome {
   enum class Status {
     updated,   // the optimizer moved the parameters
     skipped,   // the gradient overflowed under loss scaling: nothing changed, the scale backed off
-    diverged,  // the loss or the gradient is not finite without loss scaling: nothing changed
+    diverged,  // the loss or the gradient is not finite without loss scaling (nothing changed), or
+               // the update made the parameters non-finite
   };
   Status status = Status::updated;
   double loss = 0;        // global loss at the parameters the step started from
@@ -38,6 +39,7 @@ struct StepOutcome {
   double lr = 0;          // the learning rate of the step
   int evaluations = 0;    // forward + backward passes of the whole batch
   double loss_scale = 1;  // the scale the step ran with
+  std::string cause;      // diverged with a finite loss and gradient: what was not finite
 };
 
 class Trainer {
