@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/log.hpp"
+#include "core/watchdog.hpp"
 
 namespace pdegen::app {
 
@@ -67,7 +68,11 @@ Evaluation Trainer::evaluate(int64_t batch_step, bool& overflowed) {
   // After finish(): a rank that had no samples must have queued its buckets before it blocks in an
   // MPI collective, or ranks still in backward could wait on NCCL for it.
   const double global = comm_.sum(loss_sum) / static_cast<double>(B);
-  model_.pull_grads();  // on a GPU: queued after the reduction on the compute stream, and waits for it
+  {
+    // On a GPU this waits for the NCCL reduction, which a stalled rank would hold up forever.
+    const watchdog::Wait wait("the gradient reduction (copy of the summed gradient to the host)");
+    model_.pull_grads();  // on a GPU: queued after the reduction on the compute stream, and waits for it
+  }
   // The summed gradient is identical on every rank, so every rank finds the same. Without loss
   // scaling the factor is 1, which leaves every value as it is.
   Tensor grads = model_.master().flat_grads();  // a handle on the registry's buffer

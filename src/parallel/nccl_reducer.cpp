@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/watchdog.hpp"
 #include "parallel/nccl_communicator.hpp"
 
 #ifdef PDEGEN_HAVE_CUDA
@@ -381,6 +382,7 @@ void NcclReducer::allreduce_statistics(double* data, int count) {
   CUDA_CHECK(cudaMemcpyAsync(s.statistics_buffer, data, bytes, cudaMemcpyHostToDevice, s.stream));
   s.statistics->allreduce_sum(s.statistics_buffer, count, s.stream);
   CUDA_CHECK(cudaMemcpyAsync(data, s.statistics_buffer, bytes, cudaMemcpyDeviceToHost, s.stream));
+  const watchdog::Wait wait("a sum of batch-norm statistics over ranks (NCCL)");
   CUDA_CHECK(cudaStreamSynchronize(s.stream));
 }
 
