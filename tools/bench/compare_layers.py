@@ -8,7 +8,7 @@ with the speed-up of pdegen over PyTorch for forward, backward and forward+backw
 
 --device cuda runs both on the GPU (bench_layers of a CUDA build: --bench build/cuda/bench_layers);
 convolutions in fp32 on both sides unless --tf32 (bench_layers --conv-math tf32, torch_layers --tf32).
-The peer runs under $PYTHON if set, else under the interpreter running this script.
+The peer runs under tools/bench/peer.py's choice: $PYTHON, else the --bench venv.
 """
 import argparse
 import json
@@ -17,6 +17,9 @@ import platform
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer import peer_python  # noqa: E402
 
 
 def run(cmd, env):
@@ -50,7 +53,7 @@ def main():
     ap.add_argument("--tf32", action="store_true", help="GPU convolutions may use TF32 on both sides")
     a = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
-    python = os.environ.get("PYTHON") or sys.executable
+    python = peer_python()
     common = ["--batch", str(a.batch), "--size", str(a.size), "--reps", str(a.reps)]
     # Both sides on the device with the same convolution math; the CPU command lines are unchanged.
     ours_extra, theirs_extra = [], []

@@ -31,7 +31,7 @@ override device=cuda, the peer with --device cuda. pdegen's convolutions then us
 GPU memory is reported twice: each side's allocator peak (the peer's torch.cuda.max_memory_allocated;
 pdegen's from summary.json memory.device_peak_mb when the trainer writes it, else n/a), and the
 growth of the GPU's used memory (nvidia-smi, sampled every 100 ms, CUDA context and caches included,
-the same measure for both). The peer runs under $PYTHON if set, else this script's interpreter.
+the same measure for both). The peer runs under tools/bench/peer.py's choice: $PYTHON, else the --bench venv.
 """
 import argparse
 import csv
@@ -47,6 +47,9 @@ import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer import peer_python  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -277,7 +280,7 @@ def main():
     a = ap.parse_intermixed_args()
     if a.equal_wall and a.only:
         ap.error("--equal-wall needs both sides")
-    a.python = os.environ.get("PYTHON") or sys.executable
+    a.python = peer_python()
 
     # One history row per step, so pdegen's median step time can be taken like the peer's.
     overrides = (["training.log_every=1"] if not any(o.startswith("training.log_every=") for o in a.overrides)

@@ -3,8 +3,9 @@
 
 Prints one JSON object per line: {"case", "fwd_ms", "bwd_ms", "gflop_fwd", "gflop_bwd"} with the
 median times over the repetitions (on cuda also "peak_mib", torch.cuda.max_memory_allocated of the
-case). Run with Debian's python (/usr/bin/python3, python3-torch), or any python with torch.
-    /usr/bin/python3 tools/bench/torch_layers.py --threads 2 [--batch 4] [--size 256] [--filter conv]
+case). Run with the peer's python (build/bench-venv from tools/install_deps.sh --bench), or any
+python with torch.
+    build/bench-venv/bin/python tools/bench/torch_layers.py --threads 2 [--batch 4] [--size 256] [--filter conv]
         [--device cpu|cuda] [--tf32] [--no-cudnn-benchmark]
 On cuda the convolutions run in fp32 unless --tf32 (PyTorch's own default lets cuDNN use TF32): that
 is bench_layers' default --conv-math fp32, so both sides round alike. cuDNN times its candidate

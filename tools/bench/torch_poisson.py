@@ -19,9 +19,9 @@ What is shared with pdegen, and must stay so:
     (2D: sparse LU; 3D: conjugate gradients preconditioned by pyamg's smoothed aggregation when
     pyamg is installed, else by Jacobi).
 Prints a progress line per logged step and, at the end, one JSON line (also written to --json FILE).
-Run with Debian's python (python3-torch, -numpy, -scipy, -yaml: tools/install_deps.sh --bench), or
-any python with those:
-    /usr/bin/python3 tools/bench/torch_poisson.py DECK [key.path=value ...] [--threads 2]
+Run with the peer's python (build/bench-venv from tools/install_deps.sh --bench: the newest PyTorch
+from PyPI, numpy, scipy, pyyaml), or any python with those:
+    build/bench-venv/bin/python tools/bench/torch_poisson.py DECK [key.path=value ...] [--threads 2]
         [--steps N] [--max-train-seconds S] [--eval-only-at-end] [--json FILE] [--ref-cache DIR]
         [--loss-dtype float64] [--device cpu|cuda] [--tf32] [--no-cudnn-benchmark]
         [--channels-last] [--bf16] [--compile] [--best]
