@@ -4,14 +4,15 @@
 //
 // Layouts: activations whose channels block are passed in the channel-blocked layout with no copies;
 // for a single channel (the input, a 1-channel head) oneDNN picks the layout and we reorder
-// (cpu::activation_or_any). Other channel counts that do not fill a block (4, 8, 12) run on
-// zero-padded channels (cpu::padded_channels): the activation is reordered into the padded-blocked
-// layout, which is byte for byte the blocked layout of the padded count, and the weights sit in a
-// zero-padded copy, so padded channels contribute nothing and their gradients are dropped. oneDNN
-// also chooses the weight layouts (format_tag::any); the canonical plain weights are reordered into
-// them on every call. The backward primitives are built on first
-// use, so an inference-only layer never builds them and one whose dx nobody needs never builds the
-// backward-data one.
+// (cpu::activation_or_any). A layer with a channel count that is an odd multiple of 8 runs
+// channels-last (NHWC, cpu::runs_channels_last), where oneDNN has fast kernels for 8-channel groups.
+// Other channel counts that do not fill a block (4, 12) run on zero-padded channels
+// (cpu::padded_channels): the activation is reordered into the padded-blocked layout, which is byte
+// for byte the blocked layout of the padded count, and the weights sit in a zero-padded copy, so
+// padded channels contribute nothing and their gradients are dropped. oneDNN also chooses the weight
+// layouts (format_tag::any); the canonical plain weights are reordered into them on every call. The backward
+// primitives are built on first use, so an inference-only layer never builds them and one whose dx nobody
+// needs never builds the backward-data one.
 #pragma once
 
 #include <spdlog/spdlog.h>
@@ -41,16 +42,15 @@ class ConvFamilyPlan {
         in_(in),
         out_(out),
         plain_weights_(plain_weights),
-        bias_(primitive_bias ? cpu::plain_desc(Shape{cpu::padded_channels(geometry.out_channels)})
-                             : memory::desc()),
+        nhwc_(cpu::runs_channels_last(in[1], out[1])),
+        bias_(primitive_bias ? cpu::plain_desc(Shape{run_channels(geometry.out_channels)}) : memory::desc()),
         label_(std::move(label)),
         strides_(cpu::uniform_dims(geometry.ndim, geometry.stride)),
         padding_(cpu::uniform_dims(geometry.ndim, geometry.padding)) {
     DNNL_CHECK(fwd_pd_ = typename Forward::primitive_desc(
-                   typename Forward::desc(
-                       dnnl::prop_kind::forward_training, algorithm_,
-                       cpu::activation_or_any(cpu::with_padded_channels(in_)), any_weights(), bias_,
-                       cpu::activation_or_any(cpu::with_padded_channels(out_)), strides_, padding_, padding_),
+                   typename Forward::desc(dnnl::prop_kind::forward_training, algorithm_,
+                                          primitive_layout(in_), any_weights(), bias_, primitive_layout(out_),
+                                          strides_, padding_, padding_),
                    cpu::engine()));
     DNNL_CHECK(fwd_ = Forward(fwd_pd_));
     src_md_ = fwd_pd_.src_desc();
@@ -110,11 +110,10 @@ class ConvFamilyPlan {
   // returned in that layout; dy as backward_weights returned it.
   Tensor backward_data(const memory& dy, const Tensor& weights, int x_block) {
     if (!has_bwd_data_) {
-      DNNL_CHECK(
-          bwd_data_pd_ = typename BackwardData::primitive_desc(
-              typename BackwardData::desc(algorithm_, cpu::activation_or_any(cpu::with_padded_channels(in_)),
-                                          any_weights(), dst_md_, strides_, padding_, padding_),
-              cpu::engine(), fwd_pd_));
+      DNNL_CHECK(bwd_data_pd_ = typename BackwardData::primitive_desc(
+                     typename BackwardData::desc(algorithm_, primitive_layout(in_), any_weights(), dst_md_,
+                                                 strides_, padding_, padding_),
+                     cpu::engine(), fwd_pd_));
       DNNL_CHECK(bwd_data_ = BackwardData(bwd_data_pd_));
       bwd_data_weights_ = cpu::PrimitiveWeights(plain_weights_, bwd_data_pd_.weights_desc());
       spdlog::debug("{} {}: backward data {}", label_, in_.str(), bwd_data_pd_.impl_info_str());
@@ -132,11 +131,17 @@ class ConvFamilyPlan {
 
  private:
   bool has_bias() const { return bias_.get_size() != 0; }
+  int64_t run_channels(int64_t c) const { return nhwc_ ? c : cpu::padded_channels(c); }
+  memory::desc primitive_layout(const Shape& shape) const {
+    if (!nhwc_) return cpu::activation_or_any(cpu::with_padded_channels(shape));
+    return memory::desc(cpu::dims_of(shape), memory::data_type::f32,
+                        shape.rank() == 4 ? memory::format_tag::nhwc : memory::format_tag::ndhwc);
+  }
   // The weights the primitives see: [out, in, k...] with both channel counts padded.
   memory::desc any_weights() const {
     memory::dims dims = plain_weights_.dims();
-    dims[0] = cpu::padded_channels(dims[0]);
-    dims[1] = cpu::padded_channels(dims[1]);
+    dims[0] = run_channels(dims[0]);
+    dims[1] = run_channels(dims[1]);
     return memory::desc(dims, memory::data_type::f32, memory::format_tag::any);
   }
   // An activation of `shape` as the primitive's `padded` layout holds it: that layout itself, or
@@ -159,7 +164,8 @@ class ConvFamilyPlan {
   dnnl::algorithm algorithm_;
   Shape in_, out_;
   memory::desc plain_weights_;  // the registry's weights, as oneDNN indexes them
-  memory::desc bias_;           // plain [Cout]; empty when the primitives add no bias
+  bool nhwc_ = false;
+  memory::desc bias_;  // plain [Cout]; empty when the primitives add no bias
   std::string label_;
   memory::dims strides_, padding_;
   // Layouts the primitives work in (padded channels), and ours of the same bytes (see the file comment).

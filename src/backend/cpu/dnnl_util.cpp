@@ -20,6 +20,10 @@ int64_t padded_channels(int64_t channels) {
   return channels == 1 ? 1 : (channels + b - 1) / b * b;
 }
 
+bool runs_channels_last(int64_t in, int64_t out) {
+  return preferred_channel_block() == 16 && (in % 16 == 8 || out % 16 == 8);
+}
+
 Shape with_padded_channels(const Shape& shape) {
   Shape out = shape;
   out[1] = padded_channels(shape[1]);

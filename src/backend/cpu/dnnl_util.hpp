@@ -23,6 +23,12 @@ dnnl::memory::desc activation_or_any(const Shape& shape);
 // single channel. oneDNN 2.6 has only reference loops (25-80x slower) for the backward passes of
 // channel counts that do not fill a block; on zero-padded channels its fast kernels run instead.
 int64_t padded_channels(int64_t channels);
+// Whether a convolution from `in` to `out` channels runs channels-last (NHWC/NDHWC, true channel
+// counts) instead: when one of them is an odd multiple of 8 on a 16-lane machine. oneDNN 2.6's
+// NHWC kernels handle 8-channel groups at full speed (8 -> 8 at 64^2, batch 16: backward 0.49 +
+// 0.42 ms against 0.86 + 0.91 padded), but their backward-data pass for 12 or 4 channels is slow
+// (28 ms for 12 -> 12), so those are padded.
+bool runs_channels_last(int64_t in, int64_t out);
 // `shape` with its channels (axis 1) padded so.
 Shape with_padded_channels(const Shape& shape);
 // The same memory seen through another descriptor of the same size (a padded-blocked activation of
