@@ -134,8 +134,9 @@ void claim_run_directory(const Deck& deck, const std::string& deck_yaml, const s
         "overwrite: continue it with training.restart=latest, move it aside and start afresh with "
         "output.existing=move_aside, or choose another output.dir",
         dir.string()));
-  const fs::path aside =
-      unused_path(fmt::format("{}.{}", fs::absolute(dir).lexically_normal().string(), timestamp()));
+  fs::path base = fs::absolute(dir).lexically_normal();
+  if (!base.has_filename()) base = base.parent_path();  // "runs/x/" names runs/x
+  const fs::path aside = unused_path(fmt::format("{}.{}", base.string(), timestamp()));
   fs::rename(dir, aside);
   lock = RunLock(dir);
   spdlog::warn("output.dir '{}' held another run: moved it to '{}'", dir.string(), aside.string());

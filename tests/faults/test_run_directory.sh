@@ -59,6 +59,14 @@ check "the moved run is intact" "sums '$aside' | diff -q - '$work/before.md5' >/
 check "the new run is alone in the directory (its deck, its 6 steps)" \
   "grep -q 'lr: 0.01' '$d/deck.resolved.yaml' && [ \$(ls '$d/checkpoints' | wc -l) -eq 1 ]"
 
+# "DIR/" names DIR: the old run goes beside it, not into it.
+t="$work/slash"
+run output.dir="$t/" || fail "the trailing-slash run trains"
+run output.dir="$t/" output.existing=move_aside
+rc=$?
+check "output.dir with a trailing slash, moved aside: exit 0 (got $rc), the old run beside it" \
+  "[ $rc -eq 0 ] && ls -d '$t'.2* >/dev/null 2>&1 && [ -f '$t/summary.json' ] && [ ! -d '$t/slash' ]"
+
 # A rewind: 10 steps with a checkpoint every 2, back to step 4 with another lr (deliberately),
 # stopped at 7, then continued with restart: latest to 10.
 r="$work/rewind"
