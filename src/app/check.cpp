@@ -35,7 +35,7 @@ std::string bytes(double b) {
   const double gib = 1024.0 * 1024 * 1024;
   if (b >= 1024.0 * 1024 * gib) return fmt::format("{:.2f} PiB", b / (1024.0 * 1024 * gib));
   if (b >= 1024.0 * gib) return fmt::format("{:.2f} TiB", b / (1024.0 * gib));
-  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
+  if (b >= gib) return fmt::format("{:.2f} GiB", b / gib);
   if (b >= 1024.0 * 1024) return fmt::format("{:.1f} MiB", b / (1024.0 * 1024));
   return fmt::format("{:.1f} KiB", b / 1024.0);
 }

@@ -211,10 +211,6 @@ void write_summary(const Deck& deck, const NetworkPlan& plan, const Problem& pro
       p.eval.samples, file.string());
 }
 
-}  // namespace
-
-namespace {
-
 // Everything the step loop works with, set up once.
 struct Run {
   const Deck& deck;
@@ -231,14 +227,19 @@ struct Run {
   Timer wall;
 };
 
+// The newest checkpoint of the run, for messages: every one of them was read back intact.
+std::string last_good_checkpoint(const Run& run) {
+  const std::string last = latest_checkpoint(run.ckpt_dir.string());
+  return last.empty() ? "none" : last;
+}
+
 // The run ends as diverged because of `what`, seen after `step`; the message names the last good
 // checkpoint.
 void declare_diverged(Run& run, Progress& p, const std::string& what, int64_t step) {
-  const std::string last = latest_checkpoint(run.ckpt_dir.string());
   p.message = fmt::format(
       "{} at step {}: training diverged (lower optimizer.lr, or enable optimizer.grad_clip); the last good "
       "checkpoint is {}",
-      what, step, last.empty() ? "none" : last);
+      what, step, last_good_checkpoint(run));
   spdlog::error("{}", p.message);
   p.status = "diverged";
   p.exit_code = exit_diverged;
@@ -249,7 +250,7 @@ std::string non_finite_tensor(CheckpointData& data) {
   const auto bad = [](Tensor& t) {
     if (!t.defined() || t.dtype() != DType::f32) return false;
     Tensor plain = to_plain(t);
-    return unscale_and_check(plain, 1.0);  // a factor of 1 leaves every value as it is
+    return has_non_finite(plain);
   };
   if (bad(data.parameters)) return "the parameters";
   for (auto& [name, t] : data.optimizer_state)
@@ -273,11 +274,10 @@ std::string save_checkpoint(Run& run, Progress& p) {
   try {
     write_checkpoint(path, data);
   } catch (const IoError& e) {
-    const std::string last = latest_checkpoint(run.ckpt_dir.string());
     throw IoError(
         fmt::format("the checkpoint of step {} could not be written: {}. The last good checkpoint is "
                     "{}; free space and restart with training.restart=latest",
-                    p.completed, e.what(), last.empty() ? "none" : last));
+                    p.completed, e.what(), last_good_checkpoint(run)));
   }
   prune_checkpoints(run.ckpt_dir.string(), run.deck.output.checkpoint_keep);
   return path;
@@ -287,8 +287,10 @@ std::string save_checkpoint(Run& run, Progress& p) {
 void record_failure(const Run& run, const Progress& p, const std::string& message) {
   if (run.comm.rank() != 0) return;
   JsonObject summary;
-  const std::string last = latest_checkpoint(run.ckpt_dir.string());
-  summary.add("status", "failed").add("message", message).add("steps", p.completed).add("checkpoint", last);
+  summary.add("status", "failed")
+      .add("message", message)
+      .add("steps", p.completed)
+      .add("checkpoint", latest_checkpoint(run.ckpt_dir.string()));
   try {
     write_text_file_atomically((run.dir / "summary.json").string(), summary.dump() + "\n");
   } catch (const IoError& e) {
@@ -403,7 +405,7 @@ int finish(Run& run, Progress& p, const GradientReducer& reducer) {
   watchdog::set_phase(fmt::format("the end of the run after step {}", p.completed));
   std::string final_checkpoint;
   if (p.status != "diverged") final_checkpoint = save_checkpoint(run, p);
-  if (p.status != "diverged") {
+  if (p.status != "diverged") {  // a state that is not finite diverges in save_checkpoint
     if (run.comm.rank() == 0) spdlog::info("checkpoint: {}", final_checkpoint);
     if (p.status == "completed" && run.deck.output.fields) {
       const std::string file = (run.dir / "fields.h5").string();
@@ -423,10 +425,6 @@ int finish(Run& run, Progress& p, const GradientReducer& reducer) {
                 run.wall.seconds());
   return p.exit_code;
 }
-
-}  // namespace
-
-namespace {
 
 // Rank 0 takes the run directory (app/run_directory.hpp); every rank learns the checkpoint to
 // restart from ("" for none), or the reason the directory is refused.

@@ -100,7 +100,7 @@ StepOutcome Trainer::step(int64_t s) {
   // A finite gradient can still give a non-finite update (Adam's second moment overflowing to inf):
   // such a step is no good step, and its parameters must never reach a checkpoint.
   Tensor values = model_.master().flat_values();
-  if (result.updated && unscale_and_check(values, 1.0)) {
+  if (result.updated && has_non_finite(values)) {
     out.status = StepOutcome::Status::diverged;
     out.cause = "the update made the parameters non-finite";
   } else if (result.updated)

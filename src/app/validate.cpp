@@ -19,10 +19,9 @@ namespace {
 // in a collective the others never reach: one hash compared over all ranks, and on a mismatch rank
 // 0 names the first differing key and rank.
 void agree_on_deck(const std::string& yaml, const std::string& deck_name, const Communicator& comm) {
-  const uint64_t h = std::hash<std::string>{}(yaml);
-  double v[2] = {static_cast<double>(h >> 11), -static_cast<double>(h >> 11)};  // exact in a double
-  comm.allreduce_max(v, 2);
-  if (v[0] == -v[1]) return;
+  const auto hash = static_cast<int64_t>(std::hash<std::string>{}(yaml) >> 1);  // >= 0: -hash fits
+  const auto [lo, hi] = comm.range(hash);
+  if (lo == hi) return;
   const std::vector<std::string> decks = comm.gather(yaml);
   std::string message;
   if (comm.rank() == 0) {

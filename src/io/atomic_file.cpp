@@ -82,6 +82,8 @@ std::string read_file_bytes(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail("open", path, errno);
   std::string out;
+  if (const off_t size = ::lseek(fd, 0, SEEK_END); size > 0) out.reserve(static_cast<size_t>(size));
+  ::lseek(fd, 0, SEEK_SET);
   char buffer[1 << 16];
   for (;;) {
     const ssize_t n = ::read(fd, buffer, sizeof buffer);

@@ -10,9 +10,9 @@
 // (cpu::padded_channels): the activation is reordered into the padded-blocked layout, which is byte
 // for byte the blocked layout of the padded count, and the weights sit in a zero-padded copy, so
 // padded channels contribute nothing and their gradients are dropped. oneDNN also chooses the weight
-// layouts (format_tag::any); the canonical plain weights are reordered into them on every call. The backward
-// primitives are built on first use, so an inference-only layer never builds them and one whose dx nobody
-// needs never builds the backward-data one.
+// layouts (format_tag::any); the canonical plain weights are reordered into them on every call. The
+// backward primitives are built on first use, so an inference-only layer never builds them and one
+// whose dx nobody needs never builds the backward-data one.
 #pragma once
 
 #include <spdlog/spdlog.h>
@@ -137,15 +137,15 @@ class ConvFamilyPlan {
     return memory::desc(cpu::dims_of(shape), memory::data_type::f32,
                         shape.rank() == 4 ? memory::format_tag::nhwc : memory::format_tag::ndhwc);
   }
-  // The weights the primitives see: [out, in, k...] with both channel counts padded.
+  // The weights the primitives see: [out, in, k...] with the channel counts they run on.
   memory::desc any_weights() const {
     memory::dims dims = plain_weights_.dims();
     dims[0] = run_channels(dims[0]);
     dims[1] = run_channels(dims[1]);
     return memory::desc(dims, memory::data_type::f32, memory::format_tag::any);
   }
-  // An activation of `shape` as the primitive's `padded` layout holds it: that layout itself, or
-  // for padded channels the padded-blocked layout of the true count (the same bytes).
+  // An activation of `shape` as the primitive's layout `padded` holds it: that layout itself, or,
+  // where it pads the channels, the padded-blocked layout of the true count (the same bytes).
   static memory::desc ours(const Shape& shape, const memory::desc& padded) {
     if (padded.dims()[1] == shape[1]) return padded;
     return cpu::desc_of(shape, cpu::preferred_channel_block());

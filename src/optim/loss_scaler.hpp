@@ -52,6 +52,9 @@ class LossScaler {
 // anyway, and one pass reads every value exactly once. On the GPU this waits for the answer.
 bool unscale_and_check(Tensor& grads, double inv_scale);
 
+// True when a flat fp32 buffer holds an inf or a nan; its values stay as they are (a factor of 1).
+inline bool has_non_finite(Tensor& t) { return unscale_and_check(t, 1.0); }
+
 // The CPU loop and the CUDA kernel behind unscale_and_check.
 bool unscale_and_check_cpu(float* data, int64_t n, float inv_scale);
 #if defined(PDEGEN_HAVE_CUDA)

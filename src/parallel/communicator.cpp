@@ -113,14 +113,18 @@ void Communicator::barrier() const {
   MPI_CHECK(MPI_Barrier(comm_));
 }
 
-void Communicator::check_same(int64_t value, const char* what) const {
-  if (size_ == 1) return;
-  int64_t v[2] = {value, -value};
+std::pair<int64_t, int64_t> Communicator::range(int64_t value) const {
+  if (size_ == 1) return {value, value};
+  int64_t v[2] = {value, -value};  // [max, -min] in one MAX reduction
   const watchdog::Wait wait("a consistency check (MPI_Allreduce)");
   MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT64_T, MPI_MAX, comm_));
-  if (v[0] != -v[1])
-    PDEGEN_THROW("ranks disagree on {}: values range from {} to {} (this rank: {})", what, -v[1], v[0],
-                 value);
+  return {-v[1], v[0]};
+}
+
+void Communicator::check_same(int64_t value, const char* what) const {
+  const auto [lo, hi] = range(value);
+  if (lo != hi)
+    PDEGEN_THROW("ranks disagree on {}: values range from {} to {} (this rank: {})", what, lo, hi, value);
 }
 
 std::vector<std::string> Communicator::gather(const std::string& text, int root) const {

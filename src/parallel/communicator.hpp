@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pdegen {
@@ -38,6 +39,8 @@ class Communicator {
   void broadcast(void* data, int64_t bytes, int root = 0) const;
   void broadcast(std::string& text, int root = 0) const;
   void barrier() const;
+  // The smallest and largest `value` over the ranks (one allreduce).
+  std::pair<int64_t, int64_t> range(int64_t value) const;
   // Checks that every rank passes the same value (a step number, a count), so a mismatch becomes an
   // error naming `what` instead of a collective that hangs or reads garbage.
   void check_same(int64_t value, const char* what) const;

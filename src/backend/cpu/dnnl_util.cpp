@@ -38,7 +38,7 @@ memory view_as(const memory& m, const memory::desc& desc) {
 
 namespace {
 
-// A zero-filled plain buffer of `dims`.
+// A zero-filled plain buffer of `dims` (a primitive's channel-padded weights or their gradient).
 DnnlBuffer zero_padded(const memory::dims& dims) {
   DnnlBuffer b = make_buffer(plain_desc(Shape(dims.begin(), dims.end())));
   std::memset(b.memory.get_data_handle(), 0, b.memory.get_desc().get_size());
@@ -94,7 +94,8 @@ PrimitiveWeights::PrimitiveWeights(const memory::desc& plain, const memory::desc
   memory::desc source = plain;
   if (wanted.dims() != plain.dims()) {
     padded_ = zero_padded(wanted.dims());
-    into_padded_ = make_reorder(plain, leading_part(padded_, plain.dims()).get_desc(), false);
+    padded_part_ = leading_part(padded_, plain.dims());
+    into_padded_ = make_reorder(plain, padded_part_.get_desc(), false);
     source = padded_.memory.get_desc();
   }
   if (wanted == source) return;
@@ -107,8 +108,7 @@ memory PrimitiveWeights::get(const Tensor& weights) {
   memory current(registry_, engine(), weights.raw());
   // The stream is in order: each reorder runs after the one before, the primitive after them.
   if (padded_.storage.defined()) {
-    memory part = leading_part(padded_, registry_.dims());
-    DNNL_CHECK(into_padded_.execute(stream(), current, part));
+    DNNL_CHECK(into_padded_.execute(stream(), current, padded_part_));
     current = padded_.memory;
   }
   if (!reordered_) return current;
@@ -122,18 +122,17 @@ GradientAccumulator::GradientAccumulator(const memory::desc& produced, const mem
     accumulate_ = make_reorder(produced, plain, true);
     return;
   }
-  const memory::dims dims = produced.dims();
-  padded_ = make_buffer(plain_desc(Shape(dims.begin(), dims.end())));
+  padded_ = zero_padded(produced.dims());
+  padded_part_ = leading_part(padded_, plain.dims());
   into_padded_ = make_reorder(produced, padded_.memory.get_desc(), false);
-  accumulate_ = make_reorder(leading_part(padded_, plain.dims()).get_desc(), plain, true);
+  accumulate_ = make_reorder(padded_part_.get_desc(), plain, true);
 }
 
 void GradientAccumulator::add_to(const Tensor& grad) {
   memory target(registry_, engine(), grad.raw());
   if (padded_.storage.defined()) {
     DNNL_CHECK(into_padded_.execute(stream(), produced_.memory, padded_.memory));
-    memory part = leading_part(padded_, registry_.dims());
-    DNNL_CHECK(accumulate_.execute(stream(), part, target));
+    DNNL_CHECK(accumulate_.execute(stream(), padded_part_, target));
   } else {
     DNNL_CHECK(accumulate_.execute(stream(), produced_.memory, target));
   }

@@ -71,7 +71,8 @@ class PrimitiveWeights {
 
  private:
   dnnl::memory::desc registry_;
-  DnnlBuffer padded_;  // plain, zero-padded; only for padded channels
+  DnnlBuffer padded_;         // plain, zero-padded; only for padded channels
+  dnnl::memory padded_part_;  // the registry's part of it
   dnnl::reorder into_padded_;
   DnnlBuffer buffer_;
   dnnl::reorder reorder_;
@@ -92,7 +93,8 @@ class GradientAccumulator {
  private:
   dnnl::memory::desc registry_;
   DnnlBuffer produced_;
-  DnnlBuffer padded_;  // plain; only for padded channels
+  DnnlBuffer padded_;         // plain; only for padded channels
+  dnnl::memory padded_part_;  // the registry's part of it
   dnnl::reorder into_padded_;
   dnnl::reorder accumulate_;
 };
