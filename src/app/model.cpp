@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "backend/cpu/dnnl_context.hpp"
 #include "core/error.hpp"
 #include "nn/network_factory.hpp"
 
@@ -44,6 +45,15 @@ void copy_named(const std::vector<std::pair<std::string, Tensor>>& stored, const
   throw UserError(fmt::format("{}: the checkpoint has no {} '{}'", path, what, name));
 }
 }  // namespace
+
+void check_precision_runs_here(DType precision, Device device) {
+  if (device != Device::cpu || precision != DType::bf16 || cpu::has_fast_bf16()) return;
+  throw UserError(
+      "precision: bf16 on device: cpu needs a CPU with AVX512-BF16 or AMX (lscpu flags avx512_bf16 or "
+      "amx_bf16), and this one has neither: oneDNN's fallback bf16 convolutions are slower than fp32. "
+      "Use precision: fp32 here, or bf16 on a CPU that has them (Intel Xeon from Cooper Lake or Sapphire "
+      "Rapids, AMD EPYC from Genoa) or on device: cuda");
+}
 
 void restore_model(Model& model, const CheckpointData& data, const std::string& path, Optimizer* optimizer) {
   check_parameter_layout(parameter_layout(model.master()), data.parameter_layout, path);

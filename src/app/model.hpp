@@ -32,6 +32,10 @@ struct Model {
 // backend), on `device`.
 std::unique_ptr<Model> build_model(const NetworkPlan& plan, uint64_t seed, Device device = Device::cpu);
 
+// Refuses (UserError naming `precision`) activations of a type that `device` here cannot run faster
+// than fp32: bf16 on a CPU without AVX512-BF16 or AMX, where oneDNN falls back to slow kernels.
+void check_precision_runs_here(DType precision, Device device);
+
 // Copies parameters and buffers (batch-norm running statistics) from a checkpoint, after checking
 // that it was written by the same network (UserError naming `path` otherwise); and the optimizer
 // state, when given.

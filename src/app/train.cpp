@@ -47,9 +47,13 @@ double peak_rss_mb() {
 }
 
 // One GPU per rank, chosen by the rank's place on its (physical, never simulated) node, with the
-// deck's cuDNN settings; NCCL needs a GPU of its own for every rank of a node.
+// deck's cuDNN settings; NCCL needs a GPU of its own for every rank of a node. On the CPU, bf16 only
+// where it runs faster than fp32.
 void set_up_device(const Deck& deck, const Communicator& comm) {
-  if (deck.device != Device::cuda) return;
+  if (deck.device != Device::cuda) {
+    check_precision_runs_here(deck.precision, deck.device);
+    return;
+  }
   cuda::select_device(physical_node_rank(comm));
   switch (deck.cuda.conv_math) {
     case ConvMathKind::fp32:

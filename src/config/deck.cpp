@@ -153,14 +153,13 @@ void read_deck(Section& top, Deck& d) {
 #endif
   d.precision = top.choice<DType>(
       "precision", d.precision,
-      "storage type of the activations and their gradients on the GPU (fp16/bf16 need `device: cuda`): "
-      "convolutions on tensor cores with fp32 accumulation, parameters, parameter gradients, optimizer "
-      "state, normalisation statistics and the FEM loss stay fp32 (docs/cuda.md, \"Mixed precision\")");
-  if (d.precision != DType::f32 && d.device != Device::cuda)
-    top.fail("precision",
-             fmt::format("'precision' is '{}', which needs device: cuda (the CPU backend computes in "
-                         "fp32)",
-                         name_of(d.precision)));
+      "storage type of the activations and their gradients (bf16 on either device, fp16 on `device: "
+      "cuda`): convolutions on tensor cores or AMX/AVX512-BF16 with fp32 accumulation; parameters, "
+      "parameter gradients, optimizer state, normalisation statistics and the FEM loss stay fp32 "
+      "(docs/cuda.md and docs/performance.md, \"Mixed precision\")");
+  if (d.precision == DType::f16 && d.device != Device::cuda)
+    top.fail("precision", "'precision' is 'fp16', which needs device: cuda (oneDNN has no fp16 convolutions "
+                          "on the CPU): use bf16 on the CPU");
   // Loss scaling is on by default for fp16; a described Deck already holds its choice.
   if (!top.describing()) d.loss_scaling.enabled = d.precision == DType::f16;
   read_section(top, "loss_scaling", "dynamic loss scaling", d.loss_scaling, read_loss_scaling);

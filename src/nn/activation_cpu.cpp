@@ -1,5 +1,6 @@
-// Activation on the CPU: one OpenMP simd loop over storage per kind, the kind chosen outside the loop
-// (a switch per element would stop it vectorising). Element-wise, so layout-agnostic.
+// Activation on the CPU: one OpenMP simd loop over storage per kind and storage type (fp32, or bf16
+// read and written through fp32), both chosen outside the loop (a switch per element would stop it
+// vectorising). Element-wise, so layout-agnostic.
 #include <algorithm>
 #include <cstdint>
 
@@ -9,67 +10,67 @@ namespace pdegen {
 
 namespace {
 
-template <ActivationKind K>
-void forward_loop(const float* __restrict x, float* __restrict y, int64_t n, float alpha) {
+template <ActivationKind K, class T>
+void forward_loop(const T* __restrict x, T* __restrict y, int64_t n, float alpha) {
 #pragma omp parallel for simd schedule(simd : static)
-  for (int64_t i = 0; i < n; ++i) y[i] = activation_forward<K>(x[i], alpha);
+  for (int64_t i = 0; i < n; ++i) y[i] = from_float<T>(activation_forward<K>(to_float(x[i]), alpha));
 }
 
 // x or y may be null where the kind's derivative does not read it.
-template <ActivationKind K>
-void backward_loop(const float* __restrict x, const float* __restrict y, const float* __restrict dy,
-                   float* __restrict dx, int64_t n, float alpha) {
+template <ActivationKind K, class T>
+void backward_loop(const T* __restrict x, const T* __restrict y, const T* __restrict dy, T* __restrict dx,
+                   int64_t n, float alpha) {
 #pragma omp parallel for simd schedule(simd : static)
   for (int64_t i = 0; i < n; ++i) {
-    const float xi = activation_backward_reads_input(K) ? x[i] : 0.0f;
-    const float yi = activation_backward_reads_output(K) ? y[i] : 0.0f;
-    dx[i] = activation_backward<K>(xi, yi, dy[i], alpha);
+    const float xi = activation_backward_reads_input(K) ? to_float(x[i]) : 0.0f;
+    const float yi = activation_backward_reads_output(K) ? to_float(y[i]) : 0.0f;
+    dx[i] = from_float<T>(activation_backward<K>(xi, yi, to_float(dy[i]), alpha));
   }
 }
 
 // The same arithmetic over one array: v = f(v) (forward) or g = f'(x or y) g (backward). Separate
 // from the loops above, whose __restrict promises that input and output never alias.
-template <ActivationKind K>
-void forward_loop_in_place(float* v, int64_t n, float alpha) {
+template <ActivationKind K, class T>
+void forward_loop_in_place(T* v, int64_t n, float alpha) {
 #pragma omp parallel for simd schedule(simd : static)
-  for (int64_t i = 0; i < n; ++i) v[i] = activation_forward<K>(v[i], alpha);
+  for (int64_t i = 0; i < n; ++i) v[i] = from_float<T>(activation_forward<K>(to_float(v[i]), alpha));
 }
 
-template <ActivationKind K>
-void backward_loop_in_place(const float* __restrict x, const float* __restrict y, float* g, int64_t n,
-                            float alpha) {
+template <ActivationKind K, class T>
+void backward_loop_in_place(const T* __restrict x, const T* __restrict y, T* g, int64_t n, float alpha) {
 #pragma omp parallel for simd schedule(simd : static)
   for (int64_t i = 0; i < n; ++i) {
-    const float xi = activation_backward_reads_input(K) ? x[i] : 0.0f;
-    const float yi = activation_backward_reads_output(K) ? y[i] : 0.0f;
-    g[i] = activation_backward<K>(xi, yi, g[i], alpha);
+    const float xi = activation_backward_reads_input(K) ? to_float(x[i]) : 0.0f;
+    const float yi = activation_backward_reads_output(K) ? to_float(y[i]) : 0.0f;
+    g[i] = from_float<T>(activation_backward<K>(xi, yi, to_float(g[i]), alpha));
   }
 }
 
 // bits[w] bit j = y[32 w + j] > 0 (for the kinds that keep only the sign, y > 0 exactly when x > 0).
-void sign_bits_of(const float* y, uint32_t* bits, int64_t n) {
+template <class T>
+void sign_bits_of(const T* y, uint32_t* bits, int64_t n) {
   const int64_t words = (n + 31) / 32;
 #pragma omp parallel for schedule(static)
   for (int64_t w = 0; w < words; ++w) {
     const int64_t first = w * 32, count = std::min<int64_t>(32, n - first);
     uint32_t word = 0;
-    for (int64_t j = 0; j < count; ++j) word |= static_cast<uint32_t>(y[first + j] > 0.0f) << j;
+    for (int64_t j = 0; j < count; ++j) word |= static_cast<uint32_t>(to_float(y[first + j]) > 0.0f) << j;
     bits[w] = word;
   }
 }
 
 // v = f(v) and the sign bits of the result in one pass (the in-place forward of a sign-only layer).
-template <ActivationKind K>
-void forward_loop_in_place_with_signs(float* v, uint32_t* bits, int64_t n, float alpha) {
+template <ActivationKind K, class T>
+void forward_loop_in_place_with_signs(T* v, uint32_t* bits, int64_t n, float alpha) {
   const int64_t words = (n + 31) / 32;
 #pragma omp parallel for schedule(static)
   for (int64_t w = 0; w < words; ++w) {
     const int64_t first = w * 32, count = std::min<int64_t>(32, n - first);
     uint32_t word = 0;
     for (int64_t j = 0; j < count; ++j) {
-      const float y = activation_forward<K>(v[first + j], alpha);
+      const T y = from_float<T>(activation_forward<K>(to_float(v[first + j]), alpha));
       v[first + j] = y;
-      word |= static_cast<uint32_t>(y > 0.0f) << j;
+      word |= static_cast<uint32_t>(to_float(y) > 0.0f) << j;
     }
     bits[w] = word;
   }
@@ -77,15 +78,15 @@ void forward_loop_in_place_with_signs(float* v, uint32_t* bits, int64_t n, float
 
 // dx = f'(x) dy from the sign bits alone: x is replaced by +-1, which the sign-only derivatives
 // cannot tell from x itself. dx may be dy (in place).
-template <ActivationKind K>
-void backward_loop_from_sign(const uint32_t* bits, const float* dy, float* dx, int64_t n, float alpha) {
+template <ActivationKind K, class T>
+void backward_loop_from_sign(const uint32_t* bits, const T* dy, T* dx, int64_t n, float alpha) {
   const int64_t words = (n + 31) / 32;
 #pragma omp parallel for schedule(static)
   for (int64_t w = 0; w < words; ++w) {
     const int64_t first = w * 32, count = std::min<int64_t>(32, n - first);
     for (int64_t j = 0; j < count; ++j) {
       const float x = (bits[w] >> j) & 1u ? 1.0f : -1.0f;
-      dx[first + j] = activation_backward<K>(x, x, dy[first + j], alpha);
+      dx[first + j] = from_float<T>(activation_backward<K>(x, x, to_float(dy[first + j]), alpha));
     }
   }
 }
@@ -94,39 +95,42 @@ void backward_loop_from_sign(const uint32_t* bits, const float* dy, float* dx, i
 
 void Activation::keep_sign_only(const Tensor& y) {
   sign_bits_ = Tensor::empty(Shape{(y.numel() + 31) / 32}, DType::f32);  // 32-bit words
-  sign_bits_of(y.data<float>(), static_cast<uint32_t*>(sign_bits_.raw()), y.numel());
+  with_storage_type(y.dtype(), [&](auto storage) {
+    sign_bits_of(y.data<decltype(storage)>(), static_cast<uint32_t*>(sign_bits_.raw()), y.numel());
+  });
   x_ = Tensor();
   y_ = Tensor();
 }
 
 void Activation::backward_cpu_into(const Tensor& dy, const Tensor& dx) const {
-  if (sign_bits_.defined()) {
+  with_storage_type(dy.dtype(), [&](auto storage) {
+    using T = decltype(storage);
     with_activation_kind(kind_, [&](auto kind) {
-      if constexpr (activation_backward_reads_input(decltype(kind)::value))
-        backward_loop_from_sign<decltype(kind)::value>(static_cast<const uint32_t*>(sign_bits_.raw()),
-                                                       dy.data<float>(), dx.data<float>(), dy.numel(),
-                                                       alpha_);
+      constexpr ActivationKind K = decltype(kind)::value;
+      if (sign_bits_.defined()) {
+        if constexpr (activation_backward_reads_input(K))
+          backward_loop_from_sign<K>(static_cast<const uint32_t*>(sign_bits_.raw()), dy.data<T>(), dx.data<T>(),
+                                     dy.numel(), alpha_);
+        return;
+      }
+      const T* xs = x_.defined() ? x_.data<T>() : nullptr;
+      const T* ys = y_.defined() ? y_.data<T>() : nullptr;
+      if (dx.raw() == dy.raw())
+        backward_loop_in_place<K>(xs, ys, dx.data<T>(), dx.numel(), alpha_);
+      else
+        backward_loop<K>(xs, ys, dy.data<T>(), dx.data<T>(), dy.numel(), alpha_);
     });
-    return;
-  }
-  const float* xs = x_.defined() ? x_.data<float>() : nullptr;
-  const float* ys = y_.defined() ? y_.data<float>() : nullptr;
-  if (dx.raw() == dy.raw()) {
-    with_activation_kind(kind_, [&](auto kind) {
-      backward_loop_in_place<decltype(kind)::value>(xs, ys, dx.data<float>(), dx.numel(), alpha_);
-    });
-  } else {
-    with_activation_kind(kind_, [&](auto kind) {
-      backward_loop<decltype(kind)::value>(xs, ys, dy.data<float>(), dx.data<float>(), dy.numel(), alpha_);
-    });
-  }
+  });
 }
 
 Tensor Activation::forward_cpu(const Tensor& x) {
-  PDEGEN_CHECK(x.dtype() == DType::f32, "activation computes in f32, got {}", x.describe());
+  PDEGEN_CHECK(is_storage_type(x.dtype()), "activation takes fp32 or bf16, got {}", x.describe());
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device(), x.channel_block());
-  with_activation_kind(kind_, [&](auto kind) {
-    forward_loop<decltype(kind)::value>(x.data<float>(), y.data<float>(), x.numel(), alpha_);
+  with_storage_type(x.dtype(), [&](auto storage) {
+    using T = decltype(storage);
+    with_activation_kind(kind_, [&](auto kind) {
+      forward_loop<decltype(kind)::value>(x.data<T>(), y.data<T>(), x.numel(), alpha_);
+    });
   });
   keep_for_backward(x, y);
   if (keeps_sign_only_) keep_sign_only(y);
@@ -141,7 +145,7 @@ Tensor Activation::backward_cpu(const Tensor& dy) {
 }
 
 Tensor Activation::forward_in_place_cpu(const Tensor& x) {
-  PDEGEN_CHECK(x.dtype() == DType::f32, "activation computes in f32, got {}", x.describe());
+  PDEGEN_CHECK(is_storage_type(x.dtype()), "activation takes fp32 or bf16, got {}", x.describe());
   // x is overwritten with y. Where the derivative reads x (ReLU, LeakyReLU), reading y instead gives
   // the same result, because runs_in_place() admits only kinds for which x > 0 exactly when y > 0.
   keep_for_backward(x, x);
@@ -149,15 +153,17 @@ Tensor Activation::forward_in_place_cpu(const Tensor& x) {
     x_ = Tensor();
     y_ = Tensor();
     sign_bits_ = Tensor::empty(Shape{(x.numel() + 31) / 32}, DType::f32);  // 32-bit words
-    with_activation_kind(kind_, [&](auto kind) {
-      if constexpr (activation_backward_reads_input(decltype(kind)::value))
-        forward_loop_in_place_with_signs<decltype(kind)::value>(
-            x.data<float>(), static_cast<uint32_t*>(sign_bits_.raw()), x.numel(), alpha_);
-    });
-    return x;
   }
-  with_activation_kind(kind_, [&](auto kind) {
-    forward_loop_in_place<decltype(kind)::value>(x.data<float>(), x.numel(), alpha_);
+  with_storage_type(x.dtype(), [&](auto storage) {
+    using T = decltype(storage);
+    with_activation_kind(kind_, [&](auto kind) {
+      constexpr ActivationKind K = decltype(kind)::value;
+      if (!keeps_sign_only_)
+        forward_loop_in_place<K>(x.data<T>(), x.numel(), alpha_);
+      else if constexpr (activation_backward_reads_input(K))
+        forward_loop_in_place_with_signs<K>(x.data<T>(), static_cast<uint32_t*>(sign_bits_.raw()), x.numel(),
+                                            alpha_);
+    });
   });
   return x;
 }

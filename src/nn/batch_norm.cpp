@@ -55,9 +55,9 @@ void BatchNorm::channel_statistics(Mode mode, std::vector<double>& sums, std::ve
 void BatchNorm::check_input(const Tensor& x) const {
   PDEGEN_CHECK(x.rank() >= 2 && x.dim(1) == config_.channels,
                "batch norm '{}' expects N, {}, ... input, got {}", name_, config_.channels, x.describe());
-  // fp16/bf16 activations are GPU storage types (computed in fp32 there); the CPU takes fp32 only.
-  PDEGEN_CHECK(x.dtype() == DType::f32 || (x.device() == Device::cuda && is_storage_type(x.dtype())),
-               "batch norm '{}' takes fp32 activations (fp16/bf16 only on the GPU), got {}", name_,
+  // fp16/bf16 activations are storage types (computed in fp32); the CPU has no fp16 layers.
+  PDEGEN_CHECK(is_storage_type(x.dtype()) && (x.device() == Device::cuda || x.dtype() != DType::f16),
+               "batch norm '{}' takes fp32 or bf16 activations (fp16 only on the GPU), got {}", name_,
                x.describe());
 }
 

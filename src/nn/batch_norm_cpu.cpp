@@ -11,7 +11,8 @@ namespace pdegen {
 
 using norm_cpu::Tiling;
 
-Tensor BatchNorm::forward_cpu(const Tensor& x, Mode mode) {
+Tensor BatchNorm::forward_cpu(const Tensor& x_in, Mode mode) {
+  const Tensor x = norm_cpu::widened(x_in);
   const int64_t C = config_.channels;
   const Tiling t = norm_cpu::tiling_of(x);
   const int64_t blocks = C / t.block;
@@ -40,21 +41,22 @@ Tensor BatchNorm::forward_cpu(const Tensor& x, Mode mode) {
   float* ys = y.data<float>();
   norm_cpu::forward_pass(t, channel_slot, xs, ys, mean_f.data(), scale.data(), shift.data());
 
-  x_ = x;
+  x_ = x_in;
   mode_ = mode;
   mean_ = std::move(mean_f);
   inv_std_ = std::move(inv_std);
-  return y;
+  return norm_cpu::narrowed_like(y, x_in);
 }
 
 Tensor BatchNorm::backward_cpu(const Tensor& dy_in) {
-  const Tensor dy = to_channel_block(dy_in, x_.channel_block());
+  const Tensor x = norm_cpu::widened(x_);
+  const Tensor dy = to_channel_block(norm_cpu::widened(dy_in), x.channel_block());
   const int64_t C = config_.channels;
-  const Tiling t = norm_cpu::tiling_of(x_);
+  const Tiling t = norm_cpu::tiling_of(x);
   const int64_t blocks = C / t.block;
   const auto channel_slot = [blocks, B = t.block](int64_t row) { return row % blocks * B; };
   const bool batch_statistics = mode_ == Mode::train;
-  const float* xs = x_.data<float>();
+  const float* xs = x.data<float>();
   const float* gs = dy.data<float>();
 
   // [sum dy, sum dy * xhat] per channel: the hook's backward layout. Eval mode without affine
@@ -90,10 +92,10 @@ Tensor BatchNorm::backward_cpu(const Tensor& dy_in) {
     c[k] = static_cast<float>(coeffs.c);
   }
 
-  Tensor dx = Tensor::empty(x_.shape(), DType::f32, x_.device(), x_.channel_block());
+  Tensor dx = Tensor::empty(x.shape(), DType::f32, x.device(), x.channel_block());
   float* dxs = dx.data<float>();
   norm_cpu::backward_pass(t, channel_slot, xs, gs, dxs, mean_.data(), a.data(), b.data(), c.data());
-  return dx;
+  return norm_cpu::narrowed_like(dx, x_);
 }
 
 }  // namespace pdegen

@@ -14,8 +14,9 @@ Shape Concat::output_shape(const Shape& a, const Shape& b) const {
   return out;
 }
 
-int Concat::output_block(const Shape& a, const Shape& b, Device device) const {
+int Concat::output_block(const Shape& a, const Shape& b, Device device, DType dtype) const {
   if (device == Device::cuda) return 1;
+  if (dtype == DType::bf16) return cpu::activation_block(a[1] + b[1], dtype);
   const int block = cpu::channel_block_for(a[1] + b[1]);
   return a[1] % block == 0 && b[1] % block == 0 ? block : 1;
 }

@@ -2,8 +2,9 @@
 // [N, Ca, ...] and [N, Cb, ...] -> [N, Ca + Cb, ...]. Not a Layer: it has two inputs and no
 // parameters. On the CPU the output is in cpu::channel_block_for(Ca + Cb) when that block also
 // divides Ca and Cb, so that a sample of each input is one contiguous run of whole channel blocks and
-// concat is two copies per sample; otherwise it is plain. Inputs in another layout are re-blocked
-// first. On the GPU the output is plain (the CUDA backend's activation layout), whatever the inputs'.
+// concat is two copies per sample; otherwise it is plain. bf16 activations are channels-last
+// (cpu::activation_block), where each pixel of each input is a contiguous run: two copies per pixel.
+// Inputs in another layout are re-blocked first. On the GPU the output is plain (the CUDA backend's activation layout), whatever the inputs'.
 // Backward splits dy and returns each part in the layout its input came in.
 #pragma once
 
@@ -18,8 +19,8 @@ class Concat {
   Tensor forward(const Tensor& a, const Tensor& b);      // [N, Ca + Cb, ...]
   std::pair<Tensor, Tensor> backward(const Tensor& dy);  // (da, db) in a's and b's layouts
   Shape output_shape(const Shape& a, const Shape& b) const;
-  // The layout forward returns for inputs of these shapes on `device` (1 = plain).
-  int output_block(const Shape& a, const Shape& b, Device device = Device::cpu) const;
+  // The layout forward returns for inputs of these shapes and type on `device` (1 = plain).
+  int output_block(const Shape& a, const Shape& b, Device device = Device::cpu, DType dtype = DType::f32) const;
   // Concat moves memory and computes nothing.
   Flops flops(const Shape&, const Shape&) const { return {}; }
 

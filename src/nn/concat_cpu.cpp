@@ -1,6 +1,6 @@
 // Concat on the CPU: in a layout whose channel block divides both parts, a sample of each input is
-// one contiguous run of whole channel blocks, so forward and backward are strided copies of
-// per-sample runs, split into chunks so that both cores stream memory.
+// one contiguous run of whole channel blocks; channels-last, a pixel of each input is. Forward and
+// backward are strided copies of those runs, split into chunks so that both cores stream memory.
 #include <algorithm>
 #include <cstring>
 
@@ -23,23 +23,40 @@ void copy_rows(const char* src, int64_t src_stride, char* dst, int64_t dst_strid
   });
 }
 
-// Bytes of one sample of t.
-int64_t sample_bytes(const Tensor& t) {
-  return t.dim(1) * t.shape().spatial() * static_cast<int64_t>(dtype_size(t.dtype()));
+// How the output interleaves its inputs: `rows` runs, each `a_bytes` of a then `b_bytes` of b.
+struct Runs {
+  int64_t rows, a_bytes, b_bytes;
+};
+
+// Channels-last (the output's block is its channel count): a run is a pixel, else a sample.
+bool is_channels_last(int out_block, const Shape& a, const Shape& b) {
+  return out_block > 1 && out_block == a[1] + b[1];
+}
+
+Runs runs_of(const Shape& a, const Shape& b, int out_block, DType dtype) {
+  const auto esize = static_cast<int64_t>(dtype_size(dtype));
+  if (is_channels_last(out_block, a, b)) return {a[0] * a.spatial(), a[1] * esize, b[1] * esize};
+  return {a[0], a[1] * a.spatial() * esize, b[1] * b.spatial() * esize};
+}
+
+// The layout an input of `shape` is copied from: its own channels-last, or the output's block.
+int input_block(const Shape& shape, int out_block, bool channels_last) {
+  return channels_last ? static_cast<int>(shape[1]) : out_block;
 }
 
 }  // namespace
 
 Tensor Concat::forward_cpu(const Tensor& a_in, const Tensor& b_in) {
-  const int block = output_block(a_in.shape(), b_in.shape());
-  const Tensor a = to_channel_block(a_in, block);
-  const Tensor b = to_channel_block(b_in, block);
+  const int block = output_block(a_in.shape(), b_in.shape(), Device::cpu, a_in.dtype());
+  const bool last = is_channels_last(block, a_in.shape(), b_in.shape());
+  const Tensor a = to_channel_block(a_in, input_block(a_in.shape(), block, last));
+  const Tensor b = to_channel_block(b_in, input_block(b_in.shape(), block, last));
   Tensor y = Tensor::empty(output_shape(a.shape(), b.shape()), a.dtype(), a.device(), block);
-  const int64_t N = a.dim(0), a_bytes = sample_bytes(a), b_bytes = sample_bytes(b),
-                y_bytes = a_bytes + b_bytes;
+  const Runs r = runs_of(a.shape(), b.shape(), block, a.dtype());
+  const int64_t y_bytes = r.a_bytes + r.b_bytes;
   char* out = static_cast<char*>(y.raw());
-  copy_rows(static_cast<const char*>(a.raw()), a_bytes, out, y_bytes, a_bytes, N);
-  copy_rows(static_cast<const char*>(b.raw()), b_bytes, out + a_bytes, y_bytes, b_bytes, N);
+  copy_rows(static_cast<const char*>(a.raw()), r.a_bytes, out, y_bytes, r.a_bytes, r.rows);
+  copy_rows(static_cast<const char*>(b.raw()), r.b_bytes, out + r.a_bytes, y_bytes, r.b_bytes, r.rows);
 
   a_shape_ = a_in.shape();
   b_shape_ = b_in.shape();
@@ -52,13 +69,14 @@ Tensor Concat::forward_cpu(const Tensor& a_in, const Tensor& b_in) {
 
 std::pair<Tensor, Tensor> Concat::backward_cpu(const Tensor& dy_in) {
   const Tensor dy = to_channel_block(dy_in, out_block_);
-  Tensor da = Tensor::empty(a_shape_, dy.dtype(), dy.device(), out_block_);
-  Tensor db = Tensor::empty(b_shape_, dy.dtype(), dy.device(), out_block_);
-  const int64_t N = dy.dim(0), a_bytes = sample_bytes(da), b_bytes = sample_bytes(db),
-                y_bytes = a_bytes + b_bytes;
+  const bool last = is_channels_last(out_block_, a_shape_, b_shape_);
+  Tensor da = Tensor::empty(a_shape_, dy.dtype(), dy.device(), input_block(a_shape_, out_block_, last));
+  Tensor db = Tensor::empty(b_shape_, dy.dtype(), dy.device(), input_block(b_shape_, out_block_, last));
+  const Runs r = runs_of(a_shape_, b_shape_, out_block_, dy.dtype());
+  const int64_t y_bytes = r.a_bytes + r.b_bytes;
   const char* in = static_cast<const char*>(dy.raw());
-  copy_rows(in, y_bytes, static_cast<char*>(da.raw()), a_bytes, a_bytes, N);
-  copy_rows(in + a_bytes, y_bytes, static_cast<char*>(db.raw()), b_bytes, b_bytes, N);
+  copy_rows(in, y_bytes, static_cast<char*>(da.raw()), r.a_bytes, r.a_bytes, r.rows);
+  copy_rows(in + r.a_bytes, y_bytes, static_cast<char*>(db.raw()), r.b_bytes, r.b_bytes, r.rows);
   return {to_channel_block(da, a_block_), to_channel_block(db, b_block_)};
 }
 

@@ -19,9 +19,9 @@ struct Conv::CpuPlan : ConvPrimitives {
 void Conv::CpuPlanDeleter::operator()(CpuPlan* plan) const { delete plan; }
 
 Tensor Conv::forward_cpu(const Tensor& x, Mode mode) {
-  if (!cpu_plan_ || cpu_plan_->in_shape() != x.shape()) {
+  if (!cpu_plan_ || !cpu_plan_->runs(x)) {
     cpu_plan_.reset(new CpuPlan(dnnl::algorithm::convolution_direct, geometry_, x.shape(),
-                                output_shape(x.shape()), cpu::plain_desc(weight_shape()), config_.bias,
+                                output_shape(x.shape()), x.dtype(), cpu::plain_desc(weight_shape()), config_.bias,
                                 fmt::format("conv '{}'", name_)));
     if (config_.bias) cpu_plan_->diff_bias = Tensor::empty(Shape{config_.out_channels});
   }

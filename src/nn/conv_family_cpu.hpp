@@ -10,7 +10,9 @@
 // (cpu::padded_channels): the activation is reordered into the padded-blocked layout, which is byte
 // for byte the blocked layout of the padded count, and the weights sit in a zero-padded copy, so
 // padded channels contribute nothing and their gradients are dropped. oneDNN also chooses the weight
-// layouts (format_tag::any); the canonical plain weights are reordered into them on every call. The
+// layouts (format_tag::any); the canonical plain weights are reordered into them on every call. In
+// bf16 (cpu::activation_block) activations are channels-last, which oneDNN's AMX kernels run on, and
+// the weights are converted to bf16 by that reorder; bias and weight gradients stay fp32. The
 // backward primitives are built on first use, so an inference-only layer never builds them and one
 // whose dx nobody needs never builds the backward-data one.
 #pragma once
@@ -32,24 +34,25 @@ class ConvFamilyPlan {
  public:
   using memory = dnnl::memory;
 
-  // The primitives for input shape `in` (output `out`) of a layer of the given geometry, whose
-  // registry weights oneDNN reads as `plain_weights`; with `primitive_bias` the primitives add the
-  // bias and compute its gradient. `label` names the layer in debug logs. Floor division of the
+  // The primitives for input shape `in` (output `out`) and activations of `dtype` (fp32 or bf16) of
+  // a layer of the given geometry, whose registry weights oneDNN reads as `plain_weights`; with
+  // `primitive_bias` the primitives add the bias and compute its gradient. `label` names the layer in debug logs. Floor division of the
   // output extent makes padding_r = padding consistent even when the last window does not fit.
   ConvFamilyPlan(dnnl::algorithm algorithm, const ConvGeometry& geometry, const Shape& in, const Shape& out,
-                 const memory::desc& plain_weights, bool primitive_bias, std::string label)
+                 DType dtype, const memory::desc& plain_weights, bool primitive_bias, std::string label)
       : algorithm_(algorithm),
         in_(in),
         out_(out),
+        dtype_(dtype),
         plain_weights_(plain_weights),
-        nhwc_(cpu::runs_channels_last(in[1], out[1])),
+        nhwc_(dtype == DType::bf16 || cpu::runs_channels_last(in[1], out[1])),
         bias_(primitive_bias ? cpu::plain_desc(Shape{run_channels(geometry.out_channels)}) : memory::desc()),
         label_(std::move(label)),
         strides_(cpu::uniform_dims(geometry.ndim, geometry.stride)),
         padding_(cpu::uniform_dims(geometry.ndim, geometry.padding)) {
     DNNL_CHECK(fwd_pd_ = typename Forward::primitive_desc(
                    typename Forward::desc(dnnl::prop_kind::forward_training, algorithm_,
-                                          primitive_layout(in_), any_weights(), bias_, primitive_layout(out_),
+                                          primitive_layout(in_), any_weights(dtype_), bias_, primitive_layout(out_),
                                           strides_, padding_, padding_),
                    cpu::engine()));
     DNNL_CHECK(fwd_ = Forward(fwd_pd_));
@@ -61,11 +64,11 @@ class ConvFamilyPlan {
     spdlog::debug("{} {}: forward {}", label_, in_.str(), fwd_pd_.impl_info_str());
   }
 
-  const Shape& in_shape() const { return in_; }
+  bool runs(const Tensor& x) const { return x.shape() == in_ && x.dtype() == dtype_; }
 
   // y = op(x, weights) (+ bias with primitive_bias); x in any layout, y in its activation one.
   Tensor forward(const Tensor& x, const Tensor& weights, const Tensor& bias) {
-    Tensor y = Tensor::empty(out_, DType::f32, Device::cpu, cpu::channel_block_for(out_[1]));
+    Tensor y = Tensor::empty(out_, dtype_, Device::cpu, cpu::activation_block(out_[1], dtype_));
     cpu::DnnlBuffer src_scratch;
     const cpu::Destination dst(y, dst_ours_);
     std::unordered_map<int, memory> args{{DNNL_ARG_SRC, source(x, src_scratch)},
@@ -84,7 +87,7 @@ class ConvFamilyPlan {
                           const Tensor& grad_weights, const Tensor& diff_bias) {
     if (!has_bwd_weights_) {
       DNNL_CHECK(bwd_weights_pd_ = typename BackwardWeights::primitive_desc(
-                     typename BackwardWeights::desc(algorithm_, src_md_, any_weights(), bias_, dst_md_,
+                     typename BackwardWeights::desc(algorithm_, src_md_, any_weights(DType::f32), bias_, dst_md_,
                                                     strides_, padding_, padding_),
                      cpu::engine(), fwd_pd_));
       DNNL_CHECK(bwd_weights_ = BackwardWeights(bwd_weights_pd_));
@@ -111,7 +114,7 @@ class ConvFamilyPlan {
   Tensor backward_data(const memory& dy, const Tensor& weights, int x_block) {
     if (!has_bwd_data_) {
       DNNL_CHECK(bwd_data_pd_ = typename BackwardData::primitive_desc(
-                     typename BackwardData::desc(algorithm_, primitive_layout(in_), any_weights(), dst_md_,
+                     typename BackwardData::desc(algorithm_, primitive_layout(in_), any_weights(dtype_), dst_md_,
                                                  strides_, padding_, padding_),
                      cpu::engine(), fwd_pd_));
       DNNL_CHECK(bwd_data_ = BackwardData(bwd_data_pd_));
@@ -119,7 +122,7 @@ class ConvFamilyPlan {
       spdlog::debug("{} {}: backward data {}", label_, in_.str(), bwd_data_pd_.impl_info_str());
       has_bwd_data_ = true;
     }
-    Tensor dx = Tensor::empty(in_, DType::f32, Device::cpu, x_block);
+    Tensor dx = Tensor::empty(in_, dtype_, Device::cpu, x_block);
     const cpu::Destination diff_src(dx, ours(in_, bwd_data_pd_.diff_src_desc()));
     cpu::execute(bwd_data_,
                  {{DNNL_ARG_DIFF_DST, dy},
@@ -134,19 +137,22 @@ class ConvFamilyPlan {
   int64_t run_channels(int64_t c) const { return nhwc_ ? c : cpu::padded_channels(c); }
   memory::desc primitive_layout(const Shape& shape) const {
     if (!nhwc_) return cpu::activation_or_any(cpu::with_padded_channels(shape));
-    return memory::desc(cpu::dims_of(shape), memory::data_type::f32,
+    return memory::desc(cpu::dims_of(shape), cpu::dnnl_type(dtype_),
                         shape.rank() == 4 ? memory::format_tag::nhwc : memory::format_tag::ndhwc);
   }
-  // The weights the primitives see: [out, in, k...] with the channel counts they run on.
-  memory::desc any_weights() const {
+  // The weights (or, in fp32, their gradient) the primitives see: [out, in, k...] with the channel
+  // counts they run on.
+  memory::desc any_weights(DType dtype) const {
     memory::dims dims = plain_weights_.dims();
     dims[0] = run_channels(dims[0]);
     dims[1] = run_channels(dims[1]);
-    return memory::desc(dims, memory::data_type::f32, memory::format_tag::any);
+    return memory::desc(dims, cpu::dnnl_type(dtype), memory::format_tag::any);
   }
   // An activation of `shape` as the primitive's layout `padded` holds it: that layout itself, or,
-  // where it pads the channels, the padded-blocked layout of the true count (the same bytes).
-  static memory::desc ours(const Shape& shape, const memory::desc& padded) {
+  // where it pads the channels, the padded-blocked layout of the true count (the same bytes); in
+  // bf16 our channels-last block, the same bytes as the primitive's NHWC.
+  memory::desc ours(const Shape& shape, const memory::desc& padded) const {
+    if (dtype_ == DType::bf16) return cpu::desc_of(shape, cpu::activation_block(shape[1], dtype_), dtype_);
     if (padded.dims()[1] == shape[1]) return padded;
     return cpu::desc_of(shape, cpu::preferred_channel_block());
   }
@@ -163,6 +169,7 @@ class ConvFamilyPlan {
 
   dnnl::algorithm algorithm_;
   Shape in_, out_;
+  DType dtype_;
   memory::desc plain_weights_;  // the registry's weights, as oneDNN indexes them
   bool nhwc_ = false;
   memory::desc bias_;  // plain [Cout]; empty when the primitives add no bias

@@ -39,25 +39,27 @@ dnnl::memory::desc pytorch_weights_desc(const Shape& torch_shape) {
 // Storage of an N, C, S tensor in channel block b is N*C/b runs of S*b values; value j of run r
 // belongs to channel (r % (C/b))*b + j % b. The bias loops walk that storage contiguously.
 
-// y[n,c,s] += bias[c].
+// y[n,c,s] += bias[c], in fp32 arithmetic on storage type T.
+template <class T>
 void add_bias(Tensor& y, const float* bias) {
   const int64_t b = y.channel_block(), blocks = y.dim(1) / b, runs = y.dim(0) * blocks,
                 S = y.shape().spatial();
-  float* d = y.data<float>();
+  T* d = y.data<T>();
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t r = 0; r < runs; ++r)
     for (int64_t s = 0; s < S; ++s) {
-      float* v = d + (r * S + s) * b;
+      T* v = d + (r * S + s) * b;
       const float* bb = bias + (r % blocks) * b;
-      for (int64_t j = 0; j < b; ++j) v[j] += bb[j];
+      for (int64_t j = 0; j < b; ++j) v[j] = from_float<T>(to_float(v[j]) + bb[j]);
     }
 }
 
 // db[c] += sum over n, s of dy[n,c,s], summed in double per thread.
+template <class T>
 void accumulate_bias_grad(const Tensor& dy, float* db) {
   const int64_t C = dy.dim(1), b = dy.channel_block(), blocks = C / b, runs = dy.dim(0) * blocks,
                 S = dy.shape().spatial();
-  const float* g = dy.data<float>();
+  const T* g = dy.data<T>();
   std::vector<double> total(static_cast<size_t>(C), 0.0);
 #pragma omp parallel
   {
@@ -65,9 +67,9 @@ void accumulate_bias_grad(const Tensor& dy, float* db) {
 #pragma omp for collapse(2) schedule(static)
     for (int64_t r = 0; r < runs; ++r)
       for (int64_t s = 0; s < S; ++s) {
-        const float* v = g + (r * S + s) * b;
+        const T* v = g + (r * S + s) * b;
         double* acc = part.data() + (r % blocks) * b;
-        for (int64_t j = 0; j < b; ++j) acc[j] += v[j];
+        for (int64_t j = 0; j < b; ++j) acc[j] += to_float(v[j]);
       }
 #pragma omp critical
     for (int64_t c = 0; c < C; ++c) total[static_cast<size_t>(c)] += part[static_cast<size_t>(c)];
@@ -78,12 +80,15 @@ void accumulate_bias_grad(const Tensor& dy, float* db) {
 }  // namespace
 
 Tensor ConvTranspose::forward_cpu(const Tensor& x, Mode mode) {
-  if (!cpu_plan_ || cpu_plan_->in_shape() != x.shape())
+  if (!cpu_plan_ || !cpu_plan_->runs(x))
     cpu_plan_.reset(new CpuPlan(dnnl::algorithm::deconvolution_direct, geometry_, x.shape(),
-                                output_shape(x.shape()), pytorch_weights_desc(weight_shape()), false,
+                                output_shape(x.shape()), x.dtype(), pytorch_weights_desc(weight_shape()), false,
                                 fmt::format("conv_transpose '{}'", name_)));
   Tensor y = cpu_plan_->forward(x, registry_->value(weight_id_), Tensor());
-  if (config_.bias) add_bias(y, registry_->value(bias_id_).data<float>());
+  if (config_.bias) {
+    const float* bias = registry_->value(bias_id_).data<float>();
+    y.dtype() == DType::bf16 ? add_bias<bfloat16_t>(y, bias) : add_bias<float>(y, bias);
+  }
   // The caller's tensor, not a re-laid-out copy: it is usually alive anyway (the previous layer's
   // output), so keeping it costs no memory; backward redoes the reorder if one was needed.
   x_ = mode == Mode::train ? x : Tensor();
@@ -97,7 +102,8 @@ Tensor ConvTranspose::backward_cpu(const Tensor& dy) {
   const dnnl::memory diff_dst = p.backward_weights(x_, dy, dy_scratch, registry_->grad(weight_id_), Tensor());
   registry_->grad_ready(weight_id_);
   if (config_.bias) {
-    accumulate_bias_grad(dy, registry_->grad(bias_id_).data<float>());
+    float* db = registry_->grad(bias_id_).data<float>();
+    dy.dtype() == DType::bf16 ? accumulate_bias_grad<bfloat16_t>(dy, db) : accumulate_bias_grad<float>(dy, db);
     registry_->grad_ready(bias_id_);
   }
   // dW was the input's last reader: dropping it here lets dx reuse its memory (the caching

@@ -39,9 +39,12 @@ Tensor add_gradients(Tensor a, const Tensor& b) {
                "gradient {} of a tensor read twice does not match its other gradient {}", a.describe(),
                b.describe());
   a = to_channel_block(a, b.channel_block());
-  float* out = a.data<float>();
-  const float* in = b.data<float>();
-  cpu::parallel_for(a.numel(), [=](int64_t i) { out[i] += in[i]; });
+  with_storage_type(a.dtype(), [&](auto storage) {
+    using T = decltype(storage);
+    T* out = a.data<T>();
+    const T* in = b.data<T>();
+    cpu::parallel_for(a.numel(), [=](int64_t i) { out[i] = from_float<T>(to_float(out[i]) + to_float(in[i])); });
+  });
   return a;
 }
 
@@ -239,6 +242,7 @@ Tensor GraphNetwork::forward(const Tensor& x, Mode mode) {
     if (mode == Mode::eval && nodes_[k].release_saved) nodes_[k].release_saved();
   }
   if (mode == Mode::train) batch_ = x.dim(0);
+  output_dtype_ = outputs.back().dtype();
   return to_plain(outputs.back());
 }
 
@@ -272,9 +276,9 @@ void GraphNetwork::backward(const Tensor& dy) {
   PDEGEN_CHECK(batch_ > 0,
                "network backward without a train-mode forward since the last backward (eval mode keeps "
                "nothing for it)");
-  PDEGEN_CHECK(dy.shape() == batched(plan_.output, batch_) && dy.dtype() == DType::f32,
-               "network backward got dy {}, the forward produced {} fp32 samples of shape {}", dy.describe(),
-               batch_, plan_.output.str());
+  PDEGEN_CHECK(dy.shape() == batched(plan_.output, batch_) && dy.dtype() == output_dtype_,
+               "network backward got dy {}, the forward produced {} {} samples of shape {}", dy.describe(),
+               batch_, dtype_name(output_dtype_), plan_.output.str());
   batch_ = 0;  // layers may drop their saved tensors below: one backward per forward
   // The gradient of each layer's output, summed over the readers that have run their backward.
   std::vector<Tensor> grads(nodes_.size());

@@ -53,6 +53,7 @@ class GraphNetwork final : public Network {
   std::vector<Node> nodes_;       // one per plan layer, same order
   std::vector<int> last_reader_;  // per layer: the last layer reading its output (-1: none)
   int64_t batch_ = 0;             // of the last train-mode forward; 0 when backward has nothing to use
+  DType output_dtype_ = DType::f32;  // of the last forward's output: its gradient comes in that type
   Timeline* timeline_ = nullptr;
 };
 

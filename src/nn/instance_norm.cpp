@@ -23,9 +23,9 @@ Tensor InstanceNorm::forward(const Tensor& x, Mode) {
   PDEGEN_CHECK(x.rank() >= 3 && x.dim(1) == config_.channels,
                "instance norm '{}' expects N, {}, spatial... input, got {}", name_, config_.channels,
                x.describe());
-  // fp16/bf16 activations are GPU storage types (computed in fp32 there); the CPU takes fp32 only.
-  PDEGEN_CHECK(x.dtype() == DType::f32 || (x.device() == Device::cuda && is_storage_type(x.dtype())),
-               "instance norm '{}' takes fp32 activations (fp16/bf16 only on the GPU), got {}", name_,
+  // fp16/bf16 activations are storage types (computed in fp32); the CPU has no fp16 layers.
+  PDEGEN_CHECK(is_storage_type(x.dtype()) && (x.device() == Device::cuda || x.dtype() != DType::f16),
+               "instance norm '{}' takes fp32 or bf16 activations (fp16 only on the GPU), got {}", name_,
                x.describe());
   return PDEGEN_DISPATCH(x.device(), forward_cpu(x), forward_cuda(x));
 }

@@ -28,7 +28,8 @@ struct Instances {
 
 }  // namespace
 
-Tensor InstanceNorm::forward_cpu(const Tensor& x) {
+Tensor InstanceNorm::forward_cpu(const Tensor& x_in) {
+  const Tensor x = norm_cpu::widened(x_in);
   const Instances slots(x, config_.channels);
   const auto& [C, NC, nc, count, t] = slots;
   const float* xs = x.data<float>();
@@ -53,17 +54,18 @@ Tensor InstanceNorm::forward_cpu(const Tensor& x) {
   float* ys = y.data<float>();
   norm_cpu::forward_pass(t, slots, xs, ys, mean.data(), scale.data(), shift.data());
 
-  x_ = x;
+  x_ = x_in;
   mean_ = std::move(mean);
   inv_std_ = std::move(inv_std);
-  return y;
+  return norm_cpu::narrowed_like(y, x_in);
 }
 
 Tensor InstanceNorm::backward_cpu(const Tensor& dy_in) {
-  const Tensor dy = to_channel_block(dy_in, x_.channel_block());
-  const Instances slots(x_, config_.channels);
+  const Tensor x = norm_cpu::widened(x_);
+  const Tensor dy = to_channel_block(norm_cpu::widened(dy_in), x.channel_block());
+  const Instances slots(x, config_.channels);
   const auto& [C, NC, nc, count, t] = slots;
-  const float* xs = x_.data<float>();
+  const float* xs = x.data<float>();
   const float* gs = dy.data<float>();
 
   std::vector<double> sum_dy(nc, 0.0), sum_dy_xhat(nc, 0.0);
@@ -97,10 +99,10 @@ Tensor InstanceNorm::backward_cpu(const Tensor& dy_in) {
     c[j] = static_cast<float>(coeffs.c);
   }
 
-  Tensor dx = Tensor::empty(x_.shape(), DType::f32, x_.device(), x_.channel_block());
+  Tensor dx = Tensor::empty(x.shape(), DType::f32, x.device(), x.channel_block());
   float* dxs = dx.data<float>();
   norm_cpu::backward_pass(t, slots, xs, gs, dxs, mean_.data(), a.data(), b.data(), c.data());
-  return dx;
+  return norm_cpu::narrowed_like(dx, x_);
 }
 
 }  // namespace pdegen

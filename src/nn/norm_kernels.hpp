@@ -18,6 +18,7 @@
 #include "backend/cuda/cuda_check.hpp"
 #include "backend/cuda/cuda_context.hpp"
 #else
+#include "backend/cpu/dnnl_context.hpp"
 #include "backend/cpu/parallel.hpp"
 #endif
 
@@ -86,6 +87,18 @@ struct Tiling {
   int64_t count(int64_t item) const { return std::min(chunk, spatial - first(item)); }
   int64_t offset(int64_t item) const { return (row(item) * spatial + first(item)) * block; }
 };
+
+// The CPU norms compute on fp32 in the fp32 layouts: a bf16 activation (channels-last) is widened
+// into cpu::channel_block_for on the way in and the result rounded back into the caller's type and
+// layout on the way out. Two conversion passes, but the norms' own passes stay as fast as in fp32.
+inline Tensor widened(const Tensor& t) {
+  if (t.dtype() == DType::f32) return t;
+  return to_dtype(to_channel_block(t, cpu::channel_block_for(t.dim(1))), DType::f32);
+}
+inline Tensor narrowed_like(const Tensor& t, const Tensor& like) {
+  if (like.dtype() == DType::f32) return t;
+  return to_channel_block(to_dtype(t, like.dtype()), like.channel_block());
+}
 
 // The work items of an N, C, [D,] H, W tensor in its own layout.
 inline Tiling tiling_of(const Tensor& t) {

@@ -1,5 +1,5 @@
-// Pooling on the CPU: oneDNN pooling primitives (JIT kernels for the channel-blocked layout), built
-// once per input shape and layout and cached. Source and destination descriptors are pinned to the
+// Pooling on the CPU: oneDNN pooling primitives (JIT kernels for the channel-blocked and channels-last
+// layouts, fp32 or bf16), built once per input shape, layout and type and cached. Source and destination descriptors are pinned to the
 // input's layout, so the output keeps it. Max pooling runs as forward_training in both modes: its
 // workspace (the argmax of every window, a byte per output element for small kernels) is what
 // backward needs.
@@ -14,6 +14,7 @@ namespace pdegen {
 struct Pool::CpuPlan {
   Shape in;
   int block = 1;
+  DType dtype = DType::f32;
   dnnl::algorithm algorithm = dnnl::algorithm::undef;
   dnnl::memory::dims strides, kernel, padding;
   dnnl::memory::desc src_md, dst_md;
@@ -29,17 +30,18 @@ void Pool::CpuPlanDeleter::operator()(CpuPlan* plan) const { delete plan; }
 Tensor Pool::forward_cpu(const Tensor& x) {
   const int block = x.channel_block();
   const Shape out_shape = output_shape(x.shape());
-  if (!cpu_plan_ || cpu_plan_->in != x.shape() || cpu_plan_->block != block) {
+  if (!cpu_plan_ || cpu_plan_->in != x.shape() || cpu_plan_->block != block || cpu_plan_->dtype != x.dtype()) {
     std::unique_ptr<CpuPlan, CpuPlanDeleter> plan(new CpuPlan);
     plan->in = x.shape();
     plan->block = block;
+    plan->dtype = x.dtype();
     plan->algorithm = algorithm_ == Algorithm::max ? dnnl::algorithm::pooling_max
                                                    : dnnl::algorithm::pooling_avg_include_padding;
     plan->strides = cpu::uniform_dims(config_.ndim, config_.effective_stride());
     plan->kernel = cpu::uniform_dims(config_.ndim, config_.kernel);
     plan->padding = cpu::uniform_dims(config_.ndim, config_.padding);
     plan->src_md = cpu::desc_of(x);
-    plan->dst_md = cpu::desc_of(out_shape, block);
+    plan->dst_md = cpu::desc_of(out_shape, block, x.dtype());
     DNNL_CHECK(plan->forward_pd = dnnl::pooling_forward::primitive_desc(
                    dnnl::pooling_forward::desc(dnnl::prop_kind::forward_training, plan->algorithm,
                                                plan->src_md, plan->dst_md, plan->strides, plan->kernel,
@@ -49,7 +51,7 @@ Tensor Pool::forward_cpu(const Tensor& x) {
     cpu_plan_ = std::move(plan);
   }
 
-  Tensor y = Tensor::empty(out_shape, DType::f32, x.device(), block);
+  Tensor y = Tensor::empty(out_shape, x.dtype(), x.device(), block);
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, cpu::memory_of(x)},
                                              {DNNL_ARG_DST, cpu::memory_of(y)}};
   if (algorithm_ == Algorithm::max) {
@@ -79,7 +81,7 @@ Tensor Pool::backward_cpu(const Tensor& dy_in) {
   }
 
   const Tensor dy = to_channel_block(dy_in, in_block_);
-  Tensor dx = Tensor::empty(in_shape_, DType::f32, dy.device(), in_block_);
+  Tensor dx = Tensor::empty(in_shape_, dy.dtype(), dy.device(), in_block_);
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_DIFF_DST, cpu::memory_of(dy)},
                                              {DNNL_ARG_DIFF_SRC, cpu::memory_of(dx)}};
   if (algorithm_ == Algorithm::max) args.insert({DNNL_ARG_WORKSPACE, plan.workspace.memory});

@@ -18,9 +18,9 @@ Shape Upsample::output_shape(const Shape& in) const {
 Flops Upsample::flops(const Shape& in) const { return {0, static_cast<double>(output_shape(in).numel()), 0}; }
 
 Tensor Upsample::forward(const Tensor& x, Mode) {
-  // fp16/bf16 activations are GPU storage types (computed in fp32 there); the CPU takes fp32 only.
-  PDEGEN_CHECK(x.dtype() == DType::f32 || (x.device() == Device::cuda && is_storage_type(x.dtype())),
-               "upsample_nearest takes fp32 activations (fp16/bf16 only on the GPU), got {}", x.describe());
+  // fp16/bf16 activations are storage types, summed in fp32 in backward.
+  PDEGEN_CHECK(is_storage_type(x.dtype()), "upsample_nearest takes fp32, fp16 or bf16 activations, got {}",
+               x.describe());
   output_shape(x.shape());  // checks the rank
   Tensor y = PDEGEN_DISPATCH(x.device(), forward_cpu(x), forward_cuda(x));
   in_dtype_ = x.dtype();

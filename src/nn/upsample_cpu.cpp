@@ -3,6 +3,7 @@
 // work item is one input row (a fixed group, z, y) and the 2^d output rows it feeds, which are
 // identical in forward (built once, then copied) and summed in backward.
 #include <cstring>
+#include <vector>
 
 #include "backend/cpu/parallel.hpp"
 #include "nn/upsample.hpp"
@@ -39,25 +40,54 @@ struct RowGeometry {
   }
 };
 
-}  // namespace
-
-Tensor Upsample::forward_cpu(const Tensor& x) {
-  const RowGeometry g(x.shape(), ndim_, x.channel_block());
-  Tensor y = Tensor::empty(output_shape(x.shape()), DType::f32, x.device(), x.channel_block());
-  const float* in = x.data<float>();
-  float* out = y.data<float>();
+// The forward of every input row: each pixel twice along W, that row copied to the 2^d output rows.
+template <class T>
+void upsample_rows(const RowGeometry& g, const T* in, T* out) {
   cpu::parallel_for(g.rows, [&](int64_t r) {
-    const float* src = in + r * g.in_row;
-    float* first = out + g.out_offset(r, 0, 0);
+    const T* src = in + r * g.in_row;
+    T* first = out + g.out_offset(r, 0, 0);
     for (int64_t i = 0; i < g.width; ++i) {
-      float* dst = first + 2 * i * g.block;
+      T* dst = first + 2 * i * g.block;
 #pragma omp simd
       for (int64_t c = 0; c < g.block; ++c) dst[c] = dst[g.block + c] = src[i * g.block + c];
     }
     for (int64_t a = 0; a < g.z_copies; ++a)
       for (int64_t e = 0; e < 2; ++e)
-        if (a + e > 0)
-          std::memcpy(out + g.out_offset(r, a, e), first, static_cast<size_t>(g.out_row) * sizeof(float));
+        if (a + e > 0) std::memcpy(out + g.out_offset(r, a, e), first, static_cast<size_t>(g.out_row) * sizeof(T));
+  });
+}
+
+// The backward: every input row's gradient is the sum of the 2^(d+1) output values it fed, summed
+// in fp32 whatever the storage type, then stored once.
+template <class T>
+void sum_rows(const RowGeometry& g, const T* grad, T* out) {
+  cpu::parallel_for(g.rows, [&](int64_t r) {
+    thread_local std::vector<float> acc;
+    acc.assign(static_cast<size_t>(g.in_row), 0.0f);
+    float* sum = acc.data();
+    for (int64_t a = 0; a < g.z_copies; ++a)
+      for (int64_t e = 0; e < 2; ++e) {
+        const T* src = grad + g.out_offset(r, a, e);
+        for (int64_t i = 0; i < g.width; ++i) {
+          const T* pair = src + 2 * i * g.block;
+#pragma omp simd
+          for (int64_t c = 0; c < g.block; ++c)
+            sum[i * g.block + c] += to_float(pair[c]) + to_float(pair[g.block + c]);
+        }
+      }
+    T* dst = out + r * g.in_row;
+    for (int64_t i = 0; i < g.in_row; ++i) dst[i] = from_float<T>(sum[i]);
+  });
+}
+
+}  // namespace
+
+Tensor Upsample::forward_cpu(const Tensor& x) {
+  const RowGeometry g(x.shape(), ndim_, x.channel_block());
+  Tensor y = Tensor::empty(output_shape(x.shape()), x.dtype(), x.device(), x.channel_block());
+  with_storage_type(x.dtype(), [&](auto storage) {
+    using T = decltype(storage);
+    upsample_rows(g, x.data<T>(), y.data<T>());
   });
   in_shape_ = x.shape();
   in_block_ = x.channel_block();
@@ -69,21 +99,10 @@ Tensor Upsample::backward_cpu(const Tensor& dy_in) {
   // dx comes back in the forward input's layout; dy is taken in that layout too.
   const Tensor dy = to_channel_block(dy_in, in_block_);
   const RowGeometry g(in_shape_, ndim_, in_block_);
-  Tensor dx = Tensor::empty(in_shape_, DType::f32, dy.device(), in_block_);
-  const float* grad = dy.data<float>();
-  float* out = dx.data<float>();
-  cpu::parallel_for(g.rows, [&](int64_t r) {
-    float* dst = out + r * g.in_row;
-    std::memset(dst, 0, static_cast<size_t>(g.in_row) * sizeof(float));
-    for (int64_t a = 0; a < g.z_copies; ++a)
-      for (int64_t e = 0; e < 2; ++e) {
-        const float* src = grad + g.out_offset(r, a, e);
-        for (int64_t i = 0; i < g.width; ++i) {
-          const float* pair = src + 2 * i * g.block;
-#pragma omp simd
-          for (int64_t c = 0; c < g.block; ++c) dst[i * g.block + c] += pair[c] + pair[g.block + c];
-        }
-      }
+  Tensor dx = Tensor::empty(in_shape_, dy.dtype(), dy.device(), in_block_);
+  with_storage_type(dy.dtype(), [&](auto storage) {
+    using T = decltype(storage);
+    sum_rows(g, dy.data<T>(), dx.data<T>());
   });
   return dx;
 }

@@ -1,5 +1,5 @@
-// fp16/bf16 activations on the GPU against the fp32 CPU layer: the recipe of the layer tests "... in
-// fp16 and bf16 on the GPU match fp32 within 16-bit rounding".
+// fp16/bf16 activations on the GPU, and bf16 on the CPU, against the fp32 CPU layer: the recipe of the
+// layer tests "... in fp16 and bf16 match fp32 within 16-bit rounding".
 //
 // The inputs (x, dy) are rounded to the 16-bit type once: on the host for the CPU run (which then
 // computes in fp32 on those values), on the device (to_dtype) for the GPU run, with the same
@@ -15,6 +15,7 @@
 
 #include <cmath>
 
+#include "backend/cpu/dnnl_context.hpp"
 #include "backends.hpp"
 #include "device_testing.hpp"
 #include "testing.hpp"
@@ -42,11 +43,12 @@ inline Tensor tensor_as(Device device, DType dtype, const Vec& v, const Shape& s
 // Logical-order values of a tensor of any storage type on any device (widened where it lives).
 inline Vec values_as_f32(const Tensor& t) { return values_of(to_dtype(t, DType::f32).to(Device::cpu)); }
 
-// Runs body(device, type16) for every GPU of test_devices() and both 16-bit types. Without a GPU
-// it checks nothing and says so (test_devices() also gives its reason once per binary).
+// Runs body(device, type16) for every GPU of test_devices() with both 16-bit types, and for the CPU
+// with bf16 where it has AVX512-BF16 or AMX (elsewhere pdegen refuses bf16 on the CPU). Whatever
+// cannot run here is named as skipped (test_devices() also gives the GPU's reason once per binary).
 template <class F>
-void for_each_gpu_half_type(F&& body) {
-  bool ran = false;
+void for_each_reduced_precision_backend(F&& body) {
+  bool gpu = false;
   for (Device device : test_devices()) {
     if (device == Device::cpu) continue;
     for (const HalfType& type16 : half_types) {
@@ -54,9 +56,15 @@ void for_each_gpu_half_type(F&& body) {
       CAPTURE(dtype_name(type16.dtype));
       body(device, type16);
     }
-    ran = true;
+    gpu = true;
   }
-  if (!ran) MESSAGE("fp16/bf16 on the GPU: skipped (no cuda device under test)");
+  if (!gpu) MESSAGE("fp16/bf16 on the GPU: skipped (no cuda device under test)");
+  if (!cpu::has_fast_bf16()) {
+    MESSAGE("bf16 on the CPU: skipped (this CPU has neither AVX512-BF16 nor AMX)");
+    return;
+  }
+  CAPTURE("cpu bf16");
+  body(Device::cpu, half_types[1]);
 }
 
 // A layer with a weight and a bias (Conv, ConvTranspose) on `device` with x and dy in `dtype` against the
@@ -115,15 +123,15 @@ void check_weighted_layer_in_half(Device device, const Config& c, const Shape& i
   }
 }
 
-// The CPU computes in fp32 only: a 16-bit (or fp64) input is refused, and so is a dy whose type is
-// not the forward input's (cuDNN's backward passes take one data type for x and dy).
+// The CPU convolutions take fp32 and bf16: fp16 (which oneDNN lacks there) and fp64 are refused, and
+// so is a dy whose type is not the forward input's (the backward passes take one type for x and dy).
 template <class L, class Config>
-void check_weighted_layer_refuses_half_on_cpu(const Config& c) {
+void check_weighted_layer_refuses_fp16_on_cpu(const Config& c) {
   ParameterRegistry registry;
   L layer("typed", c, registry);
   registry.finalize(7);
   const Shape in{1, 16, 4, 4};
-  for (DType dtype : {DType::f16, DType::bf16, DType::f64})
+  for (DType dtype : {DType::f16, DType::f64})
     CHECK_THROWS_AS(layer.forward(Tensor::zeros(in, dtype), Mode::train), Error);
   layer.forward(Tensor::zeros(in), Mode::train);
   CHECK_THROWS_AS(layer.backward(Tensor::zeros(layer.output_shape(in), DType::f16)), Error);

@@ -194,8 +194,8 @@ TEST_CASE("tanh, sigmoid and silu keep fp32 relative accuracy from tiny to satur
   });
 }
 
-TEST_CASE("activations in fp16 and bf16 on the GPU match fp32 within 16-bit rounding") {
-  for_each_gpu_half_type([](Device device, const HalfType& type16) {
+TEST_CASE("activations in fp16 and bf16 on the GPU and bf16 on the CPU match fp32 within 16-bit rounding") {
+  for_each_reduced_precision_backend([](Device device, const HalfType& type16) {
     const double alpha = 0.1;
     for (const Shape& shape : {Shape{2, 16, 5, 3}, Shape{2, 16, 3, 2, 3}})
       for (int block : {1, 16})

@@ -281,14 +281,14 @@ TEST_CASE("conv rejects an input whose channel count or rank does not match its 
   CHECK_THROWS_AS(conv.forward(Tensor::zeros(Shape{1, 16, 0, 5}), Mode::train), Error);
 }
 
-TEST_CASE("conv in fp16 and bf16 on the GPU matches fp32 within 16-bit rounding") {
+TEST_CASE("conv in fp16 and bf16 on the GPU and bf16 on the CPU matches fp32 within 16-bit rounding") {
   // Only the GPU takes 16-bit activations; without one this is skipped with the message above.
-  for_each_gpu_half_type([](Device device, HalfType type16) {
+  for_each_reduced_precision_backend([](Device device, HalfType type16) {
     check_weighted_layer_in_half<Conv>(device, config(2, 16, 16, 3, 1, 1), Shape{2, 16, 6, 5}, type16);
     check_weighted_layer_in_half<Conv>(device, config(3, 8, 8, 3, 1, 1), Shape{1, 8, 4, 3, 5}, type16);
   });
 }
 
-TEST_CASE("conv refuses fp16/bf16 input on the CPU and a dy of another type than its input") {
-  check_weighted_layer_refuses_half_on_cpu<Conv>(config(2, 16, 16, 3, 1, 1));
+TEST_CASE("conv refuses fp16 input on the CPU and a dy of another type than its input") {
+  check_weighted_layer_refuses_fp16_on_cpu<Conv>(config(2, 16, 16, 3, 1, 1));
 }

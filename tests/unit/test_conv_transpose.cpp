@@ -229,9 +229,9 @@ TEST_CASE("conv_transpose rejects an input whose channel count or rank does not 
   CHECK_THROWS_AS(up.forward(Tensor::zeros(Shape{1, 16, 5, 5, 5}), Mode::train), Error);
 }
 
-TEST_CASE("conv_transpose in fp16 and bf16 on the GPU matches fp32 within 16-bit rounding") {
+TEST_CASE("conv_transpose in fp16 and bf16 on the GPU and bf16 on the CPU matches fp32 within 16-bit rounding") {
   // Only the GPU takes 16-bit activations; without one this is skipped with the message above.
-  for_each_gpu_half_type([](Device device, HalfType type16) {
+  for_each_reduced_precision_backend([](Device device, HalfType type16) {
     check_weighted_layer_in_half<ConvTranspose>(device, config(2, 16, 8, 2, 2, 0), Shape{2, 16, 4, 3},
                                                 type16);
     check_weighted_layer_in_half<ConvTranspose>(device, config(3, 8, 8, 2, 2, 0), Shape{1, 8, 3, 2, 3},
@@ -239,6 +239,6 @@ TEST_CASE("conv_transpose in fp16 and bf16 on the GPU matches fp32 within 16-bit
   });
 }
 
-TEST_CASE("conv_transpose refuses fp16/bf16 input on the CPU and a dy of another type than its input") {
-  check_weighted_layer_refuses_half_on_cpu<ConvTranspose>(config(2, 16, 16, 2, 2, 0));
+TEST_CASE("conv_transpose refuses fp16 input on the CPU and a dy of another type than its input") {
+  check_weighted_layer_refuses_fp16_on_cpu<ConvTranspose>(config(2, 16, 16, 2, 2, 0));
 }

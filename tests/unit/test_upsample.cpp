@@ -109,8 +109,8 @@ TEST_CASE("upsample rejects a wrong rank, backward before forward and a mismatch
   });
 }
 
-TEST_CASE("upsample in fp16 and bf16 on the GPU matches fp32 within 16-bit rounding") {
-  for_each_gpu_half_type([](Device device, const HalfType& type16) {
+TEST_CASE("upsample in fp16 and bf16 on the GPU and bf16 on the CPU matches fp32 within 16-bit rounding") {
+  for_each_reduced_precision_backend([](Device device, const HalfType& type16) {
     for (const Shape& shape : {Shape{2, 16, 3, 4}, Shape{2, 16, 2, 3, 2}})
       for (int block : {1, 16}) {
         CAPTURE(shape.str());

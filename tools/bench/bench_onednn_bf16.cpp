@@ -31,24 +31,36 @@ double median_ms(const std::function<void()>& call) {
   return pdegen::bench::median(ms);
 }
 
+// What one row measures: the element type, the activation layout, and fp32 with oneDNN allowed to
+// down-convert to bf16 inside the primitive (fpmath_mode, the CPU analogue of TF32).
+struct Variant {
+  const char* name;
+  bool bf16;
+  tag activations;
+  bool fpmath_bf16;
+};
+
 void run_case(const dnnl::engine& eng, dnnl::stream& st, memory::dim n, memory::dim c, memory::dim h,
-              bool bf16) {
+              const Variant& v) {
+  const bool bf16 = v.bf16;
   const dt act = bf16 ? dt::bf16 : dt::f32;
   const memory::dims x{n, c, h, h}, w{c, c, 3, 3}, b{c}, s{1, 1}, p{1, 1};
-  const memory::desc xd(x, act, tag::any), wd(w, act, tag::any), bd(b, dt::f32, tag::a),
+  const memory::desc xd(x, act, v.activations), wd(w, act, tag::any), bd(b, dt::f32, tag::a),
       dwd(w, dt::f32, tag::any);
+  dnnl::primitive_attr attr;
+  if (v.fpmath_bf16) attr.set_fpmath_mode(dnnl::fpmath_mode::bf16);
   const dnnl::convolution_forward::primitive_desc f(
       dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
                                       xd, wd, bd, xd, s, p, p),
-      eng);
+      attr, eng);
   const dnnl::convolution_backward_weights::primitive_desc bw(
       dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, f.src_desc(), dwd, bd,
                                                f.dst_desc(), s, p, p),
-      eng, f);
+      attr, eng, f);
   const dnnl::convolution_backward_data::primitive_desc bd_pd(
       dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, f.src_desc(), wd,
                                             f.dst_desc(), s, p, p),
-      eng, f);
+      attr, eng, f);
   memory src(f.src_desc(), eng), dst(f.dst_desc(), eng), wei(f.weights_desc(), eng), bias(bd, eng),
       dwei(bw.diff_weights_desc(), eng), dbias(bd, eng), dsrc(bd_pd.diff_src_desc(), eng),
       wei_bd(bd_pd.weights_desc(), eng);
@@ -75,9 +87,9 @@ void run_case(const dnnl::engine& eng, dnnl::stream& st, memory::dim n, memory::
   });
   const double gflop = 2.0 * static_cast<double>(n * c * c * 9 * h * h) / 1e9;
   std::printf(
-      "%-4s N%-3lld C%-4lld %4lldx%-4lld fwd %7.2f ms %6.0f GFLOP/s %-30s bwd_w %7.2f ms %6.0f %-30s "
+      "%-13s N%-3lld C%-4lld %4lldx%-4lld fwd %7.2f ms %6.0f GFLOP/s %-30s bwd_w %7.2f ms %6.0f %-30s "
       "bwd_d %7.2f ms %6.0f %s\n",
-      bf16 ? "bf16" : "fp32", static_cast<long long>(n), static_cast<long long>(c), static_cast<long long>(h),
+      v.name, static_cast<long long>(n), static_cast<long long>(c), static_cast<long long>(h),
       static_cast<long long>(h), t_f, gflop / t_f * 1e3, f.impl_info_str(), t_w, gflop / t_w * 1e3,
       bw.impl_info_str(), t_d, gflop / t_d * 1e3, bd_pd.impl_info_str());
 }
@@ -92,17 +104,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: bench_onednn_bf16 [N C H ...] (triples)\n");
     return 2;
   }
-  const dnnl_version_t* v = dnnl_version();
-  std::printf("oneDNN %d.%d.%d (the implementation names say which instructions run)\n", v->major, v->minor,
-              v->patch);
+  const dnnl_version_t* version = dnnl_version();
+  std::printf("oneDNN %d.%d.%d (the implementation names say which instructions run)\n", version->major, version->minor,
+              version->patch);
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream st(eng);
+  const Variant variants[] = {{"fp32", false, tag::any, false},
+                              {"fp32+fpmath", false, tag::any, true},
+                              {"bf16", true, tag::any, false},
+                              {"bf16 nhwc", true, tag::nhwc, false},
+                              {"bf16 nChw16c", true, tag::nChw16c, false}};
   for (size_t i = 0; i < dims.size(); i += 3)
-    for (bool bf16 : {false, true}) {
+    for (const Variant& v : variants) {
       try {
-        run_case(eng, st, dims[i], dims[i + 1], dims[i + 2], bf16);
+        run_case(eng, st, dims[i], dims[i + 1], dims[i + 2], v);
       } catch (const dnnl::error& e) {
-        std::printf("%s N%lld C%lld %lld: not available on this CPU (%s)\n", bf16 ? "bf16" : "fp32",
+        std::printf("%s N%lld C%lld %lld: not available on this CPU (%s)\n", v.name,
                     static_cast<long long>(dims[i]), static_cast<long long>(dims[i + 1]),
                     static_cast<long long>(dims[i + 2]), e.what());
       }

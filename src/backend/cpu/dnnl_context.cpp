@@ -18,6 +18,14 @@ dnnl::stream& stream() {
   return s;
 }
 
+namespace {
+// cpu_isa values are bit masks of the features they include.
+bool has(dnnl::cpu_isa isa) {
+  const int want = static_cast<int>(isa);
+  return (static_cast<int>(dnnl::get_effective_cpu_isa()) & want) == want;
+}
+}  // namespace
+
 int preferred_channel_block() {
   static const int block = [] {
     if (const char* env = std::getenv("PDEGEN_CHANNEL_BLOCK")) {
@@ -25,11 +33,6 @@ int preferred_channel_block() {
       PDEGEN_CHECK(b == 1 || b == 8 || b == 16, "PDEGEN_CHANNEL_BLOCK={} (expected 1, 8 or 16)", env);
       return b;
     }
-    // cpu_isa values are bit masks of the features they include.
-    const auto has = [](dnnl::cpu_isa isa) {
-      const int want = static_cast<int>(isa);
-      return (static_cast<int>(dnnl::get_effective_cpu_isa()) & want) == want;
-    };
     if (has(dnnl::cpu_isa::avx512_core)) return 16;
     if (has(dnnl::cpu_isa::avx2)) return 8;
     return 1;
@@ -42,9 +45,14 @@ int channel_block_for(int64_t channels) {
   return channels % b == 0 ? b : 1;
 }
 
+int activation_block(int64_t channels, DType dtype) {
+  return dtype == DType::bf16 ? static_cast<int>(channels) : channel_block_for(channels);
+}
+
+bool has_fast_bf16() { return has(dnnl::cpu_isa::avx512_core_bf16); }
+
 dnnl::memory::dims dims_of(const Shape& s) { return dnnl::memory::dims(s.begin(), s.end()); }
 
-namespace {
 dnnl::memory::data_type dnnl_type(DType t) {
   switch (t) {
     case DType::f32:
@@ -58,7 +66,6 @@ dnnl::memory::data_type dnnl_type(DType t) {
   }
   PDEGEN_THROW("oneDNN has no {} type; the CPU backend computes in fp32", dtype_name(t));
 }
-}  // namespace
 
 dnnl::memory::desc desc_of(const Shape& s, int channel_block, DType dtype) {
   if (channel_block == 1) return plain_desc(s, dtype);
@@ -67,6 +74,7 @@ dnnl::memory::desc desc_of(const Shape& s, int channel_block, DType dtype) {
   tag t = tag::undef;
   if (channel_block == 16) t = r == 4 ? tag::nChw16c : tag::nCdhw16c;
   if (channel_block == 8) t = r == 4 ? tag::nChw8c : tag::nCdhw8c;
+  if (t == tag::undef && channel_block == s[1]) t = r == 4 ? tag::nhwc : tag::ndhwc;
   PDEGEN_CHECK(t != tag::undef, "unsupported channel block {}", channel_block);
   return dnnl::memory::desc(dims_of(s), dnnl_type(dtype), t);
 }

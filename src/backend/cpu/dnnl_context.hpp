@@ -17,10 +17,18 @@ int preferred_channel_block();
 // The block an activation with `channels` channels is stored in: the preferred one when it divides
 // the channel count, plain otherwise (blocking never pads).
 int channel_block_for(int64_t channels);
+// The block an activation of `dtype` is stored in: channel_block_for in fp32; in bf16 the whole
+// channel count, which is the channels-last (NHWC) layout, because oneDNN's AMX and AVX512-BF16
+// convolutions run only on that (on nChw16c it falls back to kernels slower than fp32's).
+int activation_block(int64_t channels, DType dtype);
+// Whether this CPU runs bf16 convolutions at speed (AVX512-BF16 or AMX, as oneDNN detects them).
+bool has_fast_bf16();
 
 dnnl::memory::dims dims_of(const Shape& s);
-// Descriptor of a tensor as it is laid out (plain row-major or nC[D]HW{b}c), fp32 or fp64 types only
-// where oneDNN supports them.
+// oneDNN's name of an element type (not fp64, which it lacks).
+dnnl::memory::data_type dnnl_type(DType t);
+// Descriptor of a tensor as it is laid out (plain row-major, nC[D]HW{b}c, or with a block of the
+// whole channel count channels-last), of the types oneDNN has (not fp64).
 dnnl::memory::desc desc_of(const Tensor& t);
 dnnl::memory::desc desc_of(const Shape& s, int channel_block, DType dtype = DType::f32);
 // Plain (row-major) descriptor of any rank, e.g. weights OI[D]HW.
