@@ -47,13 +47,9 @@ double peak_rss_mb() {
 }
 
 // One GPU per rank, chosen by the rank's place on its (physical, never simulated) node, with the
-// deck's cuDNN settings; NCCL needs a GPU of its own for every rank of a node. On the CPU, bf16 only
-// where it runs faster than fp32.
+// deck's cuDNN settings; NCCL needs a GPU of its own for every rank of a node.
 void set_up_device(const Deck& deck, const Communicator& comm) {
-  if (deck.device != Device::cuda) {
-    check_precision_runs_here(deck.precision, deck.device);
-    return;
-  }
+  if (deck.device != Device::cuda) return;
   cuda::select_device(physical_node_rank(comm));
   switch (deck.cuda.conv_math) {
     case ConvMathKind::fp32:
@@ -456,6 +452,7 @@ std::string take_run_directory(const Deck& deck, const std::string& deck_yaml, c
 
 int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yaml, const Communicator& comm) {
   const Timer wall;
+  check_precision_runs_here(deck.precision, deck.device);  // before the run directory is touched
   const auto problem = make_problem(deck.problem, deck.evaluation);
   const fs::path dir = deck.output.dir;
   RunLock lock;  // held until train returns (or the process ends)

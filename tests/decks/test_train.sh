@@ -61,6 +61,22 @@ restart_check() {  # LABEL OVERRIDES...
 restart_check "L-BFGS" optimizer.type=lbfgs optimizer.lr=1 optimizer.max_iterations=3
 restart_check "Adam, then L-BFGS from step 5" "optimizer.then={after_steps: 4, type: lbfgs, lr: 1, max_iterations: 3}"
 
+# bf16 activations on the CPU (AVX512-BF16 or AMX): the same exact restart; without the instructions
+# (oneDNN told to stop below them) a clear refusal naming the key.
+if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
+  restart_check "precision bf16 on the CPU" precision=bf16
+  "$PDEGEN" train "$deck" output.dir="$work/bf16" output.fields=false precision=bf16 >"$work/bf16.log" 2>&1
+  check "a bf16 run says so in its log and summary.json" \
+    "[ $? -eq 0 ] && grep -q 'precision: bf16 activations' '$work/bf16.log' && json '$work/bf16/summary.json' 'd[\"precision\"]' | grep -qx bf16"
+  check "... and differs from the fp32 run (bf16 really ran)" \
+    "! h5diff -d 0 '$work/full/checkpoints/step_00000006.h5' '$work/bf16/checkpoints/step_00000006.h5' /parameters /parameters >/dev/null 2>&1"
+else
+  echo "SKIP: bf16 on the CPU (no avx512_bf16 or amx_bf16 in /proc/cpuinfo)"
+fi
+DNNL_MAX_CPU_ISA=AVX512_CORE ONEDNN_MAX_CPU_ISA=AVX512_CORE "$PDEGEN" train "$deck" output.dir="$work/bf16_refused" precision=bf16 >"$work/bf16_refused.log" 2>&1
+check "bf16 on a CPU without AVX512-BF16 or AMX is refused, exit 2, naming what it needs, before the run directory is made" \
+  "[ $? -eq 2 ] && grep -q 'precision: bf16 on device: cpu needs a CPU with AVX512-BF16 or AMX' '$work/bf16_refused.log' && [ ! -e '$work/bf16_refused' ]"
+
 "$PDEGEN" predict "$deck" output.dir="$work/predict" --checkpoint "$work/full/checkpoints/step_00000006.h5" >"$work/predict.log" 2>&1
 check "predict exits 0 and writes predict.h5/.xdmf/.json" "[ $? -eq 0 ] && [ -s '$work/predict/predict.h5' ] && [ -s '$work/predict/predict.xdmf' ]"
 check "predict reports finite rel_l2 for every sample" "json '$work/predict/predict.json' 'd[\"rel_l2_mean\"] > 0' | grep -q True"
