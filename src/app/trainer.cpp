@@ -51,15 +51,16 @@ Evaluation Trainer::evaluate(int64_t batch_step, bool& overflowed) {
     for (int64_t p = part.begin; p < part.end; ++p)
       indices_.push_back(static_cast<uint64_t>(sample_offset_ + batch_step * B + p));
     Tensor d_output;
+    DType output_dtype = DType::f32;  // the network's: its gradient goes back in that type
     {
       const TimelineScope event(timeline_, "sample + forward + loss");
       objective_.inputs(deck_.training.seed, indices_, input_);
       const Tensor x = input_.to(deck_.device);
-      const Tensor output =
-          to_dtype(model_.net->forward(to_dtype(x, deck_.precision), Mode::train), DType::f32);
-      loss_sum += objective_.loss(output, x, grad_scale, d_output);
+      const Tensor output = model_.net->forward(to_dtype(x, deck_.precision), Mode::train);
+      output_dtype = output.dtype();
+      loss_sum += objective_.loss(to_dtype(output, DType::f32), x, grad_scale, d_output);
     }
-    model_.net->backward(to_dtype(d_output, deck_.precision));
+    model_.net->backward(to_dtype(d_output, output_dtype));
   }
   {
     const TimelineScope event(timeline_, "wait for gradient reduction");

@@ -59,19 +59,25 @@ void sign_bits_of(const T* y, uint32_t* bits, int64_t n) {
   }
 }
 
-// v = f(v) and the sign bits of the result in one pass (the in-place forward of a sign-only layer).
+// v = f(v) and the sign bits of the result in one pass (the in-place forward of a sign-only layer),
+// 32 values (one word) at a time in vectorisable loops: f, the store, then the word from the stored
+// (rounded) values.
 template <ActivationKind K, class T>
 void forward_loop_in_place_with_signs(T* v, uint32_t* bits, int64_t n, float alpha) {
   const int64_t words = (n + 31) / 32;
 #pragma omp parallel for schedule(static)
   for (int64_t w = 0; w < words; ++w) {
-    const int64_t first = w * 32, count = std::min<int64_t>(32, n - first);
-    uint32_t word = 0;
-    for (int64_t j = 0; j < count; ++j) {
-      const T y = from_float<T>(activation_forward<K>(to_float(v[first + j]), alpha));
-      v[first + j] = y;
-      word |= static_cast<uint32_t>(to_float(y) > 0.0f) << j;
+    T* p = v + w * 32;
+    const int count = static_cast<int>(std::min<int64_t>(32, n - w * 32));
+    float y[32] = {};
+#pragma omp simd
+    for (int j = 0; j < count; ++j) {
+      p[j] = from_float<T>(activation_forward<K>(to_float(p[j]), alpha));
+      y[j] = to_float(p[j]);
     }
+    uint32_t word = 0;
+#pragma omp simd reduction(| : word)
+    for (int j = 0; j < 32; ++j) word |= static_cast<uint32_t>(y[j] > 0.0f) << j;
     bits[w] = word;
   }
 }
@@ -83,9 +89,12 @@ void backward_loop_from_sign(const uint32_t* bits, const T* dy, T* dx, int64_t n
   const int64_t words = (n + 31) / 32;
 #pragma omp parallel for schedule(static)
   for (int64_t w = 0; w < words; ++w) {
-    const int64_t first = w * 32, count = std::min<int64_t>(32, n - first);
-    for (int64_t j = 0; j < count; ++j) {
-      const float x = (bits[w] >> j) & 1u ? 1.0f : -1.0f;
+    const int64_t first = w * 32;
+    const int count = static_cast<int>(std::min<int64_t>(32, n - first));
+    const uint32_t word = bits[w];
+#pragma omp simd
+    for (int j = 0; j < count; ++j) {
+      const float x = (word >> j) & 1u ? 1.0f : -1.0f;
       dx[first + j] = from_float<T>(activation_backward<K>(x, x, to_float(dy[first + j]), alpha));
     }
   }

@@ -220,6 +220,13 @@ Tensor GraphNetwork::run_forward(size_t k, const Tensor& x, const std::vector<Te
     return inputs[i] == PlanLayer::network_input ? x : outputs[static_cast<size_t>(inputs[i])];
   };
   if (node.in_place) return node.activation->forward_in_place(input(0), mode);
+  if (k == nodes_.size() - 1 && node.layer && input(0).dtype() != DType::f32) {
+    // The head runs in fp32 under mixed precision: its output is the solution itself, and rounding
+    // that to 16 bits (bf16: 2^-9 relative) would put a floor under the error at the size of the
+    // accuracy targets. It is one small layer; its input is widened and its dx narrowed back.
+    head_input_dtype_ = input(0).dtype();
+    return node.layer->forward(to_dtype(input(0), DType::f32), mode);
+  }
   if (node.layer) return node.layer->forward(input(0), mode);
   Tensor y = node.concats[0].forward(input(0), input(1));  // in the plan's channel order
   for (size_t c = 1; c < node.concats.size(); ++c) y = node.concats[c].forward(y, input(c + 1));
@@ -231,6 +238,7 @@ Tensor GraphNetwork::forward(const Tensor& x, Mode mode) {
                "the network was planned for samples of shape {}, got input {}", plan_.input.str(),
                x.describe());
   batch_ = 0;  // an interrupted forward leaves nothing for backward
+  head_input_dtype_ = DType::f32;
   // Each output, held until its last reader has run (the last layer's until it is returned).
   std::vector<Tensor> outputs(nodes_.size());
   for (size_t k = 0; k < nodes_.size(); ++k) {
@@ -263,6 +271,7 @@ void GraphNetwork::run_backward(size_t k, Tensor g, bool g_is_ours, std::vector<
     dx[0] = node.activation->backward_in_place(g);
   } else {
     dx[0] = node.layer->backward(g);  // undefined from a layer that needs no input gradient
+    if (k == nodes_.size() - 1 && dx[0].defined()) dx[0] = to_dtype(dx[0], head_input_dtype_);
   }
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (inputs[i] == PlanLayer::network_input || !dx[i].defined()) continue;

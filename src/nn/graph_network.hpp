@@ -3,7 +3,8 @@
 // concat joins any number of tensors; a tensor read by several layers gets the sum of its readers'
 // gradients before its producer's backward runs. The executor owns no activations beyond the walk:
 // each layer keeps what its own backward needs, and a forward output is held only until its last
-// reader has run.
+// reader has run. Under mixed precision the last layer (the head) runs in fp32, so the output is
+// fp32 in every precision.
 //
 // Memory (docs/architecture.md, "Memory of a training step"): an activation that is the only reader
 // of a conv, transposed conv or norm output runs in place on it, and backward runs activations in
@@ -54,6 +55,7 @@ class GraphNetwork final : public Network {
   std::vector<int> last_reader_;  // per layer: the last layer reading its output (-1: none)
   int64_t batch_ = 0;             // of the last train-mode forward; 0 when backward has nothing to use
   DType output_dtype_ = DType::f32;  // of the last forward's output: its gradient comes in that type
+  DType head_input_dtype_ = DType::f32;  // what the fp32 head's dx is narrowed to (see run_forward)
   Timeline* timeline_ = nullptr;
 };
 

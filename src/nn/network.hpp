@@ -19,8 +19,9 @@ class Network {
  public:
   virtual ~Network() = default;
 
-  // x: [b, plan().input...] fp32, any layout (the coefficient field comes plain). Returns
-  // [b, plan().output...] plain fp32. Train mode prepares backward; eval mode leaves nothing for it.
+  // x: [b, plan().input...] fp32, or bf16/fp16 for mixed precision, any layout (the coefficient field
+  // comes plain). Returns [b, plan().output...] plain fp32 (the head runs in fp32 whatever x's type).
+  // Train mode prepares backward; eval mode leaves nothing for it.
   virtual Tensor forward(const Tensor& x, Mode mode) = 0;
   // dy: dL/d(output) for the last train-mode forward, [b, plan().output...] in any layout.
   // Parameter gradients are accumulated (+=) into the registry; the input gradient is not computed.
