@@ -23,11 +23,23 @@ SampleSet make_sample_set(const Problem& problem, uint64_t seed, uint64_t index_
   return set;
 }
 
-Tensor predict(Model& model, const Problem& problem, const Tensor& input, DType precision) {
+Tensor predict(Model& model, const Problem& problem, const Tensor& input, DType precision, int64_t batch) {
   const Device device = model.registry.flat_values().device();
-  const Tensor output =
-      to_dtype(model.net->forward(to_dtype(input.to(device), precision), Mode::eval), DType::f32);
-  return problem.lift(output).to(Device::cpu);
+  const int64_t n = input.dim(0);
+  Tensor result;
+  for (int64_t first = 0; first < n; first += batch) {
+    const int64_t last = std::min(n, first + batch);
+    const Tensor x = to_dtype(input.slice_batch(first, last).to(device), precision);
+    const Tensor u = problem.lift(to_dtype(model.net->forward(x, Mode::eval), DType::f32)).to(Device::cpu);
+    if (first == 0 && last == n) return u;
+    if (!result.defined()) {
+      Shape shape = u.shape();
+      shape[0] = n;
+      result = Tensor::empty(shape, u.dtype(), Device::cpu, u.channel_block());
+    }
+    result.slice_batch(first, last).copy_from(u);
+  }
+  return result;
 }
 
 ErrorSummary summarize_error(const Problem& problem, const SampleSet& set, const Tensor& prediction,

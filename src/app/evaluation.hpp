@@ -26,9 +26,10 @@ struct SampleSet {
 SampleSet make_sample_set(const Problem& problem, uint64_t seed, uint64_t index_base, int64_t total,
                           const Communicator& comm);
 
-// The network's output for host `input` as the problem's solution (lifted), on the host. With mixed
-// precision the network reads and writes `precision` activations; the result is fp32.
-Tensor predict(Model& model, const Problem& problem, const Tensor& input, DType precision);
+// The network's output for host `input` as the problem's solution (lifted), on the host, `batch`
+// samples per forward so that memory stays bounded however many samples there are. With mixed
+// precision the network runs in `precision`; the result is fp32.
+Tensor predict(Model& model, const Problem& problem, const Tensor& input, DType precision, int64_t batch);
 
 // The problem's error metric over a set, for predictions of this rank's samples.
 struct ErrorSummary {

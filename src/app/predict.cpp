@@ -33,7 +33,9 @@ int run_predict(const CliOptions& options) {
       make_sample_set(*problem, deck.training.seed, predict_index_base, deck.evaluation.samples, comm);
   // The network alone, timed apart from the reference solves above: what a surrogate costs.
   Timer network;
-  const Tensor pred = set.indices.empty() ? set.input : predict(*model, *problem, set.input, deck.precision);
+  const Tensor pred = set.indices.empty()
+                          ? set.input
+                          : predict(*model, *problem, set.input, deck.precision, deck.training.batch_size);
   const double network_seconds = network.seconds();
   const ErrorSummary error = summarize_error(*problem, set, pred, comm, /*per_sample=*/true);
   const std::string file = (dir / "predict.h5").string();

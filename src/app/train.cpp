@@ -301,7 +301,8 @@ void record_failure(const Run& run, const Progress& p, const std::string& messag
 ErrorSummary evaluate(Run& run) {
   const Tensor prediction = run.eval_set.indices.empty()
                                 ? Tensor()
-                                : predict(run.model, run.problem, run.eval_set.input, run.deck.precision);
+                                : predict(run.model, run.problem, run.eval_set.input, run.deck.precision,
+                                          run.deck.training.batch_size);
   return summarize_error(run.problem, run.eval_set, prediction, run.comm);
 }
 
@@ -411,8 +412,9 @@ int finish(Run& run, Progress& p, const GradientReducer& reducer) {
       const std::string file = (run.dir / "fields.h5").string();
       const int64_t count = std::min<int64_t>(run.deck.output.field_samples, run.eval_set.total);
       const Tensor input = first_rows(run.problem, run.eval_set, run.eval_set.input, count);
-      const Tensor pred =
-          input.dim(0) > 0 ? predict(run.model, run.problem, input, run.deck.precision) : input;
+      const Tensor pred = input.dim(0) > 0 ? predict(run.model, run.problem, input, run.deck.precision,
+                                                     run.deck.training.batch_size)
+                                           : input;
       const std::string xdmf =
           write_set_fields(file, run.problem, run.eval_set, count, &pred, run.deck_yaml, run.comm);
       spdlog::info("fields: {} ({} samples; open {} in ParaView or VisIt)", file, count, xdmf);

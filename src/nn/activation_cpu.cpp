@@ -118,8 +118,8 @@ void Activation::backward_cpu_into(const Tensor& dy, const Tensor& dx) const {
       constexpr ActivationKind K = decltype(kind)::value;
       if (sign_bits_.defined()) {
         if constexpr (activation_backward_reads_input(K))
-          backward_loop_from_sign<K>(static_cast<const uint32_t*>(sign_bits_.raw()), dy.data<T>(), dx.data<T>(),
-                                     dy.numel(), alpha_);
+          backward_loop_from_sign<K>(static_cast<const uint32_t*>(sign_bits_.raw()), dy.data<T>(),
+                                     dx.data<T>(), dy.numel(), alpha_);
         return;
       }
       const T* xs = x_.defined() ? x_.data<T>() : nullptr;

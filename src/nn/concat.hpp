@@ -4,8 +4,9 @@
 // divides Ca and Cb, so that a sample of each input is one contiguous run of whole channel blocks and
 // concat is two copies per sample; otherwise it is plain. bf16 activations are channels-last
 // (cpu::activation_block), where each pixel of each input is a contiguous run: two copies per pixel.
-// Inputs in another layout are re-blocked first. On the GPU the output is plain (the CUDA backend's activation layout), whatever the inputs'.
-// Backward splits dy and returns each part in the layout its input came in.
+// Inputs in another layout are re-blocked first. On the GPU the output is plain (the CUDA backend's
+// activation layout), whatever the inputs'. Backward splits dy and returns each part in the layout its input
+// came in.
 #pragma once
 
 #include <utility>
@@ -20,7 +21,8 @@ class Concat {
   std::pair<Tensor, Tensor> backward(const Tensor& dy);  // (da, db) in a's and b's layouts
   Shape output_shape(const Shape& a, const Shape& b) const;
   // The layout forward returns for inputs of these shapes and type on `device` (1 = plain).
-  int output_block(const Shape& a, const Shape& b, Device device = Device::cpu, DType dtype = DType::f32) const;
+  int output_block(const Shape& a, const Shape& b, Device device = Device::cpu,
+                   DType dtype = DType::f32) const;
   // Concat moves memory and computes nothing.
   Flops flops(const Shape&, const Shape&) const { return {}; }
 

@@ -11,9 +11,28 @@ namespace pdegen {
 
 namespace {
 
+// rows x kBytes with a compile-time row size, so each row is a few vector moves instead of a
+// memcpy call (channels-last rows are one pixel's channels: 32-256 bytes).
+template <int64_t kBytes>
+void copy_short_rows(const char* src, int64_t src_stride, char* dst, int64_t dst_stride, int64_t rows) {
+  cpu::parallel_for(rows, [=](int64_t r) { std::memcpy(dst + r * dst_stride, src + r * src_stride, kBytes); });
+}
+
 // For each of `rows` rows: `bytes` from src + r * src_stride to dst + r * dst_stride.
 void copy_rows(const char* src, int64_t src_stride, char* dst, int64_t dst_stride, int64_t bytes,
                int64_t rows) {
+  switch (bytes) {
+    case 32:
+      return copy_short_rows<32>(src, src_stride, dst, dst_stride, rows);
+    case 64:
+      return copy_short_rows<64>(src, src_stride, dst, dst_stride, rows);
+    case 128:
+      return copy_short_rows<128>(src, src_stride, dst, dst_stride, rows);
+    case 256:
+      return copy_short_rows<256>(src, src_stride, dst, dst_stride, rows);
+    default:
+      break;
+  }
   constexpr int64_t chunk = int64_t{1} << 18;  // 256 KiB per work item
   const int64_t chunks = (bytes + chunk - 1) / chunk;
   cpu::parallel_for(rows * chunks, [=](int64_t i) {

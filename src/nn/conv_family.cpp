@@ -39,8 +39,8 @@ Tensor ConvFamilyLayer::forward(const Tensor& x, Mode mode) {
   // fp32 everywhere; bf16 activations (mixed precision) on either device, fp16 on the GPU only
   // (oneDNN 2.6 has no fp16 convolutions on the CPU).
   const bool reduced = x.dtype() == DType::bf16 || (x.device() == Device::cuda && x.dtype() == DType::f16);
-  PDEGEN_CHECK(x.dtype() == DType::f32 || reduced, "{} '{}' takes fp32 or bf16 input (fp16 on the GPU), got {}",
-               kind_, name_, x.describe());
+  PDEGEN_CHECK(x.dtype() == DType::f32 || reduced,
+               "{} '{}' takes fp32 or bf16 input (fp16 on the GPU), got {}", kind_, name_, x.describe());
   PDEGEN_CHECK(x.rank() == g.ndim + 2 && x.dim(1) == g.in_channels,
                "{} '{}' expects [N, {}, {}] input, got {}", kind_, name_, g.in_channels,
                g.ndim == 2 ? "H, W" : "D, H, W", x.describe());

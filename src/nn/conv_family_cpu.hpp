@@ -36,8 +36,9 @@ class ConvFamilyPlan {
 
   // The primitives for input shape `in` (output `out`) and activations of `dtype` (fp32 or bf16) of
   // a layer of the given geometry, whose registry weights oneDNN reads as `plain_weights`; with
-  // `primitive_bias` the primitives add the bias and compute its gradient. `label` names the layer in debug logs. Floor division of the
-  // output extent makes padding_r = padding consistent even when the last window does not fit.
+  // `primitive_bias` the primitives add the bias and compute its gradient. `label` names the layer in debug
+  // logs. Floor division of the output extent makes padding_r = padding consistent even when the last window
+  // does not fit.
   ConvFamilyPlan(dnnl::algorithm algorithm, const ConvGeometry& geometry, const Shape& in, const Shape& out,
                  DType dtype, const memory::desc& plain_weights, bool primitive_bias, std::string label)
       : algorithm_(algorithm),
@@ -52,8 +53,8 @@ class ConvFamilyPlan {
         padding_(cpu::uniform_dims(geometry.ndim, geometry.padding)) {
     DNNL_CHECK(fwd_pd_ = typename Forward::primitive_desc(
                    typename Forward::desc(dnnl::prop_kind::forward_training, algorithm_,
-                                          primitive_layout(in_), any_weights(dtype_), bias_, primitive_layout(out_),
-                                          strides_, padding_, padding_),
+                                          primitive_layout(in_), any_weights(dtype_), bias_,
+                                          primitive_layout(out_), strides_, padding_, padding_),
                    cpu::engine()));
     DNNL_CHECK(fwd_ = Forward(fwd_pd_));
     src_md_ = fwd_pd_.src_desc();
@@ -87,8 +88,8 @@ class ConvFamilyPlan {
                           const Tensor& grad_weights, const Tensor& diff_bias) {
     if (!has_bwd_weights_) {
       DNNL_CHECK(bwd_weights_pd_ = typename BackwardWeights::primitive_desc(
-                     typename BackwardWeights::desc(algorithm_, src_md_, any_weights(DType::f32), bias_, dst_md_,
-                                                    strides_, padding_, padding_),
+                     typename BackwardWeights::desc(algorithm_, src_md_, any_weights(DType::f32), bias_,
+                                                    dst_md_, strides_, padding_, padding_),
                      cpu::engine(), fwd_pd_));
       DNNL_CHECK(bwd_weights_ = BackwardWeights(bwd_weights_pd_));
       diff_weights_ = cpu::GradientAccumulator(bwd_weights_pd_.diff_weights_desc(), plain_weights_);
@@ -114,8 +115,8 @@ class ConvFamilyPlan {
   Tensor backward_data(const memory& dy, const Tensor& weights, int x_block) {
     if (!has_bwd_data_) {
       DNNL_CHECK(bwd_data_pd_ = typename BackwardData::primitive_desc(
-                     typename BackwardData::desc(algorithm_, primitive_layout(in_), any_weights(dtype_), dst_md_,
-                                                 strides_, padding_, padding_),
+                     typename BackwardData::desc(algorithm_, primitive_layout(in_), any_weights(dtype_),
+                                                 dst_md_, strides_, padding_, padding_),
                      cpu::engine(), fwd_pd_));
       DNNL_CHECK(bwd_data_ = BackwardData(bwd_data_pd_));
       bwd_data_weights_ = cpu::PrimitiveWeights(plain_weights_, bwd_data_pd_.weights_desc());

@@ -82,8 +82,8 @@ void accumulate_bias_grad(const Tensor& dy, float* db) {
 Tensor ConvTranspose::forward_cpu(const Tensor& x, Mode mode) {
   if (!cpu_plan_ || !cpu_plan_->runs(x))
     cpu_plan_.reset(new CpuPlan(dnnl::algorithm::deconvolution_direct, geometry_, x.shape(),
-                                output_shape(x.shape()), x.dtype(), pytorch_weights_desc(weight_shape()), false,
-                                fmt::format("conv_transpose '{}'", name_)));
+                                output_shape(x.shape()), x.dtype(), pytorch_weights_desc(weight_shape()),
+                                false, fmt::format("conv_transpose '{}'", name_)));
   Tensor y = cpu_plan_->forward(x, registry_->value(weight_id_), Tensor());
   if (config_.bias) {
     const float* bias = registry_->value(bias_id_).data<float>();
@@ -103,7 +103,8 @@ Tensor ConvTranspose::backward_cpu(const Tensor& dy) {
   registry_->grad_ready(weight_id_);
   if (config_.bias) {
     float* db = registry_->grad(bias_id_).data<float>();
-    dy.dtype() == DType::bf16 ? accumulate_bias_grad<bfloat16_t>(dy, db) : accumulate_bias_grad<float>(dy, db);
+    dy.dtype() == DType::bf16 ? accumulate_bias_grad<bfloat16_t>(dy, db)
+                              : accumulate_bias_grad<float>(dy, db);
     registry_->grad_ready(bias_id_);
   }
   // dW was the input's last reader: dropping it here lets dx reuse its memory (the caching

@@ -43,7 +43,8 @@ Tensor add_gradients(Tensor a, const Tensor& b) {
     using T = decltype(storage);
     T* out = a.data<T>();
     const T* in = b.data<T>();
-    cpu::parallel_for(a.numel(), [=](int64_t i) { out[i] = from_float<T>(to_float(out[i]) + to_float(in[i])); });
+    cpu::parallel_for(a.numel(),
+                      [=](int64_t i) { out[i] = from_float<T>(to_float(out[i]) + to_float(in[i])); });
   });
   return a;
 }

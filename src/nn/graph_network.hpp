@@ -51,10 +51,10 @@ class GraphNetwork final : public Network {
   void run_backward(size_t k, Tensor g, bool g_is_ours, std::vector<Tensor>& grads);
 
   NetworkPlan plan_;
-  std::vector<Node> nodes_;       // one per plan layer, same order
-  std::vector<int> last_reader_;  // per layer: the last layer reading its output (-1: none)
-  int64_t batch_ = 0;             // of the last train-mode forward; 0 when backward has nothing to use
-  DType output_dtype_ = DType::f32;  // of the last forward's output: its gradient comes in that type
+  std::vector<Node> nodes_;              // one per plan layer, same order
+  std::vector<int> last_reader_;         // per layer: the last layer reading its output (-1: none)
+  int64_t batch_ = 0;                    // of the last train-mode forward; 0 when backward has nothing to use
+  DType output_dtype_ = DType::f32;      // of the last forward's output: its gradient comes in that type
   DType head_input_dtype_ = DType::f32;  // what the fp32 head's dx is narrowed to (see run_forward)
   Timeline* timeline_ = nullptr;
 };

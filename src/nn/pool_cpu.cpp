@@ -1,8 +1,8 @@
 // Pooling on the CPU: oneDNN pooling primitives (JIT kernels for the channel-blocked and channels-last
-// layouts, fp32 or bf16), built once per input shape, layout and type and cached. Source and destination descriptors are pinned to the
-// input's layout, so the output keeps it. Max pooling runs as forward_training in both modes: its
-// workspace (the argmax of every window, a byte per output element for small kernels) is what
-// backward needs.
+// layouts, fp32 or bf16), built once per input shape, layout and type and cached. Source and destination
+// descriptors are pinned to the input's layout, so the output keeps it. Max pooling runs as forward_training
+// in both modes: its workspace (the argmax of every window, a byte per output element for small kernels) is
+// what backward needs.
 #include <dnnl.hpp>
 #include <unordered_map>
 
@@ -30,7 +30,8 @@ void Pool::CpuPlanDeleter::operator()(CpuPlan* plan) const { delete plan; }
 Tensor Pool::forward_cpu(const Tensor& x) {
   const int block = x.channel_block();
   const Shape out_shape = output_shape(x.shape());
-  if (!cpu_plan_ || cpu_plan_->in != x.shape() || cpu_plan_->block != block || cpu_plan_->dtype != x.dtype()) {
+  if (!cpu_plan_ || cpu_plan_->in != x.shape() || cpu_plan_->block != block ||
+      cpu_plan_->dtype != x.dtype()) {
     std::unique_ptr<CpuPlan, CpuPlanDeleter> plan(new CpuPlan);
     plan->in = x.shape();
     plan->block = block;

@@ -53,7 +53,8 @@ void upsample_rows(const RowGeometry& g, const T* in, T* out) {
     }
     for (int64_t a = 0; a < g.z_copies; ++a)
       for (int64_t e = 0; e < 2; ++e)
-        if (a + e > 0) std::memcpy(out + g.out_offset(r, a, e), first, static_cast<size_t>(g.out_row) * sizeof(T));
+        if (a + e > 0)
+          std::memcpy(out + g.out_offset(r, a, e), first, static_cast<size_t>(g.out_row) * sizeof(T));
   });
 }
 

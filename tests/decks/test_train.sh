@@ -80,6 +80,12 @@ check "bf16 on a CPU without AVX512-BF16 or AMX is refused, exit 2, naming what 
 "$PDEGEN" predict "$deck" output.dir="$work/predict" --checkpoint "$work/full/checkpoints/step_00000006.h5" >"$work/predict.log" 2>&1
 check "predict exits 0 and writes predict.h5/.xdmf/.json" "[ $? -eq 0 ] && [ -s '$work/predict/predict.h5' ] && [ -s '$work/predict/predict.xdmf' ]"
 check "predict reports finite rel_l2 for every sample" "json '$work/predict/predict.json' 'd[\"rel_l2_mean\"] > 0' | grep -q True"
+check "predict.json times the network apart from the reference solves, in the deck's precision" \
+  "json '$work/predict/predict.json' '0 < d[\"network_seconds\"] <= d[\"seconds\"] and d[\"precision\"] == \"fp32\"' | grep -q True"
+"$PDEGEN" predict "$deck" output.dir="$work/predict_b1" training.batch_size=1 --checkpoint "$work/full/checkpoints/step_00000006.h5" >/dev/null 2>&1
+errors() { json "$1" 'json.loads(d["rel_l2"]) if isinstance(d["rel_l2"], str) else d["rel_l2"]'; }
+check "predict one sample per forward gives the errors of one forward of all four (to fp32 rounding)" \
+  "/usr/bin/python3 -c 'import sys; a, b = eval(sys.argv[1]), eval(sys.argv[2]); sys.exit(not (len(a) == len(b) == 4 and all(abs(x - y) <= 1e-5 * y for x, y in zip(a, b))))' \"\$(errors '$work/predict/predict.json')\" \"\$(errors '$work/predict_b1/predict.json')\""
 "$PDEGEN" predict "$deck" output.dir="$work/predict2" network.base_channels=8 --checkpoint "$work/full/checkpoints/step_00000006.h5" >"$work/predict2.log" 2>&1
 check "predict refuses a checkpoint of another network, naming it" "[ $? -eq 2 ] && grep -q 'step_00000006.h5' '$work/predict2.log'"
 

@@ -287,16 +287,20 @@ TEST_CASE("loss_scaling: on by default for fp16 only, every key checked with its
 }
 
 #if !defined(PDEGEN_HAVE_CUDA)
-TEST_CASE("device cuda and reduced precision are refused by a binary without the CUDA backend") {
+TEST_CASE("device cuda is refused by a binary without the CUDA backend") {
   CHECK(
       error_of(with_minimal("device: cuda\n")) ==
       "deck.yaml:4:9: error: 'device' is 'cuda' but this pdegen was built without the CUDA backend (build it "
       "with the 'cuda' CMake preset, or use device: cpu)");
-  CHECK(error_of(with_minimal("precision: bf16\n")) ==
-        "deck.yaml:4:12: error: 'precision' is 'bf16', which needs device: cuda (the CPU backend computes in "
-        "fp32)");
 }
 #endif
+
+TEST_CASE("precision fp16 needs device cuda; bf16 is read on either device") {
+  CHECK(error_of(with_minimal("precision: fp16\n")) ==
+        "deck.yaml:4:12: error: 'precision' is 'fp16', which needs device: cuda (oneDNN has no fp16 "
+        "convolutions on the CPU): use bf16 on the CPU");
+  CHECK(parse_deck(with_minimal("precision: bf16\n"), "deck.yaml").precision == DType::bf16);
+}
 
 // ---- overrides --------------------------------------------------------------------------------
 

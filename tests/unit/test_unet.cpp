@@ -9,9 +9,9 @@
 #include <string>
 
 #include "config/choices.hpp"
+#include "mixed_precision_testing.hpp"
 #include "nn/network_factory.hpp"
 #include "nn/unet_plan.hpp"
-#include "mixed_precision_testing.hpp"
 #include "testing.hpp"
 
 using namespace pdegen;
@@ -332,7 +332,8 @@ TEST_CASE("forward rejects an input whose shape differs from the plan's") {
 // Norms before a max-pool are left out: normalised values are near-tied in many windows, rounding
 // flips their argmax, and the gradient of a tiny net moves by 6-11% (a property of the rounding, not
 // of the code; the max-pool's own bf16 test and the fp32 central differences cover that wiring).
-TEST_CASE("a U-Net in bf16 (and fp16 on the GPU) matches fp32 within 16-bit rounding, every choice, 2D and 3D") {
+TEST_CASE(
+    "a U-Net in bf16 (and fp16 on the GPU) matches fp32 within 16-bit rounding, every choice, 2D and 3D") {
   for_each_reduced_precision_backend([](Device device, const HalfType& type16) {
     std::vector<std::pair<NetworkConfig, Shape>> cases;
     for (const auto& config : all_choices())
@@ -341,8 +342,9 @@ TEST_CASE("a U-Net in bf16 (and fp16 on the GPU) matches fp32 within 16-bit roun
     NetworkConfig relu = tiny_network(NormKind::none, DownsampleKind::maxpool, UpsampleKind::transposed_conv);
     relu.activation = ActivationKind::relu;
     cases.emplace_back(relu, Shape{1, 16, 16});
-    cases.emplace_back(tiny_network(NormKind::batch, DownsampleKind::strided_conv, UpsampleKind::transposed_conv, 2),
-                       Shape{1, 8, 8, 8});
+    cases.emplace_back(
+        tiny_network(NormKind::batch, DownsampleKind::strided_conv, UpsampleKind::transposed_conv, 2),
+        Shape{1, 8, 8, 8});
     cases.emplace_back(tiny_network(NormKind::none, DownsampleKind::maxpool, UpsampleKind::resize_conv, 2),
                        Shape{1, 8, 8, 8});
     for (const auto& [config, input] : cases) {

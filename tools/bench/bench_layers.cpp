@@ -3,7 +3,7 @@
 // GPU: plain NCHW), through the same Layer classes the network uses. The PyTorch peer
 // tools/bench/torch_layers.py runs the same cases; tools/bench/compare_layers.py puts them side by side.
 //   bench_layers [--batch 4] [--size 256] [--reps 5] [--filter conv] [--device cpu|cuda]
-//                [--conv-math fp32|tf32|fp16_conversion]
+//                [--conv-math fp32|tf32|fp16_conversion] [--precision fp32|bf16]
 // Prints one JSON object per line, like the peer (on cuda also "peak_mib", the device allocator's
 // high-water mark during the case). --conv-math sets cuda::set_conv_math for the GPU convolutions;
 // its default here is fp32, the peer's default (no TF32), not the library's tf32.
@@ -39,12 +39,12 @@ using namespace pdegen;
 
 namespace {
 
-// Inputs in the layout the network keeps them in: channel-blocked on the CPU, plain on the GPU
-// (docs/cuda.md: the blocked layout never goes to the device).
-Tensor random_input(const Shape& shape, uint64_t stream, Device device) {
+// Inputs of `dtype` in the layout the network keeps them in: on the CPU channel-blocked (fp32) or
+// channels-last (bf16), plain on the GPU (docs/cuda.md: the blocked layout never goes to the device).
+Tensor random_input(const Shape& shape, uint64_t stream, Device device, DType dtype) {
   Tensor plain = bench::random_field(shape, stream);
-  if (device == Device::cuda) return plain.to(Device::cuda);
-  return to_channel_block(plain, cpu::channel_block_for(shape[1]));
+  if (device == Device::cuda) return to_dtype(plain.to(Device::cuda), dtype);
+  return to_channel_block(to_dtype(plain, dtype), cpu::activation_block(shape[1], dtype));
 }
 
 struct Case {
@@ -65,17 +65,18 @@ struct Options {
   int reps = 5;
   std::string filter;
   Device device = Device::cpu;
+  DType dtype = DType::f32;  // of the activations (mixed precision: bf16)
   cuda::ConvMath conv_math = cuda::ConvMath::fp32;
 };
 
 // A single-input layer case: owns the registry, the layer, the input and the upstream gradient.
 template <class L, class... Args>
-Case layer_case(std::string name, Device device, const Shape& in, Args&&... args) {
+Case layer_case(std::string name, Device device, DType dtype, const Shape& in, Args&&... args) {
   auto reg = std::make_shared<ParameterRegistry>();
   auto layer = std::make_shared<L>(std::forward<Args>(args)..., *reg);
   reg->finalize(0, device);
-  auto x = std::make_shared<Tensor>(random_input(in, 1, device));
-  auto dy = std::make_shared<Tensor>(random_input(layer->output_shape(in), 2, device));
+  auto x = std::make_shared<Tensor>(random_input(in, 1, device, dtype));
+  auto dy = std::make_shared<Tensor>(random_input(layer->output_shape(in), 2, device, dtype));
   Case c;
   c.name = std::move(name);
   c.flops = layer->flops(in);
@@ -89,10 +90,10 @@ Case layer_case(std::string name, Device device, const Shape& in, Args&&... args
 }
 
 template <class L, class... Args>
-Case plain_layer_case(std::string name, Device device, const Shape& in, Args&&... args) {
+Case plain_layer_case(std::string name, Device device, DType dtype, const Shape& in, Args&&... args) {
   auto layer = std::make_shared<L>(std::forward<Args>(args)...);
-  auto x = std::make_shared<Tensor>(random_input(in, 1, device));
-  auto dy = std::make_shared<Tensor>(random_input(layer->output_shape(in), 2, device));
+  auto x = std::make_shared<Tensor>(random_input(in, 1, device, dtype));
+  auto dy = std::make_shared<Tensor>(random_input(layer->output_shape(in), 2, device, dtype));
   Case c;
   c.name = std::move(name);
   c.flops = layer->flops(in);
@@ -106,6 +107,7 @@ Case plain_layer_case(std::string name, Device device, const Shape& in, Args&&..
 std::vector<CaseMaker> case_makers(const Options& o) {
   const int64_t n = o.batch, s = o.size;
   const Device dev = o.device;
+  const DType dt = o.dtype;
   std::vector<CaseMaker> cases;
   auto add = [&](std::string name, std::function<Case(const std::string&)> make) {
     cases.push_back({name, [name, make] { return make(name); }});
@@ -117,7 +119,7 @@ std::vector<CaseMaker> case_makers(const Options& o) {
     cfg.kernel = k;
     cfg.padding = k / 2;
     add(fmt::format("conv{}x{}_s1 {}->{}", k, k, cin, cout), [=](const std::string& name) {
-      return layer_case<Conv>(name, dev, Shape{n, cin, s, s}, "c", cfg);
+      return layer_case<Conv>(name, dev, dt, Shape{n, cin, s, s}, "c", cfg);
     });
   };
   conv(1, 16, 3);
@@ -130,46 +132,46 @@ std::vector<CaseMaker> case_makers(const Options& o) {
     cfg.in_channels = cin;
     cfg.out_channels = cout;
     add(fmt::format("convT2x2_s2 {}->{}", cin, cout), [=, c = cin](const std::string& name) {
-      return layer_case<ConvTranspose>(name, dev, Shape{n, c, s, s}, "t", cfg);
+      return layer_case<ConvTranspose>(name, dev, dt, Shape{n, c, s, s}, "t", cfg);
     });
   }
   for (int64_t c : {16, 32, 64}) {
     BatchNormConfig cfg;
     cfg.channels = c;
     add(fmt::format("batch_norm {}", c), [=](const std::string& name) {
-      return layer_case<BatchNorm>(name, dev, Shape{n, c, s, s}, "bn", cfg);
+      return layer_case<BatchNorm>(name, dev, dt, Shape{n, c, s, s}, "bn", cfg);
     });
   }
   {
     InstanceNormConfig cfg;
     cfg.channels = 16;
     add("instance_norm 16", [=](const std::string& name) {
-      return layer_case<InstanceNorm>(name, dev, Shape{n, 16, s, s}, "in", cfg);
+      return layer_case<InstanceNorm>(name, dev, dt, Shape{n, 16, s, s}, "in", cfg);
     });
   }
   for (auto [act, kind] : {std::pair<const char*, ActivationKind>{"relu", ActivationKind::relu},
                            {"silu", ActivationKind::silu},
                            {"tanh", ActivationKind::tanh}})
     add(fmt::format("{} 16", act), [=, k = kind](const std::string& name) {
-      return plain_layer_case<Activation>(name, dev, Shape{n, 16, s, s}, k);
+      return plain_layer_case<Activation>(name, dev, dt, Shape{n, 16, s, s}, k);
     });
   for (int64_t c : {16, 64}) {
     PoolConfig cfg;
     add(fmt::format("max_pool2x2 {}", c), [=](const std::string& name) {
-      return plain_layer_case<MaxPool>(name, dev, Shape{n, c, s, s}, cfg);
+      return plain_layer_case<MaxPool>(name, dev, dt, Shape{n, c, s, s}, cfg);
     });
   }
   {
     PoolConfig cfg;
     add("avg_pool2x2 16", [=](const std::string& name) {
-      return plain_layer_case<AvgPool>(name, dev, Shape{n, 16, s, s}, cfg);
+      return plain_layer_case<AvgPool>(name, dev, dt, Shape{n, 16, s, s}, cfg);
     });
   }
   add("concat 16+16", [=](const std::string& name) {
     auto cat = std::make_shared<Concat>();
-    auto a = std::make_shared<Tensor>(random_input(Shape{n, 16, s, s}, 1, dev));
-    auto b = std::make_shared<Tensor>(random_input(Shape{n, 16, s, s}, 3, dev));
-    auto dy = std::make_shared<Tensor>(random_input(Shape{n, 32, s, s}, 2, dev));
+    auto a = std::make_shared<Tensor>(random_input(Shape{n, 16, s, s}, 1, dev, dt));
+    auto b = std::make_shared<Tensor>(random_input(Shape{n, 16, s, s}, 3, dev, dt));
+    auto dy = std::make_shared<Tensor>(random_input(Shape{n, 32, s, s}, 2, dev, dt));
     Case c;
     c.name = name;
     c.forward = [=] { cat->forward(*a, *b); };
@@ -241,11 +243,18 @@ int main(int argc, char** argv) {
                      conv_math_name.c_str());
         return 2;
       }
+    } else if (a == "--precision") {
+      const std::string p = next();
+      if (p != "fp32" && p != "bf16") {
+        std::fprintf(stderr, "bench_layers: --precision is 'fp32' or 'bf16', not '%s'\n", p.c_str());
+        return 2;
+      }
+      o.dtype = p == "bf16" ? DType::bf16 : DType::f32;
     } else {
       std::fprintf(
           stderr,
           "usage: bench_layers [--batch N] [--size S] [--reps R] [--filter TEXT] [--device cpu|cuda] "
-          "[--conv-math fp32|tf32|fp16_conversion]\n");
+          "[--conv-math fp32|tf32|fp16_conversion] [--precision fp32|bf16]\n");
       return 2;
     }
   }

@@ -105,8 +105,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const dnnl_version_t* version = dnnl_version();
-  std::printf("oneDNN %d.%d.%d (the implementation names say which instructions run)\n", version->major, version->minor,
-              version->patch);
+  std::printf("oneDNN %d.%d.%d (the implementation names say which instructions run)\n", version->major,
+              version->minor, version->patch);
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream st(eng);
   const Variant variants[] = {{"fp32", false, tag::any, false},

@@ -5,9 +5,12 @@ with the speed-up of pdegen over PyTorch for forward, backward and forward+backw
 
     /usr/bin/python3 tools/bench/compare_layers.py [--bench build/cpu/bench_layers] [--threads 2]
         [--batch 4] [--size 256] [--reps 5] [--filter TEXT] [--device cpu|cuda] [--tf32]
+        [--precision fp32|bf16] [--peer-nchw]
 
 --device cuda runs both on the GPU (bench_layers of a CUDA build: --bench build/cuda/bench_layers);
 convolutions in fp32 on both sides unless --tf32 (bench_layers --conv-math tf32, torch_layers --tf32).
+--precision bf16 runs pdegen's layers on bf16 activations (channels-last on the CPU) and the peer's in
+bfloat16. On the CPU the peer runs channels_last (its fast layout) unless --peer-nchw.
 The peer runs under tools/bench/peer.py's choice: $PYTHON, else the --bench venv.
 """
 import argparse
@@ -51,6 +54,8 @@ def main():
     ap.add_argument("--filter", default="")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--tf32", action="store_true", help="GPU convolutions may use TF32 on both sides")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="activation type, both sides")
+    ap.add_argument("--peer-nchw", action="store_true", help="the peer in NCHW instead of channels_last (CPU)")
     a = ap.parse_args()
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     python = peer_python()
@@ -60,6 +65,11 @@ def main():
     if a.device == "cuda":
         ours_extra = ["--device", "cuda", "--conv-math", "tf32" if a.tf32 else "fp32"]
         theirs_extra = ["--device", "cuda"] + (["--tf32"] if a.tf32 else [])
+    elif not a.peer_nchw:
+        theirs_extra = ["--channels-last"]
+    if a.precision == "bf16":
+        ours_extra += ["--precision", "bf16"]
+        theirs_extra += ["--bf16"]
     names = [r["case"] for r in run([a.bench, "--reps", "1", "--size", "32", "--filter", a.filter, *ours_extra],
                                     env)]
     rows = []
@@ -80,7 +90,8 @@ def main():
               f"{'in TF32' if a.tf32 else 'without TF32'}, {platform.node()} ({gpu_name(python, env)}), "
               f"{time.strftime('%Y-%m-%d')}")
     else:
-        print(f"Layer micro-benchmark, batch {a.batch}, {a.size}x{a.size}, {a.threads} threads, "
+        print(f"Layer micro-benchmark, batch {a.batch}, {a.size}x{a.size}, {a.threads} threads, {a.precision}, "
+              f"peer {'NCHW' if a.peer_nchw else 'channels_last'}, "
               f"{platform.node()} ({platform.processor() or platform.machine()}), {time.strftime('%Y-%m-%d')}")
     print()
     print("| case | pdegen fwd ms | torch fwd ms | pdegen bwd ms | torch bwd ms | pdegen GFLOP/s f/b "

@@ -9,6 +9,7 @@ time, with the ratios.
     /usr/bin/python3 tools/bench/compare_train.py DECK [key.path=value ...] [--threads 2] [--steps N]
         [--repeats 1] [--eval-only-at-end] [--pdegen build/cpu/pdegen] [--workdir DIR] [--only pdegen|torch]
         [--device cpu|cuda] [--no-tf32] [--equal-wall] [--peer-best] [--peer-args="--bf16 --compile"]
+        [--pdegen-override precision=bf16]
 
 --equal-wall compares the error after equal training time instead of equal steps: pdegen runs the
 deck's steps, then the peer trains until it has spent pdegen's summary.json train_seconds on its
@@ -168,7 +169,7 @@ def step_seconds_from_history(path, batch):
 def run_pdegen(a, overrides, outdir, env):
     # /usr/bin/time only for the peak RSS fallback; GPU machines may not have it.
     timer = ["/usr/bin/time", "-v"] if os.path.exists("/usr/bin/time") else []
-    cmd = [*timer, a.pdegen, "train", a.deck, *overrides, f"output.dir={outdir}"]
+    cmd = [*timer, a.pdegen, "train", a.deck, *overrides, *a.pdegen_override, f"output.dir={outdir}"]
     t = time.perf_counter()
     with GpuMemoryWatch(a.device == "cuda") as watch:
         p = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -277,6 +278,8 @@ def main():
                     help="the peer trains for pdegen's train_seconds instead of the same steps")
     ap.add_argument("--peer-best", action="store_true", help="the peer's fastest configuration (torch_poisson.py --best)")
     ap.add_argument("--peer-args", help="more torch_poisson.py options, one string (e.g. \"--bf16 --channels-last\")")
+    ap.add_argument("--pdegen-override", action="append", default=[], metavar="KEY=VALUE",
+                    help="an override for pdegen only (e.g. precision=bf16; the peer takes --bf16 instead)")
     a = ap.parse_intermixed_args()
     if a.equal_wall and a.only:
         ap.error("--equal-wall needs both sides")
@@ -342,7 +345,9 @@ def main():
         print(f"{pde} training, {grid}, batch {a.batch}, {what}, {a.threads} threads, "
               f"{a.repeats} run(s) each, {platform.node()} ({platform.processor() or platform.machine()}), "
               f"{time.strftime('%Y-%m-%d %H:%M')}")
-        print(f"deck {a.deck} {' '.join(overrides)}" + (f"; PyTorch with {flags}" if flags else ""))
+        print(f"deck {a.deck} {' '.join(overrides)}" + (f"; pdegen with {' '.join(a.pdegen_override)}"
+                                                           if a.pdegen_override else "")
+              + (f"; PyTorch with {flags}" if flags else ""))
         print()
         print("| metric | pdegen | PyTorch | pdegen / PyTorch |")
         print("|---|---:|---:|---:|")

@@ -6,7 +6,9 @@ median times over the repetitions (on cuda also "peak_mib", torch.cuda.max_memor
 case). Run with the peer's python (build/bench-venv from tools/install_deps.sh --bench), or any
 python with torch.
     build/bench-venv/bin/python tools/bench/torch_layers.py --threads 2 [--batch 4] [--size 256] [--filter conv]
-        [--device cpu|cuda] [--tf32] [--no-cudnn-benchmark]
+        [--device cpu|cuda] [--tf32] [--no-cudnn-benchmark] [--channels-last] [--bf16]
+--channels-last puts modules and inputs in channels_last (PyTorch's fast CPU layout); --bf16 runs
+module and inputs in bfloat16 (what autocast gives a convolution; on CPUs with AMX or AVX512-BF16).
 On cuda the convolutions run in fp32 unless --tf32 (PyTorch's own default lets cuDNN use TF32): that
 is bench_layers' default --conv-math fp32, so both sides round alike. cuDNN times its candidate
 algorithms on the first call of a shape (cudnn.benchmark), as pdegen does (cuda::conv_algo_search).
@@ -78,11 +80,12 @@ def median_ms(fn, reps, sync=no_sync):
     return statistics.median(times)
 
 
-def run_case(make, shapes, device, sync, reps):
+def run_case(make, shapes, device, sync, reps, dtype=torch.float32, channels_last=False):
     """(median forward ms, median backward ms, peak MiB on the GPU or None) of one case. A function
     of its own so that the case's module and tensors are freed before the next case starts."""
-    m = make().to(device)
-    xs = [torch.randn(*sh, device=device, requires_grad=True) for sh in shapes]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    m = make().to(device=device, dtype=dtype, memory_format=fmt)
+    xs = [torch.randn(*sh, device=device).to(dtype=dtype, memory_format=fmt).requires_grad_() for sh in shapes]
     y = m(*xs)
     dy = torch.randn_like(y)
 
@@ -134,6 +137,8 @@ def main():
     ap.add_argument("--tf32", action="store_true", help="let cuDNN and cuBLAS use TF32 (cuda; default off)")
     ap.add_argument("--no-cudnn-benchmark", dest="cudnn_benchmark", action="store_false",
                     help="take cuDNN's heuristic algorithm instead of timing the candidates (cuda)")
+    ap.add_argument("--channels-last", action="store_true", help="modules and inputs in channels_last")
+    ap.add_argument("--bf16", action="store_true", help="modules and inputs in bfloat16")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -141,7 +146,8 @@ def main():
     for name, make, shapes, fl_f, fl_b in cases(a.batch, a.size):
         if a.filter not in name:
             continue
-        f, b, peak = run_case(make, shapes, device, sync, a.reps)
+        f, b, peak = run_case(make, shapes, device, sync, a.reps, torch.bfloat16 if a.bf16 else torch.float32,
+                              a.channels_last)
         result = {"case": name, "fwd_ms": f, "bwd_ms": b,
                   "gflops_fwd": fl_f / f / 1e6 if fl_f else 0.0,
                   "gflops_bwd": fl_b / b / 1e6 if fl_b else 0.0}
