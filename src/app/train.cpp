@@ -6,6 +6,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <pdegen/build_info.hpp>
@@ -298,11 +299,16 @@ void record_failure(const Run& run, const Progress& p, const std::string& messag
   }
 }
 
-ErrorSummary evaluate(Run& run) {
+// The activation type the network runs in after `completed` steps: that of the last step.
+DType precision_after(const Deck& deck, int64_t completed) {
+  return precision_at(deck, std::max<int64_t>(completed - 1, 0));
+}
+
+ErrorSummary evaluate(Run& run, int64_t completed) {
   const Tensor prediction = run.eval_set.indices.empty()
                                 ? Tensor()
-                                : predict(run.model, run.problem, run.eval_set.input, run.deck.precision,
-                                          run.deck.training.batch_size);
+                                : predict(run.model, run.problem, run.eval_set.input,
+                                          precision_after(run.deck, completed), run.deck.training.batch_size);
   return summarize_error(run.problem, run.eval_set, prediction, run.comm);
 }
 
@@ -358,7 +364,7 @@ void run_steps(Run& run, Progress& p) {
     const bool do_eval = last_step || (deck.evaluation.every > 0 && p.completed % deck.evaluation.every == 0);
     if (do_eval) {
       watchdog::set_phase(fmt::format("the evaluation after step {}", p.completed));
-      p.eval = evaluate(run);
+      p.eval = evaluate(run, p.completed);
     }
     if (do_eval || p.completed % deck.training.log_every == 0)
       log_step(deck, run.plan, p, o, do_eval, run.trainer.scaler(), run.history, run.wall.seconds());
@@ -412,7 +418,8 @@ int finish(Run& run, Progress& p, const GradientReducer& reducer) {
       const std::string file = (run.dir / "fields.h5").string();
       const int64_t count = std::min<int64_t>(run.deck.output.field_samples, run.eval_set.total);
       const Tensor input = first_rows(run.problem, run.eval_set, run.eval_set.input, count);
-      const Tensor pred = input.dim(0) > 0 ? predict(run.model, run.problem, input, run.deck.precision,
+      const Tensor pred = input.dim(0) > 0 ? predict(run.model, run.problem, input,
+                                                     precision_after(run.deck, p.completed),
                                                      run.deck.training.batch_size)
                                            : input;
       const std::string xdmf =
@@ -420,7 +427,7 @@ int finish(Run& run, Progress& p, const GradientReducer& reducer) {
       spdlog::info("fields: {} ({} samples; open {} in ParaView or VisIt)", file, count, xdmf);
     }
   }
-  if (std::isnan(p.eval.mean) && p.status != "diverged") p.eval = evaluate(run);
+  if (std::isnan(p.eval.mean) && p.status != "diverged") p.eval = evaluate(run, p.completed);
   run.timeline.set_active(false);
   if (run.deck.timeline.enabled) write_timeline(run.timeline, run.dir / "timeline.json", run.comm);
   write_summary(run.deck, run.plan, run.problem, p, reducer, run.trainer.scaler(), final_checkpoint, run.comm,
@@ -489,7 +496,10 @@ int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yam
   Trainer trainer(deck, *model, objective, *reducer, comm, &timeline);
   if (deck.precision != DType::f32 || trainer.scaler())
     spdlog::info(
-        "precision: {} activations, fp32 parameters, gradients and loss{}", dtype_name(deck.precision),
+        "precision: {} activations, fp32 parameters, gradients and loss{}{}", dtype_name(deck.precision),
+        deck.precision != DType::f32 && deck.training.fp32_after_step > 0
+            ? fmt::format("; fp32 after step {}", deck.training.fp32_after_step)
+            : std::string(),
         trainer.scaler() ? fmt::format("; dynamic loss scaling from {:g}, growth after {} clean steps",
                                        trainer.scaler()->scale(), deck.loss_scaling.growth_interval)
                          : std::string());

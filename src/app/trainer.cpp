@@ -35,7 +35,7 @@ OptimizerPhaseSpan Trainer::use_phase_of(int64_t s) {
 }
 
 // The global loss and gradient at the current parameters on the samples of `batch_step`.
-Evaluation Trainer::evaluate(int64_t batch_step, bool& overflowed) {
+Evaluation Trainer::evaluate(int64_t batch_step, DType precision, bool& overflowed) {
   const int64_t B = deck_.training.batch_size;
   const int micro = deck_.training.micro_batches;
   const double grad_scale = 1.0 / static_cast<double>(B) * (scaler_ ? scaler_->scale() : 1.0);
@@ -56,7 +56,7 @@ Evaluation Trainer::evaluate(int64_t batch_step, bool& overflowed) {
       const TimelineScope event(timeline_, "sample + forward + loss");
       objective_.inputs(deck_.training.seed, indices_, input_);
       const Tensor x = input_.to(deck_.device);
-      const Tensor output = model_.net->forward(to_dtype(x, deck_.precision), Mode::train);
+      const Tensor output = model_.net->forward(to_dtype(x, precision), Mode::train);
       output_dtype = output.dtype();
       loss_sum += objective_.loss(to_dtype(output, DType::f32), x, grad_scale, d_output);
     }
@@ -91,7 +91,8 @@ StepOutcome Trainer::step(int64_t s) {
   out.lr = phase_learning_rate(phase, s);
   out.loss_scale = scaler_ ? scaler_->scale() : 1.0;
   bool overflowed = false;  // in the last evaluation
-  const LossClosure closure = [&] { return evaluate(batch_step, overflowed); };
+  const DType precision = precision_at(deck_, s);
+  const LossClosure closure = [&] { return evaluate(batch_step, precision, overflowed); };
   const StepResult result = optimizer_->step(model_.master(), out.lr, closure, phase.settings->grad_clip);
   model_.push_values();
   out.loss = result.loss;

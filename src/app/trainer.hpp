@@ -65,7 +65,7 @@ class Trainer {
   CheckpointData snapshot(int64_t completed, double loss, const std::string& deck_yaml);
 
  private:
-  Evaluation evaluate(int64_t batch_step, bool& overflowed);
+  Evaluation evaluate(int64_t batch_step, DType precision, bool& overflowed);
 
   const Deck& deck_;
   Model& model_;

@@ -156,7 +156,7 @@ void read_deck(Section& top, Deck& d) {
       "storage type of the activations and their gradients (bf16 on either device, fp16 on `device: "
       "cuda`): convolutions on tensor cores or AMX/AVX512-BF16 with fp32 accumulation; parameters, "
       "parameter gradients, optimizer state, normalisation statistics and the FEM loss stay fp32 "
-      "(docs/cuda.md and docs/performance.md, \"Mixed precision\")");
+      "(docs/cuda.md, \"Mixed precision\")");
   if (d.precision == DType::f16 && d.device != Device::cuda)
     top.fail("precision", "'precision' is 'fp16', which needs device: cuda (oneDNN has no fp16 convolutions "
                           "on the CPU): use bf16 on the CPU");

@@ -159,6 +159,7 @@ struct TrainingConfig {
   int64_t checkpoint_every = 0;     // 0 = final checkpoint only
   std::string restart = "none";     // none | latest | a checkpoint path
   bool allow_deck_changes = false;  // restart although the checkpoint's deck differs in trajectory keys
+  int64_t fp32_after_step = 0;      // with 16-bit precision, the steps after this one run in fp32; 0 = none
   bool operator==(const TrainingConfig&) const = default;
 };
 
@@ -237,6 +238,12 @@ struct Deck {
   LossScalingConfig loss_scaling;
   bool operator==(const Deck&) const = default;
 };
+
+// The activation type of 0-based training step `step` (and of the evaluation after it): the deck's
+// precision, or fp32 once step >= training.fp32_after_step (when that is set).
+inline DType precision_at(const Deck& d, int64_t step) {
+  return d.training.fp32_after_step > 0 && step >= d.training.fp32_after_step ? DType::f32 : d.precision;
+}
 
 // Reads the deck file at `path`, applies the overrides ("key.path=value", value parsed as YAML, in
 // order, before validation) and validates. Error messages start with `path` as given.

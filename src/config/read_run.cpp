@@ -31,6 +31,11 @@ TrainingConfig read_training(Section& s, TrainingConfig c) {
       "restart from a checkpoint whose deck differs in keys that change the training (optimizer, problem, "
       "network, batch, seed, ...; each change is logged); `false` = refuse, naming the first such key. "
       "Steps, logging, checkpointing, evaluation, output, parallel and device keys may always change");
+  c.fp32_after_step = s.integer(
+      "fp32_after_step", c.fp32_after_step, at_least(0),
+      "with `precision` bf16 or fp16, the steps after this one (and their evaluations) run in fp32: 16-bit "
+      "training stalls at an error floor (about 0.27% mean rel_l2 at 64^2 in bf16) that an fp32 finish "
+      "removes; 0 = all steps in `precision`");
   return c;
 }
 

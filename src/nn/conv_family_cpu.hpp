@@ -141,8 +141,8 @@ class ConvFamilyPlan {
     return memory::desc(cpu::dims_of(shape), cpu::dnnl_type(dtype_),
                         shape.rank() == 4 ? memory::format_tag::nhwc : memory::format_tag::ndhwc);
   }
-  // The weights (or, in fp32, their gradient) the primitives see: [out, in, k...] with the channel
-  // counts they run on.
+  // The weights the primitives see, of `dtype` (the activations' type; fp32 for the weight
+  // gradient): [out, in, k...] with the channel counts they run on.
   memory::desc any_weights(DType dtype) const {
     memory::dims dims = plain_weights_.dims();
     dims[0] = run_channels(dims[0]);

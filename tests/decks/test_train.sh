@@ -65,6 +65,11 @@ restart_check "Adam, then L-BFGS from step 5" "optimizer.then={after_steps: 4, t
 # (oneDNN told to stop below them) a clear refusal naming the key.
 if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
   restart_check "precision bf16 on the CPU" precision=bf16
+  restart_check "bf16, then fp32 after step 4" precision=bf16 training.fp32_after_step=4
+  "$PDEGEN" train "$deck" output.dir="$work/bf16_fp32" output.fields=false precision=bf16 training.fp32_after_step=4 >"$work/bf16_fp32.log" 2>&1
+  "$PDEGEN" train "$deck" output.dir="$work/bf16_only" output.fields=false precision=bf16 >/dev/null 2>&1
+  check "fp32 after step 4 says so, and its steps 5-6 differ from all-bf16 steps 5-6 while steps 1-4 agree" \
+    "grep -q 'fp32 after step 4' '$work/bf16_fp32.log' && diff <(head -5 '$work/bf16_fp32/history.csv' | cut -d, -f1,3) <(head -5 '$work/bf16_only/history.csv' | cut -d, -f1,3) >/dev/null && ! h5diff -d 0 '$work/bf16_fp32/checkpoints/step_00000006.h5' '$work/bf16_only/checkpoints/step_00000006.h5' /parameters /parameters >/dev/null 2>&1"
   "$PDEGEN" train "$deck" output.dir="$work/bf16" output.fields=false precision=bf16 >"$work/bf16.log" 2>&1
   check "a bf16 run says so in its log and summary.json" \
     "[ $? -eq 0 ] && grep -q 'precision: bf16 activations' '$work/bf16.log' && json '$work/bf16/summary.json' 'd[\"precision\"]' | grep -qx bf16"

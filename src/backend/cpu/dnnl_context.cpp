@@ -64,7 +64,7 @@ dnnl::memory::data_type dnnl_type(DType t) {
     case DType::f64:
       break;
   }
-  PDEGEN_THROW("oneDNN has no {} type; the CPU backend computes in fp32", dtype_name(t));
+  PDEGEN_THROW("oneDNN has no {} type (the CPU layers take fp32 and bf16)", dtype_name(t));
 }
 
 dnnl::memory::desc desc_of(const Shape& s, int channel_block, DType dtype) {
