@@ -1,8 +1,11 @@
 // ConvFamilyLayer: geometry checks, parameter registration and the checks around the backend passes.
 #include "nn/conv_family.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
+
+#include "backend/cpu/dnnl_context.hpp"
 
 namespace pdegen {
 
@@ -45,17 +48,25 @@ Tensor ConvFamilyLayer::forward(const Tensor& x, Mode mode) {
                "{} '{}' expects [N, {}, {}] input, got {}", kind_, name_, g.in_channels,
                g.ndim == 2 ? "H, W" : "D, H, W", x.describe());
   output_shape(x.shape());  // checks the spatial extents
-  return forward_checked(x, mode);
+  in_dtype_ = x.dtype();
+  in_block_ = x.channel_block();
+  widened_ = x.device() == Device::cpu && x.dtype() == DType::bf16 &&
+             std::max(x.dim(-1), output_shape(x.shape())[-1]) > cpu::widest_bf16_image;
+  if (!widened_) return forward_checked(x, mode);
+  const Tensor y = forward_checked(to_dtype(x, DType::f32), mode);
+  return to_channel_block(to_dtype(y, DType::bf16), cpu::activation_block(y.dim(1), DType::bf16));
 }
 
 Tensor ConvFamilyLayer::backward(const Tensor& dy) {
   PDEGEN_CHECK(x_.defined(), "{} '{}': backward without a train-mode forward (eval mode keeps no input)",
                kind_, name_);
   // dy in the forward's element type: cuDNN's backward passes take one data type for x and dy.
-  PDEGEN_CHECK(dy.shape() == output_shape(x_.shape()) && dy.dtype() == x_.dtype(),
+  PDEGEN_CHECK(dy.shape() == output_shape(x_.shape()) && dy.dtype() == in_dtype_,
                "{} '{}': backward got dy {}, forward produced {} {}", kind_, name_, dy.describe(),
-               output_shape(x_.shape()).str(), dtype_name(x_.dtype()));
-  return backward_checked(dy);
+               output_shape(x_.shape()).str(), dtype_name(in_dtype_));
+  if (!widened_) return backward_checked(dy);
+  const Tensor dx = backward_checked(to_dtype(dy, DType::f32));
+  return dx.defined() ? to_channel_block(to_dtype(dx, DType::bf16), in_block_) : dx;
 }
 
 #ifndef PDEGEN_HAVE_CUDA

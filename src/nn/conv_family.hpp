@@ -31,6 +31,8 @@ class ConvFamilyLayer : public Layer {
   // Train mode keeps a reference to x (not a copy) for backward, so x must not be overwritten in
   // place before then; eval mode keeps nothing.
   Tensor forward(const Tensor& x, Mode mode) final;
+  // On the CPU a bf16 layer whose input or output is wider than cpu::widest_bf16_image runs in
+  // fp32 (x widened, y narrowed back to bf16 channels-last; in backward dy widened, dx narrowed).
   // Accumulates dW and db into the registry (plain layout) and announces them ready before it
   // computes dx, so their reduction can overlap the data gradient. After set_needs_input_grad(false)
   // it skips dx (the backward-data pass, most of the cost when Cin is small) and returns an
@@ -74,6 +76,11 @@ class ConvFamilyLayer : public Layer {
   ParameterRegistry::Id weight_id_ = -1, bias_id_ = -1;
   Tensor x_;  // the forward input as given (train mode only); dx comes back in its layout
   bool frees_input_in_backward_ = false;
+  // The last forward's input type and layout, and whether it ran widened to fp32 (a bf16 layer on
+  // an image wider than cpu::widest_bf16_image): dy is then widened and dx narrowed back.
+  DType in_dtype_ = DType::f32;
+  int in_block_ = 1;
+  bool widened_ = false;
 
   // cuDNN descriptors and algorithms for the last GPU input shape; rebuilt when it changes. Defined
   // in nn/conv_family_cuda.cu, so this header needs no CUDA.

@@ -99,7 +99,7 @@ def main():
             run([a.pdegen, "solve", a.deck, *common, f"evaluation.solver_tolerance={tol}", f"output.dir={out}"],
                 out + ".log")
             info = json.load(open(os.path.join(out, "solve.json")))
-            solved[tol] = (info["seconds_per_sample"], read_field(os.path.join(out, "reference.h5"), "/u_ref"))
+            solved[tol] = (info["seconds_per_sample"], read_field(os.path.join(out, "reference.h5"), "/fields/u_ref"))
         for tol in sorted(a.tolerances):
             sec, u = solved[tol]
             err = 0.0 if tol == tight else rel_l2_mean(u, solved[tight][1])

@@ -23,6 +23,11 @@ int channel_block_for(int64_t channels);
 int activation_block(int64_t channels, DType dtype);
 // Whether this CPU runs bf16 convolutions at speed (AVX512-BF16 or AMX, as oneDNN detects them).
 bool has_fast_bf16();
+// The widest image (last spatial extent, input or output) a bf16 convolution runs on in bf16; wider
+// ones run in fp32. oneDNN 2.6.3's AMX backward kernels (jit:avx512_core_amx_bf16, also a transposed
+// convolution's forward) corrupt the heap or never return from width 384 on (measured at 384 to
+// 2048, whatever the height; 352 and below pass), so this keeps to the widths verified to work.
+constexpr int64_t widest_bf16_image = 256;
 
 dnnl::memory::dims dims_of(const Shape& s);
 // oneDNN's name of an element type (not fp64, which it lacks).
