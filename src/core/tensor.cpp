@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <cstring>
+#include <numeric>
 
 #include "core/allocator.hpp"
 #ifdef PDEGEN_HAVE_CUDA
@@ -218,11 +219,23 @@ std::string Tensor::describe() const {
 }
 
 namespace {
+// Runs of g = gcd(both blocks) channels of one pixel are contiguous in both layouts, so a blocked
+// (or channels-last) conversion copies runs pixel by pixel; with a plain side (g = 1) it walks
+// channels and space element by element.
 template <class T>
 void reblock(const Tensor& src, Tensor& dst) {
   const T* s = src.data<T>();
   T* d = dst.data<T>();
   const int64_t N = src.dim(0), C = src.dim(1), S = src.shape().spatial();
+  const int64_t g = std::gcd<int64_t>(src.channel_block(), dst.channel_block());
+  if (g > 1) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < S; ++i)
+        for (int64_t c = 0; c < C; c += g)
+          std::memcpy(d + dst.offset(n, c, i), s + src.offset(n, c, i), static_cast<size_t>(g) * sizeof(T));
+    return;
+  }
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c)
