@@ -55,4 +55,8 @@ void fill_bits(void* dst, int64_t count, size_t element_bytes, uint64_t bits);
 // fp32 <-> fp16/bf16 round to nearest even, fp64 goes through fp32 to the 16-bit types.
 void convert_elements(void* dst, DType to, const void* src, DType from, int64_t count);
 
+// dst += src for `count` elements of storage type `dtype` (fp32, fp16 or bf16; device memory, the
+// sum in fp32), on the stream.
+void add_elements(void* dst, const void* src, DType dtype, int64_t count);
+
 }  // namespace pdegen::cuda

@@ -7,6 +7,9 @@
 #include <memory>
 
 #include "backend/cpu/parallel.hpp"
+#ifdef PDEGEN_HAVE_CUDA
+#include "core/device_allocator.hpp"
+#endif
 #include "nn/activation.hpp"
 #include "nn/concat.hpp"
 #include "nn/conv.hpp"
@@ -38,6 +41,15 @@ Tensor add_gradients(Tensor a, const Tensor& b) {
   PDEGEN_CHECK(a.shape() == b.shape(),
                "gradient {} of a tensor read twice does not match its other gradient {}", a.describe(),
                b.describe());
+  if (a.device() != Device::cpu) {
+    PDEGEN_CHECK(a.dtype() == b.dtype() && a.channel_block() == b.channel_block() && a.device() == b.device(),
+                 "device gradients {} and {} of one tensor differ in type or layout", a.describe(),
+                 b.describe());
+#ifdef PDEGEN_HAVE_CUDA
+    cuda::add_elements(a.raw(), b.raw(), a.dtype(), a.numel());
+#endif
+    return a;
+  }
   a = to_channel_block(a, b.channel_block());
   with_storage_type(a.dtype(), [&](auto storage) {
     using T = decltype(storage);

@@ -229,7 +229,8 @@ TEST_CASE("conv_transpose rejects an input whose channel count or rank does not 
   CHECK_THROWS_AS(up.forward(Tensor::zeros(Shape{1, 16, 5, 5, 5}), Mode::train), Error);
 }
 
-TEST_CASE("conv_transpose in fp16 and bf16 on the GPU and bf16 on the CPU matches fp32 within 16-bit rounding") {
+TEST_CASE(
+    "conv_transpose in fp16 and bf16 on the GPU and bf16 on the CPU matches fp32 within 16-bit rounding") {
   // The GPU takes fp16 and bf16, the CPU bf16 where it has the instructions; elsewhere skipped with
   // the message above. The last shape's output is wider than cpu::widest_bf16_image: on the CPU it
   // runs widened to fp32 (oneDNN 2.6.3's AMX kernels fail there), with the same contract.
