@@ -17,6 +17,7 @@
 #include "app/stop_signal.hpp"
 #include "app/trainer.hpp"
 #include "app/verbs.hpp"
+#include "backend/cpu/dnnl_context.hpp"
 #include "backend/cuda/cuda_context.hpp"
 #include "core/allocator.hpp"
 #include "core/log.hpp"
@@ -470,6 +471,15 @@ int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yam
   spdlog::info("pdegen {} ({}) training on {} rank(s), device {}; effective configuration:\n{}",
                build::version, build::git_hash, comm.size(), device_name(deck.device), deck_yaml);
   set_up_device(deck, comm);
+  if (deck.device == Device::cpu && deck.precision == DType::bf16 &&
+      deck.problem.resolution > cpu::widest_bf16_image)
+    spdlog::warn(
+        "precision bf16 at resolution {}: convolutions on images wider than {} run in fp32 (oneDNN 2.6.3's "
+        "AMX "
+        "kernels fail on them), and the conversions make bf16 slower than fp32 at this size "
+        "(docs/performance.md, "
+        "\"bf16 on the CPU\"); precision: fp32 is faster here",
+        deck.problem.resolution, cpu::widest_bf16_image);
   auto model = build_model(plan, deck.training.seed, deck.device);
   spdlog::info(
       "network: {} parameters, {:.2f} GFLOP per training step (global batch {}), this rank holds {} samples",
