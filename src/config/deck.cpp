@@ -158,8 +158,9 @@ void read_deck(Section& top, Deck& d) {
       "parameter gradients, optimizer state, normalisation statistics and the FEM loss stay fp32 "
       "(docs/cuda.md, \"Mixed precision\")");
   if (d.precision == DType::f16 && d.device != Device::cuda)
-    top.fail("precision", "'precision' is 'fp16', which needs device: cuda (oneDNN has no fp16 convolutions "
-                          "on the CPU): use bf16 on the CPU");
+    top.fail("precision",
+             "'precision' is 'fp16', which needs device: cuda (oneDNN has no fp16 convolutions "
+             "on the CPU): use bf16 on the CPU");
   // Loss scaling is on by default for fp16; a described Deck already holds its choice.
   if (!top.describing()) d.loss_scaling.enabled = d.precision == DType::f16;
   read_section(top, "loss_scaling", "dynamic loss scaling", d.loss_scaling, read_loss_scaling);

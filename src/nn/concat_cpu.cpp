@@ -15,7 +15,8 @@ namespace {
 // memcpy call (channels-last rows are one pixel's channels: 32-256 bytes).
 template <int64_t kBytes>
 void copy_short_rows(const char* src, int64_t src_stride, char* dst, int64_t dst_stride, int64_t rows) {
-  cpu::parallel_for(rows, [=](int64_t r) { std::memcpy(dst + r * dst_stride, src + r * src_stride, kBytes); });
+  cpu::parallel_for(rows,
+                    [=](int64_t r) { std::memcpy(dst + r * dst_stride, src + r * src_stride, kBytes); });
 }
 
 // For each of `rows` rows: `bytes` from src + r * src_stride to dst + r * dst_stride.

@@ -115,7 +115,8 @@ TEST_CASE("instance norm rejects a wrong channel count") {
   });
 }
 
-TEST_CASE("instance norm in fp16 and bf16 on the GPU and bf16 on the CPU matches fp32 within 16-bit rounding") {
+TEST_CASE(
+    "instance norm in fp16 and bf16 on the GPU and bf16 on the CPU matches fp32 within 16-bit rounding") {
   for_each_reduced_precision_backend([](Device device, const HalfType& type16) {
     for_each_norm_case([&](const NormCase& cs) {
       const Extents d(cs.shape);

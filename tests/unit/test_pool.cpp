@@ -231,7 +231,8 @@ Vec distinct_in_16_bits(size_t n) {
 
 }  // namespace
 
-TEST_CASE("max and avg pool in fp16 and bf16 on the GPU and bf16 on the CPU match fp32 within 16-bit rounding") {
+TEST_CASE(
+    "max and avg pool in fp16 and bf16 on the GPU and bf16 on the CPU match fp32 within 16-bit rounding") {
   for_each_reduced_precision_backend([](Device device, const HalfType& type16) {
     for (bool is_max : {true, false})
       for (const Case& cs : is_max ? max_cases : avg_cases) {
