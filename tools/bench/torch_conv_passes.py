@@ -49,7 +49,10 @@ def main():
     if len(dims) % 3:
         sys.exit("usage: torch_conv_passes.py [N C H ...] (triples)")
     torch.set_num_threads(int(__import__("os").environ.get("OMP_NUM_THREADS", "2")))
-    print(f"torch {torch.__version__}, oneDNN {torch.backends.mkldnn.version() if hasattr(torch.backends.mkldnn, 'version') else '?'}")
+    # torch.__config__.show() names the bundled oneDNN under its old name, MKL-DNN.
+    onednn = next((line.strip(" -") for line in torch.__config__.show().splitlines() if "MKL-DNN" in line),
+                  "oneDNN version unknown")
+    print(f"torch {torch.__version__}; {onednn}")
     with torch.no_grad():
         for i in range(0, len(dims), 3):
             for dtype in (torch.float32, torch.bfloat16):
