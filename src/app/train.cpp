@@ -474,11 +474,9 @@ int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yam
   if (deck.device == Device::cpu && deck.precision == DType::bf16 &&
       deck.problem.resolution > cpu::widest_bf16_image)
     spdlog::warn(
-        "precision bf16 at resolution {}: convolutions on images wider than {} run in fp32 (oneDNN 2.6.3's "
-        "AMX "
-        "kernels fail on them), and the conversions make bf16 slower than fp32 at this size "
-        "(docs/performance.md, "
-        "\"bf16 on the CPU\"); precision: fp32 is faster here",
+        "precision bf16 at resolution {}: convolutions on images wider than {} run in fp32 "
+        "(oneDNN 2.6.3's AMX kernels fail on them), and the conversions make bf16 slower than fp32 "
+        "at this size (docs/performance.md, \"bf16 on the CPU\"); precision: fp32 is faster here",
         deck.problem.resolution, cpu::widest_bf16_image);
   auto model = build_model(plan, deck.training.seed, deck.device);
   spdlog::info(

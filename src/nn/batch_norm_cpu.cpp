@@ -12,7 +12,7 @@ namespace pdegen {
 using norm_cpu::Tiling;
 
 Tensor BatchNorm::forward_cpu(const Tensor& x_in, Mode mode) {
-  const Tensor x = norm_cpu::widened(x_in);
+  const Tensor x = cpu::widened_to_fp32(x_in);
   const int64_t C = config_.channels;
   const Tiling t = norm_cpu::tiling_of(x);
   const int64_t blocks = C / t.block;
@@ -49,8 +49,8 @@ Tensor BatchNorm::forward_cpu(const Tensor& x_in, Mode mode) {
 }
 
 Tensor BatchNorm::backward_cpu(const Tensor& dy_in) {
-  const Tensor x = norm_cpu::widened(x_);
-  const Tensor dy = to_channel_block(norm_cpu::widened(dy_in), x.channel_block());
+  const Tensor x = cpu::widened_to_fp32(x_);
+  const Tensor dy = to_channel_block(cpu::widened_to_fp32(dy_in), x.channel_block());
   const int64_t C = config_.channels;
   const Tiling t = norm_cpu::tiling_of(x);
   const int64_t blocks = C / t.block;

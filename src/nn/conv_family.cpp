@@ -53,8 +53,8 @@ Tensor ConvFamilyLayer::forward(const Tensor& x, Mode mode) {
   widened_ = x.device() == Device::cpu && x.dtype() == DType::bf16 &&
              std::max(x.dim(-1), output_shape(x.shape())[-1]) > cpu::widest_bf16_image;
   if (!widened_) return forward_checked(x, mode);
-  const Tensor y = forward_checked(to_dtype(x, DType::f32), mode);
-  return to_channel_block(to_dtype(y, DType::bf16), cpu::activation_block(y.dim(1), DType::bf16));
+  const Tensor y = forward_checked(cpu::widened_to_fp32(x), mode);
+  return cpu::narrowed_to(y, DType::bf16, cpu::activation_block(y.dim(1), DType::bf16));
 }
 
 Tensor ConvFamilyLayer::backward(const Tensor& dy) {
@@ -65,8 +65,8 @@ Tensor ConvFamilyLayer::backward(const Tensor& dy) {
                "{} '{}': backward got dy {}, forward produced {} {}", kind_, name_, dy.describe(),
                output_shape(x_.shape()).str(), dtype_name(in_dtype_));
   if (!widened_) return backward_checked(dy);
-  const Tensor dx = backward_checked(to_dtype(dy, DType::f32));
-  return dx.defined() ? to_channel_block(to_dtype(dx, DType::bf16), in_block_) : dx;
+  const Tensor dx = backward_checked(cpu::widened_to_fp32(dy));
+  return dx.defined() ? cpu::narrowed_to(dx, DType::bf16, in_block_) : dx;
 }
 
 #ifndef PDEGEN_HAVE_CUDA

@@ -29,7 +29,7 @@ struct Instances {
 }  // namespace
 
 Tensor InstanceNorm::forward_cpu(const Tensor& x_in) {
-  const Tensor x = norm_cpu::widened(x_in);
+  const Tensor x = cpu::widened_to_fp32(x_in);
   const Instances slots(x, config_.channels);
   const auto& [C, NC, nc, count, t] = slots;
   const float* xs = x.data<float>();
@@ -61,8 +61,8 @@ Tensor InstanceNorm::forward_cpu(const Tensor& x_in) {
 }
 
 Tensor InstanceNorm::backward_cpu(const Tensor& dy_in) {
-  const Tensor x = norm_cpu::widened(x_);
-  const Tensor dy = to_channel_block(norm_cpu::widened(dy_in), x.channel_block());
+  const Tensor x = cpu::widened_to_fp32(x_);
+  const Tensor dy = to_channel_block(cpu::widened_to_fp32(dy_in), x.channel_block());
   const Instances slots(x, config_.channels);
   const auto& [C, NC, nc, count, t] = slots;
   const float* xs = x.data<float>();

@@ -89,15 +89,10 @@ struct Tiling {
 };
 
 // The CPU norms compute on fp32 in the fp32 layouts: a bf16 activation (channels-last) is widened
-// into cpu::channel_block_for on the way in and the result rounded back into the caller's type and
-// layout on the way out. Two conversion passes, but the norms' own passes stay as fast as in fp32.
-inline Tensor widened(const Tensor& t) {
-  if (t.dtype() == DType::f32) return t;
-  return to_dtype(to_channel_block(t, cpu::channel_block_for(t.dim(1))), DType::f32);
-}
+// on the way in (cpu::widened_to_fp32) and the result rounded back into the caller's type and layout
+// on the way out. Two conversion passes, but the norms' own passes stay as fast as in fp32.
 inline Tensor narrowed_like(const Tensor& t, const Tensor& like) {
-  if (like.dtype() == DType::f32) return t;
-  return to_channel_block(to_dtype(t, like.dtype()), like.channel_block());
+  return like.dtype() == DType::f32 ? t : cpu::narrowed_to(t, like.dtype(), like.channel_block());
 }
 
 // The work items of an N, C, [D,] H, W tensor in its own layout.

@@ -3,6 +3,7 @@
 // work item is one input row (a fixed group, z, y) and the 2^d output rows it feeds, which are
 // identical in forward (built once, then copied) and summed in backward.
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "backend/cpu/parallel.hpp"
@@ -59,13 +60,19 @@ void upsample_rows(const RowGeometry& g, const T* in, T* out) {
 }
 
 // The backward: every input row's gradient is the sum of the 2^(d+1) output values it fed, summed
-// in fp32 whatever the storage type, then stored once.
+// in fp32 whatever the storage type: in place for fp32, else in an fp32 row stored once.
 template <class T>
 void sum_rows(const RowGeometry& g, const T* grad, T* out) {
   cpu::parallel_for(g.rows, [&](int64_t r) {
     thread_local std::vector<float> acc;
-    acc.assign(static_cast<size_t>(g.in_row), 0.0f);
-    float* sum = acc.data();
+    float* sum = nullptr;
+    if constexpr (std::is_same_v<T, float>) {
+      sum = out + r * g.in_row;
+      std::memset(sum, 0, static_cast<size_t>(g.in_row) * sizeof(float));
+    } else {
+      acc.assign(static_cast<size_t>(g.in_row), 0.0f);
+      sum = acc.data();
+    }
     for (int64_t a = 0; a < g.z_copies; ++a)
       for (int64_t e = 0; e < 2; ++e) {
         const T* src = grad + g.out_offset(r, a, e);
@@ -76,8 +83,10 @@ void sum_rows(const RowGeometry& g, const T* grad, T* out) {
             sum[i * g.block + c] += to_float(pair[c]) + to_float(pair[g.block + c]);
         }
       }
-    T* dst = out + r * g.in_row;
-    for (int64_t i = 0; i < g.in_row; ++i) dst[i] = from_float<T>(sum[i]);
+    if constexpr (!std::is_same_v<T, float>) {
+      T* dst = out + r * g.in_row;
+      for (int64_t i = 0; i < g.in_row; ++i) dst[i] = from_float<T>(sum[i]);
+    }
   });
 }
 

@@ -51,6 +51,15 @@ int activation_block(int64_t channels, DType dtype) {
 
 bool has_fast_bf16() { return has(dnnl::cpu_isa::avx512_core_bf16); }
 
+Tensor widened_to_fp32(const Tensor& t) {
+  if (t.dtype() == DType::f32) return t;
+  return to_dtype(to_channel_block(t, channel_block_for(t.dim(1))), DType::f32);
+}
+
+Tensor narrowed_to(const Tensor& t, DType dtype, int block) {
+  return to_channel_block(to_dtype(t, dtype), block);
+}
+
 dnnl::memory::dims dims_of(const Shape& s) { return dnnl::memory::dims(s.begin(), s.end()); }
 
 dnnl::memory::data_type dnnl_type(DType t) {

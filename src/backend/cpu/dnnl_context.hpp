@@ -30,6 +30,12 @@ bool has_fast_bf16();
 constexpr int64_t widest_bf16_image = 256;
 
 dnnl::memory::dims dims_of(const Shape& s);
+// Layers that compute in fp32 on bf16 activations (the CPU norms; convolutions wider than
+// widest_bf16_image): `t` as fp32 in the fp32 activation layout (channel_block_for; a no-op for
+// fp32), and the way back into `dtype` and channel block `block` (re-blocked in the narrower type).
+Tensor widened_to_fp32(const Tensor& t);
+Tensor narrowed_to(const Tensor& t, DType dtype, int block);
+
 // oneDNN's name of an element type (not fp64, which it lacks).
 dnnl::memory::data_type dnnl_type(DType t);
 // Descriptor of a tensor as it is laid out (plain row-major, nC[D]HW{b}c, or with a block of the
