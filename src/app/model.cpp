@@ -55,6 +55,11 @@ void check_precision_runs_here(DType precision, Device device) {
       "Rapids, AMD EPYC from Genoa) or on device: cuda");
 }
 
+void use_conv_algorithm(ConvAlgorithmKind kind) {
+  cpu::set_conv_algorithm(kind == ConvAlgorithmKind::automatic ? cpu::ConvAlgorithm::automatic
+                                                               : cpu::ConvAlgorithm::direct);
+}
+
 void restore_model(Model& model, const CheckpointData& data, const std::string& path, Optimizer* optimizer) {
   check_parameter_layout(parameter_layout(model.master()), data.parameter_layout, path);
   const Tensor& values = model.master().flat_values();

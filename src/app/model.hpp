@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "config/choices.hpp"
 #include "core/parameter.hpp"
 #include "io/checkpoint.hpp"
 #include "nn/network.hpp"
@@ -35,6 +36,9 @@ std::unique_ptr<Model> build_model(const NetworkPlan& plan, uint64_t seed, Devic
 // Refuses (UserError naming `precision`) activations of a type that `device` here cannot run faster
 // than fp32: bf16 on a CPU without AVX512-BF16 or AMX, where oneDNN falls back to slow kernels.
 void check_precision_runs_here(DType precision, Device device);
+
+// The deck's cpu.conv_algorithm for every convolution this process builds on the CPU.
+void use_conv_algorithm(ConvAlgorithmKind kind);
 
 // Copies parameters and buffers (batch-norm running statistics) from a checkpoint, after checking
 // that it was written by the same network (UserError naming `path` otherwise); and the optimizer

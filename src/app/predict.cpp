@@ -19,6 +19,7 @@ int run_predict(const CliOptions& options) {
   const Deck& deck = v.deck;
   const Communicator comm;
   check_precision_runs_here(deck.precision, Device::cpu);
+  use_conv_algorithm(deck.cpu.conv_algorithm);
   const auto problem = make_problem(deck.problem, deck.evaluation);
   auto model = build_model(v.plan, deck.training.seed);
   const CheckpointData data = read_checkpoint(options.checkpoint);

@@ -40,7 +40,7 @@ fs::path unused_path(const std::string& base) {
 // Keys a restart may change without changing the trajectory it continues: how long, how often it
 // logs, checkpoints and evaluates, where it writes, and how it is spread over ranks and devices.
 bool continuation_key(const std::string& key) {
-  for (const char* prefix : {"output.", "timeline.", "parallel.", "cuda.", "evaluation."})
+  for (const char* prefix : {"output.", "timeline.", "parallel.", "cuda.", "cpu.", "evaluation."})
     if (key.starts_with(prefix)) return true;
   for (const char* exact : {"training.steps", "training.restart", "training.log_every",
                             "training.checkpoint_every", "training.allow_deck_changes", "device"})

@@ -471,6 +471,7 @@ int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yam
   spdlog::info("pdegen {} ({}) training on {} rank(s), device {}; effective configuration:\n{}",
                build::version, build::git_hash, comm.size(), device_name(deck.device), deck_yaml);
   set_up_device(deck, comm);
+  use_conv_algorithm(deck.cpu.conv_algorithm);
   if (deck.device == Device::cpu && deck.precision == DType::bf16 &&
       deck.problem.resolution > cpu::widest_bf16_image)
     spdlog::warn(

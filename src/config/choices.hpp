@@ -28,6 +28,7 @@ enum class ScheduleKind { constant, step, cosine };
 enum class Hierarchical { automatic, on, off };
 enum class Compression { none, fp16, bf16 };
 enum class ConvMathKind { fp32, tf32, fp16_conversion };
+enum class ConvAlgorithmKind { direct, automatic };
 enum class SyncBatchNorm { automatic, on, off };
 enum class ExistingRun { refuse, move_aside };
 
@@ -76,6 +77,8 @@ PDEGEN_CHOICES(Hierarchical, 3, {Hierarchical::automatic, "auto"}, {Hierarchical
                {Hierarchical::off, "off"});
 PDEGEN_CHOICES(ConvMathKind, 3, {ConvMathKind::fp32, "fp32"}, {ConvMathKind::tf32, "tf32"},
                {ConvMathKind::fp16_conversion, "fp16_conversion"});
+PDEGEN_CHOICES(ConvAlgorithmKind, 2, {ConvAlgorithmKind::direct, "direct"},
+               {ConvAlgorithmKind::automatic, "auto"});
 PDEGEN_CHOICES(Compression, 3, {Compression::none, "none"}, {Compression::fp16, "fp16"},
                {Compression::bf16, "bf16"});
 PDEGEN_CHOICES(SyncBatchNorm, 3, {SyncBatchNorm::automatic, "auto"}, {SyncBatchNorm::on, "true"},

@@ -141,6 +141,7 @@ void read_deck(Section& top, Deck& d) {
     return read_output(s, c, d.evaluation, evaluation.ok("samples"));
   });
   read_section(top, "cuda", "how cuDNN may compute", d.cuda, read_cuda);
+  read_section(top, "cpu", "how oneDNN may compute", d.cpu, read_cpu);
   read_section(top, "timeline", "a trace of some steps", d.timeline, read_timeline);
   d.device = top.choice<Device>(
       "device", d.device,

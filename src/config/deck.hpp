@@ -199,6 +199,12 @@ struct CudaConfig {
   bool operator==(const CudaConfig&) const = default;
 };
 
+// cpu.*: how oneDNN may compute (device: cpu; also predict and the evaluation).
+struct CpuConfig {
+  ConvAlgorithmKind conv_algorithm = ConvAlgorithmKind::automatic;  // Winograd where it is faster
+  bool operator==(const CpuConfig&) const = default;
+};
+
 // loss_scaling.*: dynamic loss scaling (optim/loss_scaler.hpp), on by default for precision fp16,
 // whose 5-bit exponent flushes small gradients to zero without it. The loss gradient is multiplied
 // by the scale; the summed fp32 gradient is divided by it and checked for inf/nan before the
@@ -233,6 +239,7 @@ struct Deck {
   OutputConfig output;
   TimelineConfig timeline;
   CudaConfig cuda;
+  CpuConfig cpu;
   Device device = Device::cpu;
   DType precision = DType::f32;
   LossScalingConfig loss_scaling;

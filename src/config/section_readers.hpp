@@ -19,6 +19,7 @@ EvaluationConfig read_evaluation(Section& s, EvaluationConfig c);
 OutputConfig read_output(Section& s, OutputConfig c, const EvaluationConfig& evaluation, bool samples_ok);
 TimelineConfig read_timeline(Section& s, TimelineConfig c);
 CudaConfig read_cuda(Section& s, CudaConfig c);
+CpuConfig read_cpu(Section& s, CpuConfig c);
 LossScalingConfig read_loss_scaling(Section& s, LossScalingConfig c);
 
 // Every section and top-level key of `top` into `d`, whose members are the fallbacks. The order of

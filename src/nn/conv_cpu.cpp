@@ -20,9 +20,12 @@ void Conv::CpuPlanDeleter::operator()(CpuPlan* plan) const { delete plan; }
 
 Tensor Conv::forward_cpu(const Tensor& x, Mode mode) {
   if (!cpu_plan_ || !cpu_plan_->runs(x)) {
-    cpu_plan_.reset(new CpuPlan(dnnl::algorithm::convolution_direct, geometry_, x.shape(),
-                                output_shape(x.shape()), x.dtype(), cpu::plain_desc(weight_shape()),
-                                config_.bias, fmt::format("conv '{}'", name_)));
+    const bool winograd = cpu::runs_winograd(geometry_.ndim, geometry_.kernel, geometry_.stride,
+                                             geometry_.in_channels, geometry_.out_channels, x.dtype());
+    cpu_plan_.reset(
+        new CpuPlan(winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct,
+                    geometry_, x.shape(), output_shape(x.shape()), x.dtype(), cpu::plain_desc(weight_shape()),
+                    config_.bias, fmt::format("conv '{}'", name_)));
     if (config_.bias) cpu_plan_->diff_bias = Tensor::empty(Shape{config_.out_channels});
   }
   Tensor y = cpu_plan_->forward(x, registry_->value(weight_id_),

@@ -1,6 +1,8 @@
 // The oneDNN primitives of one convolution-like layer at one input shape, shared by Conv and
 // ConvTranspose on the CPU: oneDNN's convolution and deconvolution primitives have the same
-// descriptors, so one template over the three primitive types serves both.
+// descriptors, so one template over the three primitive types serves both. A convolution asked to
+// run as Winograd (cpu::runs_winograd) runs each pass that oneDNN has a Winograd kernel for so, and
+// the others direct.
 //
 // Layouts: activations whose channels block are passed in the channel-blocked layout with no copies;
 // for a single channel (the input, a 1-channel head) oneDNN picks the layout and we reorder
@@ -51,11 +53,13 @@ class ConvFamilyPlan {
         label_(std::move(label)),
         strides_(cpu::uniform_dims(geometry.ndim, geometry.stride)),
         padding_(cpu::uniform_dims(geometry.ndim, geometry.padding)) {
-    DNNL_CHECK(fwd_pd_ = typename Forward::primitive_desc(
-                   typename Forward::desc(dnnl::prop_kind::forward_training, algorithm_,
-                                          primitive_layout(in_), any_weights(dtype_), bias_,
-                                          primitive_layout(out_), strides_, padding_, padding_),
-                   cpu::engine()));
+    fwd_pd_ = with_direct_fallback<typename Forward::primitive_desc>([&](dnnl::algorithm a) {
+      return typename Forward::primitive_desc(
+          typename Forward::desc(dnnl::prop_kind::forward_training, a, primitive_layout(in_),
+                                 any_weights(dtype_), bias_, primitive_layout(out_), strides_, padding_,
+                                 padding_),
+          cpu::engine());
+    });
     DNNL_CHECK(fwd_ = Forward(fwd_pd_));
     src_md_ = fwd_pd_.src_desc();
     dst_md_ = fwd_pd_.dst_desc();
@@ -87,10 +91,13 @@ class ConvFamilyPlan {
   memory backward_weights(const Tensor& x, const Tensor& dy, cpu::DnnlBuffer& dy_scratch,
                           const Tensor& grad_weights, const Tensor& diff_bias) {
     if (!has_bwd_weights_) {
-      DNNL_CHECK(bwd_weights_pd_ = typename BackwardWeights::primitive_desc(
-                     typename BackwardWeights::desc(algorithm_, src_md_, any_weights(DType::f32), bias_,
-                                                    dst_md_, strides_, padding_, padding_),
-                     cpu::engine(), fwd_pd_));
+      bwd_weights_pd_ =
+          with_direct_fallback<typename BackwardWeights::primitive_desc>([&](dnnl::algorithm a) {
+            return typename BackwardWeights::primitive_desc(
+                typename BackwardWeights::desc(a, src_md_, any_weights(DType::f32), bias_, dst_md_, strides_,
+                                               padding_, padding_),
+                cpu::engine(), fwd_pd_);
+          });
       DNNL_CHECK(bwd_weights_ = BackwardWeights(bwd_weights_pd_));
       diff_weights_ = cpu::GradientAccumulator(bwd_weights_pd_.diff_weights_desc(), plain_weights_);
       spdlog::debug("{} {}: backward weights {}", label_, in_.str(), bwd_weights_pd_.impl_info_str());
@@ -114,10 +121,12 @@ class ConvFamilyPlan {
   // returned in that layout; dy as backward_weights returned it.
   Tensor backward_data(const memory& dy, const Tensor& weights, int x_block) {
     if (!has_bwd_data_) {
-      DNNL_CHECK(bwd_data_pd_ = typename BackwardData::primitive_desc(
-                     typename BackwardData::desc(algorithm_, primitive_layout(in_), any_weights(dtype_),
-                                                 dst_md_, strides_, padding_, padding_),
-                     cpu::engine(), fwd_pd_));
+      bwd_data_pd_ = with_direct_fallback<typename BackwardData::primitive_desc>([&](dnnl::algorithm a) {
+        return typename BackwardData::primitive_desc(
+            typename BackwardData::desc(a, primitive_layout(in_), any_weights(dtype_), dst_md_, strides_,
+                                        padding_, padding_),
+            cpu::engine(), fwd_pd_);
+      });
       DNNL_CHECK(bwd_data_ = BackwardData(bwd_data_pd_));
       bwd_data_weights_ = cpu::PrimitiveWeights(plain_weights_, bwd_data_pd_.weights_desc());
       spdlog::debug("{} {}: backward data {}", label_, in_.str(), bwd_data_pd_.impl_info_str());
@@ -134,6 +143,22 @@ class ConvFamilyPlan {
   }
 
  private:
+  // The primitive descriptor `make(algorithm)` for the layer's algorithm, or, where oneDNN has no
+  // Winograd kernel for it (layout, shape, ISA), the direct one.
+  template <class Pd, class Make>
+  Pd with_direct_fallback(Make make) const {
+    if (algorithm_ == dnnl::algorithm::convolution_winograd) try {
+        return make(algorithm_);
+      } catch (const dnnl::error&) {
+        spdlog::debug("{} {}: no Winograd kernel, running direct", label_, in_.str());
+      }
+    const dnnl::algorithm direct = algorithm_ == dnnl::algorithm::convolution_winograd
+                                       ? dnnl::algorithm::convolution_direct
+                                       : algorithm_;
+    Pd pd;
+    DNNL_CHECK(pd = make(direct));
+    return pd;
+  }
   bool has_bias() const { return bias_.get_size() != 0; }
   int64_t run_channels(int64_t c) const { return nhwc_ ? c : cpu::padded_channels(c); }
   memory::desc primitive_layout(const Shape& shape) const {

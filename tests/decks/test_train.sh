@@ -82,6 +82,18 @@ DNNL_MAX_CPU_ISA=AVX512_CORE ONEDNN_MAX_CPU_ISA=AVX512_CORE "$PDEGEN" train "$de
 check "bf16 on a CPU without AVX512-BF16 or AMX is refused, exit 2, naming what it needs, before the run directory is made" \
   "[ $? -eq 2 ] && grep -q 'precision: bf16 on device: cpu needs a CPU with AVX512-BF16 or AMX' '$work/bf16_refused.log' && [ ! -e '$work/bf16_refused' ]"
 
+# Winograd convolutions (cpu.conv_algorithm: auto, the default) at 32 channels and more, where
+# oneDNN has them (AVX-512): named in the debug log, absent with direct, and restarted exactly.
+if grep -qw avx512f /proc/cpuinfo; then
+  restart_check "Winograd convolutions (32 and 64 channels)" network.base_channels=32
+  "$PDEGEN" train "$deck" --log-level debug output.dir="$work/winograd" output.fields=false network.base_channels=32 >"$work/winograd.log" 2>&1
+  "$PDEGEN" train "$deck" --log-level debug output.dir="$work/direct" output.fields=false network.base_channels=32 cpu.conv_algorithm=direct >"$work/direct.log" 2>&1
+  check "cpu.conv_algorithm auto runs the 32-channel convolutions as Winograd, direct runs none, and the results differ" \
+    "grep -q \"conv 'enc0.conv1' .*forward jit_wino\" '$work/winograd.log' && ! grep -q wino '$work/direct.log' && ! h5diff -d 0 '$work/winograd/checkpoints/step_00000006.h5' '$work/direct/checkpoints/step_00000006.h5' /parameters /parameters >/dev/null 2>&1"
+else
+  echo "SKIP: Winograd convolutions (oneDNN has them with AVX-512 only)"
+fi
+
 "$PDEGEN" predict "$deck" output.dir="$work/predict" --checkpoint "$work/full/checkpoints/step_00000006.h5" >"$work/predict.log" 2>&1
 check "predict exits 0 and writes predict.h5/.xdmf/.json" "[ $? -eq 0 ] && [ -s '$work/predict/predict.h5' ] && [ -s '$work/predict/predict.xdmf' ]"
 check "predict reports finite rel_l2 for every sample" "json '$work/predict/predict.json' 'd[\"rel_l2_mean\"] > 0' | grep -q True"

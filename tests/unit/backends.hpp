@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/dnnl_context.hpp"
 #include "backend/cuda/cuda_context.hpp"
 #include "core/tensor.hpp"
 #include "testing.hpp"
@@ -69,6 +70,20 @@ class ScopedConvMath {
 
  private:
   cuda::ConvMath previous_;
+};
+
+// cpu::conv_algorithm() set for one scope (convolutions built in it keep their algorithm).
+class ScopedConvAlgorithm {
+ public:
+  explicit ScopedConvAlgorithm(cpu::ConvAlgorithm algorithm) : previous_(cpu::conv_algorithm()) {
+    cpu::set_conv_algorithm(algorithm);
+  }
+  ~ScopedConvAlgorithm() { cpu::set_conv_algorithm(previous_); }
+  ScopedConvAlgorithm(const ScopedConvAlgorithm&) = delete;
+  ScopedConvAlgorithm& operator=(const ScopedConvAlgorithm&) = delete;
+
+ private:
+  cpu::ConvAlgorithm previous_;
 };
 
 // ---- layers with a weight and an optional bias, on any device (testing.hpp has the CPU ones) ---

@@ -239,6 +239,49 @@ TEST_CASE("conv on the GPU with TF32 tensor-core math stays within TF32 rounding
   }
 }
 
+TEST_CASE(
+    "conv on the CPU as Winograd stays within its rounding of the fp64 loop, and falls back to direct") {
+  // Winograd F(4x4, 3x3) transforms 6x6 input tiles with coefficients up to 8 and rounds there: a few
+  // fp32 ulp of the terms' scale more than direct, 1e-4 separating that from a wrong index.
+  const ScopedConvAlgorithm winograd(cpu::ConvAlgorithm::automatic);
+  CHECK(cpu::runs_winograd(2, 3, 1, 32, 48, DType::f32));
+  CHECK_FALSE(cpu::runs_winograd(2, 3, 1, 16, 32, DType::f32));  // slower than direct at 16 channels
+  CHECK_FALSE(cpu::runs_winograd(3, 3, 1, 32, 32, DType::f32));
+  CHECK_FALSE(cpu::runs_winograd(2, 3, 2, 32, 32, DType::f32));
+  CHECK_FALSE(cpu::runs_winograd(2, 3, 1, 32, 32, DType::bf16));
+  // 32 -> 48 blocked (oneDNN's Winograd kernels), 40 -> 40 channels-last and 36 -> 36 padded (none
+  // there on some CPUs: the direct fallback); odd extents leave partial tiles.
+  for (const auto& [cin, cout] : {std::pair<int64_t, int64_t>{32, 48}, {40, 40}, {36, 36}}) {
+    CAPTURE(cin);
+    ParameterRegistry registry;
+    Conv conv("winograd", config(2, cin, cout, 3, 1, 1), registry);
+    registry.finalize(7, Device::cpu);
+    check_layer(Device::cpu, conv, registry, Shape{2, cin, 9, 7}, cpu::channel_block_for(cin),
+                cpu::channel_block_for(cout), cuda::ConvMath::fp32, 1e-4, 1e-4);
+  }
+}
+
+TEST_CASE("conv on the CPU with cpu.conv_algorithm auto differs from direct by rounding only") {
+  if (cpu::preferred_channel_block() < 16) {
+    MESSAGE("skipped: oneDNN's Winograd kernels need AVX-512, which this CPU lacks");
+    return;
+  }
+  const ConvConfig c = config(2, 32, 32, 3, 1, 1);
+  const Shape in{2, 32, 12, 12};
+  const Vec x = random_vec(static_cast<size_t>(in.numel()), 3);
+  auto output = [&](cpu::ConvAlgorithm algorithm) {
+    const ScopedConvAlgorithm scoped(algorithm);
+    ParameterRegistry registry;
+    Conv conv("conv", c, registry);
+    registry.finalize(7, Device::cpu);  // the same weights for both
+    return values_of(conv.forward(tensor_from(x, in, 16), Mode::eval));
+  };
+  const double difference =
+      rel_max_error(output(cpu::ConvAlgorithm::automatic), output(cpu::ConvAlgorithm::direct));
+  CHECK(difference > 0);  // Winograd ran: its sums round differently
+  CHECK(difference < 1e-5);
+}
+
 TEST_CASE("conv output shape and flops follow floor((in + 2p - k)/s) + 1 and 2 N Cout S_out Cin k^ndim") {
   ParameterRegistry registry;
   Conv down("down", config(3, 8, 16, 3, 2, 1), registry);

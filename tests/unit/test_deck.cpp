@@ -78,6 +78,7 @@ TEST_CASE("a deck with only the required keys gets every documented default") {
   CHECK(d.timeline.enabled == false);
   CHECK(d.device == Device::cpu);
   CHECK(d.precision == DType::f32);
+  CHECK(d.cpu.conv_algorithm == ConvAlgorithmKind::automatic);
 }
 
 TEST_CASE("burgers1d defaults to the residual loss and resolves time_resolution 0 to the resolution") {
@@ -425,7 +426,8 @@ TEST_CASE("to_yaml writes every key, and reading it back gives the same deck") {
       "           sync_batchnorm: false, consistency_every: 0}\n"
       "evaluation: {every: 0, samples: 3, solver_tolerance: 1e-12}\n"
       "output: {dir: 'runs/x: \"y\" #1', fields: false, field_samples: 9, checkpoint_keep: 1}\n"
-      "timeline: {enabled: true}\n",
+      "timeline: {enabled: true}\n"
+      "cpu: {conv_algorithm: direct}\n",
       // Burgers and the optimizers with their own keys.
       "problem: {pde: burgers1d, resolution: 96, time_resolution: 48, t_final: 1, viscosity: 0.01, ic_terms: "
       "3,\n"
@@ -454,7 +456,7 @@ TEST_CASE("to_yaml writes every key, and reading it back gives the same deck") {
         "  upsample: transposed_conv\n", "  eps: 1e-08\n", "  schedule:\n    type: constant\n",
         "  micro_batches: 1\n", "  sync_batchnorm: auto\n", "  solver_tolerance: 1e-10\n",
         "  checkpoint_keep: 3\n", "timeline:\n  enabled: false\n", "device: cpu\nprecision: fp32\n",
-        "loss_scaling:\n  enabled: false\n  initial_scale: 65536.0\n"})
+        "loss_scaling:\n  enabled: false\n  initial_scale: 65536.0\n", "cpu:\n  conv_algorithm: auto\n"})
     CHECK(contains(yaml, line));
 }
 

@@ -2,7 +2,8 @@
 // and weights, fp32 bias and weight gradients: what `precision: bf16` on the CPU would run), and how
 // fast: a 3x3 convolution C -> C forward, backward-weights and backward-data, median of 10 calls.
 // Decides whether the system oneDNN reaches the AMX (or AVX512-BF16) kernels' speed.
-//   OMP_NUM_THREADS=2 build/cpu/bench_onednn_bf16 [N C H ...]    (default: 4 16 256  4 64 64  16 16 64)
+//   OMP_NUM_THREADS=2 build/cpu/bench_onednn_bf16 [--only=VARIANT] [N C H ...]
+//   (default: 4 16 256  4 64 64  16 16 64; the variant names are those printed, e.g. "fp32 winograd")
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -38,7 +39,16 @@ struct Variant {
   bool bf16;
   tag activations;
   bool fpmath_bf16;
+  dnnl::algorithm algorithm = dnnl::algorithm::convolution_direct;
+  bool skip_amx = false;  // pass over the AMX kernels (next_impl) to the next one oneDNN offers
 };
+
+template <class Pd>
+Pd without_amx(Pd pd, bool skip) {
+  while (skip && std::strstr(pd.impl_info_str(), "amx") != nullptr)
+    if (!pd.next_impl()) throw dnnl::error(dnnl_unimplemented, "no kernel without AMX");
+  return pd;
+}
 
 void run_case(const dnnl::engine& eng, dnnl::stream& st, memory::dim n, memory::dim c, memory::dim h,
               const Variant& v) {
@@ -49,18 +59,22 @@ void run_case(const dnnl::engine& eng, dnnl::stream& st, memory::dim n, memory::
       dwd(w, dt::f32, tag::any);
   dnnl::primitive_attr attr;
   if (v.fpmath_bf16) attr.set_fpmath_mode(dnnl::fpmath_mode::bf16);
-  const dnnl::convolution_forward::primitive_desc f(
-      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                      xd, wd, bd, xd, s, p, p),
-      attr, eng);
-  const dnnl::convolution_backward_weights::primitive_desc bw(
-      dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, f.src_desc(), dwd, bd,
-                                               f.dst_desc(), s, p, p),
-      attr, eng, f);
-  const dnnl::convolution_backward_data::primitive_desc bd_pd(
-      dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, f.src_desc(), wd,
-                                            f.dst_desc(), s, p, p),
-      attr, eng, f);
+  const dnnl::convolution_forward::primitive_desc f =
+      without_amx(dnnl::convolution_forward::primitive_desc(
+                      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, v.algorithm, xd, wd,
+                                                      bd, xd, s, p, p),
+                      attr, eng),
+                  v.skip_amx);
+  const dnnl::convolution_backward_weights::primitive_desc bw = without_amx(
+      dnnl::convolution_backward_weights::primitive_desc(
+          dnnl::convolution_backward_weights::desc(v.algorithm, f.src_desc(), dwd, bd, f.dst_desc(), s, p, p),
+          attr, eng, f),
+      v.skip_amx);
+  const dnnl::convolution_backward_data::primitive_desc bd_pd = without_amx(
+      dnnl::convolution_backward_data::primitive_desc(
+          dnnl::convolution_backward_data::desc(v.algorithm, f.src_desc(), wd, f.dst_desc(), s, p, p), attr,
+          eng, f),
+      v.skip_amx);
   memory src(f.src_desc(), eng), dst(f.dst_desc(), eng), wei(f.weights_desc(), eng), bias(bd, eng),
       dwei(bw.diff_weights_desc(), eng), dbias(bd, eng), dsrc(bd_pd.diff_src_desc(), eng),
       wei_bd(bd_pd.weights_desc(), eng);
@@ -98,10 +112,16 @@ void run_case(const dnnl::engine& eng, dnnl::stream& st, memory::dim n, memory::
 
 int main(int argc, char** argv) {
   std::vector<memory::dim> dims;
-  for (int i = 1; i < argc; ++i) dims.push_back(std::atoll(argv[i]));
+  const char* only = nullptr;  // --only=NAME: just the variant of that name
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--only=", 7) == 0)
+      only = argv[i] + 7;
+    else
+      dims.push_back(std::atoll(argv[i]));
+  }
   if (dims.empty()) dims = {4, 16, 256, 4, 64, 64, 16, 16, 64};
   if (dims.size() % 3 != 0) {
-    std::fprintf(stderr, "usage: bench_onednn_bf16 [N C H ...] (triples)\n");
+    std::fprintf(stderr, "usage: bench_onednn_bf16 [--only=VARIANT] [N C H ...] (triples)\n");
     return 2;
   }
   const dnnl_version_t* version = dnnl_version();
@@ -109,13 +129,17 @@ int main(int argc, char** argv) {
               version->minor, version->patch);
   dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   dnnl::stream st(eng);
-  const Variant variants[] = {{"fp32", false, tag::any, false},
-                              {"fp32+fpmath", false, tag::any, true},
-                              {"bf16", true, tag::any, false},
-                              {"bf16 nhwc", true, tag::nhwc, false},
-                              {"bf16 nChw16c", true, tag::nChw16c, false}};
+  const Variant variants[] = {
+      {"fp32", false, tag::any, false},
+      {"fp32+fpmath", false, tag::any, true},
+      {"fp32 winograd", false, tag::any, false, dnnl::algorithm::convolution_winograd},
+      {"bf16", true, tag::any, false},
+      {"bf16 nhwc", true, tag::nhwc, false},
+      {"bf16 nhwc no AMX", true, tag::nhwc, false, dnnl::algorithm::convolution_direct, true},
+      {"bf16 nChw16c", true, tag::nChw16c, false}};
   for (size_t i = 0; i < dims.size(); i += 3)
     for (const Variant& v : variants) {
+      if (only != nullptr && std::strcmp(only, v.name) != 0) continue;
       try {
         run_case(eng, st, dims[i], dims[i + 1], dims[i + 2], v);
       } catch (const dnnl::error& e) {

@@ -1,6 +1,8 @@
 // oneDNN engine/stream and tensor <-> descriptor mapping (see dnnl_context.hpp).
 #include "backend/cpu/dnnl_context.hpp"
 
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <string>
 
@@ -50,6 +52,18 @@ int activation_block(int64_t channels, DType dtype) {
 }
 
 bool has_fast_bf16() { return has(dnnl::cpu_isa::avx512_core_bf16); }
+
+namespace {
+std::atomic<ConvAlgorithm> g_conv_algorithm{ConvAlgorithm::direct};
+}  // namespace
+
+void set_conv_algorithm(ConvAlgorithm algorithm) { g_conv_algorithm = algorithm; }
+ConvAlgorithm conv_algorithm() { return g_conv_algorithm; }
+
+bool runs_winograd(int ndim, int kernel, int stride, int64_t in_channels, int64_t out_channels, DType dtype) {
+  return conv_algorithm() == ConvAlgorithm::automatic && dtype == DType::f32 && ndim == 2 && kernel == 3 &&
+         stride == 1 && std::min(in_channels, out_channels) >= 32;
+}
 
 Tensor widened_to_fp32(const Tensor& t) {
   if (t.dtype() == DType::f32) return t;

@@ -29,6 +29,20 @@ bool has_fast_bf16();
 // 2048, whatever the height; 352 and below pass), so this keeps to the widths verified to work.
 constexpr int64_t widest_bf16_image = 256;
 
+// Which oneDNN algorithm fp32 convolutions may use. `direct` computes the plain sum of products
+// (what the gradient tests use); `automatic` runs Winograd F(4x4, 3x3) where it was measured faster
+// (runs_winograd) and oneDNN has it, direct elsewhere. Winograd rounds in the transformed domain:
+// about 1e-6 of the outputs' scale from direct, far inside what training notices. Process-wide, set
+// from the deck; direct until then.
+enum class ConvAlgorithm { direct, automatic };
+void set_conv_algorithm(ConvAlgorithm algorithm);
+ConvAlgorithm conv_algorithm();
+// Whether a convolution of this geometry and type runs as Winograd: with ConvAlgorithm::automatic,
+// for 2D fp32 3x3 stride-1 convolutions with at least 32 channels in and out, where it measured
+// 1.3-1.9x faster than direct in each pass on AVX-512 (at 16 channels its forward and backward-data
+// are 1.3-1.8x slower; docs/performance.md). oneDNN has no bf16 or 3D Winograd here.
+bool runs_winograd(int ndim, int kernel, int stride, int64_t in_channels, int64_t out_channels, DType dtype);
+
 dnnl::memory::dims dims_of(const Shape& s);
 // Layers that compute in fp32 on bf16 activations (the CPU norms; convolutions wider than
 // widest_bf16_image): `t` as fp32 in the fp32 activation layout (channel_block_for; a no-op for
