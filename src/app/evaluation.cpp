@@ -30,7 +30,8 @@ Tensor predict(Model& model, const Problem& problem, const Tensor& input, DType 
   for (int64_t first = 0; first < n; first += batch) {
     const int64_t last = std::min(n, first + batch);
     const Tensor x = to_dtype(input.slice_batch(first, last).to(device), precision);
-    const Tensor u = problem.lift(to_dtype(model.net->forward(x, Mode::eval), DType::f32)).to(Device::cpu);
+    const Tensor v = to_dtype(model.net->forward(x, Mode::eval), DType::f32);
+    const Tensor u = problem.lift(v, input.slice_batch(first, last).to(device)).to(Device::cpu);
     if (first == 0 && last == n) return u;
     if (!result.defined()) {
       Shape shape = u.shape();

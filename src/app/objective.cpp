@@ -10,7 +10,7 @@ void PhysicsObjective::inputs(uint64_t seed, const std::vector<uint64_t>& global
 
 double PhysicsObjective::loss(const Tensor& output, const Tensor& input, double grad_scale,
                               Tensor& d_output) const {
-  const Tensor u = problem_.lift(output);
+  const Tensor u = problem_.lift(output, input);
   Tensor du;
   const double sum = problem_.loss(u, input, grad_scale, &du, nullptr);
   d_output = problem_.lift_backward(du);

@@ -14,7 +14,7 @@
 namespace pdegen {
 
 enum class PdeKind { poisson2d, poisson3d, burgers1d };
-enum class LossKind { energy, residual };
+enum class LossKind { energy, residual, least_squares };
 enum class IcSampling { random, fixed_uniform };
 enum class BoundaryTreatment { exact, penalty };
 enum class NetworkKind { unet };
@@ -50,7 +50,8 @@ struct ChoiceNames;
 
 PDEGEN_CHOICES(PdeKind, 3, {PdeKind::poisson2d, "poisson2d"}, {PdeKind::poisson3d, "poisson3d"},
                {PdeKind::burgers1d, "burgers1d"});
-PDEGEN_CHOICES(LossKind, 2, {LossKind::energy, "energy"}, {LossKind::residual, "residual"});
+PDEGEN_CHOICES(LossKind, 3, {LossKind::energy, "energy"}, {LossKind::residual, "residual"},
+               {LossKind::least_squares, "least_squares"});
 PDEGEN_CHOICES(IcSampling, 2, {IcSampling::random, "random"}, {IcSampling::fixed_uniform, "fixed_uniform"});
 PDEGEN_CHOICES(BoundaryTreatment, 2, {BoundaryTreatment::exact, "exact"},
                {BoundaryTreatment::penalty, "penalty"});

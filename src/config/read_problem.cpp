@@ -76,16 +76,23 @@ ProblemConfig read_problem(Section& s, ProblemConfig c) {
   const bool burgers = !pde || c.pde == PdeKind::burgers1d;
   const std::string actual = fmt::format("problem.pde is '{}'", name_of(c.pde));
 
-  // burgers1d has only the residual loss; a described Deck already holds its loss.
-  const bool residual_only = pde && !c.is_poisson() && !s.describing();
-  c.loss = s.choice<LossKind>("loss", residual_only ? LossKind::residual : c.loss,
-                              Doc("`energy`: the FEM energy functional; `residual`: the squared residual of "
-                                  "the assembled system (poisson) or of the space-time PDE (burgers)")
-                                  .allowed("burgers1d: `residual` only")
-                                  .default_is("`energy` (poisson), `residual` (burgers1d)"));
-  if (pde && c.pde == PdeKind::burgers1d && c.loss != LossKind::residual)
+  // burgers1d has no energy functional: its default is the residual; a described Deck already
+  // holds its loss.
+  const bool burgers_default = pde && !c.is_poisson() && !s.describing() && c.loss == LossKind::energy;
+  c.loss = s.choice<LossKind>(
+      "loss", burgers_default ? LossKind::residual : c.loss,
+      Doc("`energy`: the FEM energy functional; `residual`: the squared residual of the assembled system "
+          "(poisson) or of the space-time Galerkin form (burgers1d); `least_squares`: the integral of the "
+          "squared strong-form residual (burgers1d, viscosity 0)")
+          .allowed("poisson: `energy`, `residual`; burgers1d: `residual`, `least_squares`")
+          .default_is("`energy` (poisson), `residual` (burgers1d)"));
+  if (pde && c.is_poisson() && c.loss == LossKind::least_squares)
     s.fail("loss",
-           fmt::format("'problem.loss' is '{}', but burgers1d supports only: residual", name_of(c.loss)));
+           "'problem.loss' is 'least_squares', but poisson2d and poisson3d support: energy, residual");
+  if (pde && c.pde == PdeKind::burgers1d && c.loss == LossKind::energy)
+    s.fail("loss",
+           "'problem.loss' is 'energy', but burgers1d supports: residual, least_squares (Burgers' "
+           "equation is not the minimum of an energy)");
 
   {
     Section::Gate gate(s, poisson, "problem.pde poisson2d and poisson3d", actual);
@@ -96,6 +103,12 @@ ProblemConfig read_problem(Section& s, ProblemConfig c) {
   {
     Section::Gate gate(s, burgers, "problem.pde burgers1d", actual);
     read_burgers(s, c.burgers);
+    if (pde && c.pde == PdeKind::burgers1d && c.loss == LossKind::least_squares && c.burgers.viscosity > 0 &&
+        s.ok("viscosity"))
+      s.fail("loss",
+             fmt::format("'problem.loss' is 'least_squares', which needs problem.viscosity 0 (got {}): "
+                         "the strong form needs u_xx, which Q1 elements do not have; use residual",
+                         c.burgers.viscosity));
     // The resolved deck states the effective number of time nodes.
     if (pde && c.pde == PdeKind::burgers1d && c.burgers.time_resolution == 0 && !s.describing()) {
       c.burgers.time_resolution = c.resolution;

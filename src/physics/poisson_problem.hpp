@@ -21,7 +21,7 @@ class PoissonProblem final : public Problem {
   void sample(uint64_t seed, const std::vector<uint64_t>& global_indices, Tensor& input) const override {
     sampler_.sample(seed, global_indices, input);
   }
-  Tensor lift(const Tensor& v) const override { return lift_.forward(v); }
+  Tensor lift(const Tensor& v, const Tensor& /*input*/) const override { return lift_.forward(v); }
   Tensor lift_backward(const Tensor& du) const override { return lift_.backward(du); }
   double loss(const Tensor& u, const Tensor& input, double grad_scale, Tensor* du,
               std::vector<double>* per_sample) const override {

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "physics/burgers_problem.hpp"
 #include "physics/poisson_problem.hpp"
 
 namespace pdegen {
@@ -25,8 +26,7 @@ std::unique_ptr<Problem> make_problem(const ProblemConfig& problem, const Evalua
     case PdeKind::poisson3d:
       return std::make_unique<PoissonProblem<3>>(problem, evaluation.solver_tolerance);
     case PdeKind::burgers1d:
-      throw NotImplemented(
-          "problem.pde 'burgers1d' is not built yet (coming with the Burgers issue); the deck is valid");
+      return std::make_unique<BurgersProblem>(problem);
   }
   throw NotImplemented("unknown problem.pde");
 }

@@ -41,8 +41,10 @@ class Problem {
   // The network input of each global index (plain fp32 [b, ...] on the host), written into `input`
   // (reused when it already has the right shape). A sample depends only on (seed, index).
   virtual void sample(uint64_t seed, const std::vector<uint64_t>& global_indices, Tensor& input) const = 0;
-  // u = lift(v): the network output with the boundary data imposed exactly; and its adjoint.
-  virtual Tensor lift(const Tensor& v) const = 0;
+  // u = lift(v, input): the network output with the boundary data imposed exactly (data that may
+  // come from the sample's input, e.g. an initial condition); and its adjoint, which the input does
+  // not enter (the lift is affine in v).
+  virtual Tensor lift(const Tensor& v, const Tensor& input) const = 0;
   virtual Tensor lift_backward(const Tensor& du) const = 0;
   // Sum over the samples of the physics loss of u for the inputs; with `du`, du = grad_scale * dJ/du;
   // with `per_sample`, each sample's loss.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The pdegen command line end to end: every deck in input_decks/ passes `pdegen check`; a misspelled
 # key (in a deck or an override) exits 2 with the line and the suggested key; --version lists the
-# backends; the verbs that do not exist yet say so with exit code 3; --help works.
+# backends; --help works.
 # Run from the repository root: PDEGEN=/path/to/pdegen bash tests/cli/test_cli.sh
 set -u
 
@@ -133,9 +133,9 @@ run --version
 expect "--version lists version, backends, MPI and HDF5" 0 "pdegen 0.1.0" "backends:" "cpu (oneDNN " \
   "OpenMP" "cuda" "MPI: " "HDF5: "
 
-run train input_decks/burgers1d_128.yaml output.dir="$work/burgers"
-expect "train of a PDE whose issue has not landed exits 3 and says so" 3 \
-  "problem.pde 'burgers1d' is not built yet"
+run check input_decks/burgers1d_128.yaml problem.loss=least_squares
+expect "the least-squares Burgers loss with viscosity exits 2 naming the key and why" 2 \
+  "'problem.loss' is 'least_squares', which needs problem.viscosity 0 (got 0.01)"
 run predict input_decks/quickstart.yaml --checkpoint "$work/none.h5"
 expect "predict names a missing checkpoint" 2 "none.h5"
 run train input_decks/quickstart.yaml --restart "$work/step_10.h5" output.dir="$work/run"

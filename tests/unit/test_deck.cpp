@@ -90,6 +90,19 @@ TEST_CASE("burgers1d defaults to the residual loss and resolves time_resolution 
   CHECK(sample_shape(e.problem) == Shape{1, 32, 64});
 }
 
+TEST_CASE(
+    "burgers1d takes the least-squares loss when inviscid; energy and viscous least squares are refused") {
+  const Deck d = parse_deck("problem: {pde: burgers1d, resolution: 64, loss: least_squares}", "deck.yaml");
+  CHECK(d.problem.loss == LossKind::least_squares);
+  CHECK(
+      contains(error_of("problem: {pde: burgers1d, resolution: 64, loss: least_squares, viscosity: 0.01}\n"),
+               "'problem.loss' is 'least_squares', which needs problem.viscosity 0 (got 0.01)"));
+  CHECK(contains(error_of("problem: {pde: burgers1d, resolution: 64, loss: energy}\n"),
+                 "'problem.loss' is 'energy', but burgers1d supports: residual, least_squares"));
+  CHECK(contains(error_of("problem: {pde: poisson2d, resolution: 64, loss: least_squares}\n"),
+                 "'problem.loss' is 'least_squares', but poisson2d and poisson3d support: energy, residual"));
+}
+
 // ---- unknown keys --------------------------------------------------------------------------------
 
 TEST_CASE("an unknown key is reported with its line, column and the nearest valid key") {
@@ -207,7 +220,8 @@ TEST_CASE("settings that depend on each other are checked together") {
   CHECK(error_of("problem: {pde: burgers1d, resolution: 64, c_min: 3, c_max: 2}") ==
         "deck.yaml:1:60: error: 'problem.c_max' (2) must be >= problem.c_min (3)");
   CHECK(error_of("problem: {pde: burgers1d, resolution: 64, loss: energy}") ==
-        "deck.yaml:1:49: error: 'problem.loss' is 'energy', but burgers1d supports only: residual");
+        "deck.yaml:1:49: error: 'problem.loss' is 'energy', but burgers1d supports: residual, least_squares "
+        "(Burgers' equation is not the minimum of an energy)");
 }
 
 // ---- required keys and choices ---------------------------------------------------------------

@@ -19,6 +19,11 @@ namespace {
 struct Case {
   std::string name;
   ProblemConfig config;
+  // The reference's loss gradient on the free nodes over the lift of zero's (reference_residual):
+  // ~0 where the reference solves the loss's own discrete system (poisson), the discretisation gap
+  // where it is another scheme (burgers' finite volumes).
+  double reference_tolerance = 1e-5;
+  int64_t free_node = 2;  // a node of sample 0 that the lift leaves free
 };
 
 Case make_case(PdeKind pde, int n, LossKind loss, double source) {
@@ -29,6 +34,30 @@ Case make_case(PdeKind pde, int n, LossKind loss, double source) {
   c.config.poisson.source = source;
   c.config.poisson.kl_modes = 6;
   c.name = fmt::format("{} {} {} source {}", name_of(pde), n, name_of(loss), source);
+  c.free_node = 2;  // not on x = 0 or x = 1
+  return c;
+}
+
+// burgers1d on nx x nt nodes: smooth initial conditions (c in [1, 1.5]) so that the coarse grid
+// resolves the solution the reference is compared with; inviscid cases end at T = 0.15, before the
+// first shock (t = 1 / (pi c) >= 0.21).
+Case burgers_case(int nx, int nt, LossKind loss, double viscosity, BoundaryTreatment boundary,
+                  double reference_tolerance) {
+  Case c;
+  c.config.pde = PdeKind::burgers1d;
+  c.config.resolution = nx;
+  c.config.loss = loss;
+  c.config.burgers.time_resolution = nt;
+  c.config.burgers.viscosity = viscosity;
+  c.config.burgers.t_final = viscosity > 0 ? 0.5 : 0.15;
+  c.config.burgers.c_min = 1.0;
+  c.config.burgers.c_max = 1.5;
+  c.config.burgers.ic_terms = 2;
+  c.config.burgers.boundary = boundary;
+  c.config.burgers.boundary_factor = 4.0;
+  c.reference_tolerance = reference_tolerance;
+  c.free_node = nx + 2;  // t = ht, x = 2 hx
+  c.name = fmt::format("burgers1d {} x {} {} nu {} {}", nx, nt, name_of(loss), viscosity, name_of(boundary));
   return c;
 }
 
@@ -40,6 +69,11 @@ std::vector<Case> cases() {
     all.push_back(make_case(PdeKind::poisson3d, 6, loss, 0.0));
     all.push_back(make_case(PdeKind::poisson3d, 5, loss, 0.8));
   }
+  // Measured: 0.040, 0.0049, 0.0042, 0.026 (a wrong sign or scale of any term gives order 1).
+  all.push_back(burgers_case(17, 9, LossKind::residual, 0.05, BoundaryTreatment::exact, 0.08));
+  all.push_back(burgers_case(17, 9, LossKind::residual, 0.0, BoundaryTreatment::exact, 0.01));
+  all.push_back(burgers_case(17, 9, LossKind::least_squares, 0.0, BoundaryTreatment::exact, 0.01));
+  all.push_back(burgers_case(12, 8, LossKind::residual, 0.02, BoundaryTreatment::penalty, 0.05));
   return all;
 }
 
@@ -59,7 +93,7 @@ class FlawedGradient final : public Problem {
   void sample(uint64_t seed, const std::vector<uint64_t>& idx, Tensor& input) const override {
     inner_->sample(seed, idx, input);
   }
-  Tensor lift(const Tensor& v) const override { return inner_->lift(v); }
+  Tensor lift(const Tensor& v, const Tensor& input) const override { return inner_->lift(v, input); }
   Tensor lift_backward(const Tensor& du) const override { return inner_->lift_backward(du); }
   double loss(const Tensor& u, const Tensor& input, double scale, Tensor* du,
               std::vector<double>* per) const override {
@@ -103,23 +137,25 @@ double loss_of(const Problem& p, const Tensor& u, const Tensor& input) {
 }
 
 // Largest |analytic - central difference| over every `stride`-th node, relative to the largest
-// analytic component. The losses are quadratic in u, so central differences are exact up to
-// rounding: any real disagreement is a wrong gradient.
+// analytic component. The poisson losses are quadratic in u, so central differences are exact up to
+// rounding; burgers' are quartic, and the step of 2^-10 leaves their third-derivative term near 1e-7
+// of the gradient: any real disagreement is a wrong gradient. The step is the one fp32 took.
 double gradient_error(const Problem& p, const Batch& b, bool through_lift, int stride) {
-  auto total = [&](const Tensor& v) { return loss_of(p, through_lift ? p.lift(v) : v, b.input); };
+  auto total = [&](const Tensor& v) { return loss_of(p, through_lift ? p.lift(v, b.input) : v, b.input); };
   Tensor du;
-  const Tensor u = through_lift ? p.lift(b.v) : b.v;
+  const Tensor u = through_lift ? p.lift(b.v, b.input) : b.v;
   p.loss(u, b.input, 1.0, &du, nullptr);
   const Tensor g = through_lift ? p.lift_backward(du) : du;
   const Vec analytic = testing::values_of(g);
   double scale = 1e-12, err = 0;
   for (double a : analytic) scale = std::max(scale, std::abs(a));
-  const float h = 1.0f / 64;  // exact in fp32 around values in [0, 1]
+  const float h = 1.0f / 1024;
   for (size_t i = 0; i < analytic.size(); i += static_cast<size_t>(stride)) {
     Tensor plus = b.v.clone(), minus = b.v.clone();
     plus.data<float>()[i] += h;
     minus.data<float>()[i] -= h;
-    const double fd = (total(plus) - total(minus)) / (2.0 * h);
+    const double step = static_cast<double>(plus.data<float>()[i]) - minus.data<float>()[i];
+    const double fd = (total(plus) - total(minus)) / step;
     err = std::max(err, std::abs(fd - analytic[i]));
   }
   return err / scale;
@@ -140,7 +176,7 @@ double reference_residual(const Problem& p, const Batch& b) {
   };
   Tensor zero = Tensor::empty(b.input.shape());
   zero.fill(0.0f);
-  return free_gradient_norm(ref) / free_gradient_norm(p.lift(zero));
+  return free_gradient_norm(ref) / free_gradient_norm(p.lift(zero, b.input));
 }
 
 }  // namespace
@@ -156,13 +192,13 @@ TEST_CASE("every problem's shapes agree: samples, lift, loss gradient, reference
     CHECK(static_cast<int>(p->origin().size()) == p->sample_shape().rank() - 1);
     const Batch b = make_batch(*p);
     CHECK(b.input.shape() == batch);
-    CHECK(p->lift(b.v).shape() == batch);
+    CHECK(p->lift(b.v, b.input).shape() == batch);
     Tensor du;
-    p->loss(p->lift(b.v), b.input, 1.0, &du, nullptr);
+    p->loss(p->lift(b.v, b.input), b.input, 1.0, &du, nullptr);
     CHECK(du.shape() == batch);
     CHECK(p->lift_backward(du).shape() == batch);
     std::vector<double> per;
-    const double sum = p->loss(p->lift(b.v), b.input, 1.0, nullptr, &per);
+    const double sum = p->loss(p->lift(b.v, b.input), b.input, 1.0, nullptr, &per);
     REQUIRE(per.size() == 2);
     CHECK(per[0] + per[1] == doctest::Approx(sum).epsilon(1e-12));
     CHECK(p->reference(b.input, nullptr).shape() == batch);
@@ -184,10 +220,10 @@ TEST_CASE("the gradient check catches a loss gradient that is wrong at one node"
     CAPTURE(c.name);
     auto inner = build(c.config);
     const Batch b = make_batch(*inner);
-    // Node 2 of sample 0 is free (not on x = 0 or x = 1) in every case and among the nodes checked.
-    const FlawedGradient flawed(build(c.config), 2, 1e-2f);
-    CHECK(gradient_error(flawed, b, false, 2) > 1e-3);
-    CHECK(gradient_error(flawed, b, true, 2) > 1e-3);
+    // The case's free node is among the nodes checked (every one).
+    const FlawedGradient flawed(build(c.config), c.free_node, 1e-2f);
+    CHECK(gradient_error(flawed, b, false, 1) > 1e-3);
+    CHECK(gradient_error(flawed, b, true, 1) > 1e-3);
   }
 }
 
@@ -196,8 +232,9 @@ TEST_CASE("every problem's reference solution has a vanishing loss gradient on t
     CAPTURE(c.name);
     const auto p = build(c.config);
     const Batch b = make_batch(*p);
-    // fp32 storage of u_ref bounds how small it gets.
-    CHECK(reference_residual(*p, b) < 1e-5);
+    // fp32 storage of u_ref bounds how small it gets for poisson.
+    const double residual = reference_residual(*p, b);
+    CHECK(residual < c.reference_tolerance);
   }
 }
 
@@ -224,6 +261,6 @@ TEST_CASE("every problem's error metric is zero against itself and positive othe
     const Batch b = make_batch(*p);
     const Tensor ref = p->reference(b.input, nullptr);
     for (double e : p->error(ref, ref)) CHECK(e == 0);
-    for (double e : p->error(p->lift(b.v), ref)) CHECK(e > 0);
+    for (double e : p->error(p->lift(b.v, b.input), ref)) CHECK(e > 0);
   }
 }
