@@ -15,7 +15,8 @@ SampleSet make_sample_set(const Problem& problem, uint64_t seed, uint64_t index_
   for (int64_t e = set.share.begin; e < set.share.end; ++e)
     set.indices.push_back(index_base + static_cast<uint64_t>(e));
   if (set.indices.empty()) {
-    set.input = set.reference = Tensor::empty(problem.batch_shape(0));
+    set.input = Tensor::empty(problem.input_batch_shape(0));
+    set.reference = Tensor::empty(problem.batch_shape(0));
     return set;
   }
   problem.sample(seed, set.indices, set.input);
@@ -69,10 +70,27 @@ Share first_share(const SampleSet& set, int64_t count) {
 }
 }  // namespace
 
-Tensor first_rows(const Problem& problem, const SampleSet& set, const Tensor& t, int64_t count) {
+Tensor first_rows(const SampleSet& set, const Tensor& t, int64_t count) {
   const int64_t mine = first_share(set, count).count();
-  return mine > 0 ? t.slice_batch(0, mine) : Tensor::empty(problem.batch_shape(0));
+  if (mine > 0) return t.slice_batch(0, mine);
+  Shape none = t.shape();
+  none[0] = 0;
+  return Tensor::empty(none);
 }
+
+namespace {
+// Channel 0 of an [n, c, ...] input: the field the input file names (the others are coordinates).
+Tensor first_channel(const Tensor& t) {
+  if (t.dim(1) == 1) return t;
+  Shape shape = t.shape();
+  shape[1] = 1;
+  Tensor out = Tensor::empty(shape);
+  const int64_t per = shape.numel() / std::max<int64_t>(shape[0], 1), c = t.dim(1);
+  for (int64_t s = 0; s < shape[0]; ++s)
+    std::copy_n(t.data<float>() + s * c * per, per, out.data<float>() + s * per);
+  return out;
+}
+}  // namespace
 
 std::string write_set_fields(const std::string& file, const Problem& problem, const SampleSet& set,
                              int64_t count, const Tensor* prediction, const std::string& deck_yaml,
@@ -80,8 +98,8 @@ std::string write_set_fields(const std::string& file, const Problem& problem, co
   const Share rows = first_share(set, count);
   FieldsMetadata meta{std::string(problem.name()), problem.origin(), problem.spacing(), deck_yaml};
   FieldsWriter writer(file, meta, comm.comm(), std::min(count, set.total), rows.begin, rows.end);
-  const Tensor input = first_rows(problem, set, set.input, count),
-               ref = first_rows(problem, set, set.reference, count);
+  const Tensor input = first_channel(first_rows(set, set.input, count)),
+               ref = first_rows(set, set.reference, count);
   writer.add_field(problem.input_name(), input);
   if (prediction != nullptr) {
     writer.add_field("u_pred", *prediction);

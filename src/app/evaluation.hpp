@@ -42,7 +42,7 @@ ErrorSummary summarize_error(const Problem& problem, const SampleSet& set, const
 
 // This rank's rows of `t` (a tensor of this rank's samples of the set) among the set's first
 // `count` samples: what a fields file of `count` samples takes from this rank.
-Tensor first_rows(const Problem& problem, const SampleSet& set, const Tensor& t, int64_t count);
+Tensor first_rows(const SampleSet& set, const Tensor& t, int64_t count);
 
 // Writes the first `count` samples of the set to `file` (and its XDMF) collectively: the input, then,
 // with `prediction` (this rank's first_rows of the predictions), the prediction and its error, and

@@ -35,7 +35,7 @@ int run_predict(const CliOptions& options) {
   // The network alone, timed apart from the reference solves above: what a surrogate costs.
   Timer network;
   const Tensor pred = set.indices.empty()
-                          ? set.input
+                          ? set.reference  // this rank's empty share, of the solution's shape
                           : predict(*model, *problem, set.input, deck.precision, deck.training.batch_size);
   const double network_seconds = network.seconds();
   const ErrorSummary error = summarize_error(*problem, set, pred, comm, /*per_sample=*/true);

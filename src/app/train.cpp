@@ -418,11 +418,11 @@ int finish(Run& run, Progress& p, const GradientReducer& reducer) {
     if (p.status == "completed" && run.deck.output.fields) {
       const std::string file = (run.dir / "fields.h5").string();
       const int64_t count = std::min<int64_t>(run.deck.output.field_samples, run.eval_set.total);
-      const Tensor input = first_rows(run.problem, run.eval_set, run.eval_set.input, count);
+      const Tensor input = first_rows(run.eval_set, run.eval_set.input, count);
       const Tensor pred = input.dim(0) > 0
                               ? predict(run.model, run.problem, input, precision_after(run.deck, p.completed),
                                         run.deck.training.batch_size)
-                              : input;
+                              : Tensor::empty(run.problem.batch_shape(0));
       const std::string xdmf =
           write_set_fields(file, run.problem, run.eval_set, count, &pred, run.deck_yaml, run.comm);
       spdlog::info("fields: {} ({} samples; open {} in ParaView or VisIt)", file, count, xdmf);

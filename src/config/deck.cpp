@@ -30,6 +30,12 @@ Shape sample_shape(const ProblemConfig& problem) {
   PDEGEN_THROW("unhandled pde {}", static_cast<int>(problem.pde));
 }
 
+Shape input_shape(const ProblemConfig& problem) {
+  Shape s = sample_shape(problem);
+  if (problem.pde == PdeKind::burgers1d) s[0] = 3;
+  return s;
+}
+
 namespace {
 
 // Line and column (from 1) of the first tab in a line's leading whitespace.

@@ -95,7 +95,7 @@ NetworkPlan plan_unet(const NetworkConfig& net, const Shape& input, int64_t out_
 }
 
 NetworkPlan plan_unet(const Deck& deck) {
-  const Shape input = sample_shape(deck.problem);
+  const Shape input = input_shape(deck.problem);
   const int64_t factor = int64_t{1} << std::min(deck.network.depth - 1, 62);
   const int halvings = deck.network.depth - 1;
   auto check = [&](std::string_view key, int64_t n) {

@@ -92,7 +92,8 @@ double BurgersLoss::penalty(const float* u, const float* b, int nx, int nt, doub
 double BurgersLoss::evaluate(const Tensor& u, const Tensor& input, double grad_scale, Tensor* du,
                              std::vector<double>* per_sample) const {
   PDEGEN_CHECK(u.rank() == 4 && u.dim(1) == 1 && u.is_plain() && u.dtype() == DType::f32 &&
-                   u.device() == Device::cpu && input.shape() == u.shape(),
+                   u.device() == Device::cpu && input.rank() == 4 && input.dim(0) == u.dim(0) &&
+                   input.dim(2) == u.dim(2) && input.dim(3) == u.dim(3) && input.is_plain(),
                "burgers1d loss of {} with input {}", u.describe(), input.describe());
   const int nt = static_cast<int>(u.dim(2)), nx = static_cast<int>(u.dim(3));
   const int64_t b = u.dim(0), per = static_cast<int64_t>(nt) * nx;
@@ -110,7 +111,7 @@ double BurgersLoss::evaluate(const Tensor& u, const Tensor& input, double grad_s
     double J = kind_ == LossKind::least_squares ? least_squares(us, nx, nt, grad_scale, ds)
                                                 : galerkin(us, nx, nt, grad_scale, ds);
     if (settings_.boundary == BoundaryTreatment::penalty)
-      J += penalty(us, input.data<float>() + s * per, nx, nt, grad_scale, ds);
+      J += penalty(us, input.data<float>() + s * input.dim(1) * per, nx, nt, grad_scale, ds);  // channel 0: b
     if (per_sample != nullptr) (*per_sample)[static_cast<size_t>(s)] = J;
     total += J;
   }

@@ -20,7 +20,8 @@ class BurgersLoss {
  public:
   BurgersLoss(LossKind kind, const BurgersSettings& settings);
 
-  // The SUM over the b samples of J(u_s); `input` is the network input (b(x) in every time row).
+  // The SUM over the b samples of J(u_s); `input` is the network input [b, c, nt, nx], whose channel 0
+  // holds b(x) in every time row.
   // With `du`, also du = grad_scale * dJ/du (written in place when *du already is a plain fp32 tensor
   // of u's shape, otherwise replaced); with `per_sample`, the b values J(u_s).
   double evaluate(const Tensor& u, const Tensor& input, double grad_scale, Tensor* du,

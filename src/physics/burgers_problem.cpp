@@ -50,11 +50,11 @@ Tensor BurgersProblem::lift(const Tensor& v, const Tensor& input) const {
   check_field(v, sample_shape(), "lift");
   Tensor u = v.clone();
   if (!exact()) return u;
-  check_field(input, sample_shape(), "lift input");
+  check_field(input, input_shape(), "lift input");
   const int64_t per = static_cast<int64_t>(nt_) * nx_;
   for (int64_t s = 0; s < u.dim(0); ++s) {
     float* us = u.data<float>() + s * per;
-    const float* b = input.data<float>() + s * per;
+    const float* b = input.data<float>() + s * BurgersSampler::channels * per;
     for (int j = 0; j < nx_; ++j) us[j] = b[j];
     for (int n = 1; n < nt_; ++n) us[static_cast<int64_t>(n) * nx_] = 0.0f;
   }
@@ -75,17 +75,17 @@ Tensor BurgersProblem::lift_backward(const Tensor& du) const {
 }
 
 Tensor BurgersProblem::reference(const Tensor& input, ReferenceReport* report) const {
-  check_field(input, sample_shape(), "reference input");
+  check_field(input, input_shape(), "reference input");
   const Timer timer;
   physics::BurgersFvSettings fv;
   fv.viscosity = config_.burgers.viscosity;
   fv.t_final = config_.burgers.t_final;
   // The defaults' boundaries are this problem's: u = 0 at the inflow, zero gradient at the outflow.
-  Tensor u = Tensor::empty(input.shape());
+  Tensor u = Tensor::empty(batch_shape(input.dim(0)));
   const int64_t per = static_cast<int64_t>(nt_) * nx_;
   std::vector<int> steps;
   for (int64_t s = 0; s < input.dim(0); ++s) {
-    const float* b = input.data<float>() + s * per;
+    const float* b = input.data<float>() + s * BurgersSampler::channels * per;
     const auto initial = [&](double x) { return interpolate_nodes(b, nx_, x); };
     physics::BurgersFvReport r;
     const std::vector<double> sol = physics::solve_burgers_fv(initial, nx_, nt_, fv, &r);

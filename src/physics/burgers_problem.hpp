@@ -17,10 +17,11 @@ class BurgersProblem final : public Problem {
 
   std::string_view name() const override { return "burgers1d"; }
   Shape sample_shape() const override { return Shape{1, nt_, nx_}; }
+  Shape input_shape() const override { return Shape{BurgersSampler::channels, nt_, nx_}; }
   void sample(uint64_t seed, const std::vector<uint64_t>& global_indices, Tensor& input) const override {
     sampler_.sample(seed, global_indices, input);
   }
-  // exact: u = v with row t = 0 set to b (the input's first row) and column x = 0 to 0; penalty: u = v.
+  // exact: u = v with row t = 0 set to b (the input's channel 0) and column x = 0 to 0; penalty: u = v.
   Tensor lift(const Tensor& v, const Tensor& input) const override;
   Tensor lift_backward(const Tensor& du) const override;
   double loss(const Tensor& u, const Tensor& input, double grad_scale, Tensor* du,

@@ -35,17 +35,23 @@ double BurgersSampler::initial_value(const std::vector<double>& c, double x) {
 }
 
 void BurgersSampler::sample(uint64_t seed, const std::vector<uint64_t>& global_indices, Tensor& input) const {
-  const Shape shape{static_cast<int64_t>(global_indices.size()), 1, nt_, nx_};
+  const Shape shape{static_cast<int64_t>(global_indices.size()), channels, nt_, nx_};
   if (!(input.defined() && input.shape() == shape && input.is_plain() && input.dtype() == DType::f32 &&
         input.device() == Device::cpu))
     input = Tensor::empty(shape);
   float* out = input.data<float>();
   for (size_t s = 0; s < global_indices.size(); ++s) {
     const std::vector<double> c = frequencies(seed, global_indices[s]);
-    float* sample = out + static_cast<int64_t>(s) * nt_ * nx_;
-    for (int j = 0; j < nx_; ++j) sample[j] = static_cast<float>(initial_value(c, j / double(nx_ - 1)));
-    for (int n = 1; n < nt_; ++n)
-      for (int j = 0; j < nx_; ++j) sample[n * nx_ + j] = sample[j];
+    const int64_t plane = static_cast<int64_t>(nt_) * nx_;
+    float *b = out + static_cast<int64_t>(s) * channels * plane, *x = b + plane, *t = x + plane;
+    for (int j = 0; j < nx_; ++j) b[j] = static_cast<float>(initial_value(c, j / double(nx_ - 1)));
+    for (int n = 0; n < nt_; ++n)
+      for (int j = 0; j < nx_; ++j) {
+        const int64_t at = static_cast<int64_t>(n) * nx_ + j;
+        b[at] = b[j];
+        x[at] = static_cast<float>(j / double(nx_ - 1));
+        t[at] = static_cast<float>(n / double(nt_ - 1));
+      }
   }
 }
 

@@ -1,7 +1,8 @@
 // The burgers1d initial conditions: b(x) = (1/K) sum_k (1 - cos(2 pi c_k x)) / 2 with K =
 // `ic_terms` frequencies drawn by (seed, global sample index), so a sample is the same whatever
-// batch, rank or device draws it. The network input is b broadcast along t (docs/theory.md,
-// "burgers1d").
+// batch, rank or device draws it. The network input has three channels at every node (n, j): b(x_j)
+// (b broadcast along t), x_j and t_n / T, because a convolutional network cannot otherwise tell
+// where in x and t a pixel is (docs/theory.md, "burgers1d").
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,8 @@ constexpr uint64_t burgers_stream(int k) { return (burgers_frequencies << 32) | 
 
 class BurgersSampler {
  public:
+  static constexpr int channels = 3;
+
   // Node (n, j) of a sample at (x, t) = (j / (nx - 1), n T / (nt - 1)).
   BurgersSampler(const BurgersSettings& settings, int nx, int nt);
 
@@ -28,8 +31,8 @@ class BurgersSampler {
   // b(x) for the frequencies c: in [0, 1], b(0) = 0.
   static double initial_value(const std::vector<double>& c, double x);
 
-  // b(x_j) at every node (n, j), plain fp32 [b, 1, nt, nx], written in place when `input` already
-  // has that shape, otherwise replaced.
+  // Channels b(x_j), x_j, t_n / T at every node (n, j), plain fp32 [b, channels, nt, nx], written in
+  // place when `input` already has that shape, otherwise replaced.
   void sample(uint64_t seed, const std::vector<uint64_t>& global_indices, Tensor& input) const;
 
  private:

@@ -15,6 +15,13 @@ Shape Problem::batch_shape(int64_t n) const {
   return s;
 }
 
+Shape Problem::input_batch_shape(int64_t n) const {
+  Shape s{n};
+  const Shape per = input_shape();
+  for (int i = 0; i < per.rank(); ++i) s.push_back(per[i]);
+  return s;
+}
+
 std::vector<double> Problem::error(const Tensor& u, const Tensor& reference) const {
   return relative_l2(u, reference);
 }

@@ -37,6 +37,10 @@ class Problem {
   // [n, sample_shape()...]: a batch's shape (n = 0 for a rank that holds no samples but must still
   // describe the fields it writes collectively).
   Shape batch_shape(int64_t n) const;
+  // The network input of one sample, when it has more channels than the solution (coordinates);
+  // its first channel is the field written as input_name().
+  virtual Shape input_shape() const { return sample_shape(); }
+  Shape input_batch_shape(int64_t n) const;
 
   // The network input of each global index (plain fp32 [b, ...] on the host), written into `input`
   // (reused when it already has the right shape). A sample depends only on (seed, index).

@@ -86,6 +86,7 @@ TEST_CASE("burgers1d defaults to the residual loss and resolves time_resolution 
   CHECK(d.problem.loss == LossKind::residual);
   CHECK(d.problem.burgers.time_resolution == 128);
   CHECK(sample_shape(d.problem) == Shape{1, 128, 128});
+  CHECK(input_shape(d.problem) == Shape{3, 128, 128});  // b, x, t
   const Deck e = parse_deck("problem: {pde: burgers1d, resolution: 64, time_resolution: 32}", "deck.yaml");
   CHECK(sample_shape(e.problem) == Shape{1, 32, 64});
 }

@@ -90,6 +90,7 @@ class FlawedGradient final : public Problem {
       : inner_(std::move(inner)), node_(node), delta_(delta) {}
   std::string_view name() const override { return inner_->name(); }
   Shape sample_shape() const override { return inner_->sample_shape(); }
+  Shape input_shape() const override { return inner_->input_shape(); }
   void sample(uint64_t seed, const std::vector<uint64_t>& idx, Tensor& input) const override {
     inner_->sample(seed, idx, input);
   }
@@ -174,7 +175,7 @@ double reference_residual(const Problem& p, const Batch& b) {
     for (double x : g) s += x * x;
     return std::sqrt(s);
   };
-  Tensor zero = Tensor::empty(b.input.shape());
+  Tensor zero = Tensor::empty(b.v.shape());
   zero.fill(0.0f);
   return free_gradient_norm(ref) / free_gradient_norm(p.lift(zero, b.input));
 }
@@ -191,7 +192,8 @@ TEST_CASE("every problem's shapes agree: samples, lift, loss gradient, reference
     CHECK(p->origin().size() == p->spacing().size());
     CHECK(static_cast<int>(p->origin().size()) == p->sample_shape().rank() - 1);
     const Batch b = make_batch(*p);
-    CHECK(b.input.shape() == batch);
+    CHECK(b.input.shape() == p->input_batch_shape(2));
+    CHECK(p->input_shape().rank() == p->sample_shape().rank());
     CHECK(p->lift(b.v, b.input).shape() == batch);
     Tensor du;
     p->loss(p->lift(b.v, b.input), b.input, 1.0, &du, nullptr);
