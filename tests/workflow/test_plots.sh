@@ -90,4 +90,19 @@ check "a field growing with y grows upwards" "png '$work/y.png' --min-kb 5 --ram
 plot fields "$work/synthetic3d.h5" -o "$work/z.png" >"$work/z.log" 2>&1
 check "3D fields: a z slice, x to the right" "[ $? -eq 0 ] && png '$work/z.png' --min-kb 5 --ramp x+"
 
+# Space-time fields (burgers1d): the x-t panels (t up) and u(x) profiles at several times.
+"$PDEGEN" train "$repo/input_decks/burgers1d_128.yaml" problem.resolution=16 problem.time_resolution=16 \
+  network.depth=2 network.base_channels=8 training.steps=4 evaluation.every=0 evaluation.samples=2 output.field_samples=2 \
+  output.dir="$work/burgers" >"$work/burgers.log" 2>&1
+check "a tiny burgers1d run completes" "[ $? -eq 0 ]"
+plot fields "$work/burgers" -o "$work/bfields.png" >"$work/bf.log" 2>&1
+check "plot fields of a burgers1d run: u0, u_pred, u_ref, error as x-t images" \
+  "[ $? -eq 0 ] && grep -q '2 sample(s) x 4 field(s)' '$work/bf.log' && png '$work/bfields.png' --min-kb 20"
+plot profiles "$work/burgers" --times 0,0.25,0.5 -o "$work/profiles.png" >"$work/bp.log" 2>&1
+check "plot profiles: u(x) at 3 times for 2 samples" \
+  "[ $? -eq 0 ] && grep -q '2 sample(s) x 3 time(s)' '$work/bp.log' && png '$work/profiles.png' --min-kb 20 --min-colours 50"
+plot profiles "$work/a" -o "$work/bad.png" >/dev/null 2>"$work/bad.log"
+check "plot profiles of a poisson run: exit 2 naming what it needs" \
+  "[ $? -eq 2 ] && grep -q 'not a space-time (burgers1d) fields file' '$work/bad.log'"
+
 finish
