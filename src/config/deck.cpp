@@ -158,10 +158,6 @@ void read_deck(Section& top, Deck& d) {
              "'device' is 'cuda' but this pdegen was built without the CUDA backend (build it with the "
              "'cuda' CMake preset, or use device: cpu)");
 #endif
-  if (d.device == Device::cuda && d.problem.pde == PdeKind::burgers1d)
-    top.fail("device",
-             "'device' is 'cuda', but burgers1d runs on the CPU only so far (its loss and lift have "
-             "no CUDA kernels yet): use device: cpu");
   d.precision = top.choice<DType>(
       "precision", d.precision,
       "storage type of the activations and their gradients (bf16 on either device, fp16 on `device: "

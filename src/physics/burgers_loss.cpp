@@ -3,6 +3,7 @@
 #include "physics/burgers_loss.hpp"
 
 #include "backend/cpu/parallel.hpp"
+#include "core/dispatch.hpp"
 #include "core/error.hpp"
 #include "physics/burgers_kernels.hpp"
 
@@ -92,9 +93,11 @@ double BurgersLoss::penalty(const float* u, const float* b, int nx, int nt, doub
 double BurgersLoss::evaluate(const Tensor& u, const Tensor& input, double grad_scale, Tensor* du,
                              std::vector<double>* per_sample) const {
   PDEGEN_CHECK(u.rank() == 4 && u.dim(1) == 1 && u.is_plain() && u.dtype() == DType::f32 &&
-                   u.device() == Device::cpu && input.rank() == 4 && input.dim(0) == u.dim(0) &&
+                   input.device() == u.device() && input.rank() == 4 && input.dim(0) == u.dim(0) &&
                    input.dim(2) == u.dim(2) && input.dim(3) == u.dim(3) && input.is_plain(),
                "burgers1d loss of {} with input {}", u.describe(), input.describe());
+  if (u.device() == Device::cuda)
+    return PDEGEN_DISPATCH(u.device(), 0.0, evaluate_cuda(u, input, grad_scale, du, per_sample));
   const int nt = static_cast<int>(u.dim(2)), nx = static_cast<int>(u.dim(3));
   const int64_t b = u.dim(0), per = static_cast<int64_t>(nt) * nx;
   if (du != nullptr) {

@@ -32,6 +32,9 @@ class BurgersLoss {
   double galerkin(const float* u, int nx, int nt, double grad_scale, float* du) const;
   double least_squares(const float* u, int nx, int nt, double grad_scale, float* du) const;
   double penalty(const float* u, const float* b, int nx, int nt, double grad_scale, float* du) const;
+  // u, input (and du) on the GPU: burgers_loss_cuda.cu, the same element arithmetic.
+  double evaluate_cuda(const Tensor& u, const Tensor& input, double grad_scale, Tensor* du,
+                       std::vector<double>* per_sample) const;
 
   LossKind kind_;
   BurgersSettings settings_;

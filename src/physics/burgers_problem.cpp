@@ -47,31 +47,11 @@ void check_field(const Tensor& t, const Shape& batch_sample, const char* what) {
 }  // namespace
 
 Tensor BurgersProblem::lift(const Tensor& v, const Tensor& input) const {
-  check_field(v, sample_shape(), "lift");
-  Tensor u = v.clone();
-  if (!exact()) return u;
-  check_field(input, input_shape(), "lift input");
-  const int64_t per = static_cast<int64_t>(nt_) * nx_;
-  for (int64_t s = 0; s < u.dim(0); ++s) {
-    float* us = u.data<float>() + s * per;
-    const float* b = input.data<float>() + s * BurgersSampler::channels * per;
-    for (int j = 0; j < nx_; ++j) us[j] = b[j];
-    for (int n = 1; n < nt_; ++n) us[static_cast<int64_t>(n) * nx_] = 0.0f;
-  }
-  return u;
+  return exact() ? lift_.forward(v, input) : v.clone();
 }
 
 Tensor BurgersProblem::lift_backward(const Tensor& du) const {
-  check_field(du, sample_shape(), "lift gradient");
-  Tensor dv = du.clone();
-  if (!exact()) return dv;
-  const int64_t per = static_cast<int64_t>(nt_) * nx_;
-  for (int64_t s = 0; s < dv.dim(0); ++s) {
-    float* d = dv.data<float>() + s * per;
-    for (int j = 0; j < nx_; ++j) d[j] = 0.0f;
-    for (int n = 1; n < nt_; ++n) d[static_cast<int64_t>(n) * nx_] = 0.0f;
-  }
-  return dv;
+  return exact() ? lift_.backward(du) : du.clone();
 }
 
 Tensor BurgersProblem::reference(const Tensor& input, ReferenceReport* report) const {

@@ -5,6 +5,7 @@
 // the finite-volume solver on a finer grid, sampled at the nodes (burgers_reference.hpp).
 #pragma once
 
+#include "physics/burgers_lift.hpp"
 #include "physics/burgers_loss.hpp"
 #include "physics/burgers_sampler.hpp"
 #include "physics/problem.hpp"
@@ -43,6 +44,7 @@ class BurgersProblem final : public Problem {
   int nx_, nt_;
   BurgersSampler sampler_;
   BurgersLoss loss_;
+  BurgersLift lift_;
 };
 
 }  // namespace pdegen

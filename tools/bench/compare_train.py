@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Trains one poisson2d or poisson3d deck with `pdegen train` and with its PyTorch peer, and tabulates both.
+"""Trains one poisson2d, poisson3d or burgers1d deck with `pdegen train` and with its PyTorch peer, and tabulates both.
 
-The peer is tools/bench/torch_poisson.py (the deck's problem.pde picks 2D or 3D); both get the same
+The peer is tools/bench/torch_poisson.py (the deck's problem.pde picks 2D or 3D), or for burgers1d
+tools/bench/torch_burgers.py (evaluated against pdegen's own references); both get the same
 overrides and thread count, runs alternate (so machine noise hits both alike), and the markdown
 table gives median step time, peak memory, rel_l2 mean/max after the same steps, final loss and wall
 time, with the ratios.
@@ -204,9 +205,23 @@ def run_pdegen(a, overrides, outdir, env):
     return result
 
 
+def deck_pde(path):
+    """problem.pde of a deck (a crude read: the peer script checks the deck properly)."""
+    with open(path) as f:
+        for line in f:
+            words = line.split("#")[0].split()
+            if len(words) == 2 and words[0] == "pde:":
+                return words[1]
+    return ""
+
+
 def run_torch(a, overrides, json_path, env, max_train_seconds=None):
-    cmd = [a.python, os.path.join(HERE, "torch_poisson.py"), a.deck, *overrides,
-           "--threads", str(a.threads), "--json", json_path, "--ref-cache", a.ref_cache]
+    if deck_pde(a.deck) == "burgers1d":  # its own peer, with pdegen's finite-volume references
+        cmd = [a.python, os.path.join(HERE, "torch_burgers.py"), a.deck, *overrides,
+               "--threads", str(a.threads), "--json", json_path, "--pdegen", a.pdegen]
+    else:
+        cmd = [a.python, os.path.join(HERE, "torch_poisson.py"), a.deck, *overrides,
+               "--threads", str(a.threads), "--json", json_path, "--ref-cache", a.ref_cache]
     if a.device == "cuda":
         cmd += ["--device", "cuda"] + ([] if a.no_tf32 else ["--tf32"])
     cmd += (["--best"] if a.peer_best else []) + shlex.split(a.peer_args or "")
