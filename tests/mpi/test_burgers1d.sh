@@ -22,7 +22,7 @@ require_pdegen
 
 small=(problem.resolution=16 problem.time_resolution=16 network.depth=2 network.base_channels=8
   training.batch_size=6 training.log_every=1 evaluation.every=0 evaluation.samples=3 output.field_samples=2
-  parallel.consistency_every=1)
+  parallel.consistency_every=1 "optimizer.schedule={type: constant}")
 
 for deck in burgers1d_128 burgers1d_inviscid_128; do
   d="$root/input_decks/$deck.yaml"
