@@ -312,7 +312,12 @@ def main():
     # Batch size and grid as the deck resolves them, for the table's title and step-time fallbacks.
     sys.path.insert(0, HERE)
     import torch_poisson as peer  # noqa: E402  (needs only yaml at import; torch comes with it)
-    deck = peer.load_deck(a.deck, overrides)
+    if deck_pde(a.deck) == "burgers1d":
+        import torch_burgers  # noqa: E402
+
+        deck = torch_burgers.load_deck(a.deck, overrides)
+    else:
+        deck = peer.load_deck(a.deck, overrides)
     pde = deck["problem"]["pde"]
     a.batch = deck["training"]["batch_size"]
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
