@@ -80,18 +80,26 @@ PDEGEN_HD void for_elements_around(const Grid& g, int n, int j, F&& f) {
       if (en >= 0 && en < g.nt - 1 && ej >= 0 && ej < g.nx - 1) f(en, ej, (j - ej) + 2 * (n - en));
 }
 
-// R at node (n, j) (any node; the loss keeps the test nodes).
-PDEGEN_HD double galerkin_residual(const float* u, const Grid& g, int n, int j) {
-  const double w = 0.25 * g.hx * g.ht;
-  double R = 0;
+// Calls f(point, state, k, en, ej) for each Gauss point of each element (en, ej) around node (n, j):
+// the shape functions there, u's state, and the node's local index k in that element.
+template <class F>
+PDEGEN_HD void for_gauss_points_around(const float* u, const Grid& g, int n, int j, F&& f) {
   for_elements_around(g, n, j, [&](int en, int ej, int k) {
     double uk[4];
     load_element(u, g.nx, en, ej, uk);
     for (int q = 0; q < 4; ++q) {
       const Point p = gauss_point(q, g.hx, g.ht);
-      const State s = state_at(p, uk);
-      R += w * (p.psi[k] * (s.ut + s.u * s.ux) + g.nu * p.psi_x[k] * s.ux);
+      f(p, state_at(p, uk), k, en, ej);
     }
+  });
+}
+
+// R at node (n, j) (any node; the loss keeps the test nodes).
+PDEGEN_HD double galerkin_residual(const float* u, const Grid& g, int n, int j) {
+  const double w = 0.25 * g.hx * g.ht;
+  double R = 0;
+  for_gauss_points_around(u, g, n, j, [&](const Point& p, const State& s, int k, int, int) {
+    R += w * (p.psi[k] * (s.ut + s.u * s.ux) + g.nu * p.psi_x[k] * s.ux);
   });
   return R;
 }
@@ -101,20 +109,15 @@ PDEGEN_HD double galerkin_residual(const float* u, const Grid& g, int n, int j) 
 PDEGEN_HD double galerkin_gradient(const float* u, const double* lambda, const Grid& g, int n, int j) {
   const double w = 0.25 * g.hx * g.ht;
   double d = 0;
-  for_elements_around(g, n, j, [&](int en, int ej, int k) {
-    double uk[4], lk[4];
-    load_element(u, g.nx, en, ej, uk);
+  for_gauss_points_around(u, g, n, j, [&](const Point& p, const State& s, int k, int en, int ej) {
+    double lk[4];
     load_element(lambda, g.nx, en, ej, lk);
-    for (int q = 0; q < 4; ++q) {
-      const Point p = gauss_point(q, g.hx, g.ht);
-      const State s = state_at(p, uk);
-      double lam = 0, lam_x = 0;
-      for (int m = 0; m < 4; ++m) {
-        lam += lk[m] * p.psi[m];
-        lam_x += lk[m] * p.psi_x[m];
-      }
-      d += w * node_sensitivity(p, s, k, lam, lam_x, g.nu);
+    double lam = 0, lam_x = 0;
+    for (int m = 0; m < 4; ++m) {
+      lam += lk[m] * p.psi[m];
+      lam_x += lk[m] * p.psi_x[m];
     }
+    d += w * node_sensitivity(p, s, k, lam, lam_x, g.nu);
   });
   return d;
 }
@@ -137,14 +140,8 @@ PDEGEN_HD double least_squares_element(const float* u, const Grid& g, int en, in
 PDEGEN_HD double least_squares_gradient(const float* u, const Grid& g, int n, int j) {
   const double w = 0.25 * g.hx * g.ht;
   double d = 0;
-  for_elements_around(g, n, j, [&](int en, int ej, int k) {
-    double uk[4];
-    load_element(u, g.nx, en, ej, uk);
-    for (int q = 0; q < 4; ++q) {
-      const Point p = gauss_point(q, g.hx, g.ht);
-      const State s = state_at(p, uk);
-      d += w * node_sensitivity(p, s, k, 2.0 * (s.ut + s.u * s.ux), 0.0, 0.0);
-    }
+  for_gauss_points_around(u, g, n, j, [&](const Point& p, const State& s, int k, int, int) {
+    d += w * node_sensitivity(p, s, k, 2.0 * (s.ut + s.u * s.ux), 0.0, 0.0);
   });
   return d;
 }

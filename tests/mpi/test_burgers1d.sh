@@ -2,9 +2,10 @@
 # burgers1d end to end on a 16 x 16 space-time grid (a small U-Net, a few steps), viscous and
 # inviscid: train prints rel_l2 mean/max against the finite-volume reference and writes a fields
 # file of [N, Nt, Nx] images; 3 + restart + 3 steps equal 6 steps bit for bit (parameters and
-# optimizer state); the same deck on 2 and 3 ranks follows the 1-rank loss trajectory to 1e-5 (only
+# optimizer state); the same deck on 2, 3 and 4 ranks follows the 1-rank loss trajectory to 1e-5 (only
 # the order of fp32 sums changes, as in test_trajectories.sh); `solve` and `predict` run on it; the
-# Galerkin loss on the inviscid deck and the penalty boundary train too.
+# Galerkin loss on the inviscid deck and the penalty boundary train too; ParaView shows the fields
+# as x-t images (x right, t up; skipped without pvpython).
 #   PDEGEN=build/cpu/pdegen PDEGEN_MPIEXEC=mpiexec.mpich bash tests/mpi/test_burgers1d.sh
 set -u
 PDEGEN="${PDEGEN:-build/cpu/pdegen}"
@@ -39,7 +40,7 @@ for deck in burgers1d_128 burgers1d_inviscid_128; do
     check "$deck: 3 + restart + 3 steps = 6 steps bit for bit (parameters and optimizer state)" \
       "h5diff -d 0 '$a' '$b' /parameters /parameters >/dev/null 2>&1 && h5diff '$a' '$b' /optimizer_state /optimizer_state >/dev/null 2>&1"
   fi
-  for np in 2 3; do
+  for np in 2 3 4; do
     if mpi_run "$deck-p$np" $np train "$d" "${small[@]}" training.steps=6 output.dir="$work/$deck-p$np"; then
       if "$PYTHON" "$here/compare_history.py" --tol 1e-5 --rows 6 --label "$deck P=$np" \
         "$work/$deck-p1/history.csv" "P=$np:$work/$deck-p$np/history.csv"; then
@@ -65,4 +66,16 @@ mpi_run galerkin 1 train "$inviscid" "${small[@]}" training.steps=3 problem.loss
   check "the Galerkin residual trains the inviscid deck too" "grep -q 'rel_l2 mean .* max ' '$work/galerkin.log'"
 mpi_run penalty 1 train "$d" "${small[@]}" training.steps=3 problem.boundary=penalty output.dir="$work/penalty" &&
   check "the penalty boundary treatment trains" "grep -q 'rel_l2 mean .* max ' '$work/penalty.log'"
+if command -v pvpython >/dev/null && [ -f "$work/burgers1d_128-p1/fields.xdmf" ]; then
+  pv=(pvpython)
+  command -v xvfb-run >/dev/null && pv=(xvfb-run -a pvpython)
+  if timeout 300 "${pv[@]}" "$root/tools/paraview_check.py" "$work/burgers1d_128-p1/fields.xdmf" >"$work/pv.log" 2>&1 &&
+    grep -q "dimensions (16, 16, 1)" "$work/pv.log" && grep -q "bounds: x \[0, 1\], y \[0, 0.5\]" "$work/pv.log"; then
+    pass "ParaView opens the burgers1d fields.xdmf as x-t images: x in [0, 1] to the right, t in [0, 0.5] up"
+  else
+    fail "ParaView opens the burgers1d fields.xdmf as x-t images" "$(tail -n 5 "$work/pv.log" | tr '\n' ' ')"
+  fi
+else
+  echo "(ParaView check not run: no pvpython)"
+fi
 finish
