@@ -103,6 +103,10 @@ int run_check(const CliOptions& options, int rank) {
   out += fmt::format("#   parameters:                      {} ({} fp32)\n", grouped(plan.parameters),
                      bytes(4.0 * static_cast<double>(plan.parameters)));
   out += fmt::format("#   FLOPs per sample, forward:       {}\n", flops(plan.forward_flops_per_sample));
+  const ReceptiveField field = receptive_field(plan);
+  out += field.bounded
+             ? fmt::format("#   receptive field:                 +-{} nodes per axis\n", field.halo())
+             : "#   receptive field:                 the whole grid (instance norm)\n";
   out += fmt::format("#   FLOPs per training step:         {} (forward + backward, global batch {})\n",
                      flops(plan.flops_per_step), batch);
   out += fmt::format(

@@ -73,6 +73,21 @@ struct NetworkPlan {
   std::vector<std::string> layer_table() const;
 };
 
+// The input nodes one output node depends on, along each axis (every kernel here is the same on
+// every axis): output node o reads the input nodes from jump * o + lo to jump * o + hi. Computed
+// layer by layer (a convolution widens the window by its kernel, a stride or a pool multiplies the
+// jump, an up-sampling divides it, a concat takes the union); bounded is false when a layer couples
+// every node (instance norm's per-sample statistics). Used to cut a domain into tiles whose halo
+// makes tiled inference equal whole-domain inference.
+struct ReceptiveField {
+  double jump = 1, lo = 0, hi = 0;
+  bool bounded = true;
+  // Input nodes on either side of an output node's own position that it may depend on.
+  int64_t halo() const;
+};
+// Of `plan`'s output in inference (batch norm with running statistics is node-wise there).
+ReceptiveField receptive_field(const NetworkPlan& plan);
+
 // Appends layers to a plan, each reading the tensors it is given, with its output shape, parameter
 // count and FLOPs (the conventions of Conv::flops, ConvTranspose::flops, Pool::flops,
 // BatchNorm/InstanceNorm::flops and Activation::flops). Every method returns the new layer's index.

@@ -43,6 +43,9 @@ for deck in input_decks/*.yaml; do
 done
 run check input_decks/quickstart.yaml --verbose
 expect "check --verbose prints the layer table" 0 "enc0.conv0" "dec0.concat" "head"
+run check input_decks/quickstart.yaml
+expect "check prints the network's receptive field (depth 4, two 3x3 convolutions per level)" 0 \
+  "receptive field:                 +-51 nodes per axis"
 
 # The resolved deck that check prints is itself a deck that check accepts, unchanged.
 run check input_decks/quickstart.yaml training.steps=77
