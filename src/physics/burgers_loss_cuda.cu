@@ -135,9 +135,9 @@ double BurgersLoss::evaluate_cuda(const Tensor& u, const Tensor& input, double g
   }
   const bool penalty = settings_.boundary == BoundaryTreatment::penalty;
   const int64_t per_boundary = nx + nt - 1;
-  Tensor boundary =
-      Tensor::empty(Shape{std::max<int64_t>(b.samples * per_boundary, 1)}, DType::f64, Device::cuda);
+  Tensor boundary;  // the penalty's per-node values, only when there is a penalty
   if (penalty) {
+    boundary = Tensor::empty(Shape{b.samples * per_boundary}, DType::f64, Device::cuda);
     penalty_kernel<<<grid_for(b.samples * per_boundary), threads, 0, stream>>>(
         u.data<float>(), input.data<float>(), b, settings_.boundary_factor, grad_scale,
         boundary.data<double>(), du != nullptr ? du->data<float>() : nullptr);
