@@ -42,9 +42,6 @@ int run_predict(const CliOptions& options) {
   const std::string file = (dir / "predict.h5").string();
   write_set_fields(file, *problem, set, set.total, &pred, to_yaml(deck), comm);
   if (comm.rank() == 0) {
-    std::string per_sample;
-    for (size_t i = 0; i < error.per_sample.size(); ++i)
-      per_sample += fmt::format("{}{:.6e}", i ? ", " : "", error.per_sample[i]);
     JsonObject j;
     j.add("status", "completed")
         .add("checkpoint", options.checkpoint)
@@ -52,7 +49,7 @@ int run_predict(const CliOptions& options) {
         .add("samples", set.total)
         .add("rel_l2_mean", error.mean)
         .add("rel_l2_max", error.max)
-        .add("rel_l2", "[" + per_sample + "]")
+        .add("rel_l2", error.per_sample)
         .add("precision", std::string(dtype_name(deck.precision)))
         .add("network_seconds", network_seconds)
         .add("seconds", t.seconds())

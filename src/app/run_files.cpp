@@ -32,6 +32,14 @@ JsonObject& JsonObject::add(const std::string& key, const JsonObject& value) {
   entries_.emplace_back(key, std::make_shared<JsonObject>(value));
   return *this;
 }
+JsonObject& JsonObject::add(const std::string& key, const std::vector<double>& values) {
+  entries_.emplace_back(key, values);
+  return *this;
+}
+JsonObject& JsonObject::add(const std::string& key, const std::vector<JsonObject>& values) {
+  entries_.emplace_back(key, std::make_shared<Objects>(values));
+  return *this;
+}
 
 std::string json_escape(const std::string& s) {
   std::string out;
@@ -62,6 +70,11 @@ std::string json_escape(const std::string& s) {
   return out;
 }
 
+namespace {
+// JSON has no NaN/Inf: they become null, which scripts can test for.
+std::string json_number(double d) { return std::isfinite(d) ? fmt::format("{:.9g}", d) : "null"; }
+}  // namespace
+
 std::string JsonObject::dump(int indent) const {
   const std::string pad(static_cast<size_t>(indent + 2), ' ');
   std::string out = "{\n";
@@ -69,8 +82,16 @@ std::string JsonObject::dump(int indent) const {
     const auto& [key, value] = entries_[i];
     out += fmt::format("{}\"{}\": ", pad, json_escape(key));
     if (auto d = std::get_if<double>(&value)) {
-      // JSON has no NaN/Inf: they become null, which scripts can test for.
-      out += std::isfinite(*d) ? fmt::format("{:.9g}", *d) : "null";
+      out += json_number(*d);
+    } else if (auto numbers = std::get_if<std::vector<double>>(&value)) {
+      out += "[";
+      for (size_t k = 0; k < numbers->size(); ++k) out += (k ? ", " : "") + json_number((*numbers)[k]);
+      out += "]";
+    } else if (auto objects = std::get_if<std::shared_ptr<Objects>>(&value)) {
+      out += "[";
+      for (size_t k = 0; k < (*objects)->size(); ++k)
+        out += (k ? ", " : "") + (**objects)[k].dump(indent + 2);
+      out += "]";
     } else if (auto n = std::get_if<int64_t>(&value)) {
       out += std::to_string(*n);
     } else if (auto s = std::get_if<std::string>(&value)) {

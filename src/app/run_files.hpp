@@ -21,10 +21,14 @@ class JsonObject {
   JsonObject& add(const std::string& key, const char* value) { return add(key, std::string(value)); }
   JsonObject& add(const std::string& key, bool value);
   JsonObject& add(const std::string& key, const JsonObject& value);
+  JsonObject& add(const std::string& key, const std::vector<double>& values);      // a JSON array
+  JsonObject& add(const std::string& key, const std::vector<JsonObject>& values);  // a JSON array
   std::string dump(int indent = 0) const;
 
  private:
-  using Value = std::variant<double, int64_t, std::string, bool, std::shared_ptr<JsonObject>>;
+  using Objects = std::vector<JsonObject>;
+  using Value = std::variant<double, int64_t, std::string, bool, std::shared_ptr<JsonObject>,
+                             std::vector<double>, std::shared_ptr<Objects>>;
   std::vector<std::pair<std::string, Value>> entries_;
 };
 

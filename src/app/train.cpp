@@ -9,9 +9,12 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <pdegen/build_info.hpp>
 
 #include "app/evaluation.hpp"
+#include "app/multigrid_schedule.hpp"
 #include "app/run_directory.hpp"
 #include "app/run_files.hpp"
 #include "app/stop_signal.hpp"
@@ -24,6 +27,7 @@
 #include "core/timer.hpp"
 #include "core/watchdog.hpp"
 #include "io/atomic_file.hpp"
+#include "nn/network_factory.hpp"
 #include "optim/loss_scaler.hpp"
 #include "parallel/consistency.hpp"
 #include "parallel/nccl_communicator.hpp"
@@ -120,43 +124,174 @@ struct Progress {
   int64_t start = 0, completed = 0, skipped_steps = 0;
   int64_t window_evals = 0, total_evals = 0;  // forward + backward passes of the whole batch
   double window_time = 0, train_time = 0;
-  double loss = NAN, grad_norm = NAN;  // of the last step
+  double window_samples = 0, total_samples = 0;  // samples through forward + backward
+  double window_flops = 0, total_flops = 0;      // of those passes
+  double step_flops = 0;                         // sum of the steps' FLOPs (one pass each), for the ETA
+  double loss = NAN, grad_norm = NAN;            // of the last step
   ErrorSummary eval{NAN, NAN, 0, {}};
   std::string status = "completed", message;
   int exit_code = 0;
 };
 
+// One visit of a multigrid cycle (the whole run without multigrid): the level's deck, network plan
+// (its FLOPs), problem, objective and Trainer. The model and the reducer are the run's.
+struct Visit {
+  int index = 0, level = 0;
+  Deck deck;
+  NetworkPlan plan;
+  std::unique_ptr<Problem> problem;
+  std::unique_ptr<PhysicsObjective> objective;
+  std::unique_ptr<Trainer> trainer;
+  bool finished = false;               // its steps are done, or an evaluation reached its stop_error
+  std::string ended_by;                // "steps", "stop_error" or the run's status
+  double train_seconds = 0;            // in this process
+  ErrorSummary eval{NAN, NAN, 0, {}};  // the last evaluation during the visit
+};
+
+// Held-out samples at one resolution, with the problem they belong to.
+struct EvaluationSet {
+  std::unique_ptr<Problem> problem;
+  SampleSet set;
+};
+
+// Everything the step loop works with, set up once; `visit` is the visit running.
+struct Run {
+  Run(const Deck& d, const std::string& yaml, const Communicator& c, Model& m, GradientReducer& r,
+      Timeline& t)
+      : deck(d), deck_yaml(yaml), comm(c), model(m), reducer(r), timeline(t) {}
+  const Deck& deck;
+  const std::string& deck_yaml;
+  const Communicator& comm;
+  Model& model;
+  GradientReducer& reducer;
+  Timeline& timeline;
+  std::vector<int> visits;                       // the levels of the cycle, in order
+  std::vector<double> level_flops;               // FLOPs of one step at each level
+  int64_t total_steps = 0;                       // of all visits, when none ends early
+  std::map<int, EvaluationSet> evaluation_sets;  // by resolution, made when first needed
+  HistoryWriter* history = nullptr;
+  fs::path dir, ckpt_dir;
+  Timer wall;
+  std::unique_ptr<Visit> visit;
+  std::vector<JsonObject> visit_reports;  // of the visits this process ran
+};
+
+// "128x128", "64x64x64": the grid a problem config describes.
+std::string grid_text(const ProblemConfig& problem) {
+  const Shape s = sample_shape(problem);
+  std::string out;
+  for (int d = 1; d < s.rank(); ++d) out += fmt::format("{}{}", d > 1 ? "x" : "", s[d]);
+  return out;
+}
+
+// Seconds left: the remaining steps' FLOPs at the rate of the steps so far (levels differ in cost).
+double eta_seconds(const Run& run, const Progress& p) {
+  double remaining = 0;
+  for (size_t v = static_cast<size_t>(run.visit->index); v < run.visits.size(); ++v) {
+    const int level = run.visits[v];
+    int64_t steps = level_deck(run.deck, level).training.steps;
+    if (static_cast<int>(v) == run.visit->index)
+      steps = run.visit->trainer->first_step() + run.visit->deck.training.steps - p.completed;
+    remaining += static_cast<double>(steps) * run.level_flops[static_cast<size_t>(level)];
+  }
+  return p.step_flops > 0 ? p.train_time / p.step_flops * remaining : NAN;
+}
+
 // The progress line and the history.csv row of the step just completed.
-void log_step(const Deck& deck, const NetworkPlan& plan, Progress& p, const StepOutcome& o, bool evaluated,
-              const LossScaler* scaler, HistoryWriter* history, double wall) {
-  const int64_t B = deck.training.batch_size, steps = deck.training.steps;
-  const double sps = static_cast<double>(B * p.window_evals) / p.window_time;
-  const double gflops = plan.flops_per_step * static_cast<double>(p.window_evals) / p.window_time / 1e9;
-  const double eta =
-      p.train_time / static_cast<double>(p.completed - p.start) * static_cast<double>(steps - p.completed);
-  const int width = static_cast<int>(std::to_string(steps).size());
-  std::string line =
-      fmt::format("step {:>{}}/{} | loss {:.4e} | lr {:.1e}", p.completed, width, steps, p.loss, o.lr);
+void log_step(Run& run, Progress& p, const StepOutcome& o, bool evaluated) {
+  const double sps = p.window_samples / p.window_time;
+  const double gflops = p.window_flops / p.window_time / 1e9;
+  const int width = static_cast<int>(std::to_string(run.total_steps).size());
+  std::string line = fmt::format("step {:>{}}/{}", p.completed, width, run.total_steps);
+  const Visit& visit = *run.visit;
+  if (run.deck.multigrid.enabled())
+    line += fmt::format(" | level {} ({})", visit.level, grid_text(visit.deck.problem));
+  line += fmt::format(" | loss {:.4e} | lr {:.1e}", p.loss, o.lr);
   if (evaluated) line += fmt::format(" | rel_l2 {:.3f}% (max {:.3f}%)", 100 * p.eval.mean, 100 * p.eval.max);
-  if (scaler) line += fmt::format(" | scale {:g}", scaler->scale());
-  line += fmt::format(" | {:.0f} samples/s | {:.1f} GFLOP/s | ETA {}", sps, gflops, format_duration(eta));
+  if (const LossScaler* scaler = visit.trainer->scaler())
+    line += fmt::format(" | scale {:g}", scaler->scale());
+  line += fmt::format(" | {:.0f} samples/s | {:.1f} GFLOP/s | ETA {}", sps, gflops,
+                      format_duration(eta_seconds(run, p)));
   spdlog::info("{}", line);
-  if (history)
-    history->row({std::to_string(p.completed), fmt::format("{:.3f}", wall), fmt::format("{:.9e}", p.loss),
-                  fmt::format("{:.6e}", o.lr), fmt::format("{:.6e}", p.grad_norm),
-                  evaluated ? fmt::format("{:.6e}", p.eval.mean) : "",
-                  evaluated ? fmt::format("{:.6e}", p.eval.max) : "", fmt::format("{:.2f}", sps),
-                  fmt::format("{:.2f}", gflops)});
+  if (run.history)
+    run.history->row({std::to_string(p.completed), fmt::format("{:.3f}", run.wall.seconds()),
+                      fmt::format("{:.9e}", p.loss), fmt::format("{:.6e}", o.lr),
+                      fmt::format("{:.6e}", p.grad_norm), evaluated ? fmt::format("{:.6e}", p.eval.mean) : "",
+                      evaluated ? fmt::format("{:.6e}", p.eval.max) : "", fmt::format("{:.2f}", sps),
+                      fmt::format("{:.2f}", gflops), std::to_string(visit.level),
+                      std::to_string(visit.deck.problem.resolution)});
   p.window_time = 0;
   p.window_evals = 0;
+  p.window_samples = 0;
+  p.window_flops = 0;
+}
+
+// The held-out samples at `resolution` (made on first use: every rank asks in the same order).
+EvaluationSet& evaluation_set(Run& run, int resolution) {
+  auto it = run.evaluation_sets.find(resolution);
+  if (it != run.evaluation_sets.end()) return it->second;
+  EvaluationSet e;
+  e.problem = make_problem(at_resolution(run.deck.problem, resolution), run.deck.evaluation);
+  e.set = make_sample_set(*e.problem, run.deck.training.seed, eval_index_base, run.deck.evaluation.samples,
+                          run.comm);
+  if (!e.set.indices.empty()) {
+    int lo = 1 << 30, hi = 0;
+    for (int it2 : e.set.report.iterations) lo = std::min(lo, it2), hi = std::max(hi, it2);
+    spdlog::info(
+        "reference solutions at {}: {} evaluation samples on this rank in {:.2f} s ({}-{} iterations, {})",
+        grid_text(at_resolution(run.deck.problem, resolution)), e.set.indices.size(), e.set.report.seconds,
+        lo, hi, e.set.report.method);
+  }
+  return run.evaluation_sets.emplace(resolution, std::move(e)).first->second;
+}
+
+// The activation type the network runs in after `completed` steps: that of the last step.
+DType precision_after(const Deck& deck, int64_t completed) {
+  return precision_at(deck, std::max<int64_t>(completed - 1, 0));
+}
+
+// The error of the network after `completed` steps on the held-out samples at `resolution`.
+ErrorSummary evaluate_at(Run& run, int resolution, int64_t completed) {
+  const EvaluationSet& e = evaluation_set(run, resolution);
+  const Tensor prediction = e.set.indices.empty()
+                                ? Tensor()
+                                : predict(run.model, *e.problem, e.set.input,
+                                          precision_after(run.deck, completed), run.deck.training.batch_size);
+  return summarize_error(*e.problem, e.set, prediction, run.comm);
+}
+
+ErrorSummary evaluate(Run& run, int64_t completed) {
+  return evaluate_at(run, evaluation_resolution(run.deck, run.visit->deck), completed);
+}
+
+// summary.json's multigrid part: the final network's error at every level and the visits this
+// process ran.
+JsonObject multigrid_report(Run& run, const Progress& p) {
+  std::vector<JsonObject> levels;
+  for (int l = 0; l < run.deck.multigrid.levels; ++l) {
+    const int resolution = run.deck.multigrid.level[static_cast<size_t>(l)].resolution;
+    const ErrorSummary e = evaluate_at(run, resolution, p.completed);  // collective
+    spdlog::info("level {} ({}): rel_l2 mean {:.3f}% max {:.3f}%", l,
+                 grid_text(at_resolution(run.deck.problem, resolution)), 100 * e.mean, 100 * e.max);
+    JsonObject level;
+    level.add("level", l).add("resolution", resolution).add("rel_l2_mean", e.mean).add("rel_l2_max", e.max);
+    levels.push_back(level);
+  }
+  JsonObject report;
+  report.add("cycle", std::string(name_of(run.deck.multigrid.cycle)))
+      .add("optimizer_state", std::string(name_of(run.deck.multigrid.optimizer_state)))
+      .add("levels", levels)
+      .add("visits", run.visit_reports);
+  return report;
 }
 
 // summary.json (rank 0) and the closing log line.
-void write_summary(const Deck& deck, const NetworkPlan& plan, const Problem& problem, const Progress& p,
-                   const GradientReducer& reducer, const LossScaler* scaler, const std::string& checkpoint,
-                   const Communicator& comm, double wall) {
+void write_summary(Run& run, const Progress& p, const std::string& checkpoint) {
+  const Deck& deck = run.deck;
+  const Communicator& comm = run.comm;
+  const double wall = run.wall.seconds();
   // Reduction figures, averaged over ranks.
-  const ReducerStats& rs = reducer.stats();
+  const ReducerStats& rs = run.reducer.stats();
   const double comm_seconds = comm.sum(rs.comm_seconds) / comm.size();
   const double exposed_seconds = comm.sum(rs.exposed_seconds) / comm.size();
   const double exposed_fraction = comm_seconds > 0 ? std::min(1.0, exposed_seconds / comm_seconds) : 0.0;
@@ -164,16 +299,19 @@ void write_summary(const Deck& deck, const NetworkPlan& plan, const Problem& pro
     spdlog::info(
         "gradient reduction: {:.3f} s in {} reductions, {:.1f}% of it exposed (not hidden by backward)",
         comm_seconds, rs.steps, 100 * exposed_fraction);
+  const bool multigrid = deck.multigrid.enabled() && p.status != "diverged";
+  const JsonObject levels = multigrid ? multigrid_report(run, p) : JsonObject();  // collective
   if (comm.rank() != 0) return;
-  const double steps_run = static_cast<double>(p.completed - p.start),
-               evals = static_cast<double>(p.total_evals);
+  const double steps_run = static_cast<double>(p.completed - p.start);
   const auto mem = CachingAllocator::host().stats();
+  const LossScaler* scaler = run.visit->trainer->scaler();
   JsonObject eval_json, throughput, memory, summary;
-  eval_json.add("rel_l2_mean", p.eval.mean).add("rel_l2_max", p.eval.max).add("samples", p.eval.samples);
-  throughput
-      .add("samples_per_s",
-           p.train_time > 0 ? static_cast<double>(deck.training.batch_size) * evals / p.train_time : 0.0)
-      .add("gflops", p.train_time > 0 ? plan.flops_per_step * evals / p.train_time / 1e9 : 0.0)
+  eval_json.add("rel_l2_mean", p.eval.mean)
+      .add("rel_l2_max", p.eval.max)
+      .add("samples", p.eval.samples)
+      .add("resolution", evaluation_resolution(deck, run.visit->deck));
+  throughput.add("samples_per_s", p.train_time > 0 ? p.total_samples / p.train_time : 0.0)
+      .add("gflops", p.train_time > 0 ? p.total_flops / p.train_time / 1e9 : 0.0)
       .add("step_seconds", steps_run > 0 ? p.train_time / steps_run : 0.0)
       .add("evaluations", p.total_evals);
   memory.add("peak_rss_mb", peak_rss_mb())
@@ -194,16 +332,17 @@ void write_summary(const Deck& deck, const NetworkPlan& plan, const Problem& pro
       .add("comm_seconds", comm_seconds)
       .add("comm_exposed_seconds", exposed_seconds)
       .add("comm_exposed_fraction", exposed_fraction)
-      .add("bucket_count", static_cast<int64_t>(reducer.schedule().buckets.size()))
-      .add("reduction", reducer.describe())
+      .add("bucket_count", static_cast<int64_t>(run.reducer.schedule().buckets.size()))
+      .add("reduction", run.reducer.describe())
       .add("device", std::string(device_name(deck.device)))
       .add("precision", std::string(dtype_name(deck.precision)))
       .add("loss_scale", scaler ? scaler->scale() : 1.0)
       .add("skipped_steps", p.skipped_steps)
-      .add("pde", std::string(problem.name()))
-      .add("parameters", plan.parameters)
+      .add("pde", std::string(run.visit->problem->name()))
+      .add("parameters", run.visit->plan.parameters)
       .add("checkpoint", checkpoint)
       .add("pdegen_version", fmt::format("{} ({})", build::version, build::git_hash));
+  if (multigrid) summary.add("multigrid", levels);
   const fs::path file = fs::path(deck.output.dir) / "summary.json";
   write_text_file_atomically(file.string(), summary.dump() + "\n");
   spdlog::info(
@@ -212,22 +351,6 @@ void write_summary(const Deck& deck, const NetworkPlan& plan, const Problem& pro
       p.status, p.completed, format_duration(wall), p.loss, 100 * p.eval.mean, 100 * p.eval.max,
       p.eval.samples, file.string());
 }
-
-// Everything the step loop works with, set up once.
-struct Run {
-  const Deck& deck;
-  const NetworkPlan& plan;
-  const Problem& problem;
-  const std::string& deck_yaml;
-  const Communicator& comm;
-  Model& model;
-  Trainer& trainer;
-  Timeline& timeline;
-  SampleSet eval_set;  // filled after the restart is known to be good
-  HistoryWriter* history;
-  fs::path dir, ckpt_dir;
-  Timer wall;
-};
 
 // The newest checkpoint of the run, for messages: every one of them was read back intact.
 std::string last_good_checkpoint(const Run& run) {
@@ -262,11 +385,17 @@ std::string non_finite_tensor(CheckpointData& data) {
   return {};
 }
 
-// Checkpoints hold the full, unsharded state (rank 0 writes it), so any rank count reads them. The
+// Checkpoints hold the full, unsharded state (rank 0 writes it), so any rank count reads them, and
+// the place in the multigrid cycle (the visit, the run's step it began at, whether its stop_error
+// ended it). The
 // older ones are pruned only once the new one has been read back intact. A state that is not finite
 // is never written (every rank sees the same full state and stops): the run ends as diverged.
 std::string save_checkpoint(Run& run, Progress& p) {
-  CheckpointData data = run.trainer.snapshot(p.completed, p.loss, run.deck_yaml);  // collective
+  const Visit& visit = *run.visit;
+  CheckpointData data = visit.trainer->snapshot(p.completed, p.loss, run.deck_yaml);  // collective
+  data.scalars.emplace_back("visit", static_cast<double>(visit.index));
+  data.scalars.emplace_back("visit_first_step", static_cast<double>(visit.trainer->first_step()));
+  data.scalars.emplace_back("visit_stopped", visit.ended_by == "stop_error" ? 1.0 : 0.0);
   if (const std::string bad = non_finite_tensor(data); !bad.empty()) {
     declare_diverged(run, p, bad + " is not finite", p.completed);
     return {};
@@ -300,25 +429,12 @@ void record_failure(const Run& run, const Progress& p, const std::string& messag
   }
 }
 
-// The activation type the network runs in after `completed` steps: that of the last step.
-DType precision_after(const Deck& deck, int64_t completed) {
-  return precision_at(deck, std::max<int64_t>(completed - 1, 0));
-}
-
-ErrorSummary evaluate(Run& run, int64_t completed) {
-  const Tensor prediction = run.eval_set.indices.empty()
-                                ? Tensor()
-                                : predict(run.model, run.problem, run.eval_set.input,
-                                          precision_after(run.deck, completed), run.deck.training.batch_size);
-  return summarize_error(run.problem, run.eval_set, prediction, run.comm);
-}
-
 // After a step that did not update: a skipped step is logged and counted; false ends the run.
 bool accept_outcome(Run& run, Progress& p, const StepOutcome& o, int64_t s) {
   if (o.status == StepOutcome::Status::skipped) {
     ++p.skipped_steps;
     spdlog::warn("step {}: the gradient overflowed at loss scale {:g}: step skipped, scale now {:g}", s + 1,
-                 o.loss_scale, run.trainer.scaler()->scale());
+                 o.loss_scale, run.visit->trainer->scaler()->scale());
   }
   if (o.status != StepOutcome::Status::diverged) return true;
   const std::string what = !o.cause.empty() ? o.cause
@@ -333,107 +449,251 @@ bool accept_outcome(Run& run, Progress& p, const StepOutcome& o, int64_t s) {
 void check_replicas(Run& run, int64_t completed) {
   const int every = run.deck.parallel.consistency_every;
   if (every <= 0 || completed % every != 0) return;
-  Optimizer& optimizer = run.trainer.optimizer();
+  Optimizer& optimizer = run.visit->trainer->optimizer();
   std::vector<const Tensor*> state{&run.model.master().flat_values()};
   optimizer.gather_state();  // sharded state: the full vectors, identical on every rank
   for (auto& [name, tensor] : optimizer.state()) state.push_back(tensor);
   check_replicas_identical(state_checksum(state), run.comm, completed);
 }
 
-// The steps from p.start to training.steps, or to a stop.
-void run_steps(Run& run, Progress& p) {
+// Adds a completed step to the progress counters.
+void count_step(Run& run, Progress& p, const StepOutcome& o, double seconds) {
+  const Visit& visit = *run.visit;
+  const double samples = static_cast<double>(visit.deck.training.batch_size * o.evaluations);
+  const double flops = visit.plan.flops_per_step * o.evaluations;
+  p.window_time += seconds;
+  p.train_time += seconds;
+  p.window_evals += o.evaluations;
+  p.total_evals += o.evaluations;
+  p.window_samples += samples;
+  p.total_samples += samples;
+  p.window_flops += flops;
+  p.total_flops += flops;
+  p.step_flops += visit.plan.flops_per_step;
+  run.visit->train_seconds += seconds;
+}
+
+// After the evaluation of step `completed`: the visit is over when it reached its stop_error.
+void check_stop_error(Run& run, const Progress& p) {
+  if (!run.deck.multigrid.enabled()) return;
+  const double stop = run.deck.multigrid.level[static_cast<size_t>(run.visit->level)].stop_error;
+  run.visit->eval = p.eval;
+  if (stop <= 0 || !(p.eval.mean <= stop)) return;
+  run.visit->finished = true;
+  run.visit->ended_by = "stop_error";
+  spdlog::info("step {}: level {} reached its stop_error ({:.3f}% <= {:.3f}%): the visit ends", p.completed,
+               run.visit->level, 100 * p.eval.mean, 100 * stop);
+}
+
+// Stops on a signal, which every rank must agree on or the next collective would hang. True when
+// the run stops.
+bool stop_on_signal(Progress& p, const Communicator& comm, bool last_step) {
+  const int sig = static_cast<int>(comm.max(static_cast<double>(stop_requested())));
+  if (sig == 0 || last_step) return false;
+  p.status = "interrupted";
+  p.exit_code = 128 + sig;
+  p.message = fmt::format("stopped by signal {} after step {}", sig, p.completed);
+  spdlog::warn("{}; writing a final checkpoint", p.message);
+  return true;
+}
+
+// The steps of the visit running, from p.completed on, until its end, its stop_error or a stop.
+// False when the run stops.
+bool run_visit_steps(Run& run, Progress& p) {
   const Deck& deck = run.deck;
-  const int64_t steps = deck.training.steps;
-  for (int64_t s = p.start; s < steps; ++s) {
+  Visit& visit = *run.visit;
+  const int64_t end = visit.trainer->first_step() + visit.deck.training.steps;
+  const bool last_visit = visit.index + 1 == static_cast<int>(run.visits.size());
+  for (int64_t s = p.completed; s < end && !visit.finished; ++s) {
     Timer step_timer;
     run.timeline.set_active(deck.timeline.enabled && s + 1 >= deck.timeline.first_step &&
                             s + 1 < deck.timeline.first_step + deck.timeline.steps);
     watchdog::set_phase(fmt::format("step {}", s + 1));
-    const StepOutcome o = run.trainer.step(s);
+    const StepOutcome o = visit.trainer->step(s);
     p.loss = o.loss;
     p.grad_norm = o.grad_norm;
-    if (!accept_outcome(run, p, o, s)) break;
+    if (!accept_outcome(run, p, o, s)) return false;
     check_replicas(run, s + 1);
     p.completed = s + 1;
-    const double dt = step_timer.seconds();
-    p.window_time += dt;
-    p.train_time += dt;
-    p.window_evals += o.evaluations;
-    p.total_evals += o.evaluations;
+    count_step(run, p, o, step_timer.seconds());
+    if (p.completed == end) visit.finished = true, visit.ended_by = "steps";
 
-    const bool last_step = p.completed == steps;
-    const bool do_eval = last_step || (deck.evaluation.every > 0 && p.completed % deck.evaluation.every == 0);
+    const bool do_eval =
+        visit.finished || (deck.evaluation.every > 0 && p.completed % deck.evaluation.every == 0);
     if (do_eval) {
       watchdog::set_phase(fmt::format("the evaluation after step {}", p.completed));
       p.eval = evaluate(run, p.completed);
+      check_stop_error(run, p);
     }
-    if (do_eval || p.completed % deck.training.log_every == 0)
-      log_step(deck, run.plan, p, o, do_eval, run.trainer.scaler(), run.history, run.wall.seconds());
+    const bool last_step = visit.finished && last_visit;
+    if (do_eval || p.completed % deck.training.log_every == 0) log_step(run, p, o, do_eval);
     if (!last_step && deck.training.checkpoint_every > 0 &&
         p.completed % deck.training.checkpoint_every == 0) {
       watchdog::set_phase(fmt::format("the checkpoint of step {}", p.completed));
       save_checkpoint(run, p);
-      if (p.status == "diverged") break;
+      if (p.status == "diverged") return false;
     }
-    // Every rank must agree to stop, or the next collective would hang.
-    const int sig = static_cast<int>(run.comm.max(static_cast<double>(stop_requested())));
-    if (sig != 0 && !last_step) {
-      p.status = "interrupted";
-      p.exit_code = 128 + sig;
-      p.message = fmt::format("stopped by signal {} after step {}", sig, p.completed);
-      spdlog::warn("{}; writing a final checkpoint", p.message);
-      break;
-    }
+    if (stop_on_signal(p, run.comm, last_step)) return false;
+  }
+  visit.finished = true;
+  return true;
+}
+
+// What a visit did, for summary.json.
+void report_visit(Run& run, const Progress& p) {
+  const Visit& v = *run.visit;
+  JsonObject j;
+  j.add("visit", v.index)
+      .add("level", v.level)
+      .add("resolution", v.deck.problem.resolution)
+      .add("first_step", v.trainer->first_step())
+      .add("steps", p.completed - v.trainer->first_step())
+      .add("train_seconds", v.train_seconds)
+      .add("ended_by", v.ended_by.empty() ? p.status : v.ended_by)
+      .add("rel_l2_mean", v.eval.mean)
+      .add("rel_l2_max", v.eval.max);
+  run.visit_reports.push_back(j);
+}
+
+// Visit `index` of the cycle, from the run's step `first_step` and global sample `first_sample` on.
+std::unique_ptr<Visit> make_visit(Run& run, int index, int64_t first_step, int64_t first_sample) {
+  auto v = std::make_unique<Visit>();
+  v->index = index;
+  v->level = run.visits[static_cast<size_t>(index)];
+  v->deck = level_deck(run.deck, v->level);
+  v->plan = plan_network(v->deck);
+  v->problem = make_problem(v->deck.problem, v->deck.evaluation);
+  v->objective = std::make_unique<PhysicsObjective>(*v->problem);
+  v->trainer = std::make_unique<Trainer>(v->deck, run.model, *v->objective, run.reducer, run.comm,
+                                         &run.timeline, first_step, first_sample);
+  return v;
+}
+
+// "level 1 (128x128): 500 steps, batch 16, lr 1e-03"
+std::string describe_visit(const Visit& v) {
+  return fmt::format("level {} ({}): {} steps, batch {}, lr {:.0e}", v.level, grid_text(v.deck.problem),
+                     v.deck.training.steps, v.deck.training.batch_size, v.deck.optimizer.lr);
+}
+
+// Ends the visit running and starts the next, which takes over the loss scale and, with
+// multigrid.optimizer_state carry, the optimizer and its state.
+void next_visit(Run& run, const Progress& p) {
+  std::unique_ptr<Visit> next =
+      make_visit(run, run.visit->index + 1, p.completed, run.visit->trainer->next_sample(p.completed));
+  const bool carry = run.deck.multigrid.optimizer_state == OptimizerCarry::carry;
+  const bool carried = next->trainer->continue_from(*run.visit->trainer, carry);
+  spdlog::info("step {}: visit {} of {}, {}; optimizer {}", p.completed + 1, next->index + 1,
+               run.visits.size(), describe_visit(*next),
+               carried ? "state carried over"
+               : carry ? "fresh (another type than the visit before)"
+                       : "fresh");
+  run.visit = std::move(next);
+}
+
+// The visits from the one running to the end of the cycle, or to a stop.
+void run_visits(Run& run, Progress& p) {
+  while (true) {
+    const bool go_on = run_visit_steps(run, p);
+    report_visit(run, p);
+    if (!go_on || run.visit->index + 1 == static_cast<int>(run.visits.size())) return;
+    next_visit(run, p);
   }
 }
 
-// The restart state, if any: the checkpoint's step and the loss of its last step.
-void restart(Run& run, Progress& p, const std::string& file) {
-  if (!file.empty()) {
-    const CheckpointData data = read_checkpoint(file);
-    check_restart_deck(data.deck_yaml, run.deck_yaml, file, run.deck.training.allow_deck_changes);
-    if (run.comm.rank() == 0 && fs::equivalent(fs::absolute(file).parent_path(), run.ckpt_dir))
-      set_aside_later_trajectory(run.dir, data.step);
-    p.loss = data.scalar("loss", NAN);
-    p.start = run.trainer.restore(data, file);
-    if (data.seed != run.deck.training.seed)
-      spdlog::warn("{} was written with training.seed {}, this run uses {}: the sample sequence changes",
-                   file, data.seed, run.deck.training.seed);
+// The checkpoint to restart from, read and checked against this deck; nothing for a fresh start.
+std::optional<CheckpointData> read_restart(const Run& run, const std::string& file) {
+  if (file.empty()) return std::nullopt;
+  CheckpointData data = read_checkpoint(file);
+  check_restart_deck(data.deck_yaml, run.deck_yaml, file, run.deck.training.allow_deck_changes);
+  if (run.comm.rank() == 0 && fs::equivalent(fs::absolute(file).parent_path(), run.ckpt_dir))
+    set_aside_later_trajectory(run.dir, data.step);
+  if (data.seed != run.deck.training.seed)
+    spdlog::warn("{} was written with training.seed {}, this run uses {}: the sample sequence changes", file,
+                 data.seed, run.deck.training.seed);
+  return data;
+}
+
+// The visit the run starts in: the first, or the checkpoint's with its state restored.
+void start_visit(Run& run, Progress& p, const std::optional<CheckpointData>& data, const std::string& file) {
+  const int index = data ? static_cast<int>(data->scalar("visit", 0)) : 0;
+  if (index >= static_cast<int>(run.visits.size()))
+    throw UserError(
+        fmt::format("{} was written in visit {} of a multigrid cycle; this deck's cycle has {} visits", file,
+                    index + 1, run.visits.size()));
+  const int64_t first_step = data ? static_cast<int64_t>(data->scalar("visit_first_step", 0)) : 0;
+  run.visit = make_visit(run, index, first_step, 0);
+  Visit& v = *run.visit;
+  if (data) {
+    p.loss = data->scalar("loss", NAN);
+    p.start = v.trainer->restore(*data, file);
+    if (data->scalar("visit_stopped", 0) != 0) v.finished = true, v.ended_by = "stop_error";
     spdlog::info("restarted from {} at step {}", file, p.start);
   }
-  if (p.start > run.deck.training.steps)
-    throw UserError(fmt::format("the checkpoint is at step {}, beyond training.steps = {}", p.start,
-                                run.deck.training.steps));
+  const int64_t end = first_step + v.deck.training.steps;
+  if (p.start > end && !run.deck.multigrid.enabled())
+    throw UserError(fmt::format("the checkpoint is at step {}, beyond training.steps = {}", p.start, end));
+  if (p.start > end)
+    throw UserError(
+        fmt::format("the checkpoint is at step {}, beyond the end of its visit of level {} (step {})",
+                    p.start, v.level, end));
+  if (run.deck.multigrid.enabled())
+    spdlog::info("visit {} of {}, {}", v.index + 1, run.visits.size(), describe_visit(v));
   p.completed = p.start;
+}
+
+// fields.h5: the first evaluation samples with the final network's prediction.
+void write_fields(Run& run, const Progress& p) {
+  const EvaluationSet& e = evaluation_set(run, evaluation_resolution(run.deck, run.visit->deck));
+  const std::string file = (run.dir / "fields.h5").string();
+  const int64_t count = std::min<int64_t>(run.deck.output.field_samples, e.set.total);
+  const Tensor input = first_rows(e.set, e.set.input, count);
+  const Tensor pred = input.dim(0) > 0
+                          ? predict(run.model, *e.problem, input, precision_after(run.deck, p.completed),
+                                    run.deck.training.batch_size)
+                          : Tensor::empty(e.problem->batch_shape(0));
+  const std::string xdmf = write_set_fields(file, *e.problem, e.set, count, &pred, run.deck_yaml, run.comm);
+  spdlog::info("fields: {} ({} samples; open {} in ParaView or VisIt)", file, count, xdmf);
 }
 
 // After the loop: the final checkpoint and fields (unless diverged), the last evaluation, the
 // timeline and summary.json.
-int finish(Run& run, Progress& p, const GradientReducer& reducer) {
+int finish(Run& run, Progress& p) {
   watchdog::set_phase(fmt::format("the end of the run after step {}", p.completed));
   std::string final_checkpoint;
   if (p.status != "diverged") final_checkpoint = save_checkpoint(run, p);
   if (p.status != "diverged") {  // a state that is not finite diverges in save_checkpoint
     if (run.comm.rank() == 0) spdlog::info("checkpoint: {}", final_checkpoint);
-    if (p.status == "completed" && run.deck.output.fields) {
-      const std::string file = (run.dir / "fields.h5").string();
-      const int64_t count = std::min<int64_t>(run.deck.output.field_samples, run.eval_set.total);
-      const Tensor input = first_rows(run.eval_set, run.eval_set.input, count);
-      const Tensor pred = input.dim(0) > 0
-                              ? predict(run.model, run.problem, input, precision_after(run.deck, p.completed),
-                                        run.deck.training.batch_size)
-                              : Tensor::empty(run.problem.batch_shape(0));
-      const std::string xdmf =
-          write_set_fields(file, run.problem, run.eval_set, count, &pred, run.deck_yaml, run.comm);
-      spdlog::info("fields: {} ({} samples; open {} in ParaView or VisIt)", file, count, xdmf);
-    }
+    if (p.status == "completed" && run.deck.output.fields) write_fields(run, p);
   }
   if (std::isnan(p.eval.mean) && p.status != "diverged") p.eval = evaluate(run, p.completed);
   run.timeline.set_active(false);
   if (run.deck.timeline.enabled) write_timeline(run.timeline, run.dir / "timeline.json", run.comm);
-  write_summary(run.deck, run.plan, run.problem, p, reducer, run.trainer.scaler(), final_checkpoint, run.comm,
-                run.wall.seconds());
+  write_summary(run, p, final_checkpoint);
   return p.exit_code;
+}
+
+// bf16 on images wider than oneDNN 2.6.3's AMX kernels take runs in fp32, slower than fp32 alone.
+void warn_slow_bf16(const Deck& deck) {
+  if (deck.device == Device::cpu && deck.precision == DType::bf16 &&
+      deck.problem.resolution > cpu::widest_bf16_image)
+    spdlog::warn(
+        "precision bf16 at resolution {}: convolutions on images wider than {} run in fp32 "
+        "(oneDNN 2.6.3's AMX kernels fail on them), and the conversions make bf16 slower than fp32 "
+        "at this size (docs/performance.md, \"bf16 on the CPU\"); precision: fp32 is faster here",
+        deck.problem.resolution, cpu::widest_bf16_image);
+}
+
+// The activation type, and the loss scaling when there is any.
+void log_precision(const Deck& deck, const LossScaler* scaler) {
+  if (deck.precision == DType::f32 && !scaler) return;
+  spdlog::info("precision: {} activations, fp32 parameters, gradients and loss{}{}",
+               dtype_name(deck.precision),
+               deck.precision != DType::f32 && deck.training.fp32_after_step > 0
+                   ? fmt::format("; fp32 after step {}", deck.training.fp32_after_step)
+                   : std::string(),
+               scaler ? fmt::format("; dynamic loss scaling from {:g}, growth after {} clean steps",
+                                    scaler->scale(), deck.loss_scaling.growth_interval)
+                      : std::string());
 }
 
 // Rank 0 takes the run directory (app/run_directory.hpp); every rank learns the checkpoint to
@@ -463,7 +723,6 @@ std::string take_run_directory(const Deck& deck, const std::string& deck_yaml, c
 int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yaml, const Communicator& comm) {
   const Timer wall;
   check_precision_runs_here(deck.precision, deck.device);  // before the run directory is touched
-  const auto problem = make_problem(deck.problem, deck.evaluation);
   const fs::path dir = deck.output.dir;
   RunLock lock;  // held until train returns (or the process ends)
   const std::string restart_from = take_run_directory(deck, deck_yaml, comm, lock);
@@ -472,19 +731,15 @@ int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yam
                build::version, build::git_hash, comm.size(), device_name(deck.device), deck_yaml);
   set_up_device(deck, comm);
   use_conv_algorithm(deck.cpu.conv_algorithm);
-  if (deck.device == Device::cpu && deck.precision == DType::bf16 &&
-      deck.problem.resolution > cpu::widest_bf16_image)
-    spdlog::warn(
-        "precision bf16 at resolution {}: convolutions on images wider than {} run in fp32 "
-        "(oneDNN 2.6.3's AMX kernels fail on them), and the conversions make bf16 slower than fp32 "
-        "at this size (docs/performance.md, \"bf16 on the CPU\"); precision: fp32 is faster here",
-        deck.problem.resolution, cpu::widest_bf16_image);
+  warn_slow_bf16(deck);
   auto model = build_model(plan, deck.training.seed, deck.device);
   spdlog::info(
       "network: {} parameters, {:.2f} GFLOP per training step (global batch {}), this rank holds {} samples",
       plan.parameters, plan.flops_per_step / 1e9, deck.training.batch_size,
       share_of(deck.training.batch_size, comm.rank(), comm.size()).count());
-  const bool sync_bn = use_sync_batchnorm(deck, comm);
+  bool sync_bn = false;
+  for (int level = 0; level < deck.multigrid.levels; ++level)
+    sync_bn = use_sync_batchnorm(level_deck(deck, level), comm);
 
   // Timeline (one clock origin for all ranks) and the gradient reducer, on the run's device: on a
   // GPU the NCCL reducer sums the device gradients while backward goes on.
@@ -501,46 +756,34 @@ int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yam
         [&r = *reducer](double* data, int count) { r.allreduce_statistics(data, count); });
   spdlog::info("{}{}", reducer->describe(), sync_bn ? "; synchronized batch norm" : "");
 
-  const PhysicsObjective objective(*problem);
-  Trainer trainer(deck, *model, objective, *reducer, comm, &timeline);
-  if (deck.precision != DType::f32 || trainer.scaler())
-    spdlog::info(
-        "precision: {} activations, fp32 parameters, gradients and loss{}{}", dtype_name(deck.precision),
-        deck.precision != DType::f32 && deck.training.fp32_after_step > 0
-            ? fmt::format("; fp32 after step {}", deck.training.fp32_after_step)
-            : std::string(),
-        trainer.scaler() ? fmt::format("; dynamic loss scaling from {:g}, growth after {} clean steps",
-                                       trainer.scaler()->scale(), deck.loss_scaling.growth_interval)
-                         : std::string());
+  Run run(deck, deck_yaml, comm, *model, *reducer, timeline);
+  run.visits = visits_of(deck);
+  for (int level = 0; level < deck.multigrid.levels; ++level)
+    run.level_flops.push_back(plan_network(level_deck(deck, level)).flops_per_step);
+  run.total_steps = total_steps(deck);
+  run.dir = dir;
+  run.ckpt_dir = dir / "checkpoints";
+  run.wall = wall;
   Progress p;
-  Run run{deck, plan,    *problem, deck_yaml,           comm, *model, trainer, timeline,
-          {},   nullptr, dir,      dir / "checkpoints", wall};
-  restart(run, p, restart_from);
+  start_visit(run, p, read_restart(run, restart_from), restart_from);
+  log_precision(deck, run.visit->trainer->scaler());
   // Only a run that will train owns the directory's deck: a rejected restart leaves it as it was.
   if (comm.rank() == 0) write_text_file_atomically((dir / "deck.resolved.yaml").string(), deck_yaml);
-  run.eval_set =
-      make_sample_set(*problem, deck.training.seed, eval_index_base, deck.evaluation.samples, comm);
-  if (!run.eval_set.indices.empty()) {
-    int lo = 1 << 30, hi = 0;
-    for (int it : run.eval_set.report.iterations) lo = std::min(lo, it), hi = std::max(hi, it);
-    spdlog::info("reference solutions: {} evaluation samples on this rank in {:.2f} s ({}-{} iterations, {})",
-                 run.eval_set.indices.size(), run.eval_set.report.seconds, lo, hi,
-                 run.eval_set.report.method);
-  }
+  evaluation_set(run, evaluation_resolution(deck, run.visit->deck));
   std::unique_ptr<HistoryWriter> history;
   if (comm.rank() == 0)
     history = std::make_unique<HistoryWriter>(
         (dir / "history.csv").string(),
         std::vector<std::string>{"step", "wall_s", "loss", "lr", "grad_norm", "rel_l2_mean", "rel_l2_max",
-                                 "samples_per_s", "gflops"},
+                                 "samples_per_s", "gflops", "level", "resolution"},
         p.start);
   run.history = history.get();
   install_stop_handlers();
   CachingAllocator::host().reset_peak();
   cuda::reset_memory_peak();
   try {
-    run_steps(run, p);
-    return finish(run, p, *reducer);
+    run_visits(run, p);
+    return finish(run, p);
   } catch (const IoError& e) {
     record_failure(run, p, e.what());
     throw;

@@ -16,22 +16,41 @@ Share micro_batch_share(int64_t B, int m, int micro, const Communicator& comm) {
 }
 
 Trainer::Trainer(const Deck& deck, Model& model, const Objective& objective, GradientReducer& reducer,
-                 const Communicator& comm, Timeline* timeline)
-    : deck_(deck), model_(model), objective_(objective), reducer_(reducer), comm_(comm), timeline_(timeline) {
+                 const Communicator& comm, Timeline* timeline, int64_t first_step, int64_t first_sample)
+    : deck_(deck),
+      model_(model),
+      objective_(objective),
+      reducer_(reducer),
+      comm_(comm),
+      timeline_(timeline),
+      first_step_(first_step),
+      sample_offset_(first_sample) {
   if (deck.loss_scaling.enabled) scaler_ = std::make_unique<LossScaler>(deck.loss_scaling);
   use_phase_of(0);
 }
 
-OptimizerPhaseSpan Trainer::use_phase_of(int64_t s) {
-  const OptimizerPhaseSpan phase = optimizer_phase(deck_.optimizer, s, deck_.training.steps);
+OptimizerPhaseSpan Trainer::use_phase_of(int64_t local) {
+  const OptimizerPhaseSpan phase = optimizer_phase(deck_.optimizer, local, deck_.training.steps);
   if (phase.index != phase_index_) {
     optimizer_ = make_optimizer(*phase.settings, model_.master(), comm_);
-    if (phase_index_ >= 0 && s > 0)
-      spdlog::info("step {}: optimizer phase {} ({}) takes over", s + 1, phase.index,
+    optimizer_type_ = phase.settings->type;
+    if (phase_index_ >= 0 && local > 0)
+      spdlog::info("step {}: optimizer phase {} ({}) takes over", first_step_ + local + 1, phase.index,
                    name_of(phase.settings->type));
     phase_index_ = phase.index;
   }
   return phase;
+}
+
+int64_t Trainer::next_sample(int64_t completed) const {
+  return sample_offset_ + (completed - first_step_) * deck_.training.batch_size;
+}
+
+bool Trainer::continue_from(Trainer& previous, bool carry_optimizer) {
+  if (scaler_ && previous.scaler_) scaler_ = std::move(previous.scaler_);
+  if (!carry_optimizer || optimizer_type_ != previous.optimizer_type_ || !previous.optimizer_) return false;
+  optimizer_ = std::move(previous.optimizer_);
+  return true;
 }
 
 // The global loss and gradient at the current parameters on the samples of `batch_step`.
@@ -82,13 +101,14 @@ Evaluation Trainer::evaluate(int64_t batch_step, DType precision, bool& overflow
 }
 
 StepOutcome Trainer::step(int64_t s) {
-  const OptimizerPhaseSpan phase = use_phase_of(s);
+  const int64_t local = s - first_step_;
+  const OptimizerPhaseSpan phase = use_phase_of(local);
   // A fixed L-BFGS batch keeps the samples of the phase's first step.
   const bool fixed_batch =
       phase.settings->type == OptimizerKind::lbfgs && phase.settings->lbfgs.batch == LbfgsBatch::fixed;
-  const int64_t batch_step = fixed_batch ? phase.begin : s;
+  const int64_t batch_step = fixed_batch ? phase.begin : local;
   StepOutcome out;
-  out.lr = phase_learning_rate(phase, s);
+  out.lr = phase_learning_rate(phase, local);
   out.loss_scale = scaler_ ? scaler_->scale() : 1.0;
   bool overflowed = false;  // in the last evaluation
   const DType precision = precision_at(deck_, s);
@@ -115,10 +135,11 @@ StepOutcome Trainer::step(int64_t s) {
 }
 
 int64_t Trainer::restore(const CheckpointData& data, const std::string& path) {
-  use_phase_of(std::max<int64_t>(data.step - 1, 0));  // the state is that of its last step's phase
+  // The state is that of its last step's phase.
+  use_phase_of(std::max<int64_t>(data.step - first_step_ - 1, 0));
   restore_model(model_, data, path, optimizer_.get());
   // The sample stream goes on where the checkpoint's stopped, whatever batch size made it.
-  sample_offset_ = data.next_sample - data.step * deck_.training.batch_size;
+  sample_offset_ = data.next_sample - (data.step - first_step_) * deck_.training.batch_size;
   optimizer_->scatter_state();  // sharded state: keep this rank's share of the full vectors
   const double scale = data.scalar("loss_scale", -1);
   if (scaler_ && scale > 0)  // a checkpoint from a run without loss scaling keeps the initial scale
@@ -130,7 +151,7 @@ int64_t Trainer::restore(const CheckpointData& data, const std::string& path) {
 CheckpointData Trainer::snapshot(int64_t completed, double loss, const std::string& deck_yaml) {
   optimizer_->gather_state();  // collective; a no-op for replicated optimizer state
   CheckpointData data = app::snapshot(model_, optimizer_.get(), completed, deck_.training.seed,
-                                      sample_offset_ + completed * deck_.training.batch_size, deck_yaml);
+                                      next_sample(completed), deck_yaml);
   if (std::isfinite(loss)) data.scalars.emplace_back("loss", loss);  // summary.json of a restart at the end
   if (scaler_) {
     data.scalars.emplace_back("loss_scale", scaler_->scale());

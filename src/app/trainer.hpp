@@ -45,23 +45,35 @@ struct StepOutcome {
 class Trainer {
  public:
   // `deck` (the optimizer, training and precision sections), `model`, `objective`, `reducer` and
-  // `comm` must outlive the Trainer; `timeline` may be null.
+  // `comm` must outlive the Trainer; `timeline` may be null. The Trainer's own step 0 is training
+  // step `first_step` of the run (a later visit of a multigrid cycle starts after the steps of the
+  // visits before it), and takes the samples from global index `first_sample` on; its learning-rate
+  // schedule and optimizer phases run over the deck's training.steps from there.
   Trainer(const Deck& deck, Model& model, const Objective& objective, GradientReducer& reducer,
-          const Communicator& comm, Timeline* timeline);
+          const Communicator& comm, Timeline* timeline, int64_t first_step = 0, int64_t first_sample = 0);
 
-  // One optimizer step on the samples of training step s (0-based).
+  // One optimizer step on the samples of training step s (0-based, of the run).
   StepOutcome step(int64_t s);
 
-  // The optimizer phase that runs step s; its optimizer is made on a phase change.
-  OptimizerPhaseSpan use_phase_of(int64_t s);
+  // The optimizer phase that runs the Trainer's own step `local`; its optimizer is made on a phase
+  // change.
+  OptimizerPhaseSpan use_phase_of(int64_t local);
   Optimizer& optimizer() { return *optimizer_; }
   LossScaler* scaler() { return scaler_.get(); }
+  int64_t first_step() const { return first_step_; }
+  // The global index of the first sample after `completed` steps of the run.
+  int64_t next_sample(int64_t completed) const;
+
+  // Takes over from the Trainer of the visit before: the loss scale always, the optimizer with its
+  // state when `carry_optimizer` and it is of the type this Trainer's first phase runs (the
+  // parameters are the same, so its state still fits). Returns whether the optimizer was taken.
+  bool continue_from(Trainer& previous, bool carry_optimizer);
 
   // Restores parameters, buffers, the optimizer state of the checkpoint's phase and the loss scale;
   // returns the checkpoint's step.
   int64_t restore(const CheckpointData& data, const std::string& path);
-  // The state after `completed` steps, for a checkpoint (collective: sharded optimizer state is
-  // gathered on every rank).
+  // The state after `completed` steps of the run, for a checkpoint (collective: sharded optimizer
+  // state is gathered on every rank).
   CheckpointData snapshot(int64_t completed, double loss, const std::string& deck_yaml);
 
  private:
@@ -75,10 +87,12 @@ class Trainer {
   Timeline* timeline_;
   std::unique_ptr<Optimizer> optimizer_;
   int phase_index_ = -1;
+  OptimizerKind optimizer_type_ = OptimizerKind::adam;  // of the phase running
   std::unique_ptr<LossScaler> scaler_;
   Tensor input_;
   std::vector<uint64_t> indices_;
-  int64_t sample_offset_ = 0;  // global index of step 0's first sample (non-zero after a batch-size change)
+  int64_t first_step_ = 0;     // the run's step of this Trainer's step 0
+  int64_t sample_offset_ = 0;  // global index of the first sample of this Trainer's step 0
 };
 
 // The samples of micro-batch m on this rank: the global batch is cut into `micro` micro-batches

@@ -3,6 +3,7 @@
 // then the ranks agree that they run the same deck, and the collective watchdog starts.
 #include <fmt/format.h>
 
+#include "app/multigrid_schedule.hpp"
 #include "app/stop_signal.hpp"
 #include "app/verbs.hpp"
 #include "config/deck_diff.hpp"
@@ -42,6 +43,26 @@ void agree_on_deck(const std::string& yaml, const std::string& deck_name, const 
   throw UserError(message);
 }
 
+// The network must also take the grids of the multigrid levels and of the evaluation.
+void check_other_grids(const Deck& deck, const std::string& deck_name) {
+  const auto check = [&](const Deck& d, const std::string& what) {
+    try {
+      plan_network(d);
+    } catch (const UserError& e) {
+      throw UserError(fmt::format("{}: error: {}: {}", deck_name, what, e.what()));
+    }
+  };
+  if (deck.multigrid.enabled())
+    for (int l = 0; l < deck.multigrid.levels; ++l)
+      check(level_deck(deck, l), fmt::format("multigrid.level{} (resolution {})", l,
+                                             deck.multigrid.level[static_cast<size_t>(l)].resolution));
+  if (deck.evaluation.resolution > 0) {
+    Deck d = deck;
+    d.problem = at_resolution(deck.problem, deck.evaluation.resolution);
+    check(d, fmt::format("evaluation.resolution ({})", deck.evaluation.resolution));
+  }
+}
+
 }  // namespace
 
 ValidatedDeck validate_deck(const CliOptions& options) {
@@ -51,6 +72,7 @@ ValidatedDeck validate_deck(const CliOptions& options) {
   } catch (const UserError& e) {
     throw UserError(fmt::format("{}: error: {}", options.deck, e.what()));
   }
+  check_other_grids(v.deck, options.deck);
   const Communicator comm;
   agree_on_deck(to_yaml(v.deck), options.deck, comm);
   watchdog::start(v.deck.parallel.collective_timeout, comm.rank(), comm.size(), stop_requested);

@@ -31,6 +31,8 @@ enum class ConvMathKind { fp32, tf32, fp16_conversion };
 enum class ConvAlgorithmKind { direct, automatic };
 enum class SyncBatchNorm { automatic, on, off };
 enum class ExistingRun { refuse, move_aside };
+enum class CycleKind { half_v, v, w, f };
+enum class OptimizerCarry { reset, carry };
 
 template <class E>
 struct Named {
@@ -84,6 +86,9 @@ PDEGEN_CHOICES(Compression, 3, {Compression::none, "none"}, {Compression::fp16, 
                {Compression::bf16, "bf16"});
 PDEGEN_CHOICES(SyncBatchNorm, 3, {SyncBatchNorm::automatic, "auto"}, {SyncBatchNorm::on, "true"},
                {SyncBatchNorm::off, "false"});
+PDEGEN_CHOICES(CycleKind, 4, {CycleKind::half_v, "half_v"}, {CycleKind::v, "v"}, {CycleKind::w, "w"},
+               {CycleKind::f, "f"});
+PDEGEN_CHOICES(OptimizerCarry, 2, {OptimizerCarry::reset, "reset"}, {OptimizerCarry::carry, "carry"});
 PDEGEN_CHOICES(ExistingRun, 2, {ExistingRun::refuse, "refuse"}, {ExistingRun::move_aside, "move_aside"});
 PDEGEN_CHOICES(Device, 2, {Device::cpu, "cpu"}, {Device::cuda, "cuda"});
 PDEGEN_CHOICES(DType, 3, {DType::f32, "fp32"}, {DType::f16, "fp16"}, {DType::bf16, "bf16"});

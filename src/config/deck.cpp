@@ -139,6 +139,12 @@ void read_deck(Section& top, Deck& d) {
   read_section(top, "network", "the generator", d.network, read_network);
   read_section(top, "optimizer", "the optimizer", d.optimizer, read_optimizer);
   read_section(top, "training", "the training loop", d.training, read_training);
+  {
+    const bool present = top.has("multigrid") || d.multigrid.enabled();
+    Section multigrid = top.section("multigrid", "training on a hierarchy of resolutions", present);
+    if (present) d.multigrid = read_multigrid(multigrid, d.multigrid, d);
+    multigrid.finish();
+  }
   read_section(top, "parallel", "multi-rank training", d.parallel, read_parallel);
   Section evaluation = top.section("evaluation", "comparison with the reference solver");
   d.evaluation = read_evaluation(evaluation, d.evaluation);

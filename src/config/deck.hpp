@@ -166,6 +166,29 @@ struct TrainingConfig {
   bool operator==(const TrainingConfig&) const = default;
 };
 
+// multigrid.level<k>: one resolution of a multigrid training run (level 0 is the coarsest). The
+// reader resolves resolution, steps and batch_size; lr 0 means optimizer.lr.
+struct MultigridLevel {
+  int resolution = 0;      // nodes per axis (burgers: in x; t scales with it)
+  int64_t steps = 0;       // optimizer steps per visit of this level
+  double stop_error = 0;   // a visit ends once the evaluation's mean rel_l2 is at most this; 0 = never
+  int64_t batch_size = 0;  // global
+  double lr = 0;
+  bool operator==(const MultigridLevel&) const = default;
+};
+
+// multigrid.*: training on a hierarchy of resolutions, visited in the order of a cycle, with the
+// same network throughout (its weights carry over). levels == 1 (the section absent): one level,
+// the deck's own resolution, steps, batch and learning rate.
+struct MultigridConfig {
+  int levels = 1;
+  CycleKind cycle = CycleKind::half_v;
+  OptimizerCarry optimizer_state = OptimizerCarry::reset;
+  std::vector<MultigridLevel> level;  // `levels` entries, coarsest first (empty when levels == 1)
+  bool enabled() const { return levels > 1; }
+  bool operator==(const MultigridConfig&) const = default;
+};
+
 struct ParallelConfig {
   double bucket_mb = 4.0;
   double first_bucket_mb = 1.0;
@@ -180,6 +203,7 @@ struct ParallelConfig {
 
 struct EvaluationConfig {
   int64_t every = 100;  // steps; 0 = only at the end
+  int resolution = 0;   // nodes per axis of the evaluation samples; 0 = the resolution being trained
   int samples = 16;
   double solver_tolerance = 1e-10;
   bool operator==(const EvaluationConfig&) const = default;
@@ -237,6 +261,7 @@ struct Deck {
   NetworkConfig network;
   OptimizerConfig optimizer;
   TrainingConfig training;
+  MultigridConfig multigrid;
   ParallelConfig parallel;
   EvaluationConfig evaluation;
   OutputConfig output;

@@ -24,14 +24,22 @@ std::string leaf_of(const std::string& path) {
   return dot == std::string::npos ? path : path.substr(dot + 1);
 }
 
-// The path with every `then` step left out: the optimizer key that a phase's key repeats.
-std::string without_then(const std::string& path) {
+// True for "level<k>", a multigrid level section.
+bool is_level_word(std::string_view word) {
+  return word.size() > 5 && word.starts_with("level") &&
+         std::all_of(word.begin() + 5, word.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// The key that `path` repeats, documented once: every `then` step left out (a phase repeats the
+// optimizer's keys), every multigrid level<k> as level0.
+std::string documented_path(const std::string& path) {
   std::string out;
   size_t start = 0;
   while (start <= path.size()) {
     const size_t dot = std::min(path.find('.', start), path.size());
     const std::string_view word = std::string_view(path).substr(start, dot - start);
-    if (word != "then") out += fmt::format("{}{}", out.empty() ? "" : ".", word);
+    if (word != "then")
+      out += fmt::format("{}{}", out.empty() ? "" : ".", is_level_word(word) ? "level0" : word);
     start = dot + 1;
   }
   return out;
@@ -55,7 +63,8 @@ std::string default_cell(const KeyRecord& r) {
 
 const std::string_view reference_deck =
     "problem: {pde: poisson2d, resolution: 64}\n"
-    "optimizer: {then: {after_steps: 1000}}\n";
+    "optimizer: {then: {after_steps: 1000}}\n"
+    "multigrid: {levels: 2}\n";
 
 std::vector<KeyRecord> documented_records(const std::vector<KeyRecord>& records) {
   std::vector<KeyRecord> out;
@@ -63,7 +72,7 @@ std::vector<KeyRecord> documented_records(const std::vector<KeyRecord>& records)
     return std::any_of(out.begin(), out.end(), [&](const KeyRecord& r) { return r.path == path; });
   };
   for (const KeyRecord& r : records) {
-    const std::string plain = without_then(r.path);
+    const std::string plain = documented_path(r.path);
     if (documented(r.path) || (plain != r.path && documented(plain))) continue;
     out.push_back(r);
   }

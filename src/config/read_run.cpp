@@ -81,6 +81,10 @@ ParallelConfig read_parallel(Section& s, ParallelConfig c) {
 
 EvaluationConfig read_evaluation(Section& s, EvaluationConfig c) {
   c.every = s.integer("every", c.every, at_least(0), "steps between evaluations; 0 = only at the end");
+  c.resolution = s.integer_as<int>(
+      "resolution", c.resolution, at_least(0),
+      "nodes per axis of the evaluation samples (any grid the network accepts); 0 = the resolution being "
+      "trained (with multigrid: the current level's)");
   c.samples =
       s.integer_as<int>("samples", c.samples, at_least(1),
                         "held-out samples (disjoint from training) compared with the reference solver");

@@ -13,6 +13,8 @@ ProblemConfig read_problem(Section& s, ProblemConfig c);
 NetworkConfig read_network(Section& s, NetworkConfig c);
 OptimizerConfig read_optimizer(Section& s, OptimizerConfig c);  // includes optimizer.schedule
 TrainingConfig read_training(Section& s, TrainingConfig c);
+// After the problem, training and optimizer sections of `d`, whose values are the levels' defaults.
+MultigridConfig read_multigrid(Section& s, MultigridConfig c, const Deck& d);
 ParallelConfig read_parallel(Section& s, ParallelConfig c);
 EvaluationConfig read_evaluation(Section& s, EvaluationConfig c);
 // `samples_ok`: evaluation.samples was valid (field_samples is compared with it).

@@ -247,9 +247,9 @@ Tensor GraphNetwork::run_forward(size_t k, const Tensor& x, const std::vector<Te
 }
 
 Tensor GraphNetwork::forward(const Tensor& x, Mode mode) {
-  PDEGEN_CHECK(x.rank() == plan_.input.rank() + 1 && x.shape() == batched(plan_.input, x.dim(0)),
-               "the network was planned for samples of shape {}, got input {}", plan_.input.str(),
-               x.describe());
+  PDEGEN_CHECK(x.rank() == plan_.input.rank() + 1 && x.dim(1) == plan_.input[0],
+               "the network takes samples of {} channels on a {}D grid (planned for {}), got input {}",
+               plan_.input[0], plan_.spatial_dims, plan_.input.str(), x.describe());
   batch_ = 0;  // an interrupted forward leaves nothing for backward
   head_input_dtype_ = DType::f32;
   // Each output, held until its last reader has run (the last layer's until it is returned).
@@ -262,7 +262,7 @@ Tensor GraphNetwork::forward(const Tensor& x, Mode mode) {
     outputs[k] = std::move(y);
     if (mode == Mode::eval && nodes_[k].release_saved) nodes_[k].release_saved();
   }
-  if (mode == Mode::train) batch_ = x.dim(0);
+  if (mode == Mode::train) batch_ = x.dim(0), output_shape_ = outputs.back().shape();
   output_dtype_ = outputs.back().dtype();
   return to_plain(outputs.back());
 }
@@ -298,9 +298,9 @@ void GraphNetwork::backward(const Tensor& dy) {
   PDEGEN_CHECK(batch_ > 0,
                "network backward without a train-mode forward since the last backward (eval mode keeps "
                "nothing for it)");
-  PDEGEN_CHECK(dy.shape() == batched(plan_.output, batch_) && dy.dtype() == output_dtype_,
-               "network backward got dy {}, the forward produced {} {} samples of shape {}", dy.describe(),
-               batch_, dtype_name(output_dtype_), plan_.output.str());
+  PDEGEN_CHECK(dy.shape() == output_shape_ && dy.dtype() == output_dtype_,
+               "network backward got dy {}, the forward produced {} {}", dy.describe(),
+               dtype_name(output_dtype_), output_shape_.str());
   batch_ = 0;  // layers may drop their saved tensors below: one backward per forward
   // The gradient of each layer's output, summed over the readers that have run their backward.
   std::vector<Tensor> grads(nodes_.size());

@@ -55,6 +55,7 @@ class GraphNetwork final : public Network {
   std::vector<int> last_reader_;         // per layer: the last layer reading its output (-1: none)
   int64_t batch_ = 0;                    // of the last train-mode forward; 0 when backward has nothing to use
   DType output_dtype_ = DType::f32;      // of the last forward's output: its gradient comes in that type
+  Shape output_shape_;                   // of the last train-mode forward's output
   DType head_input_dtype_ = DType::f32;  // what the fp32 head's dx is narrowed to (see run_forward)
   Timeline* timeline_ = nullptr;
 };

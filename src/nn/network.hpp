@@ -19,11 +19,13 @@ class Network {
  public:
   virtual ~Network() = default;
 
-  // x: [b, plan().input...] fp32, or bf16/fp16 for mixed precision, any layout (the coefficient field
-  // comes plain). Returns [b, plan().output...] plain fp32 (the head runs in fp32 whatever x's type).
-  // Train mode prepares backward; eval mode leaves nothing for it.
+  // x: [b, plan().input[0], grid...] fp32, or bf16/fp16 for mixed precision, any layout (the
+  // coefficient field comes plain). The layers are convolutional, so the grid may be any one the
+  // network's down-sampling divides, not only the plan's (plan_network of a deck at that resolution
+  // says whether it does). Returns [b, plan().output[0], grid...] plain fp32 (the head runs in fp32
+  // whatever x's type). Train mode prepares backward; eval mode leaves nothing for it.
   virtual Tensor forward(const Tensor& x, Mode mode) = 0;
-  // dy: dL/d(output) for the last train-mode forward, [b, plan().output...] in any layout.
+  // dy: dL/d(output) for the last train-mode forward, of that forward's output shape, any layout.
   // Parameter gradients are accumulated (+=) into the registry; the input gradient is not computed.
   virtual void backward(const Tensor& dy) = 0;
 
