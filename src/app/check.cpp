@@ -8,9 +8,11 @@
 #include <string>
 
 #include "app/memory_estimate.hpp"
+#include "app/multigrid_schedule.hpp"
 #include "app/verbs.hpp"
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
+#include "nn/network_factory.hpp"
 
 namespace pdegen::app {
 
@@ -82,17 +84,36 @@ std::string memory_warning(const Deck& deck, const MemoryEstimate& e, double mac
                     ranks, deck.training.micro_batches);
 }
 
+// One line per multigrid level, and the cycle's visits.
+std::string multigrid_lines(const Deck& deck) {
+  if (!deck.multigrid.enabled()) return {};
+  std::string out = fmt::format("#   multigrid, {} cycle, visits (level):", name_of(deck.multigrid.cycle));
+  for (int level : visits_of(deck)) out += fmt::format(" {}", level);
+  out += fmt::format("; {} steps in all\n", total_steps(deck));
+  for (int l = 0; l < deck.multigrid.levels; ++l) {
+    const Deck d = level_deck(deck, l);
+    const NetworkPlan plan = plan_network(d);
+    out += fmt::format(
+        "#     level {} ({}^{}): {} steps per visit, batch {}, lr {:g}, {} per step, about {} per process\n",
+        l, d.problem.resolution, d.problem.spatial_dims(), d.training.steps, d.training.batch_size,
+        d.optimizer.lr, flops(plan.flops_per_step), bytes(estimate_memory(d, plan).total()));
+  }
+  return out;
+}
+
 }  // namespace
 
 int run_check(const CliOptions& options, int rank) {
   const ValidatedDeck v = validate_deck(options);
   check_restart(options, v.deck);
   if (rank != 0) return 0;
-  const NetworkPlan& plan = v.plan;
+  // With multigrid, the figures below are those of the finest level, the costliest.
+  const Deck finest = level_deck(v.deck, v.deck.multigrid.levels - 1);
+  const NetworkPlan plan = v.deck.multigrid.enabled() ? plan_network(finest) : v.plan;
   const int64_t batch = plan.global_batch;
-  const MemoryEstimate memory = estimate_memory(v.deck, plan);
+  const MemoryEstimate memory = estimate_memory(finest, plan);
   const double machine = machine_memory_bytes();
-  const std::string warning = memory.total() > machine ? memory_warning(v.deck, memory, machine) : "";
+  const std::string warning = memory.total() > machine ? memory_warning(finest, memory, machine) : "";
 
   std::string out = fmt::format("# pdegen check: {} is valid", options.deck);
   if (!options.overrides.empty()) out += fmt::format(" with {}", fmt::join(options.overrides, " "));
@@ -114,6 +135,7 @@ int run_check(const CliOptions& options, int rank) {
       "on one process)\n",
       bytes(static_cast<double>(plan.peak_activation_bytes)), batch);
   out += memory_lines(memory, machine);
+  out += multigrid_lines(v.deck);
   if (options.verbose) {
     out +=
         "#\n# Layers (shapes per sample; FLOPs per sample; 'conv 2/2' = kernel 2 stride 2, '+b' = bias, "

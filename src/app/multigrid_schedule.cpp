@@ -84,6 +84,11 @@ Deck level_deck(const Deck& deck, int level) {
   d.training.steps = l.steps;
   d.training.batch_size = l.batch_size;
   if (l.lr > 0) d.optimizer.lr = l.lr;
+  for (int shallower = deck.multigrid.levels - 1 - level; deck.multigrid.deepen && shallower > 0;
+       --shallower) {
+    d.network.depth -= 1;
+    d.network.base_channels *= d.network.channel_multiplier;
+  }
   d.multigrid = MultigridConfig{};
   return d;
 }

@@ -1,7 +1,8 @@
 // pdegen train: the run around the Trainer (app/trainer.hpp) on every rank: the run directory,
-// device and reducer set-up, restart, periodic evaluation against the reference solver, the
-// progress line, history.csv, summary.json, checkpoints with exact restart, the fields file at the
-// end, and clean stops on SIGINT/SIGTERM or divergence.
+// device and reducer set-up, the visits of a multigrid cycle (one without multigrid), restart,
+// periodic evaluation against the reference solver, the progress line, history.csv, summary.json,
+// checkpoints with exact restart, the fields file at the end, and clean stops on SIGINT/SIGTERM or
+// divergence.
 #include "app/train.hpp"
 
 #include <sys/resource.h>
@@ -28,6 +29,7 @@
 #include "core/watchdog.hpp"
 #include "io/atomic_file.hpp"
 #include "nn/network_factory.hpp"
+#include "nn/unet_plan.hpp"
 #include "optim/loss_scaler.hpp"
 #include "parallel/consistency.hpp"
 #include "parallel/nccl_communicator.hpp"
@@ -133,12 +135,21 @@ struct Progress {
   int exit_code = 0;
 };
 
+// The network being trained and the gradient reducer over its parameters: one for the whole run,
+// or with multigrid.deepen one per depth (the network grows with the resolution).
+struct Net {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<GradientReducer> reducer;
+  int depth = 0;
+};
+
 // One visit of a multigrid cycle (the whole run without multigrid): the level's deck, network plan
-// (its FLOPs), problem, objective and Trainer. The model and the reducer are the run's.
+// (its FLOPs), network, problem, objective and Trainer.
 struct Visit {
   int index = 0, level = 0;
   Deck deck;
   NetworkPlan plan;
+  std::shared_ptr<Net> net;
   std::unique_ptr<Problem> problem;
   std::unique_ptr<PhysicsObjective> objective;
   std::unique_ptr<Trainer> trainer;
@@ -156,15 +167,13 @@ struct EvaluationSet {
 
 // Everything the step loop works with, set up once; `visit` is the visit running.
 struct Run {
-  Run(const Deck& d, const std::string& yaml, const Communicator& c, Model& m, GradientReducer& r,
-      Timeline& t)
-      : deck(d), deck_yaml(yaml), comm(c), model(m), reducer(r), timeline(t) {}
+  Run(const Deck& d, const std::string& yaml, const Communicator& c, Timeline& t)
+      : deck(d), deck_yaml(yaml), comm(c), timeline(t) {}
   const Deck& deck;
   const std::string& deck_yaml;
   const Communicator& comm;
-  Model& model;
-  GradientReducer& reducer;
   Timeline& timeline;
+  bool sync_bn = false;                          // synchronized batch norm
   std::vector<int> visits;                       // the levels of the cycle, in order
   std::vector<double> level_flops;               // FLOPs of one step at each level
   int64_t total_steps = 0;                       // of all visits, when none ends early
@@ -255,7 +264,7 @@ ErrorSummary evaluate_at(Run& run, int resolution, int64_t completed) {
   const EvaluationSet& e = evaluation_set(run, resolution);
   const Tensor prediction = e.set.indices.empty()
                                 ? Tensor()
-                                : predict(run.model, *e.problem, e.set.input,
+                                : predict(*run.visit->net->model, *e.problem, e.set.input,
                                           precision_after(run.deck, completed), run.deck.training.batch_size);
   return summarize_error(*e.problem, e.set, prediction, run.comm);
 }
@@ -290,8 +299,9 @@ void write_summary(Run& run, const Progress& p, const std::string& checkpoint) {
   const Deck& deck = run.deck;
   const Communicator& comm = run.comm;
   const double wall = run.wall.seconds();
-  // Reduction figures, averaged over ranks.
-  const ReducerStats& rs = run.reducer.stats();
+  // Reduction figures (of the last visit's network), averaged over ranks.
+  const GradientReducer& reducer = *run.visit->net->reducer;
+  const ReducerStats& rs = reducer.stats();
   const double comm_seconds = comm.sum(rs.comm_seconds) / comm.size();
   const double exposed_seconds = comm.sum(rs.exposed_seconds) / comm.size();
   const double exposed_fraction = comm_seconds > 0 ? std::min(1.0, exposed_seconds / comm_seconds) : 0.0;
@@ -332,8 +342,8 @@ void write_summary(Run& run, const Progress& p, const std::string& checkpoint) {
       .add("comm_seconds", comm_seconds)
       .add("comm_exposed_seconds", exposed_seconds)
       .add("comm_exposed_fraction", exposed_fraction)
-      .add("bucket_count", static_cast<int64_t>(run.reducer.schedule().buckets.size()))
-      .add("reduction", run.reducer.describe())
+      .add("bucket_count", static_cast<int64_t>(reducer.schedule().buckets.size()))
+      .add("reduction", reducer.describe())
       .add("device", std::string(device_name(deck.device)))
       .add("precision", std::string(dtype_name(deck.precision)))
       .add("loss_scale", scaler ? scaler->scale() : 1.0)
@@ -450,7 +460,7 @@ void check_replicas(Run& run, int64_t completed) {
   const int every = run.deck.parallel.consistency_every;
   if (every <= 0 || completed % every != 0) return;
   Optimizer& optimizer = run.visit->trainer->optimizer();
-  std::vector<const Tensor*> state{&run.model.master().flat_values()};
+  std::vector<const Tensor*> state{&run.visit->net->model->master().flat_values()};
   optimizer.gather_state();  // sharded state: the full vectors, identical on every rank
   for (auto& [name, tensor] : optimizer.state()) state.push_back(tensor);
   check_replicas_identical(state_checksum(state), run.comm, completed);
@@ -555,16 +565,83 @@ void report_visit(Run& run, const Progress& p) {
   run.visit_reports.push_back(j);
 }
 
-// Visit `index` of the cycle, from the run's step `first_step` and global sample `first_sample` on.
-std::unique_ptr<Visit> make_visit(Run& run, int index, int64_t first_step, int64_t first_sample) {
+// The network of `plan` with its parameters initialised from the seed, and its gradient reducer.
+std::shared_ptr<Net> build_net(const Run& run, const NetworkPlan& plan, int depth) {
+  const Deck& deck = run.deck;
+  auto n = std::make_shared<Net>();
+  n->depth = depth;
+  n->model = build_model(plan, deck.training.seed, deck.device);
+  spdlog::info(
+      "network: {}, {} parameters, {:.2f} GFLOP per training step (global batch {}), this rank holds {} "
+      "samples",
+      plan.description, plan.parameters, plan.flops_per_step / 1e9, plan.global_batch,
+      share_of(plan.global_batch, run.comm.rank(), run.comm.size()).count());
+  // On a GPU the NCCL reducer sums the device gradients while backward goes on.
+  if (deck.timeline.enabled) n->model->net->set_timeline(&run.timeline);
+  n->reducer = make_reducer(n->model->registry, run.comm, deck.parallel,
+                            deck.timeline.enabled ? &run.timeline : nullptr);
+  // Synchronized batch norm's sums go through the reducer: on a GPU they then run through NCCL on
+  // the reducer's stream, after the buckets already queued, never beside them.
+  if (run.sync_bn)
+    n->model->net->set_stats_allreduce(
+        [&r = *n->reducer](double* data, int count) { r.allreduce_statistics(data, count); });
+  spdlog::info("{}{}", n->reducer->describe(), run.sync_bn ? "; synchronized batch norm" : "");
+  return n;
+}
+
+// The layer a parameter or buffer belongs to ("enc1.conv0.weight" -> "enc1.conv0").
+std::string layer_of(const std::string& name) { return name.substr(0, name.rfind('.')); }
+
+// A deepened network takes the layers of the shallower one that it holds as its inner levels (the
+// same shapes under the shifted names), parameters and batch-norm statistics; a layer that changed
+// shape in any of its tensors (the former first conv, the head) stays fresh as a whole.
+void inherit(Net& deeper, Net& shallower, int64_t step) {
+  const int extra = deeper.depth - shallower.depth;
+  std::map<std::string, const Parameter*> source;  // by the name in the deeper network
+  for (const Parameter& q : shallower.model->master().params())
+    source[unet_name_when_deepened(q.name, extra)] = &q;
+  std::map<std::string, bool> fits;  // by layer: every tensor has a source of its shape
+  for (const Parameter& p : deeper.model->master().params()) {
+    const auto it = source.find(p.name);
+    const bool ok = it != source.end() && it->second->shape == p.shape;
+    fits.try_emplace(layer_of(p.name), true).first->second &= ok;
+  }
+  int64_t inherited = 0;
+  for (const Parameter& p : deeper.model->master().params())
+    if (fits[layer_of(p.name)]) {
+      Tensor(p.value).copy_from(source.at(p.name)->value);
+      inherited += p.shape.numel();
+    }
+  deeper.model->push_values();
+  auto buffers = deeper.model->net->buffers();
+  for (auto& [name, t] : shallower.model->net->buffers())
+    for (auto& [deep_name, deep_t] : buffers)
+      if (deep_name == unet_name_when_deepened(name, extra) && fits[layer_of(deep_name)])
+        Tensor(deep_t).copy_from(t);
+  spdlog::info(
+      "step {}: the U-Net deepens from {} to {} levels: {} of its {} parameters inherited, the rest fresh",
+      step + 1, shallower.depth, deeper.depth, inherited, deeper.model->master().count());
+}
+
+// Visit `index` of the cycle, from the run's step `first_step` and global sample `first_sample` on,
+// training `previous` (the network of the visit before, if any) or, when that is not of the
+// visit's depth, a deeper network that inherits from it.
+std::unique_ptr<Visit> make_visit(Run& run, int index, int64_t first_step, int64_t first_sample,
+                                  std::shared_ptr<Net> previous) {
   auto v = std::make_unique<Visit>();
   v->index = index;
   v->level = run.visits[static_cast<size_t>(index)];
   v->deck = level_deck(run.deck, v->level);
   v->plan = plan_network(v->deck);
+  v->net = std::move(previous);
+  if (!v->net || v->net->depth != v->deck.network.depth) {
+    std::shared_ptr<Net> grown = build_net(run, v->plan, v->deck.network.depth);
+    if (v->net) inherit(*grown, *v->net, first_step);
+    v->net = std::move(grown);
+  }
   v->problem = make_problem(v->deck.problem, v->deck.evaluation);
   v->objective = std::make_unique<PhysicsObjective>(*v->problem);
-  v->trainer = std::make_unique<Trainer>(v->deck, run.model, *v->objective, run.reducer, run.comm,
+  v->trainer = std::make_unique<Trainer>(v->deck, *v->net->model, *v->objective, *v->net->reducer, run.comm,
                                          &run.timeline, first_step, first_sample);
   return v;
 }
@@ -578,14 +655,14 @@ std::string describe_visit(const Visit& v) {
 // Ends the visit running and starts the next, which takes over the loss scale and, with
 // multigrid.optimizer_state carry, the optimizer and its state.
 void next_visit(Run& run, const Progress& p) {
-  std::unique_ptr<Visit> next =
-      make_visit(run, run.visit->index + 1, p.completed, run.visit->trainer->next_sample(p.completed));
+  std::unique_ptr<Visit> next = make_visit(run, run.visit->index + 1, p.completed,
+                                           run.visit->trainer->next_sample(p.completed), run.visit->net);
   const bool carry = run.deck.multigrid.optimizer_state == OptimizerCarry::carry;
   const bool carried = next->trainer->continue_from(*run.visit->trainer, carry);
   spdlog::info("step {}: visit {} of {}, {}; optimizer {}", p.completed + 1, next->index + 1,
                run.visits.size(), describe_visit(*next),
                carried ? "state carried over"
-               : carry ? "fresh (another type than the visit before)"
+               : carry ? "fresh (another type or network than the visit before)"
                        : "fresh");
   run.visit = std::move(next);
 }
@@ -621,7 +698,7 @@ void start_visit(Run& run, Progress& p, const std::optional<CheckpointData>& dat
         fmt::format("{} was written in visit {} of a multigrid cycle; this deck's cycle has {} visits", file,
                     index + 1, run.visits.size()));
   const int64_t first_step = data ? static_cast<int64_t>(data->scalar("visit_first_step", 0)) : 0;
-  run.visit = make_visit(run, index, first_step, 0);
+  run.visit = make_visit(run, index, first_step, 0, nullptr);
   Visit& v = *run.visit;
   if (data) {
     p.loss = data->scalar("loss", NAN);
@@ -648,8 +725,8 @@ void write_fields(Run& run, const Progress& p) {
   const int64_t count = std::min<int64_t>(run.deck.output.field_samples, e.set.total);
   const Tensor input = first_rows(e.set, e.set.input, count);
   const Tensor pred = input.dim(0) > 0
-                          ? predict(run.model, *e.problem, input, precision_after(run.deck, p.completed),
-                                    run.deck.training.batch_size)
+                          ? predict(*run.visit->net->model, *e.problem, input,
+                                    precision_after(run.deck, p.completed), run.deck.training.batch_size)
                           : Tensor::empty(e.problem->batch_shape(0));
   const std::string xdmf = write_set_fields(file, *e.problem, e.set, count, &pred, run.deck_yaml, run.comm);
   spdlog::info("fields: {} ({} samples; open {} in ParaView or VisIt)", file, count, xdmf);
@@ -720,7 +797,7 @@ std::string take_run_directory(const Deck& deck, const std::string& deck_yaml, c
 
 }  // namespace
 
-int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yaml, const Communicator& comm) {
+int train(const Deck& deck, const std::string& deck_yaml, const Communicator& comm) {
   const Timer wall;
   check_precision_runs_here(deck.precision, deck.device);  // before the run directory is touched
   const fs::path dir = deck.output.dir;
@@ -732,31 +809,16 @@ int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yam
   set_up_device(deck, comm);
   use_conv_algorithm(deck.cpu.conv_algorithm);
   warn_slow_bf16(deck);
-  auto model = build_model(plan, deck.training.seed, deck.device);
-  spdlog::info(
-      "network: {} parameters, {:.2f} GFLOP per training step (global batch {}), this rank holds {} samples",
-      plan.parameters, plan.flops_per_step / 1e9, deck.training.batch_size,
-      share_of(deck.training.batch_size, comm.rank(), comm.size()).count());
   bool sync_bn = false;
   for (int level = 0; level < deck.multigrid.levels; ++level)
     sync_bn = use_sync_batchnorm(level_deck(deck, level), comm);
 
-  // Timeline (one clock origin for all ranks) and the gradient reducer, on the run's device: on a
-  // GPU the NCCL reducer sums the device gradients while backward goes on.
+  // Timeline: one clock origin for all ranks.
   Timeline timeline;
   comm.barrier();
   timeline.start_clock();
-  if (deck.timeline.enabled) model->net->set_timeline(&timeline);
-  const std::unique_ptr<GradientReducer> reducer =
-      make_reducer(model->registry, comm, deck.parallel, deck.timeline.enabled ? &timeline : nullptr);
-  // Synchronized batch norm's sums go through the reducer: on a GPU they then run through NCCL on
-  // the reducer's stream, after the buckets already queued, never beside them.
-  if (sync_bn)
-    model->net->set_stats_allreduce(
-        [&r = *reducer](double* data, int count) { r.allreduce_statistics(data, count); });
-  spdlog::info("{}{}", reducer->describe(), sync_bn ? "; synchronized batch norm" : "");
-
-  Run run(deck, deck_yaml, comm, *model, *reducer, timeline);
+  Run run(deck, deck_yaml, comm, timeline);
+  run.sync_bn = sync_bn;
   run.visits = visits_of(deck);
   for (int level = 0; level < deck.multigrid.levels; ++level)
     run.level_flops.push_back(plan_network(level_deck(deck, level)).flops_per_step);
@@ -792,7 +854,7 @@ int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yam
 
 int run_train(const CliOptions& options) {
   const ValidatedDeck v = validate_deck(options);
-  return train(v.deck, v.plan, to_yaml(v.deck), Communicator());
+  return train(v.deck, to_yaml(v.deck), Communicator());
 }
 
 }  // namespace pdegen::app

@@ -5,7 +5,6 @@
 #include <string>
 
 #include "config/deck.hpp"
-#include "nn/network_plan.hpp"
 #include "parallel/communicator.hpp"
 
 namespace pdegen::app {
@@ -14,7 +13,8 @@ namespace pdegen::app {
 // last good checkpoint is kept), or a signal asked for a stop (128 + signal, as shells report it).
 inline constexpr int exit_diverged = 4;
 
-// Runs the deck's training; `deck_yaml` is the resolved deck (stored in checkpoints and files).
-int train(const Deck& deck, const NetworkPlan& plan, const std::string& deck_yaml, const Communicator& comm);
+// Runs the deck's training (each visit of a multigrid cycle plans its level's network); `deck_yaml`
+// is the resolved deck (stored in checkpoints and files).
+int train(const Deck& deck, const std::string& deck_yaml, const Communicator& comm);
 
 }  // namespace pdegen::app

@@ -48,7 +48,9 @@ int64_t Trainer::next_sample(int64_t completed) const {
 
 bool Trainer::continue_from(Trainer& previous, bool carry_optimizer) {
   if (scaler_ && previous.scaler_) scaler_ = std::move(previous.scaler_);
-  if (!carry_optimizer || optimizer_type_ != previous.optimizer_type_ || !previous.optimizer_) return false;
+  if (!carry_optimizer || optimizer_type_ != previous.optimizer_type_ || !previous.optimizer_ ||
+      &model_ != &previous.model_)
+    return false;
   optimizer_ = std::move(previous.optimizer_);
   return true;
 }

@@ -65,8 +65,8 @@ class Trainer {
   int64_t next_sample(int64_t completed) const;
 
   // Takes over from the Trainer of the visit before: the loss scale always, the optimizer with its
-  // state when `carry_optimizer` and it is of the type this Trainer's first phase runs (the
-  // parameters are the same, so its state still fits). Returns whether the optimizer was taken.
+  // state when `carry_optimizer`, it is of the type this Trainer's first phase runs and it trains
+  // the same model (so its state still fits the parameters). Returns whether it was taken.
   bool continue_from(Trainer& previous, bool carry_optimizer);
 
   // Restores parameters, buffers, the optimizer state of the checkpoint's phase and the loss scale;

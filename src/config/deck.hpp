@@ -184,6 +184,7 @@ struct MultigridConfig {
   int levels = 1;
   CycleKind cycle = CycleKind::half_v;
   OptimizerCarry optimizer_state = OptimizerCarry::reset;
+  bool deepen = false;  // a coarser level's U-Net has one level fewer per halving (its inner levels)
   std::vector<MultigridLevel> level;  // `levels` entries, coarsest first (empty when levels == 1)
   bool enabled() const { return levels > 1; }
   bool operator==(const MultigridConfig&) const = default;

@@ -65,6 +65,22 @@ MultigridConfig read_multigrid(Section& s, MultigridConfig c, const Deck& d) {
       "optimizer_state", c.optimizer_state,
       "at the start of each visit: `reset` = a fresh optimizer (moments, step count); `carry` = keep the "
       "state of the visit before (the parameters are the same at every resolution)");
+  c.deepen = s.boolean(
+      "deepen", c.deepen,
+      Doc("the network deepens with the resolution: level k's U-Net is the finest one's inner "
+          "`network.depth` - (`levels` - 1 - k) levels (base_channels x channel_multiplier^(levels - 1 - "
+          "k)); "
+          "on the next level the inner levels keep their weights and the new outermost level starts fresh "
+          "(with a fresh optimizer)")
+          .allowed("`cycle: half_v`; `network.depth` >= `levels`"));
+  if (c.deepen && s.ok("cycle") && c.cycle != CycleKind::half_v)
+    s.fail("deepen", fmt::format("'multigrid.deepen' needs cycle half_v, not {}: a visit to a coarser level "
+                                 "would drop the outer levels' weights",
+                                 name_of(c.cycle)));
+  if (c.deepen && s.ok("levels") && d.network.depth < c.levels)
+    s.fail("deepen", fmt::format("'multigrid.deepen' with {} levels needs network.depth >= {} (the coarsest "
+                                 "level's U-Net has network.depth - {} levels), not {}",
+                                 c.levels, c.levels, c.levels - 1, d.network.depth));
   const std::vector<MultigridLevel> given = std::move(c.level);
   c.level.assign(static_cast<size_t>(c.levels > 1 ? c.levels : 0), MultigridLevel{});
   for (int k = 0; k < static_cast<int>(c.level.size()); ++k) {

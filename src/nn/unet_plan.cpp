@@ -113,4 +113,16 @@ NetworkPlan plan_unet(const Deck& deck) {
   return plan_unet(deck.network, input, 1, deck.training.batch_size);
 }
 
+std::string unet_name_when_deepened(const std::string& name, int extra) {
+  for (const std::string_view prefix : {"enc", "dec", "down"}) {
+    if (!name.starts_with(prefix)) continue;
+    size_t end = prefix.size();
+    while (end < name.size() && name[end] >= '0' && name[end] <= '9') ++end;
+    if (end == prefix.size()) continue;
+    const int level = std::stoi(name.substr(prefix.size(), end - prefix.size()));
+    return fmt::format("{}{}{}", prefix, level + extra, name.substr(end));
+  }
+  return name;
+}
+
 }  // namespace pdegen

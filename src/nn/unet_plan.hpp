@@ -29,4 +29,11 @@ NetworkPlan plan_unet(const NetworkConfig& network, const Shape& input, int64_t 
 // problem.time_resolution) and network.depth.
 NetworkPlan plan_unet(const Deck& deck);
 
+// The name that parameter or buffer `name` of a U-Net layer ("enc1.conv0.weight", "down0.weight",
+// "dec2.up.bias", "head.bias") has in a U-Net `extra` levels deeper whose new levels are the
+// outermost: the level numbers grow by `extra`, the head keeps its name. A U-Net deepened this way,
+// with base_channels divided by channel_multiplier^extra, holds the shallower one as its inner
+// levels, with the same shapes except the first conv of the formerly outermost level and the head.
+std::string unet_name_when_deepened(const std::string& name, int extra);
+
 }  // namespace pdegen

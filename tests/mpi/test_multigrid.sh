@@ -97,6 +97,24 @@ PY"
   fi
 fi
 
+# multigrid.deepen: at 8x8 a depth-1 U-Net of 8 channels, at 16x16 the deck's depth-2 U-Net of 4 and 8
+# channels, whose inner level takes the 8-channel conv enc0.conv1 (8 x 8 x 3 x 3 + 8 = 584 values) as
+# enc1.conv1; the input conv and the head change shape and start fresh.
+deep=("multigrid={levels: 2, deepen: true}" training.steps=4)
+if mpi_run "deepen" 1 train "$deck" "${common[@]}" "${deep[@]}" output.dir="$work/deepen"; then
+  check "deepen: the 16x16 U-Net inherits the 584 values of the 8x8 one's inner conv" \
+    "grep -q 'deepens from 1 to 2 levels: 584 of its' '$work/deepen.log'"
+  for at in 2 6; do
+    r="$work/deepen-r$at"
+    mkdir -p "$r"
+    cp "$(ckpt "$work/deepen" $at)" "$r/start.h5"
+    if mpi_run "deepen-r$at" 1 train "$deck" "${common[@]}" "${deep[@]}" output.dir="$r" training.restart="$r/start.h5"; then
+      check "deepen: restart at step $at ends bit for bit as the full run" \
+        "same_state '$(ckpt "$work/deepen" 8)' '$(ckpt "$r" 8)'"
+    fi
+  done
+fi
+
 # 2 ranks follow the 1-rank V-cycle.
 if mpi_run "v-p2" 2 train "$deck" "${common[@]}" "${vcycle[@]}" output.dir="$work/v-p2"; then
   check "2 ranks follow the 1-rank V-cycle's loss to 1e-5" \
@@ -109,6 +127,10 @@ if mpi_run "eval-res" 1 train "$deck" "${common[@]}" problem.resolution=8 evalua
   check "evaluation.resolution: a network trained at 8x8 is evaluated at 16x16" \
     "$PYTHON -c \"import json; s = json.load(open('$work/eval-res/summary.json')); assert s['eval']['resolution'] == 16\""
 fi
+
+"$PDEGEN" check "$deck" "${vcycle[@]}" >"$work/check.log" 2>&1
+check "check lists the cycle's visits and every level's cost" \
+  "grep -q 'visits (level): 2 1 0 1 2; 20 steps in all' '$work/check.log' && grep -q 'level 0 (4^2): 4 steps per visit, batch 4' '$work/check.log'"
 
 # Bad level settings.
 refused() {  # refused NAME PATTERN overrides...: check exits 2 with PATTERN in its message
@@ -126,4 +148,6 @@ refused "a level the U-Net cannot halve" "multigrid.level0 (resolution 5)" \
   "multigrid={levels: 2, level0: {resolution: 5}}"
 refused "a level section beyond levels" "multigrid.level2" "multigrid={levels: 2, level2: {steps: 3}}"
 refused "an evaluation grid the U-Net cannot halve" "evaluation.resolution (9)" evaluation.resolution=9
+refused "deepen with a V-cycle" "'multigrid.deepen' needs cycle half_v, not v" "multigrid={levels: 2, cycle: v, deepen: true}"
+refused "deepen deeper than the network" "needs network.depth >= 3" "multigrid={levels: 3, deepen: true}"
 finish
