@@ -1,6 +1,7 @@
 // Conv on the CPU: oneDNN convolution primitives (nn/conv_family_cpu.hpp), built once per input shape
 // and cached in the layer. The bias is the primitives' own: oneDNN adds it in the forward kernel and
 // computes its gradient with the weights'.
+#include <algorithm>
 #include <dnnl.hpp>
 
 #include "nn/conv.hpp"
@@ -20,8 +21,11 @@ void Conv::CpuPlanDeleter::operator()(CpuPlan* plan) const { delete plan; }
 
 Tensor Conv::forward_cpu(const Tensor& x, Mode mode) {
   if (!cpu_plan_ || !cpu_plan_->runs(x)) {
-    const bool winograd = cpu::runs_winograd(geometry_.ndim, geometry_.kernel, geometry_.stride,
-                                             geometry_.in_channels, geometry_.out_channels, x.dtype());
+    int64_t smallest = x.dim(2);
+    for (int d = 3; d < x.rank(); ++d) smallest = std::min(smallest, x.dim(d));
+    const bool winograd =
+        cpu::runs_winograd(geometry_.ndim, geometry_.kernel, geometry_.stride, geometry_.in_channels,
+                           geometry_.out_channels, smallest, x.dtype());
     cpu_plan_.reset(
         new CpuPlan(winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct,
                     geometry_, x.shape(), output_shape(x.shape()), x.dtype(), cpu::plain_desc(weight_shape()),

@@ -244,19 +244,21 @@ TEST_CASE(
   // Winograd F(4x4, 3x3) transforms 6x6 input tiles with coefficients up to 8 and rounds there: a few
   // fp32 ulp of the terms' scale more than direct, 1e-4 separating that from a wrong index.
   const ScopedConvAlgorithm winograd(cpu::ConvAlgorithm::automatic);
-  CHECK(cpu::runs_winograd(2, 3, 1, 32, 48, DType::f32));
-  CHECK_FALSE(cpu::runs_winograd(2, 3, 1, 16, 32, DType::f32));  // slower than direct at 16 channels
-  CHECK_FALSE(cpu::runs_winograd(3, 3, 1, 32, 32, DType::f32));
-  CHECK_FALSE(cpu::runs_winograd(2, 3, 2, 32, 32, DType::f32));
-  CHECK_FALSE(cpu::runs_winograd(2, 3, 1, 32, 32, DType::bf16));
+  CHECK(cpu::runs_winograd(2, 3, 1, 32, 48, 16, DType::f32));
+  CHECK_FALSE(cpu::runs_winograd(2, 3, 1, 16, 32, 64, DType::f32));  // slower than direct at 16 channels
+  CHECK_FALSE(cpu::runs_winograd(2, 3, 1, 64, 64, 8, DType::f32));   // on small images
+  CHECK_FALSE(cpu::runs_winograd(3, 3, 1, 32, 32, 64, DType::f32));
+  CHECK_FALSE(cpu::runs_winograd(2, 3, 2, 32, 32, 64, DType::f32));
+  CHECK_FALSE(cpu::runs_winograd(2, 3, 1, 32, 32, 64, DType::bf16));
   // 32 -> 48 blocked (oneDNN's Winograd kernels), 40 -> 40 channels-last and 36 -> 36 padded (none
-  // there on some CPUs: the direct fallback); odd extents leave partial tiles.
+  // there on some CPUs: the direct fallback); odd extents leave partial tiles, at least
+  // cpu::winograd_min_extent.
   for (const auto& [cin, cout] : {std::pair<int64_t, int64_t>{32, 48}, {40, 40}, {36, 36}}) {
     CAPTURE(cin);
     ParameterRegistry registry;
     Conv conv("winograd", config(2, cin, cout, 3, 1, 1), registry);
     registry.finalize(7, Device::cpu);
-    check_layer(Device::cpu, conv, registry, Shape{2, cin, 9, 7}, cpu::channel_block_for(cin),
+    check_layer(Device::cpu, conv, registry, Shape{1, cin, 16, 17}, cpu::channel_block_for(cin),
                 cpu::channel_block_for(cout), cuda::ConvMath::fp32, 1e-4, 1e-4);
   }
 }
@@ -267,7 +269,7 @@ TEST_CASE("conv on the CPU with cpu.conv_algorithm auto differs from direct by r
     return;
   }
   const ConvConfig c = config(2, 32, 32, 3, 1, 1);
-  const Shape in{2, 32, 12, 12};
+  const Shape in{2, 32, 16, 16};
   const Vec x = random_vec(static_cast<size_t>(in.numel()), 3);
   auto output = [&](cpu::ConvAlgorithm algorithm) {
     const ScopedConvAlgorithm scoped(algorithm);

@@ -60,9 +60,10 @@ std::atomic<ConvAlgorithm> g_conv_algorithm{ConvAlgorithm::direct};
 void set_conv_algorithm(ConvAlgorithm algorithm) { g_conv_algorithm = algorithm; }
 ConvAlgorithm conv_algorithm() { return g_conv_algorithm; }
 
-bool runs_winograd(int ndim, int kernel, int stride, int64_t in_channels, int64_t out_channels, DType dtype) {
+bool runs_winograd(int ndim, int kernel, int stride, int64_t in_channels, int64_t out_channels,
+                   int64_t smallest_extent, DType dtype) {
   return conv_algorithm() == ConvAlgorithm::automatic && dtype == DType::f32 && ndim == 2 && kernel == 3 &&
-         stride == 1 && std::min(in_channels, out_channels) >= 32;
+         stride == 1 && std::min(in_channels, out_channels) >= 32 && smallest_extent >= winograd_min_extent;
 }
 
 Tensor widened_to_fp32(const Tensor& t) {

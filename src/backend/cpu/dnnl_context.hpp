@@ -38,10 +38,14 @@ enum class ConvAlgorithm { direct, automatic };
 void set_conv_algorithm(ConvAlgorithm algorithm);
 ConvAlgorithm conv_algorithm();
 // Whether a convolution of this geometry and type runs as Winograd: with ConvAlgorithm::automatic,
-// for 2D fp32 3x3 stride-1 convolutions with at least 32 channels in and out, where it measured
-// 1.3-1.9x faster than direct in each pass on AVX-512 (at 16 channels its forward and backward-data
-// are 1.3-1.8x slower; docs/performance.md). oneDNN has no bf16 or 3D Winograd here.
-bool runs_winograd(int ndim, int kernel, int stride, int64_t in_channels, int64_t out_channels, DType dtype);
+// for 2D fp32 3x3 stride-1 convolutions with at least 32 channels in and out on images at least
+// winograd_min_extent nodes on each side (`smallest_extent`), where it measured 1.3-1.9x faster than
+// direct in each pass on AVX-512. At 16 channels its forward and backward-data are 1.3-1.8x slower,
+// and on small images its 4x4 output tiles are mostly padding (8x8 with 512 channels: 1.4x slower,
+// 2x2: 5x slower; docs/performance.md). oneDNN has no bf16 or 3D Winograd here.
+constexpr int64_t winograd_min_extent = 16;
+bool runs_winograd(int ndim, int kernel, int stride, int64_t in_channels, int64_t out_channels,
+                   int64_t smallest_extent, DType dtype);
 
 dnnl::memory::dims dims_of(const Shape& s);
 // Layers that compute in fp32 on bf16 activations (the CPU norms; convolutions wider than
