@@ -14,6 +14,7 @@
 
 #include "app/cli.hpp"
 #include "app/verbs.hpp"
+#include "core/denormals.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "parallel/communicator.hpp"
@@ -33,8 +34,10 @@ int run(const pdegen::app::CliOptions& options, int rank) {
     return 0;
   }
   // Before any oneDNN primitive exists; check computes nothing.
-  if (options.verb == Verb::train || options.verb == Verb::predict || options.verb == Verb::solve)
+  if (options.verb == Verb::train || options.verb == Verb::predict || options.verb == Verb::solve) {
     pdegen::set_threads_per_rank(pdegen::Communicator());
+    pdegen::flush_denormals_in_every_thread();
+  }
   switch (options.verb) {
     case Verb::check:
       return pdegen::app::run_check(options, rank);

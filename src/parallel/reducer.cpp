@@ -9,6 +9,7 @@
 #include <limits>
 #include <utility>
 
+#include "core/denormals.hpp"
 #include "core/dtype.hpp"
 #include "core/error.hpp"
 #include "core/timer.hpp"
@@ -198,7 +199,11 @@ Reducer::Reducer(ParameterRegistry& params, const Communicator& comm, const Para
   pending_.assign(nb, 0);
   ready_.assign(nb, 0);
   params.set_grad_ready_hook([this](ParameterRegistry::Id id) { on_grad_ready(id); });
-  if (P > 1 && options.overlap) thread_ = std::thread([this] { communication_loop(); });
+  if (P > 1 && options.overlap)
+    thread_ = std::thread([this] {
+      flush_denormals_in_this_thread();  // its sums run on the same floats as the compute threads
+      communication_loop();
+    });
 }
 
 Reducer::~Reducer() {

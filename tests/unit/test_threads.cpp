@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "core/denormals.hpp"
 #include "parallel/threads.hpp"
 #include "testing.hpp"
 
@@ -95,4 +96,21 @@ TEST_CASE("more ranks than CPUs: 1 thread each, still oversubscribed") {
   CHECK(describe(c) ==
         "threads: 1 per rank (2 CPUs available to this rank, shared by 4 ranks on this node; set "
         "OMP_NUM_THREADS to override)");
+}
+
+TEST_CASE("denormals flush to zero in the main thread and in every OpenMP thread") {
+#if !defined(__SSE2__)
+  MESSAGE("skipped: no flush-to-zero mode on this CPU");
+  return;
+#endif
+  flush_denormals_in_every_thread();
+  volatile float tiny = 1e-30f;  // volatile: computed at run time, under the thread's MXCSR
+  int denormal = 0;
+#pragma omp parallel reduction(+ : denormal)
+  {
+    const float product = tiny * 1e-10f;  // 1e-40: a denormal unless flushed
+    denormal += product != 0.0f;
+  }
+  CHECK(denormal == 0);
+  CHECK(tiny * 1e-10f == 0.0f);
 }
