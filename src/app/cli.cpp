@@ -55,6 +55,20 @@ std::string yaml_quoted(const std::string& s) {
   return out + "\"";
 }
 
+// A whole number >= `least` for option `name`.
+int64_t parse_count(const std::string& name, const std::string& word, int64_t least) {
+  size_t used = 0;
+  int64_t n = -1;
+  try {
+    n = std::stoll(word, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != word.size() || n < least || n > (int64_t{1} << 40))
+    usage_error(fmt::format("{} '{}' is not a whole number >= {}", name, word, least));
+  return n;
+}
+
 std::string see_help(Verb verb) {
   return verb == Verb::none ? "see 'pdegen --help'" : fmt::format("see 'pdegen {} --help'", verb_name(verb));
 }
@@ -70,6 +84,7 @@ std::string_view verb_name(Verb verb) {
 CliOptions parse_cli(const std::vector<std::string>& args) {
   CliOptions o;
   bool options_done = false;  // after "--" every argument is positional
+  bool tile_given = false, halo_given = false;
   std::vector<std::string> positional;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
@@ -110,6 +125,18 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
     } else if (name == "--verbose") {
       no_value();
       o.verbose = true;
+    } else if (name == "--tile") {
+      o.tile = parse_count(name, value(), 0);
+      tile_given = true;
+    } else if (name == "--halo") {
+      const std::string v = value();
+      o.halo = v == "auto" ? -1 : parse_count("--halo (auto or a count)", v, 0);
+      halo_given = true;
+    } else if (name == "--tile-batch") {
+      o.tile_batch = parse_count(name, value(), 1);
+    } else if (name == "--no-reference") {
+      no_value();
+      o.no_reference = true;
     } else {
       usage_error(fmt::format("unknown option '{}' ({})", name, see_help(o.verb)));
     }
@@ -156,6 +183,13 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
   only_for(!o.checkpoint.empty(), "--checkpoint", Verb::predict);
   only_for(!o.restart.empty(), "--restart", Verb::train);
   only_for(o.verbose, "--verbose", Verb::check);
+  only_for(tile_given, "--tile", Verb::predict);
+  only_for(halo_given, "--halo", Verb::predict);
+  only_for(o.tile_batch > 0, "--tile-batch", Verb::predict);
+  only_for(o.no_reference, "--no-reference", Verb::predict);
+  if ((halo_given || o.tile_batch > 0) && o.tile == 0)
+    usage_error(fmt::format("{} sets up tiled prediction and needs --tile N (N > 0)",
+                            halo_given ? "--halo" : "--tile-batch"));
   if (o.verb == Verb::predict && o.checkpoint.empty())
     usage_error("pdegen predict needs --checkpoint FILE, the trained generator to evaluate");
   if (!o.restart.empty()) o.overrides.push_back("training.restart=" + yaml_quoted(o.restart));
@@ -208,8 +242,18 @@ training.restart=latest (or --restart FILE) continues exactly where a checkpoint
 Runs a trained generator on evaluation.samples new samples (a sample range that neither training
 nor evaluation uses) and compares it with the reference solver: writes output.dir/predict.h5 +
 .xdmf (coefficient, prediction, reference, error) and predict.json (rel_l2 per sample, mean, max).
+A domain too large for the network's activations (problem.resolution=8192) runs in tiles: each
+tile plus a halo of the network's receptive field goes through the network, only its interior is
+kept, and the result equals whole-domain inference to rounding; the tiles are shared by the MPI
+ranks and written to predict.h5 as they come.
 
   --checkpoint FILE   the trained generator (required)
+  --tile N            tiles of N nodes per axis (a multiple of 2^(network.depth - 1)); 0, the
+                      default, runs the whole domain at once
+  --halo auto|N       nodes of context on each side of a tile: auto (default) is the receptive
+                      field's; a smaller N is allowed, with a warning giving the error it costs
+  --tile-batch N      tiles per forward (default training.batch_size)
+  --no-reference      skip the reference solve and the error (for domains where it is too costly)
   --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
 )";
     case Verb::solve:
