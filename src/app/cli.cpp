@@ -55,6 +55,20 @@ std::string yaml_quoted(const std::string& s) {
   return out + "\"";
 }
 
+// A whole number >= `least` for option `name`.
+int64_t parse_count(const std::string& name, const std::string& word, int64_t least) {
+  size_t used = 0;
+  int64_t n = -1;
+  try {
+    n = std::stoll(word, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != word.size() || n < least || n > (int64_t{1} << 40))
+    usage_error(fmt::format("{} '{}' is not a whole number >= {}", name, word, least));
+  return n;
+}
+
 std::string see_help(Verb verb) {
   return verb == Verb::none ? "see 'pdegen --help'" : fmt::format("see 'pdegen {} --help'", verb_name(verb));
 }
@@ -67,9 +81,75 @@ std::string_view verb_name(Verb verb) {
   return "";
 }
 
+namespace {
+
+// The verb, the deck and the overrides from the positional arguments. False when only --help or
+// --version was asked for (nothing else is needed, nor checked).
+bool read_positional(CliOptions& o, const std::vector<std::string>& positional) {
+  size_t next = 0;
+  if (next < positional.size() && positional[next] == "help") {  // `pdegen help [VERB]`
+    o.help = true;
+    ++next;
+  }
+  if (next < positional.size()) {
+    const std::string& word = positional[next++];
+    if (auto verb = find_verb(word)) {
+      o.verb = *verb;
+    } else {
+      std::vector<std::string> names;
+      for (const auto& entry : verbs) names.emplace_back(entry.second);
+      const auto near = config::nearest(word, names);
+      usage_error(fmt::format("unknown verb '{}'{}; the verbs are train, predict, solve and check", word,
+                              near ? fmt::format(" (did you mean '{}'?)", *near) : ""));
+    }
+  }
+  if (o.help || o.version) return false;
+
+  if (o.verb == Verb::none)
+    usage_error("missing verb: pdegen train|predict|solve|check DECK (see 'pdegen --help')");
+  const std::string_view verb = verb_name(o.verb);
+  if (next >= positional.size())
+    usage_error(fmt::format("pdegen {} needs a DECK, the input deck file ({})", verb, see_help(o.verb)));
+  o.deck = positional[next++];
+  for (; next < positional.size(); ++next) {
+    if (positional[next].find('=') == std::string::npos)
+      usage_error(
+          fmt::format("unexpected argument '{}' after the deck: overrides are written key.path=value ({})",
+                      positional[next], see_help(o.verb)));
+    o.overrides.push_back(positional[next]);
+  }
+
+  return true;
+}
+
+// Options given to a verb that does not take them.
+void check_options_fit_verb(const CliOptions& o, bool tile_given, bool halo_given) {
+  const std::string_view verb = verb_name(o.verb);
+  auto only_for = [&](bool given, std::string_view option, Verb owner) {
+    if (given && o.verb != owner)
+      usage_error(
+          fmt::format("{} is an option of 'pdegen {}', not of 'pdegen {}'", option, verb_name(owner), verb));
+  };
+  only_for(!o.checkpoint.empty(), "--checkpoint", Verb::predict);
+  only_for(!o.restart.empty(), "--restart", Verb::train);
+  only_for(o.verbose, "--verbose", Verb::check);
+  only_for(tile_given, "--tile", Verb::predict);
+  only_for(halo_given, "--halo", Verb::predict);
+  only_for(o.tile_batch > 0, "--tile-batch", Verb::predict);
+  only_for(o.no_reference, "--no-reference", Verb::predict);
+  if ((halo_given || o.tile_batch > 0) && o.tile == 0)
+    usage_error(fmt::format("{} sets up tiled prediction and needs --tile N (N > 0)",
+                            halo_given ? "--halo" : "--tile-batch"));
+  if (o.verb == Verb::predict && o.checkpoint.empty())
+    usage_error("pdegen predict needs --checkpoint FILE, the trained generator to evaluate");
+}
+
+}  // namespace
+
 CliOptions parse_cli(const std::vector<std::string>& args) {
   CliOptions o;
   bool options_done = false;  // after "--" every argument is positional
+  bool tile_given = false, halo_given = false;
   std::vector<std::string> positional;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
@@ -110,54 +190,25 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
     } else if (name == "--verbose") {
       no_value();
       o.verbose = true;
+    } else if (name == "--tile") {
+      o.tile = parse_count(name, value(), 0);
+      tile_given = true;
+    } else if (name == "--halo") {
+      const std::string v = value();
+      o.halo = v == "auto" ? -1 : parse_count("--halo (auto or a count)", v, 0);
+      halo_given = true;
+    } else if (name == "--tile-batch") {
+      o.tile_batch = parse_count(name, value(), 1);
+    } else if (name == "--no-reference") {
+      no_value();
+      o.no_reference = true;
     } else {
       usage_error(fmt::format("unknown option '{}' ({})", name, see_help(o.verb)));
     }
   }
 
-  size_t next = 0;
-  if (next < positional.size() && positional[next] == "help") {  // `pdegen help [VERB]`
-    o.help = true;
-    ++next;
-  }
-  if (next < positional.size()) {
-    const std::string& word = positional[next++];
-    if (auto verb = find_verb(word)) {
-      o.verb = *verb;
-    } else {
-      std::vector<std::string> names;
-      for (const auto& entry : verbs) names.emplace_back(entry.second);
-      const auto near = config::nearest(word, names);
-      usage_error(fmt::format("unknown verb '{}'{}; the verbs are train, predict, solve and check", word,
-                              near ? fmt::format(" (did you mean '{}'?)", *near) : ""));
-    }
-  }
-  if (o.help || o.version) return o;  // nothing else is needed, nor checked
-
-  if (o.verb == Verb::none)
-    usage_error("missing verb: pdegen train|predict|solve|check DECK (see 'pdegen --help')");
-  const std::string_view verb = verb_name(o.verb);
-  if (next >= positional.size())
-    usage_error(fmt::format("pdegen {} needs a DECK, the input deck file ({})", verb, see_help(o.verb)));
-  o.deck = positional[next++];
-  for (; next < positional.size(); ++next) {
-    if (positional[next].find('=') == std::string::npos)
-      usage_error(
-          fmt::format("unexpected argument '{}' after the deck: overrides are written key.path=value ({})",
-                      positional[next], see_help(o.verb)));
-    o.overrides.push_back(positional[next]);
-  }
-
-  auto only_for = [&](bool given, std::string_view option, Verb owner) {
-    if (given && o.verb != owner)
-      usage_error(
-          fmt::format("{} is an option of 'pdegen {}', not of 'pdegen {}'", option, verb_name(owner), verb));
-  };
-  only_for(!o.checkpoint.empty(), "--checkpoint", Verb::predict);
-  only_for(!o.restart.empty(), "--restart", Verb::train);
-  only_for(o.verbose, "--verbose", Verb::check);
-  if (o.verb == Verb::predict && o.checkpoint.empty())
-    usage_error("pdegen predict needs --checkpoint FILE, the trained generator to evaluate");
+  if (!read_positional(o, positional)) return o;
+  check_options_fit_verb(o, tile_given, halo_given);
   if (!o.restart.empty()) o.overrides.push_back("training.restart=" + yaml_quoted(o.restart));
   return o;
 }
@@ -208,8 +259,18 @@ training.restart=latest (or --restart FILE) continues exactly where a checkpoint
 Runs a trained generator on evaluation.samples new samples (a sample range that neither training
 nor evaluation uses) and compares it with the reference solver: writes output.dir/predict.h5 +
 .xdmf (coefficient, prediction, reference, error) and predict.json (rel_l2 per sample, mean, max).
+A domain too large for the network's activations (problem.resolution=8192) runs in tiles: each
+tile plus a halo of the network's receptive field goes through the network, only its interior is
+kept, and the result equals whole-domain inference to rounding; the tiles are shared by the MPI
+ranks and written to predict.h5 as they come.
 
   --checkpoint FILE   the trained generator (required)
+  --tile N            tiles of N nodes per axis (a multiple of 2^(network.depth - 1)); 0, the
+                      default, runs the whole domain at once
+  --halo auto|N       nodes of context on each side of a tile: auto (default) is the receptive
+                      field's; a smaller N is allowed, with a warning giving the error it costs
+  --tile-batch N      tiles per forward (default training.batch_size)
+  --no-reference      skip the reference solve and the error (for domains where it is too costly)
   --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
 )";
     case Verb::solve:

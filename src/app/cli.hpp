@@ -4,6 +4,7 @@
 
 #include <spdlog/common.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,12 @@ struct CliOptions {
   std::string checkpoint;  // predict: --checkpoint FILE
   std::string restart;     // train: --restart FILE (also added to `overrides` as training.restart)
   bool verbose = false;    // check: --verbose prints the layer table
+  // predict on large domains: --tile N (interior nodes per axis; 0: the whole domain at once),
+  // --halo auto|N (-1: auto), --tile-batch N (0: training.batch_size), --no-reference.
+  int64_t tile = 0;
+  int64_t halo = -1;
+  int64_t tile_batch = 0;
+  bool no_reference = false;
 };
 
 // `args` without the program name. Throws UserError ("pdegen: error: ...", exit code 2) on an

@@ -8,8 +8,9 @@
 namespace pdegen::app {
 
 SampleSet make_sample_set(const Problem& problem, uint64_t seed, uint64_t index_base, int64_t total,
-                          const Communicator& comm) {
+                          const Communicator& comm, bool with_reference) {
   SampleSet set;
+  set.has_reference = with_reference;
   set.total = total;
   set.share = share_of(total, comm.rank(), comm.size());
   for (int64_t e = set.share.begin; e < set.share.end; ++e)
@@ -20,7 +21,8 @@ SampleSet make_sample_set(const Problem& problem, uint64_t seed, uint64_t index_
     return set;
   }
   problem.sample(seed, set.indices, set.input);
-  set.reference = problem.reference(set.input, &set.report);
+  set.reference =
+      with_reference ? problem.reference(set.input, &set.report) : Tensor::empty(problem.batch_shape(0));
   return set;
 }
 
@@ -101,7 +103,9 @@ std::string write_set_fields(const std::string& file, const Problem& problem, co
   const Tensor input = first_channel(first_rows(set, set.input, count)),
                ref = first_rows(set, set.reference, count);
   writer.add_field(problem.input_name(), input);
-  if (prediction != nullptr) {
+  if (prediction != nullptr && !set.has_reference) {
+    writer.add_field("u_pred", *prediction);
+  } else if (prediction != nullptr) {
     writer.add_field("u_pred", *prediction);
     writer.add_field("u_ref", ref);
     writer.add_field("error", difference(*prediction, ref));

@@ -20,11 +20,13 @@ struct SampleSet {
   std::vector<uint64_t> indices;  // this rank's global indices: index_base + share
   Tensor input, reference;        // this rank's samples (the batch shape with 0 rows when none)
   ReferenceReport report;         // of this rank's reference solves
+  bool has_reference = true;      // false: `reference` is not computed (predict --no-reference)
 };
 
-// Samples index_base + [0, total) over the ranks, with their reference solutions.
+// Samples index_base + [0, total) over the ranks, with their reference solutions unless
+// `with_reference` is false.
 SampleSet make_sample_set(const Problem& problem, uint64_t seed, uint64_t index_base, int64_t total,
-                          const Communicator& comm);
+                          const Communicator& comm, bool with_reference = true);
 
 // The network's output for host `input` as the problem's solution (lifted), on the host, `batch`
 // samples per forward so that memory stays bounded however many samples there are. With mixed
@@ -45,8 +47,8 @@ ErrorSummary summarize_error(const Problem& problem, const SampleSet& set, const
 Tensor first_rows(const SampleSet& set, const Tensor& t, int64_t count);
 
 // Writes the first `count` samples of the set to `file` (and its XDMF) collectively: the input, then,
-// with `prediction` (this rank's first_rows of the predictions), the prediction and its error, and
-// u_ref. Returns the XDMF path.
+// with `prediction` (this rank's first_rows of the predictions), the prediction and, when the set has
+// references, its error and u_ref. Returns the XDMF path.
 std::string write_set_fields(const std::string& file, const Problem& problem, const SampleSet& set,
                              int64_t count, const Tensor* prediction, const std::string& deck_yaml,
                              const Communicator& comm);

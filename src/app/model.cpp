@@ -76,6 +76,16 @@ void restore_model(Model& model, const CheckpointData& data, const std::string& 
   }
 }
 
+void copy_model_state(Model& from, Model& to) {
+  check_parameter_layout(parameter_layout(to.master()), parameter_layout(from.master()), "the tile network");
+  std::memcpy(to.master().flat_values().raw(), from.master().flat_values().raw(),
+              to.master().flat_values().nbytes());
+  to.push_values();
+  std::vector<std::pair<std::string, Tensor>> stored;
+  for (auto& [name, t] : from.net->buffers()) stored.emplace_back(name, t.to(Device::cpu));
+  for (auto& [name, t] : to.net->buffers()) copy_named(stored, name, t, "the tile network", "buffer");
+}
+
 CheckpointData snapshot(Model& model, Optimizer* optimizer, int64_t step, uint64_t seed, int64_t next_sample,
                         const std::string& deck_yaml) {
   CheckpointData d;

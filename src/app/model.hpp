@@ -45,6 +45,10 @@ void use_conv_algorithm(ConvAlgorithmKind kind);
 // state, when given.
 void restore_model(Model& model, const CheckpointData& data, const std::string& path, Optimizer* optimizer);
 
+// `from`'s parameters and buffers into `to`, a model of the same network planned for another grid
+// (tiled inference runs the generator on tile windows).
+void copy_model_state(Model& from, Model& to);
+
 // A checkpoint of the model (and optimizer) after `step` completed steps.
 CheckpointData snapshot(Model& model, Optimizer* optimizer, int64_t step, uint64_t seed, int64_t next_sample,
                         const std::string& deck_yaml);

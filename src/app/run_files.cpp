@@ -2,6 +2,7 @@
 #include "app/run_files.hpp"
 
 #include <fmt/format.h>
+#include <sys/resource.h>
 
 #include <cerrno>
 #include <cmath>
@@ -11,6 +12,12 @@
 #include "io/atomic_file.hpp"
 
 namespace pdegen::app {
+
+double peak_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
 
 JsonObject& JsonObject::add(const std::string& key, double value) {
   entries_.emplace_back(key, value);

@@ -34,6 +34,9 @@ class JsonObject {
 
 std::string json_escape(const std::string& s);
 
+// This process's resident-set high-water mark (getrusage), in MiB, for the summaries.
+double peak_rss_mb();
+
 // history.csv: a header, then one row per logged step. On restart the rows after the restart step
 // are dropped, so the file always describes the run that produced the current state.
 class HistoryWriter {

@@ -2,56 +2,18 @@
 #include "io/fields_file.hpp"
 
 #include <fmt/format.h>
-#include <sys/statvfs.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <pdegen/build_info.hpp>
 
 #include "core/error.hpp"
 #include "core/watchdog.hpp"
 #include "io/atomic_file.hpp"
+#include "io/fields_common.hpp"
 #include "io/hdf5_util.hpp"
-#include "io/xdmf.hpp"
 
 namespace pdegen {
 
 namespace {
-
-bool valid_field_name(const std::string& name) {
-  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '.' || c == '-';
-  });
-}
-
-int comm_rank(MPI_Comm comm) {
-  int rank = 0;
-  MPI_CHECK(MPI_Comm_rank(comm, &rank));
-  return rank;
-}
-
-// Rank 0's string on every rank.
-std::string broadcast_string(MPI_Comm comm, std::string text) {
-  int64_t size = static_cast<int64_t>(text.size());
-  MPI_CHECK(MPI_Bcast(&size, 1, MPI_INT64_T, 0, comm));
-  text.resize(static_cast<size_t>(size));
-  if (size > 0) MPI_CHECK(MPI_Bcast(text.data(), static_cast<int>(size), MPI_CHAR, 0, comm));
-  return text;
-}
-
-// Throws on every rank when any rank has a non-empty `problem`, so that no rank goes on into a
-// collective call the others will never make.
-void agree_or_throw(MPI_Comm comm, const std::string& problem, const char* what) {
-  int bad = problem.empty() ? 0 : 1, any_bad = 0;
-  MPI_CHECK(MPI_Allreduce(&bad, &any_bad, 1, MPI_INT, MPI_MAX, comm));
-  if (!any_bad) return;
-  if (bad) PDEGEN_THROW("{}: {}", what, problem);
-  PDEGEN_THROW("{}: another rank reported a problem (see its message)", what);
-}
 
 // Spatial extents of a [count, 1, (Nz,) Ny, Nx] tensor, slowest first.
 std::vector<hsize_t> spatial_dims(const Tensor& t) {
@@ -97,12 +59,10 @@ FieldsWriter::FieldsWriter(std::string path, FieldsMetadata metadata, MPI_Comm c
       first_(first),
       last_(last) {}
 
-std::string FieldsWriter::xdmf_path() const {
-  return std::filesystem::path(path_).replace_extension(".xdmf").string();
-}
+std::string FieldsWriter::xdmf_path() const { return fields::xdmf_path_of(path_); }
 
 void FieldsWriter::add_field(const std::string& name, const Tensor& samples) {
-  PDEGEN_CHECK(valid_field_name(name), "field name '{}' is not [A-Za-z0-9_.-]+", name);
+  PDEGEN_CHECK(fields::valid_field_name(name), "field name '{}' is not [A-Za-z0-9_.-]+", name);
   for (const auto& [existing, t] : fields_) PDEGEN_CHECK(existing != name, "field '{}' added twice", name);
   PDEGEN_CHECK(samples.device() == Device::cpu, "field '{}' must be on the host", name);
   PDEGEN_CHECK(samples.rank() == 4 || samples.rank() == 5,
@@ -150,7 +110,7 @@ void FieldsWriter::validate_collectively() const {
                               fields_[0].second.shape().str());
     }
   }
-  agree_or_throw(comm_, problem, "fields file");
+  fields::agree_or_throw(comm_, problem, "fields file");
 
   // The ranges must tile [0, N) and every rank must describe the same fields.
   std::vector<int64_t> ranges(static_cast<size_t>(3 * ranks));
@@ -174,27 +134,19 @@ void FieldsWriter::validate_collectively() const {
   std::string signature = fmt::format("{}D", spatial_dims(fields_[0].second).size());
   for (const auto& [name, t] : fields_)
     signature += fmt::format(" {}{}", name, fmt::join(spatial_dims(t), "x"));
-  const std::string root_signature = broadcast_string(comm_, signature);
+  const std::string root_signature = fields::broadcast_string(comm_, signature);
   if (problem.empty() && root_signature != signature)
     problem = fmt::format("this rank's fields ({}) differ from rank 0's ({})", signature, root_signature);
-  agree_or_throw(comm_, problem, "fields file");
+  fields::agree_or_throw(comm_, problem, "fields file");
 }
 
 void FieldsWriter::write_collective_data(const std::string& tmp) const {
-  h5::PropertyList fapl = h5::make_plist(H5P_FILE_ACCESS);
-  H5_CHECK(H5Pset_fapl_mpio(fapl, comm_, MPI_INFO_NULL));
-  H5_CHECK(H5Pset_file_locking(fapl, 1, 1));
-  // Metadata written once by collective operations instead of by every rank independently.
-  H5_CHECK(H5Pset_coll_metadata_write(fapl, 1));
+  h5::PropertyList fapl = fields::parallel_fapl(comm_);
   H5_CHECK(H5Pset_all_coll_metadata_ops(fapl, 1));
   h5::File file = h5::create_file(tmp, fapl);
-
   h5::PropertyList dxpl = h5::make_plist(H5P_DATASET_XFER);
   H5_CHECK(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE));
-  // Every element is written below: skip HDF5's fill pass over the whole file.
-  h5::PropertyList dcpl = h5::make_plist(H5P_DATASET_CREATE);
-  H5_CHECK(H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER));
-  H5_CHECK(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY));
+  h5::PropertyList dcpl = fields::unfilled_dcpl();
 
   const int64_t count = last_ - first_;
   for (const auto& [name, t] : fields_) {
@@ -210,93 +162,26 @@ void FieldsWriter::write_collective_data(const std::string& tmp) const {
   file.close();
 }
 
-void FieldsWriter::finish_on_root(const std::string& tmp) const {
-  UniformGrid grid;
-  const std::vector<hsize_t> dims = spatial_dims(fields_[0].second);
-  for (auto it = dims.rbegin(); it != dims.rend(); ++it) grid.nodes.push_back(static_cast<int64_t>(*it));
-  grid.origin = metadata_.origin;
-  grid.spacing = metadata_.spacing;
+void FieldsWriter::finish(const std::string& tmp) const {
   std::vector<std::string> names;
   for (const auto& [name, t] : fields_) names.push_back(name);
-
-  h5::PropertyList fapl = h5::serial_fapl();
-  h5::File file = h5::open_file(tmp, H5F_ACC_RDWR, fapl);
-  h5::write_string_attribute(file, "pde", metadata_.pde);
-  h5::write_doubles_attribute(file, "spacing", metadata_.spacing);
-  h5::write_doubles_attribute(file, "origin", metadata_.origin);
-  h5::write_int64s_attribute(file, "resolution", grid.nodes);
-  h5::write_string_attribute(file, "deck", metadata_.deck_yaml);
-  h5::write_string_attribute(file, "pdegen_version",
-                             fmt::format("{} (git {})", build::version, build::git_hash));
-  create_xdmf_views(file, names, total_, grid);
-  const auto sample_index = h5::read_dataset_as<int64_t>(file, "/sample_index", H5T_NATIVE_INT64);
-  file.close();
-
-  publish_file(tmp, path_);
-  write_xdmf(xdmf_path(), std::filesystem::path(path_).filename().string(), grid, names, sample_index);
-}
-
-namespace {
-
-// What `body` threw, or "" when it returned.
-template <class F>
-std::string failure_of(F&& body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return {};
-}
-
-// The system's reason inside an HDF5 or MPI-IO error stack ("No space left on device"), else all of
-// it: the stack is long, the reason is what the user acts on.
-std::string reason_of(const std::string& failure) {
-  for (int err : {ENOSPC, EDQUOT, EFBIG, EROFS, EACCES, EIO}) {
-    const std::string reason = std::strerror(err);
-    if (failure.find(reason) != std::string::npos) return reason;
-  }
-  return failure;
-}
-
-}  // namespace
-
-// Parallel HDF5 cannot recover from a write that fails on some ranks: their collective closes part
-// ways and wait for each other forever. So a file that cannot fit is refused before it is begun.
-std::string FieldsWriter::space_problem() const {
-  if (comm_rank(comm_) != 0) return {};
-  uint64_t bytes = uint64_t{1} << 20;  // metadata, XDMF views
-  for (const auto& [name, t] : fields_)
-    bytes +=
-        static_cast<uint64_t>(total_) * static_cast<uint64_t>(t.numel() / std::max<int64_t>(1, t.dim(0))) * 4;
-  const std::filesystem::path dir = std::filesystem::absolute(path_).parent_path();
-  struct statvfs fs {};
-  if (statvfs(dir.c_str(), &fs) != 0) return {};
-  const uint64_t available = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
-  if (available >= bytes) return {};
-  return fmt::format("it needs {:.1f} MiB, {} has {:.1f} MiB free (No space left on device)",
-                     static_cast<double>(bytes) / (1 << 20), dir.string(),
-                     static_cast<double>(available) / (1 << 20));
+  fields::finish_on_root(tmp, path_, metadata_, names, total_, spatial_dims(fields_[0].second));
 }
 
 void FieldsWriter::write() {
   const watchdog::Wait wait("a parallel write of a fields file");
   validate_collectively();
-  if (const std::string problem = broadcast_string(comm_, space_problem()); !problem.empty())
-    throw IoError(fmt::format("cannot write '{}': {}", path_, problem));
+  uint64_t bytes = 0;
+  for (const auto& [name, t] : fields_)
+    bytes +=
+        static_cast<uint64_t>(total_) * static_cast<uint64_t>(t.numel() / std::max<int64_t>(1, t.dim(0))) * 4;
+  // Parallel HDF5 cannot recover from a write that fails on some ranks: their collective closes part
+  // ways and wait for each other forever. So a file that cannot fit is refused before it is begun.
+  const std::string space = fields::broadcast_string(comm_, fields::space_problem(comm_, path_, bytes));
+  if (!space.empty()) throw IoError(fmt::format("cannot write '{}': {}", path_, space));
   const std::string tmp = temporary_path(path_);
-  const bool root = comm_rank(comm_) == 0;
-  std::string failure = failure_of([&] { write_collective_data(tmp); });
-  int failed = failure.empty() ? 0 : 1, any_failed = 0;
-  MPI_CHECK(MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, comm_));
-  // Rank 0's part can fail on its own (disk full, permissions): tell everyone, so all ranks throw.
-  if (!any_failed && root) failure = failure_of([&] { finish_on_root(tmp); });
-  if (!any_failed) failure = broadcast_string(comm_, failure);
-  if (failure.empty() && !any_failed) return;
-  if (root) std::remove(tmp.c_str());
-  if (failure.empty())
-    throw IoError(fmt::format("cannot write '{}': another rank failed (see its message)", path_));
-  throw IoError(fmt::format("cannot write '{}': {}", path_, reason_of(failure)));
+  fields::write_then_finish(
+      comm_, path_, tmp, [&] { write_collective_data(tmp); }, [&] { finish(tmp); });
 }
 
 }  // namespace pdegen

@@ -55,9 +55,8 @@ class FieldsWriter {
 
  private:
   void validate_collectively() const;
-  std::string space_problem() const;
   void write_collective_data(const std::string& tmp) const;
-  void finish_on_root(const std::string& tmp) const;
+  void finish(const std::string& tmp) const;  // rank 0
 
   std::string path_;
   FieldsMetadata metadata_;

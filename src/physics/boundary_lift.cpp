@@ -21,12 +21,16 @@ void BoundaryLift::set_columns(Tensor& t, float left, float right) {
     PDEGEN_DISPATCH(t.device(), (void)0, set_columns_cuda(t, left, right));
     return;
   }
+  set_columns_host(t, &left, &right);
+}
+
+void BoundaryLift::set_columns_host(Tensor& t, const float* left, const float* right) {
   const int64_t nx = t.dim(t.rank() - 1), rows = t.numel() / nx;
   float* p = t.data<float>();
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
-    p[r * nx] = left;
-    p[r * nx + nx - 1] = right;
+    if (left) p[r * nx] = *left;
+    if (right) p[r * nx + nx - 1] = *right;
   }
 }
 
@@ -42,6 +46,16 @@ Tensor BoundaryLift::backward(const Tensor& du) const {
   Tensor dv = du.clone();
   set_columns(dv, 0.0f, 0.0f);
   return dv;
+}
+
+Tensor BoundaryLift::forward_box(const Tensor& v, bool holds_left, bool holds_right) const {
+  PDEGEN_CHECK((v.rank() == 4 || v.rank() == 5) && v.dim(1) == 1 && v.is_plain() && v.dtype() == DType::f32 &&
+                   v.device() == Device::cpu,
+               "boundary lift of a box takes a plain fp32 host [b, 1, (Nz,) Ny, Nx] tensor, got {}",
+               v.describe());
+  Tensor u = v.clone();
+  set_columns_host(u, holds_left ? &left_ : nullptr, holds_right ? &right_ : nullptr);
+  return u;
 }
 
 void BoundaryLift::forward_inplace(Tensor& v) const {

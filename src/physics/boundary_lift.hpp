@@ -19,10 +19,15 @@ class BoundaryLift {
   // The same in place, for callers that own the buffer.
   void forward_inplace(Tensor& v) const;
   void backward_inplace(Tensor& du) const;
+  // forward() of a box of the domain on the host: only the x = 0 nodes when the box holds them
+  // (`holds_left`), only the x = 1 nodes when `holds_right`; elsewhere u = v.
+  Tensor forward_box(const Tensor& v, bool holds_left, bool holds_right) const;
 
  private:
   // Overwrites the x = 0 and x = 1 nodes of every x line with the given values.
   static void set_columns(Tensor& t, float left, float right);
+  // The host loop: the first column when `left` is given, the last when `right` is.
+  static void set_columns_host(Tensor& t, const float* left, const float* right);
   static void set_columns_cuda(Tensor& t, float left, float right);  // boundary_lift_cuda.cu
 
   float left_, right_;

@@ -87,6 +87,49 @@ void KlSampler<Dim>::sample(uint64_t seed, const std::vector<uint64_t>& global_i
   }
 }
 
+template <int Dim>
+void KlSampler<Dim>::sample_box(uint64_t seed, uint64_t g, const GridBox& box, float* out) const {
+  PDEGEN_CHECK(box.dims() == Dim, "KL sampler box has {} axes, the grid {}", box.dims(), Dim);
+  for (int a = 0; a < Dim; ++a)
+    PDEGEN_CHECK(box.first[a] >= 0 && box.count[a] >= 1 && box.first[a] + box.count[a] <= n_,
+                 "KL sampler box axis {}: nodes [{}, {}) outside [0, {})", a, box.first[a],
+                 box.first[a] + box.count[a], n_);
+  const int64_t m = static_cast<int64_t>(modes_.size()), n = n_, nx = box.count[Dim - 1];
+  std::vector<double> coef(static_cast<size_t>(m));
+  const std::vector<double> w = omegas(seed, g);
+  for (int64_t k = 0; k < m; ++k)
+    coef[static_cast<size_t>(k)] =
+        settings_.sigma * w[static_cast<size_t>(k)] * modes_[static_cast<size_t>(k)].weight;
+  const int64_t lines = box.numel() / nx;
+  const double* px = phi_[0].data() + box.first[Dim - 1];
+  // The arithmetic of sample(), term for term, so that a box equals the whole field's box.
+#pragma omp parallel
+  {
+    std::vector<double> line_coef(static_cast<size_t>(m));
+    double* d = line_coef.data();
+#pragma omp for schedule(static)
+    for (int64_t line = 0; line < lines; ++line) {
+      for (int64_t k = 0; k < m; ++k) {
+        double c = coef[static_cast<size_t>(k)];
+        // Axis 1 is y (box axis Dim - 2), axis 2 is z (box axis 0 in 3D).
+        for (int64_t axis = 1, rest = line; axis < Dim; ++axis) {
+          const int64_t b = Dim - 1 - axis, node = box.first[b] + rest % box.count[b];
+          rest /= box.count[b];
+          c = c * phi_[static_cast<size_t>(axis)][static_cast<size_t>(k * n + node)];
+        }
+        d[k] = c;
+      }
+      float* dst = out + line * nx;
+#pragma omp simd
+      for (int64_t i = 0; i < nx; ++i) {
+        double v = 0;
+        for (int64_t k = 0; k < m; ++k) v += d[k] * px[k * n + i];
+        dst[i] = static_cast<float>(v);
+      }
+    }
+  }
+}
+
 template class KlSampler<2>;
 template class KlSampler<3>;
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/deck.hpp"
+#include "core/grid_box.hpp"
 #include "core/tensor.hpp"
 #include "physics/kl_expansion.hpp"
 
@@ -31,6 +32,9 @@ class KlSampler {
   // double, stored fp32. `log_nu` is written in place when it already is a plain fp32 [b, 1, n, ...]
   // tensor (b = global_indices.size()), otherwise replaced by a new one.
   void sample(uint64_t seed, const std::vector<uint64_t>& global_indices, Tensor& log_nu) const;
+  // log nu of sample g on `box` (Dim axes, slowest first) into `out` (box.numel() floats, x
+  // fastest): bit for bit that box of sample(), at the cost of the box alone (tiled inference).
+  void sample_box(uint64_t seed, uint64_t g, const GridBox& box, float* out) const;
 
   // The m coefficients omega_k of sample g.
   std::vector<double> omegas(uint64_t seed, uint64_t g) const;

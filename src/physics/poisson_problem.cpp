@@ -38,6 +38,25 @@ Tensor PoissonProblem<Dim>::reference(const Tensor& input, ReferenceReport* repo
   return u;
 }
 
+template <int Dim>
+void PoissonProblem<Dim>::sample_box(uint64_t seed, uint64_t global_index, const GridBox& box,
+                                     Tensor& input) const {
+  Shape shape{1, 1};
+  for (int64_t c : box.count) shape.push_back(c);
+  PDEGEN_CHECK(input.shape() == shape && input.is_plain() && input.dtype() == DType::f32 &&
+                   input.device() == Device::cpu,
+               "{} box input must be a plain fp32 host {}, got {}", name(), shape.str(), input.describe());
+  sampler_.sample_box(seed, global_index, box, input.data<float>());
+}
+
+template <int Dim>
+Tensor PoissonProblem<Dim>::lift_box(const Tensor& v, const Tensor& /*input*/, const GridBox& box) const {
+  const int64_t x0 = box.first.back(), nx = box.count.back();
+  PDEGEN_CHECK(box.dims() == Dim && v.dim(v.rank() - 1) == nx, "{} lift of box with {} x nodes, v is {}",
+               name(), nx, v.describe());
+  return lift_.forward_box(v, x0 == 0, x0 + nx == config_.resolution);
+}
+
 template class PoissonProblem<2>;
 template class PoissonProblem<3>;
 

@@ -23,6 +23,10 @@ class PoissonProblem final : public Problem {
   }
   Tensor lift(const Tensor& v, const Tensor& /*input*/) const override { return lift_.forward(v); }
   Tensor lift_backward(const Tensor& du) const override { return lift_.backward(du); }
+  // The KL expansion evaluates any box, and the lift is node-wise (it reads no input).
+  bool has_boxes() const override { return true; }
+  void sample_box(uint64_t seed, uint64_t global_index, const GridBox& box, Tensor& input) const override;
+  Tensor lift_box(const Tensor& v, const Tensor& input, const GridBox& box) const override;
   double loss(const Tensor& u, const Tensor& input, double grad_scale, Tensor* du,
               std::vector<double>* per_sample) const override {
     return loss_.evaluate(u, input, grad_scale, du, per_sample);

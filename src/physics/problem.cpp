@@ -1,6 +1,8 @@
 // The problem factory and the helpers every problem shares (see problem.hpp).
 #include "physics/problem.hpp"
 
+#include <fmt/format.h>
+
 #include <cmath>
 
 #include "physics/burgers_problem.hpp"
@@ -20,6 +22,14 @@ Shape Problem::input_batch_shape(int64_t n) const {
   const Shape per = input_shape();
   for (int i = 0; i < per.rank(); ++i) s.push_back(per[i]);
   return s;
+}
+
+void Problem::sample_box(uint64_t, uint64_t, const GridBox&, Tensor&) const {
+  throw NotImplemented(fmt::format("{} cannot sample a box of its grid (tiled inference)", name()));
+}
+
+Tensor Problem::lift_box(const Tensor&, const Tensor&, const GridBox&) const {
+  throw NotImplemented(fmt::format("{} cannot lift a box of its grid (tiled inference)", name()));
 }
 
 std::vector<double> Problem::error(const Tensor& u, const Tensor& reference) const {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/deck.hpp"
+#include "core/grid_box.hpp"
 #include "core/tensor.hpp"
 
 namespace pdegen {
@@ -50,6 +51,14 @@ class Problem {
   // not enter (the lift is affine in v).
   virtual Tensor lift(const Tensor& v, const Tensor& input) const = 0;
   virtual Tensor lift_backward(const Tensor& du) const = 0;
+
+  // Tiled inference: one sample's input on a box of the grid, and the lift of a box of the network
+  // output, each equal to that box of the whole domain's (`input` of sample_box: a plain fp32 host
+  // tensor [1, c, box...] to fill; `v`, `input`: host [1, 1, box...] and [1, c, box...]). Problems
+  // whose input or lift cannot be cut into boxes say false, and tiling refuses them.
+  virtual bool has_boxes() const { return false; }
+  virtual void sample_box(uint64_t seed, uint64_t global_index, const GridBox& box, Tensor& input) const;
+  virtual Tensor lift_box(const Tensor& v, const Tensor& input, const GridBox& box) const;
   // Sum over the samples of the physics loss of u for the inputs; with `du`, du = grad_scale * dJ/du;
   // with `per_sample`, each sample's loss.
   virtual double loss(const Tensor& u, const Tensor& input, double grad_scale, Tensor* du,

@@ -165,6 +165,18 @@ run predict input_decks/quickstart.yaml
 expect "predict without --checkpoint is a usage error" 2 "needs --checkpoint FILE"
 run check input_decks/quickstart.yaml --restart x.h5
 expect "an option of another verb is a usage error" 2 "--restart is an option of 'pdegen train'"
+run predict --help
+expect "predict --help shows the tiling options" 0 "--tile N" "--halo auto|N" "--tile-batch N" "--no-reference"
+run predict input_decks/quickstart.yaml --checkpoint x.h5 --tile 3x
+expect "a bad --tile is a usage error" 2 "--tile '3x' is not a whole number >= 0"
+run predict input_decks/quickstart.yaml --checkpoint x.h5 --tile 64 --halo -8
+expect "a bad --halo is a usage error" 2 "--halo (auto or a count) '-8' is not a whole number >= 0"
+run predict input_decks/quickstart.yaml --checkpoint x.h5 --tile 64 --tile-batch 0
+expect "a bad --tile-batch is a usage error" 2 "--tile-batch '0' is not a whole number >= 1"
+run predict input_decks/quickstart.yaml --checkpoint x.h5 --halo 8
+expect "--halo without --tile is a usage error" 2 "--halo sets up tiled prediction and needs --tile N"
+run train input_decks/quickstart.yaml --tile 64
+expect "--tile is an option of predict only" 2 "--tile is an option of 'pdegen predict'"
 run check input_decks/quickstart.yaml --log-level loud
 expect "a bad --log-level is a usage error" 2 "--log-level 'loud' is not a level"
 run check input_decks/quickstart.yaml --log-level=warn --log-all-ranks

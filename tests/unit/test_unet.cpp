@@ -315,12 +315,20 @@ TEST_CASE("the statistics hook reaches every batch norm, once in forward and onc
   CHECK(calls == 2 * norms);
 }
 
-TEST_CASE("forward rejects an input whose shape differs from the plan's") {
+TEST_CASE("forward takes any grid the network can halve, and rejects other channels, ranks and grids") {
   Model m(tiny_network(NormKind::none, DownsampleKind::maxpool, UpsampleKind::transposed_conv),
           Shape{1, 16, 16}, 2);
-  CHECK_THROWS_AS(m.net->forward(Tensor::zeros(Shape{2, 1, 16, 8}), Mode::train), Error);
+  const Shape other{2, 1, 32, 8};  // not the plan's grid: multigrid levels, prediction at any resolution
+  const Tensor y =
+      m.net->forward(tensor_from(random_vec(static_cast<size_t>(other.numel()), 3), other), Mode::train);
+  CHECK(y.shape() == other);
+  m.net->backward(Tensor::zeros(other));
+  m.net->forward(Tensor::zeros(other), Mode::train);
+  CHECK_THROWS_WITH_AS(m.net->backward(Tensor::zeros(Shape{2, 1, 16, 16})),  // not the forward's shape
+                       doctest::Contains("the forward produced"), Error);
   CHECK_THROWS_AS(m.net->forward(Tensor::zeros(Shape{2, 2, 16, 16}), Mode::train), Error);
   CHECK_THROWS_AS(m.net->forward(Tensor::zeros(Shape{2, 16, 16}), Mode::train), Error);
+  CHECK_THROWS_AS(m.net->forward(Tensor::zeros(Shape{2, 1, 16, 15}), Mode::train), Error);  // odd: no halving
 }
 
 // The whole network in a 16-bit activation type against fp32 on the same (16-bit representable)
