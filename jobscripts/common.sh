@@ -18,7 +18,9 @@
 #                   override on the command line wins over both
 #   PDEGEN_JOB_NAME the job name outside a scheduler (default: the deck's file name without .yaml)
 #   PDEGEN_RANKS    ranks without a scheduler (default 1: a serial run; >1 uses mpiexec.mpich)
-#   PDEGEN_RANKS_PER_NODE  ranks per node instead of one per GPU or socket (slurm.sbatch, mpiexec.sh)
+#   PDEGEN_RANKS_PER_NODE  ranks per node instead of the job's task count, or one per GPU or socket
+#                   (slurm.sbatch, summit.lsf, mpiexec.sh)
+#   PDEGEN_SRUN_MPI srun's --mpi plugin (default: SLURM_MPI_TYPE, else pmi2 for MPICH, pmix for Open MPI)
 #   PDEGEN_THREADS, PDEGEN_OMP_PLACES, PDEGEN_OMP_PROC_BIND  instead of the layout's OpenMP settings
 #   PDEGEN_REQUEUE  1: a run stopped by the scheduler's warning signal requeues its own job
 #   PDEGEN_DRY_RUN  1: print the launch command instead of running it
@@ -146,6 +148,26 @@ pdegen_threads_per_core() {
   echo "$t"
 }
 
+# The srun MPI plugin (--mpi) for the MPI library pdegen is built with: PDEGEN_SRUN_MPI, else the
+# SLURM_MPI_TYPE the job was given, else pmi2 for MPICH and its kin (Debian's MPICH 4 joins its ranks
+# through PMI-1/2 only: under none or pmix each rank would start as its own 1-rank job, which pdegen
+# refuses) and pmix for Open MPI.
+pdegen_srun_mpi() {
+  if [ -n "${PDEGEN_SRUN_MPI:-}" ]; then
+    echo "$PDEGEN_SRUN_MPI"
+  elif [ -n "${SLURM_MPI_TYPE:-}" ]; then
+    echo "$SLURM_MPI_TYPE"
+  else
+    case "$("$PDEGEN_BIN" --version 2>/dev/null | grep '^MPI:')" in
+      *"Open MPI"*) echo pmix ;;
+      *) echo pmi2 ;;
+    esac
+  fi
+}
+
+# Whether the job asked for a task count (sbatch -n N): Slurm exports SLURM_NTASKS then.
+pdegen_slurm_ntasks_asked() { [ -n "${SLURM_NTASKS:-}" ]; }
+
 pdegen_job_setup() {
   if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
     pdegen_usage "$(basename "$0")"
@@ -267,6 +289,14 @@ pdegen_requeue() {
   esac
 }
 
+# The first error lines a failed launch printed (the launcher's own, or pdegen's refusal).
+pdegen_launch_error() {
+  local lines
+  sleep 0.2  # tee may still be writing
+  lines="$(grep -m 3 -i -E 'error' "$1" 2>/dev/null | tr '\n' ' ')"
+  echo "${lines:-nothing on stderr}"
+}
+
 # Launch `pdegen train` under "$@" (the launcher words), log the job in the run directory, and say
 # how it ended. Returns pdegen's exit code: 0 completed, 2 deck error, 4 diverged, 128+N stopped by
 # signal N (the scheduler's time-limit warning) after writing a checkpoint.
@@ -282,8 +312,11 @@ pdegen_run() {
     >>"$PDEGEN_RUN_DIR/jobs.log"
   # pdegen runs as a child so that a SIGTERM/SIGINT sent to this script (a scheduler that signals
   # only the batch shell, scancel --batch, Ctrl-C) reaches it and it can write its checkpoint.
-  local rc=0 child
-  "${cmd[@]}" &
+  # The launcher's stderr is kept aside (not in the run directory) to quote it if the launch fails.
+  local rc=0 child errors log_before
+  errors="$(mktemp "${TMPDIR:-/tmp}/pdegen-launch.XXXXXX")"
+  log_before="$(stat -c %Y "$PDEGEN_RUN_DIR/pdegen.log" 2>/dev/null || echo 0)"
+  "${cmd[@]}" 2> >(tee "$errors" >&2) &
   child=$!
   PDEGEN_SIGNALLED=0
   trap 'PDEGEN_SIGNALLED=1; kill -TERM "$child" 2>/dev/null || true' TERM
@@ -299,7 +332,7 @@ pdegen_run() {
   echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) end job $PDEGEN_JOB_ID: exit $rc" >>"$PDEGEN_RUN_DIR/jobs.log"
   case "$rc" in
     0) echo "pdegen job: completed; results in $PDEGEN_RUN_DIR (summary.json, history.csv, fields.xdmf)" ;;
-    2) echo "pdegen job: deck or usage error (exit 2): nothing to continue" >&2 ;;
+    2) echo "pdegen job: pdegen refused to start (exit 2): $(pdegen_launch_error "$errors")" >&2 ;;
     4) echo "pdegen job: training diverged (exit 4); see $PDEGEN_RUN_DIR/summary.json" >&2 ;;
     129 | 130 | 131 | 138 | 140 | 143)
       echo "pdegen job: stopped by signal $((rc - 128)) with a checkpoint; resubmit the same job" \
@@ -308,7 +341,14 @@ pdegen_run() {
         echo "pdegen job: requeued job $PDEGEN_JOB_ID" >&2
       fi
       ;;
-    *) echo "pdegen job: pdegen failed with exit code $rc; see $PDEGEN_RUN_DIR/pdegen.log" >&2 ;;
+    *)
+      if [ "$(stat -c %Y "$PDEGEN_RUN_DIR/pdegen.log" 2>/dev/null || echo 0)" -gt "$log_before" ]; then
+        echo "pdegen job: pdegen failed with exit code $rc; see $PDEGEN_RUN_DIR/pdegen.log" >&2
+      else
+        echo "pdegen job: the launch failed with exit code $rc before pdegen wrote its log: $(pdegen_launch_error "$errors")" >&2
+      fi
+      ;;
   esac
+  rm -f "$errors"
   return "$rc"
 }

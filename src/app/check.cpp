@@ -94,9 +94,9 @@ std::string multigrid_lines(const Deck& deck) {
     const Deck d = level_deck(deck, l);
     const NetworkPlan plan = plan_network(d);
     out += fmt::format(
-        "#     level {} ({}^{}): {} steps per visit, batch {}, lr {:g}, {} per step, about {} per process\n",
-        l, d.problem.resolution, d.problem.spatial_dims(), d.training.steps, d.training.batch_size,
-        d.optimizer.lr, flops(plan.flops_per_step), bytes(estimate_memory(d, plan).total()));
+        "#     level {} ({}): {} steps per visit, batch {}, lr {:g}, {} per step, about {} per process\n", l,
+        grid_text(d.problem), d.training.steps, d.training.batch_size, d.optimizer.lr,
+        flops(plan.flops_per_step), bytes(estimate_memory(d, plan).total()));
   }
   return out;
 }

@@ -237,8 +237,8 @@ options:
   -h, --help          this help; 'pdegen VERB --help' for one verb
   --version           version, git hash, backends, MPI and HDF5 libraries
 
-exit codes: 0 success, 1 runtime failure, 2 usage or deck error, 3 not implemented yet (e.g. a
-PDE whose issue has not landed), 4 training diverged (NaN/Inf loss), 128+N stopped by signal N
+exit codes: 0 success, 1 runtime failure, 2 usage or deck error, 3 not implemented (e.g. predict
+--tile for a problem that cannot sample a box of its grid), 4 training diverged (NaN/Inf loss), 128+N stopped by signal N
 deck keys, defaults and error messages: docs/deck.md
 )";
     case Verb::train:

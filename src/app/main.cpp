@@ -1,12 +1,13 @@
 // pdegen's entry point: MPI up, the command line parsed, logging set, the verb run. Every error ends
 // all ranks through abort_all() with one exit code: 0 success, 1 runtime failure, 2 usage or deck
-// error (the message only, no source location: the user fixes their input), 3 verb not implemented.
+// error (the message only, no source location: the user fixes their input), 3 not implemented.
 #include <fmt/format.h>
 #include <mpi.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <new>
 #include <string>
@@ -18,6 +19,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "parallel/communicator.hpp"
+#include "parallel/launcher.hpp"
 #include "parallel/threads.hpp"
 
 namespace {
@@ -33,8 +35,12 @@ int run(const pdegen::app::CliOptions& options, int rank) {
     if (rank == 0) std::fputs(pdegen::app::help_text(options.verb).c_str(), stdout);
     return 0;
   }
-  // Before any oneDNN primitive exists; check computes nothing.
+  // Before any file is touched or oneDNN primitive exists; check computes nothing.
   if (options.verb == Verb::train || options.verb == Verb::predict || options.verb == Verb::solve) {
+    int size = 1;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    pdegen::check_launcher_matches_world(size, pdegen::mpi_library_version(),
+                                         [](const char* name) { return std::getenv(name); });
     pdegen::set_threads_per_rank(pdegen::Communicator());
     pdegen::flush_denormals_in_every_thread();
   }

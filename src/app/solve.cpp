@@ -43,10 +43,9 @@ int run_solve(const CliOptions& options) {
         .add("file", file);
     write_text_file_atomically((dir / "solve.json").string(), j.dump() + "\n");
     spdlog::info(
-        "solve: {} reference solutions of {} at {} nodes per axis to relative residual {:.0e} in {:.2f} s "
-        "(at "
+        "solve: {} reference solutions of {} on the {} grid to relative residual {:.0e} in {:.2f} s (at "
         "most {} iterations); wrote {} and {}",
-        set.total, problem->name(), deck.problem.resolution, deck.evaluation.solver_tolerance, seconds,
+        set.total, problem->name(), grid_text(deck.problem), deck.evaluation.solver_tolerance, seconds,
         max_it, file, xdmf);
   }
   return 0;

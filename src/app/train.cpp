@@ -177,14 +177,6 @@ struct Run {
   std::vector<JsonObject> visit_reports;  // of the visits this process ran
 };
 
-// "128x128", "64x64x64": the grid a problem config describes.
-std::string grid_text(const ProblemConfig& problem) {
-  const Shape s = sample_shape(problem);
-  std::string out;
-  for (int d = 1; d < s.rank(); ++d) out += fmt::format("{}{}", d > 1 ? "x" : "", s[d]);
-  return out;
-}
-
 // Seconds left: the remaining steps' FLOPs at the rate of the steps so far (levels differ in cost).
 double eta_seconds(const Run& run, const Progress& p) {
   double remaining = 0;

@@ -22,7 +22,7 @@
 #include "optim/optimizer.hpp"
 #include "optim/phases.hpp"
 #include "parallel/communicator.hpp"
-#include "parallel/reducer.hpp"
+#include "parallel/gradient_reducer.hpp"
 
 namespace pdegen::app {
 

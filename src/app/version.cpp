@@ -9,30 +9,11 @@
 
 #include "app/verbs.hpp"
 #include "backend/cuda/cuda_context.hpp"
+#include "parallel/launcher.hpp"
 
 namespace pdegen::app {
 
 namespace {
-
-std::string mpi_library() {
-  char text[MPI_MAX_LIBRARY_VERSION_STRING];
-  int length = 0;
-  if (MPI_Get_library_version(text, &length) != MPI_SUCCESS) return "unknown";
-  // MPICH answers with several lines ("MPICH Version:\t4.0.2\nMPICH Release date: ..."): keep the
-  // first, with its tabs made spaces.
-  std::string first(text, static_cast<size_t>(length));
-  first = first.substr(0, first.find('\n'));
-  std::string out;
-  for (char c : first) {
-    if (c == '\t' || c == ' ') {
-      if (!out.empty() && out.back() != ' ') out += ' ';
-    } else {
-      out += c;
-    }
-  }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
-}
 
 // "cuda (CUDA 13.0, cuDNN 9.19.0, NCCL 2.28.9) on NVIDIA H100 ... (sm_90, ...), driver ..." where a
 // GPU is present; the versions compiled against and why no GPU is used otherwise.
@@ -66,8 +47,8 @@ std::string version_text() {
       "MPI: {}\n"
       "HDF5: {}.{}.{}\n",
       build::version, build::git_hash, build::build_type, build::compiler, dnnl->major, dnnl->minor,
-      dnnl->patch, threads, threads == 1 ? "" : "s", cuda_backend(), mpi_library(), h5_major, h5_minor,
-      h5_release);
+      dnnl->patch, threads, threads == 1 ? "" : "s", cuda_backend(), mpi_library_version(), h5_major,
+      h5_minor, h5_release);
 }
 
 }  // namespace pdegen::app

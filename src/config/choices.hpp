@@ -19,7 +19,7 @@ enum class IcSampling { random, fixed_uniform };
 enum class BoundaryTreatment { exact, penalty };
 enum class NetworkKind { unet };
 enum class NormKind { none, batch, instance };
-enum class DownsampleKind { maxpool, strided_conv };
+enum class DownsampleKind { maxpool, avgpool, strided_conv };
 enum class UpsampleKind { transposed_conv, resize_conv };
 enum class OptimizerKind { adam, adamw, sgd, lbfgs, lars, lamb };
 enum class LineSearch { strong_wolfe, backtracking };
@@ -64,7 +64,7 @@ PDEGEN_CHOICES(NormKind, 3, {NormKind::none, "none"}, {NormKind::batch, "batch"}
 PDEGEN_CHOICES(ActivationKind, 5, {ActivationKind::relu, "relu"}, {ActivationKind::leaky_relu, "leaky_relu"},
                {ActivationKind::tanh, "tanh"}, {ActivationKind::silu, "silu"},
                {ActivationKind::sigmoid, "sigmoid"});
-PDEGEN_CHOICES(DownsampleKind, 2, {DownsampleKind::maxpool, "maxpool"},
+PDEGEN_CHOICES(DownsampleKind, 3, {DownsampleKind::maxpool, "maxpool"}, {DownsampleKind::avgpool, "avgpool"},
                {DownsampleKind::strided_conv, "strided_conv"});
 PDEGEN_CHOICES(UpsampleKind, 2, {UpsampleKind::transposed_conv, "transposed_conv"},
                {UpsampleKind::resize_conv, "resize_conv"});

@@ -2,6 +2,8 @@
 // then report every error at once (see deck.hpp).
 #include "config/deck.hpp"
 
+#include <fmt/format.h>
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -28,6 +30,13 @@ Shape sample_shape(const ProblemConfig& problem) {
       return {1, problem.burgers.time_resolution > 0 ? problem.burgers.time_resolution : n, n};
   }
   PDEGEN_THROW("unhandled pde {}", static_cast<int>(problem.pde));
+}
+
+std::string grid_text(const ProblemConfig& problem) {
+  const Shape s = sample_shape(problem);
+  std::string out;
+  for (int d = 1; d < s.rank(); ++d) out += fmt::format("{}{}", d > 1 ? "x" : "", s[d]);
+  return out;
 }
 
 Shape input_shape(const ProblemConfig& problem) {

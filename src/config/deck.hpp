@@ -53,6 +53,8 @@ struct ProblemConfig {
 // The network's output field of one sample (the solution): [1, Ny, Nx], [1, Nz, Ny, Nx] or, for the
 // space-time Burgers problem, [1, Nt, Nx].
 Shape sample_shape(const ProblemConfig& problem);
+// The grid of sample_shape as logs print it: "128x128", "64x64x64", "65x128" (Nt x Nx).
+std::string grid_text(const ProblemConfig& problem);
 // The network's input of one sample: the coefficient [1, ...] (poisson), or for burgers1d
 // [3, Nt, Nx]: the initial condition b(x), x and t / T at every node (docs/theory.md, "burgers1d").
 Shape input_shape(const ProblemConfig& problem);

@@ -23,8 +23,9 @@ NetworkConfig read_network(Section& s, NetworkConfig c) {
   c.norm = s.choice<NormKind>("norm", c.norm, "normalization after each conv");
   c.activation =
       s.choice<ActivationKind>("activation", c.activation, "activation after each conv (and norm)");
-  c.downsample = s.choice<DownsampleKind>("downsample", c.downsample,
-                                          "between levels: 2x2 max-pool, or 2x2 stride-2 conv c_i -> c_i");
+  c.downsample = s.choice<DownsampleKind>(
+      "downsample", c.downsample,
+      "between levels: 2x2 max-pool, 2x2 average pool, or 2x2 stride-2 conv c_i -> c_i");
   c.upsample = s.choice<UpsampleKind>(
       "upsample", c.upsample,
       "decoder: 2x2 stride-2 transposed conv c_{i+1} -> c_i, or nearest 2x resize + 3x3 conv");

@@ -27,7 +27,8 @@ class IoError : public Error {
   using Error::Error;
 };
 
-// A feature or PDE whose issue has not landed: said plainly, exit code 3, never a pretence.
+// A combination pdegen does not implement (e.g. tiles of a space-time problem): said plainly, exit
+// code 3, never a pretence.
 class NotImplemented : public UserError {
  public:
   using UserError::UserError;

@@ -121,13 +121,17 @@ void GraphNetwork::make_layer(Node& node, const PlanLayer& l, int ndim, Paramete
     case LayerOp::activation:
       node.activation = &node.set(std::make_unique<Activation>(l.activation));
       break;
-    case LayerOp::max_pool: {
+    case LayerOp::max_pool:
+    case LayerOp::avg_pool: {
       PoolConfig c;
       c.ndim = ndim;
       c.kernel = l.kernel;
       c.stride = l.stride;
       c.padding = l.padding;
-      node.set(std::make_unique<MaxPool>(c));
+      if (l.op == LayerOp::max_pool)
+        node.set(std::make_unique<MaxPool>(c));
+      else
+        node.set(std::make_unique<AvgPool>(c));
       break;
     }
     case LayerOp::upsample_nearest:

@@ -25,6 +25,8 @@ std::string_view PlanLayer::kind() const {
       return name_of(activation);
     case LayerOp::max_pool:
       return "max_pool";
+    case LayerOp::avg_pool:
+      return "avg_pool";
     case LayerOp::upsample_nearest:
       return "upsample_nearest";
     case LayerOp::concat:
@@ -122,7 +124,8 @@ std::vector<std::string> NetworkPlan::layer_table() const {
   for (size_t i = 0; i < layers.size(); ++i) {
     const auto& l = layers[i];
     std::string kind(l.kind());
-    if (l.op == LayerOp::conv || l.op == LayerOp::conv_transpose || l.op == LayerOp::max_pool)
+    if (l.op == LayerOp::conv || l.op == LayerOp::conv_transpose || l.op == LayerOp::max_pool ||
+        l.op == LayerOp::avg_pool)
       kind += fmt::format(" {}{}{}", l.kernel, l.stride > 1 ? fmt::format("/{}", l.stride) : "",
                           l.bias ? "+b" : "");
     rows.push_back(fmt::format("{:>3}  {:<14} {:<20} {:<18} {:<18} {:>10} {:>11.2f} {:>11.2f}", i, l.name,
@@ -208,8 +211,9 @@ int PlanBuilder::activation(std::string name, int level, int input, ActivationKi
   return static_cast<int>(plan_.layers.size()) - 1;
 }
 
-int PlanBuilder::max_pool(std::string name, int level, int input) {
-  PlanLayer& l = add(LayerOp::max_pool, std::move(name), level, {input});
+int PlanBuilder::pool(LayerOp op, std::string name, int level, int input) {
+  PDEGEN_CHECK(op == LayerOp::max_pool || op == LayerOp::avg_pool, "network layer '{}' is not a pool", name);
+  PlanLayer& l = add(op, std::move(name), level, {input});
   l.kernel = 2;
   l.stride = 2;
   l.out = scaled(l.in, 1, 2);

@@ -17,7 +17,7 @@
 
 namespace pdegen {
 
-enum class LayerOp { conv, conv_transpose, norm, activation, max_pool, upsample_nearest, concat };
+enum class LayerOp { conv, conv_transpose, norm, activation, max_pool, avg_pool, upsample_nearest, concat };
 
 struct PlanLayer {
   // In `inputs`: the network's input rather than a layer's output.
@@ -30,7 +30,7 @@ struct PlanLayer {
   // concat, which joins two or more along channels in this order.
   std::vector<int> inputs;
   Shape in, out;  // per sample: C, [D,] H, W; for a concat `in` is its last input's shape
-  // conv, conv_transpose, max_pool (same on every axis):
+  // conv, conv_transpose, max_pool, avg_pool (same on every axis):
   int kernel = 0, stride = 1, padding = 0;
   bool bias = false;
   NormKind norm = NormKind::none;                        // op == norm
@@ -102,7 +102,7 @@ class PlanBuilder {
   int conv_transpose(std::string name, int level, int input, int64_t out_channels, bool bias);
   int norm(std::string name, int level, int input, NormKind kind);
   int activation(std::string name, int level, int input, ActivationKind kind);
-  int max_pool(std::string name, int level, int input);  // 2^d windows, stride 2
+  int pool(LayerOp op, std::string name, int level, int input);  // max or avg over 2^d windows, stride 2
   int upsample_nearest(std::string name, int level, int input);
   // Joins `inputs` (two or more, equal spatial extents) along channels, in this order.
   int concat(std::string name, int level, std::vector<int> inputs);

@@ -39,6 +39,7 @@ ReceptiveField receptive_field(const NetworkPlan& plan) {
     switch (l.op) {
       case LayerOp::conv:
       case LayerOp::max_pool:
+      case LayerOp::avg_pool:
         field[i] = strided(in, l.kernel, l.stride, l.padding);
         break;
       case LayerOp::conv_transpose:

@@ -71,9 +71,11 @@ NetworkPlan plan_unet(const NetworkConfig& net, const Shape& input, int64_t out_
   for (int i = 0; i < net.depth; ++i) {
     if (i > 0) {
       const std::string name = fmt::format("down{}", i - 1);
-      h = net.downsample == DownsampleKind::maxpool
-              ? b.max_pool(name, i, h)
-              : b.conv(name, i, h, channels[static_cast<size_t>(i - 1)], 2, 2, bias);
+      if (net.downsample == DownsampleKind::strided_conv)
+        h = b.conv(name, i, h, channels[static_cast<size_t>(i - 1)], 2, 2, bias);
+      else
+        h = b.pool(net.downsample == DownsampleKind::maxpool ? LayerOp::max_pool : LayerOp::avg_pool, name, i,
+                   h);
     }
     h = conv_block(b, net, fmt::format("enc{}", i), i, h, channels[static_cast<size_t>(i)]);
     skips[static_cast<size_t>(i)] = h;

@@ -1,7 +1,7 @@
 // The process group a run trains on. Everything the trainer sums over ranks (loss, metrics,
 // gradients, stop flags) goes through here, so one rank or many give the same numbers: the losses
 // and gradients are SUMS divided by the global batch, never averages over ranks.
-// The gradient reducer (reducer.hpp) works on its own duplicate, so that its communication thread
+// The gradient reducer (mpi_reducer.hpp) works on its own duplicate, so that its communication thread
 // never shares a communicator with the compute thread's collectives (batch-norm sums, the loss).
 #pragma once
 

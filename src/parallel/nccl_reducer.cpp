@@ -226,7 +226,7 @@ void NcclReducer::State::enqueue_allreduce(float* data, int64_t n, const NcclCom
     over.allreduce_sum(data, n, stream);
     return;
   }
-  // The MPI Reducer's algorithm on equal shards of k: rank r owns [r k, (r + 1) k).
+  // The MpiReducer's algorithm on equal shards of k: rank r owns [r k, (r + 1) k).
   const bool bf16 = options.compression == Compression::bf16;
   const int64_t k = ceil_div(n, P), shard_bytes = k * static_cast<int64_t>(sizeof(uint16_t));
   nccl_wire::encode(data, n, wire, P * k, bf16, stream);
@@ -267,7 +267,7 @@ NcclReducer::NcclReducer(ParameterRegistry& params, const Communicator& comm, co
   State& s = *state_;
   PDEGEN_CHECK(params.finalized() && params.flat_grads().device() == Device::cuda,
                "the NCCL reducer needs a parameter registry finalized on the GPU (host gradients go to the "
-               "MPI Reducer: make_reducer picks it)");
+               "MpiReducer: make_reducer picks it)");
   s.schedule = make_bucket_schedule(params, options.bucket_mb, options.first_bucket_mb);
   verify_schedule(s.schedule, params, s.comm);
   s.groups = reduction_groups(s.comm, options);

@@ -1,5 +1,5 @@
 // The gradient reducer for a DEVICE gradient buffer (the registry finalized on Device::cuda): the
-// same schedule, forms and contract as the MPI Reducer (reducer.hpp), with NCCL on a communication
+// same schedule, forms and contract as the MpiReducer (mpi_reducer.hpp), with NCCL on a communication
 // stream of its own instead of MPI on a communication thread. No thread and no host wait:
 //
 //   grad_ready(id) fires on the host once the gradient's kernels are QUEUED on cuda::stream(). When
@@ -14,10 +14,10 @@
 //   hierarchical:  staged into a zero-padded buffer of node_size * ceil(n / node_size) elements:
 //                  ncclReduceScatter in the node, allreduce of the shard across nodes, ncclAllGather
 //                  in the node, copied back;
-//   compressed:    the MPI Reducer's algorithm: 16-bit encode (padded to P * ceil(n / P)), all-to-all
+//   compressed:    the MpiReducer's algorithm: 16-bit encode (padded to P * ceil(n / P)), all-to-all
 //                  of the shards with ncclSend/ncclRecv in one group, an fp32 sum of the P shards in
 //                  rank order rounded to 16 bits, ncclAllGather of the sums, decode. Bitwise the
-//                  MPI Reducer's result. In hierarchical mode the cross-node step is the compressed one.
+//                  MpiReducer's result. In hierarchical mode the cross-node step is the compressed one.
 //
 // Each bucket is its own NCCL group: the buckets that are ready at one moment differ between ranks,
 // and NCCL plans a group as a whole (algorithm, protocol and channels from the group's total size),
@@ -31,7 +31,7 @@
 #include <memory>
 #include <string>
 
-#include "parallel/reducer.hpp"
+#include "parallel/gradient_reducer.hpp"
 
 namespace pdegen {
 

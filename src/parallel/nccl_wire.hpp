@@ -1,5 +1,5 @@
 // Device kernels of the NcclReducer's 16-bit wire format (fp16 or bf16 bits, fp32 sums): the same
-// arithmetic as the MPI Reducer's host loops (reducer.cpp), through the same shared conversions
+// arithmetic as the MpiReducer's host loops (mpi_reducer.cpp), through the same shared conversions
 // (core/dtype.hpp), so both reducers round identically. All run on the given stream. CUDA builds
 // only (included by nccl_reducer.cpp under PDEGEN_HAVE_CUDA and by nccl_wire.cu).
 #pragma once

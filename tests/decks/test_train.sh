@@ -6,12 +6,13 @@
 set -u
 PDEGEN="${PDEGEN:-build/cpu/pdegen}"
 deck=tests/decks/tiny.yaml
+here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-passed=0 failed=0
-pass() { echo "PASS: $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL: $1${2:+ ($2)}"; failed=$((failed + 1)); }
-check() { if eval "$2"; then pass "$1"; else fail "$1" "$2"; fi; }
+source "$here/../lib.sh"
+require_pdegen
+# types FILE KIND: every field of a JSON output parsed and its type checked (check_json_types.py).
+types() { /usr/bin/python3 "$here/check_json_types.py" "$2" "$1"; }
 json() { /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
 "$PDEGEN" train "$deck" output.dir="$work/full" >"$work/full.log" 2>&1
@@ -21,6 +22,7 @@ for f in summary.json history.csv deck.resolved.yaml pdegen.log fields.h5 fields
 done
 check "no temporary file is left behind" "[ -z \"\$(find '$work/full' -name '*.tmp')\" ]"
 check "summary says completed after 6 steps" "[ \"\$(json '$work/full/summary.json' 'd[\"status\"], d[\"steps\"]')\" = \"('completed', 6)\" ]"
+check "summary.json parses and every field has its type" "types '$work/full/summary.json' summary"
 check "summary has rel_l2 mean and max" "json '$work/full/summary.json' 'd[\"eval\"][\"rel_l2_mean\"] > 0 and d[\"eval\"][\"rel_l2_max\"] >= d[\"eval\"][\"rel_l2_mean\"]' | grep -q True"
 check "history has one row per step" "[ \$(wc -l < '$work/full/history.csv') -eq 7 ]"
 check "the progress line reports loss, lr, rel_l2, samples/s, GFLOP/s and ETA" \
@@ -96,6 +98,8 @@ fi
 
 "$PDEGEN" predict "$deck" output.dir="$work/predict" --checkpoint "$work/full/checkpoints/step_00000006.h5" >"$work/predict.log" 2>&1
 check "predict exits 0 and writes predict.h5/.xdmf/.json" "[ $? -eq 0 ] && [ -s '$work/predict/predict.h5' ] && [ -s '$work/predict/predict.xdmf' ]"
+check "predict.json parses, every field has its type, rel_l2 is an array of 4 numbers" \
+  "types '$work/predict/predict.json' predict && json '$work/predict/predict.json' 'len(d[\"rel_l2\"])' | grep -qx 4"
 check "predict reports finite rel_l2 for every sample" "json '$work/predict/predict.json' 'd[\"rel_l2_mean\"] > 0' | grep -q True"
 check "predict.json times the network apart from the reference solves, in the deck's precision" \
   "json '$work/predict/predict.json' '0 < d[\"network_seconds\"] <= d[\"seconds\"] and d[\"precision\"] == \"fp32\"' | grep -q True"
@@ -108,6 +112,8 @@ check "predict refuses a checkpoint of another network, naming it" "[ $? -eq 2 ]
 
 "$PDEGEN" solve "$deck" output.dir="$work/solve" >"$work/solve.log" 2>&1
 check "solve exits 0 and writes reference.h5/.xdmf" "[ $? -eq 0 ] && [ -s '$work/solve/reference.h5' ] && [ -s '$work/solve/reference.xdmf' ]"
+check "solve.json parses and every field has its type" "types '$work/solve/solve.json' solve"
+check "solve names the grid it solved on" "grep -q 'reference solutions of poisson2d on the 16x16 grid' '$work/solve.log'"
 
 # SIGTERM during a long run: a clean stop after the current step, with a checkpoint.
 "$PDEGEN" train "$deck" output.dir="$work/term" training.steps=100000 evaluation.every=0 >"$work/term.log" 2>&1 &
@@ -150,5 +156,4 @@ check "... leaving parameters and optimizer state untouched (steps 1 and 3 hold 
 "$PDEGEN" train "$deck" output.dir="$work/ls_lbfgs" loss_scaling.enabled=true optimizer.type=lbfgs >"$work/ls_lbfgs.log" 2>&1
 check "loss scaling with L-BFGS is refused with a reason" "[ $? -eq 2 ] && grep -q 'line search' '$work/ls_lbfgs.log'"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -56,6 +56,7 @@ d="$root/input_decks/burgers1d_128.yaml"
 if mpi_run solve 2 solve "$d" "${small[@]}" output.dir="$work/solve"; then
   check "solve writes reference.h5 with 3 samples of 16 x 16" \
     "h5ls '$work/solve/reference.h5/fields/u_ref' | grep -q '{3, 16, 16}'"
+  check "solve names the space-time grid it solved on" "grep -q 'reference solutions of burgers1d on the 16x16 grid' '$work/solve.log'"
 fi
 if mpi_run predict 1 predict "$d" "${small[@]}" output.dir="$work/predict" \
   --checkpoint "$work/burgers1d_128-p1/checkpoints/step_00000006.h5"; then

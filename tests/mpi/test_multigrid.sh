@@ -53,6 +53,8 @@ full="$work/v-reset"
 check "the progress line names the level and its grid" "grep -q 'step 10/20 | level 0 (4x4)' '$work/v-reset.log'"
 check "history.csv's level column follows the cycle 2 1 0 1 2" \
   "[ \"\$(cut -d, -f10 '$full/history.csv' | tail -n +2 | uniq | tr '\n' ' ')\" = '2 1 0 1 2 ' ]"
+check "summary.json of a multigrid run parses and every field has its type" \
+  "$PYTHON '$root/tests/decks/check_json_types.py' summary '$full/summary.json'"
 check "summary.json: the error at every level and the five visits" "$PYTHON - '$full/summary.json' <<'PY'
 import json, math, sys
 s = json.load(open(sys.argv[1]))
@@ -130,7 +132,7 @@ fi
 
 "$PDEGEN" check "$deck" "${vcycle[@]}" >"$work/check.log" 2>&1
 check "check lists the cycle's visits and every level's cost" \
-  "grep -q 'visits (level): 2 1 0 1 2; 20 steps in all' '$work/check.log' && grep -q 'level 0 (4^2): 4 steps per visit, batch 4' '$work/check.log'"
+  "grep -q 'visits (level): 2 1 0 1 2; 20 steps in all' '$work/check.log' && grep -q 'level 0 (4x4): 4 steps per visit, batch 4' '$work/check.log'"
 
 # Bad level settings.
 refused() {  # refused NAME PATTERN overrides...: check exits 2 with PATTERN in its message

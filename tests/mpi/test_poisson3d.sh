@@ -56,6 +56,7 @@ done
 if mpi_run solve 2 solve "$deck" "${small[@]}" output.dir="$work/solve"; then
   check "solve writes reference.h5 with 3 samples of 16^3" \
     "h5ls '$work/solve/reference.h5/fields/u_ref' | grep -q '{3, 16, 16, 16}'"
+  check "solve names the 3D grid it solved on" "grep -q 'reference solutions of poisson3d on the 16x16x16 grid' '$work/solve.log'"
 fi
 if mpi_run predict 1 predict "$deck" "${small[@]}" output.dir="$work/predict" \
   --checkpoint "$work/p1/checkpoints/step_00000006.h5"; then

@@ -67,6 +67,8 @@ if mpi_run train2d 1 train "$deck" output.dir="$work/t2d"; then
       "! at_most '$d' 1e-5"
     check "2D, --halo 2: a warning names the measured error" \
       "grep -q 'warning.*--halo 2 is below the network.s receptive field (9 nodes.*max abs difference [0-9.e+-]*, relative L2' '$work/short2d.log'"
+    check "2D, --halo 2: predict.json parses and every field has its type" \
+      "'$PYTHON' '$root/tests/decks/check_json_types.py' predict '$work/s2d/predict.json'"
     check "2D, --halo 2: predict.json has the measured error" \
       "grep -Eq '\"halo_error_max_abs\": [0-9.]*[1-9]' '$work/s2d/predict.json' && grep -q halo_error_rel_l2 '$work/s2d/predict.json'"
   fi

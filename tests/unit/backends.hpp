@@ -1,7 +1,7 @@
 // Backend parameterisation of the unit tests: the same test body runs on every device this binary
 // and machine can use. The CPU always; the GPU where the CUDA backend is built and a device is
-// present, otherwise the first call says why the GPU half is skipped (a doctest MESSAGE, shown in
-// the test output), so a green run without a GPU never looks like a tested GPU.
+// present, otherwise each call records why the GPU half is skipped (skip_reason: a case left with
+// nothing to check is reported skipped), so a green run without a GPU never looks like a tested GPU.
 //
 // Recipe: inputs are made on the host (testing.hpp), moved with .to(device), and the results moved
 // back and checked against the same fp64 references. GPU activations are plain, so a layout the test
@@ -26,12 +26,8 @@ inline std::vector<pdegen::Device> test_devices() {
     std::string reason;
     return cuda::available(&reason) ? std::string() : reason;
   }();
-  static bool told = false;
-  if (!skipped.empty() && !told) {
-    told = true;
-    MESSAGE("cuda: skipped (" << skipped << ")");
-  }
   if (skipped.empty()) return {Device::cpu, Device::cuda};
+  skip_reason("cuda: " + skipped);
   return {Device::cpu};
 }
 

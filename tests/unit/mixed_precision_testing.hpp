@@ -58,11 +58,8 @@ void for_each_reduced_precision_backend(F&& body) {
     }
     gpu = true;
   }
-  if (!gpu) MESSAGE("fp16/bf16 on the GPU: skipped (no cuda device under test)");
-  if (!cpu::has_fast_bf16()) {
-    MESSAGE("bf16 on the CPU: skipped (this CPU has neither AVX512-BF16 nor AMX)");
-    return;
-  }
+  if (!gpu) skip_reason("fp16/bf16 on the GPU: no cuda device under test");
+  if (!cpu::has_fast_bf16()) return skip_reason("bf16 on the CPU: this CPU has neither AVX512-BF16 nor AMX");
   CAPTURE("cpu bf16");
   body(Device::cpu, half_types[1]);
 }

@@ -264,10 +264,8 @@ TEST_CASE(
 }
 
 TEST_CASE("conv on the CPU with cpu.conv_algorithm auto differs from direct by rounding only") {
-  if (cpu::preferred_channel_block() < 16) {
-    MESSAGE("skipped: oneDNN's Winograd kernels need AVX-512, which this CPU lacks");
-    return;
-  }
+  if (cpu::preferred_channel_block() < 16)
+    return skip_reason("oneDNN's Winograd kernels need AVX-512, which this CPU lacks");
   const ConvConfig c = config(2, 32, 32, 3, 1, 1);
   const Shape in{2, 32, 16, 16};
   const Vec x = random_vec(static_cast<size_t>(in.numel()), 3);

@@ -525,7 +525,7 @@ TEST_CASE("U-Net FLOPs at 256^2, depth 4, base 16 are 4.6 GFLOP forward and abou
         doctest::Approx(13.8e9).epsilon(0.02));
   CHECK(plan.flops_per_step ==
         doctest::Approx(4 * (plan.forward_flops_per_sample + plan.backward_flops_per_sample)).epsilon(1e-12));
-  // 73.6 GFLOP forward at 1024^2 (TARGETS.md): the count scales with the number of nodes.
+  // 73.6 GFLOP forward at 1024^2 (docs/performance.md): the count scales with the number of nodes.
   d.problem.resolution = 1024;
   CHECK(plan_unet(d).forward_flops_per_sample == doctest::Approx(73.6e9).epsilon(0.02));
 }
@@ -547,7 +547,7 @@ TEST_CASE("U-Net FLOPs and peak activation memory of a one-level network match a
 }
 
 TEST_CASE("U-Net layers chain, and every concat joins the encoder output of its level") {
-  for (auto down : {DownsampleKind::maxpool, DownsampleKind::strided_conv}) {
+  for (auto down : {DownsampleKind::maxpool, DownsampleKind::avgpool, DownsampleKind::strided_conv}) {
     for (auto up : {UpsampleKind::transposed_conv, UpsampleKind::resize_conv}) {
       for (const Shape& input : {Shape{1, 32, 16}, Shape{1, 16, 8, 8}}) {
         NetworkConfig net;

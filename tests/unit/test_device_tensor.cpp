@@ -163,7 +163,7 @@ TEST_CASE("to_dtype on the GPU converts between fp64, fp32, fp16 and bf16 as the
           CHECK(same_elements(got.to(Device::cpu), want));
         }
   }
-  if (!ran) MESSAGE("to_dtype on the GPU: skipped (no cuda device under test)");
+  if (!ran) skip_reason("to_dtype on the GPU: no cuda device under test");
 }
 
 TEST_CASE("a binary without CUDA refuses Device::cuda with a clear error instead of using the host") {

@@ -3,7 +3,7 @@
 // where every rank checks the sums over all ranks. Gradients hold small integers times 2^-4, whose
 // fp32 sums are exact in any order: so every bucket size, overlap on or off and the hierarchical
 // path must give EXACTLY the same numbers, whatever algorithm MPI picks for each message size.
-// The reducer cases run on every device of reducer_devices(): the MPI Reducer on host gradients,
+// The reducer cases run on every device of reducer_devices(): the MpiReducer on host gradients,
 // the NcclReducer on GPU gradients (filled on the host, copied in, reduced, copied back), with the
 // same checks; the GPU half is skipped with the reason where NCCL cannot run this job's layout.
 #include <algorithm>
@@ -17,9 +17,9 @@
 #include "mpi_session.hpp"
 #include "parallel/bucket_schedule.hpp"
 #include "parallel/consistency.hpp"
+#include "parallel/mpi_reducer.hpp"
 #include "parallel/nccl_communicator.hpp"
 #include "parallel/nccl_reducer.hpp"
-#include "parallel/reducer.hpp"
 #include "testing.hpp"
 
 using namespace pdegen;
@@ -33,8 +33,9 @@ const Communicator& world() {
 
 // The devices the reducer cases run on: the CPU, and the GPU where this binary and machine have one
 // AND NCCL can run the job's layout (a GPU per rank). Collective on first use (every rank calls it
-// in the same test); the GPU half's skip reason is shown once.
+// in the same test); every call records why the GPU half is skipped.
 const std::vector<Device>& reducer_devices() {
+  static std::string nccl_unusable;
   static const std::vector<Device> devices = [] {
     std::vector<Device> d = testing::test_devices();
     const int node_rank = world().node_local().rank();  // collective: before any rank-dependent branch
@@ -43,11 +44,13 @@ const std::vector<Device>& reducer_devices() {
     std::string reason;
     const bool usable = nccl_usable(world(), &reason);  // collective in CUDA builds
     if (gpu && !usable) {
-      MESSAGE("cuda: NCCL reducer cases skipped (" << reason << ")");
       d = {Device::cpu};
+      nccl_unusable = "cuda: NCCL reducer cases (" + reason + ")";
     }
     return d;
   }();
+  testing::test_devices();  // records the GPU's skip reason for this case, if any
+  if (!nccl_unusable.empty()) testing::skip_reason(nccl_unusable);
   return devices;
 }
 
@@ -208,7 +211,8 @@ TEST_CASE("reducer: the same exact sums for every bucket size, with and without 
 
 TEST_CASE("reducer: buckets launch during backward, before finish()") {
   const Communicator& comm = world();
-  if (comm.size() == 1) return;  // nothing is communicated on one rank
+  if (comm.size() == 1)
+    return testing::skip_reason("nothing is communicated on one rank (mpi_reducer_np2-4 run it)");
   ParameterRegistry reg;
   add_parameters(reg, 10);
   ParallelConfig options;
@@ -218,7 +222,7 @@ TEST_CASE("reducer: buckets launch during backward, before finish()") {
   Timeline timeline;
   timeline.start_clock();
   timeline.set_active(true);
-  Reducer reducer(reg, comm, options, &timeline);
+  MpiReducer reducer(reg, comm, options, &timeline);
   REQUIRE(reducer.schedule().buckets.size() >= 2);
   reg.zero_grads();
   reducer.begin_backward(true);
@@ -326,7 +330,7 @@ TEST_CASE("reducer: a rank whose backward reports nothing still takes part") {
 
 TEST_CASE("reducer: hierarchical reduction (simulated nodes) gives the exact sums") {
   const Communicator& comm = world();
-  if (comm.size() < 2) return;
+  if (comm.size() < 2) return testing::skip_reason("needs 2 or more ranks (mpi_reducer_np2-4 run it)");
   // Two ranks per "node": 2 ranks = one node, 3 = uneven (auto falls back to flat, on refuses), 4 = two
   // nodes.
   const std::vector<Device> devices = reducer_devices();  // before the simulated nodes are set
@@ -446,7 +450,7 @@ TEST_CASE("reducer: ranks with different networks stop with an error naming the 
   }
 }
 
-TEST_CASE("make_reducer: the MPI Reducer for host gradients, the NCCL reducer for GPU gradients") {
+TEST_CASE("make_reducer: the MpiReducer for host gradients, the NCCL reducer for GPU gradients") {
   const Communicator& comm = world();
   for (Device device : reducer_devices()) {
     CAPTURE(device_name(device));
@@ -454,7 +458,7 @@ TEST_CASE("make_reducer: the MPI Reducer for host gradients, the NCCL reducer fo
     add_parameters(reg, 1, device);
     const auto reducer = make_reducer(reg, comm, small_buckets());
     if (device == Device::cpu) {
-      CHECK(dynamic_cast<Reducer*>(reducer.get()) != nullptr);
+      CHECK(dynamic_cast<MpiReducer*>(reducer.get()) != nullptr);
       CHECK(reducer->describe().find("NCCL") == std::string::npos);
     } else {
       CHECK(dynamic_cast<NcclReducer*>(reducer.get()) != nullptr);
@@ -477,7 +481,7 @@ TEST_CASE("make_reducer: the MPI Reducer for host gradients, the NCCL reducer fo
 
 TEST_CASE("NCCL communicator: sums, equal-shard collectives, point to point and the host allreduce") {
   const std::vector<Device> devices = reducer_devices();
-  if (std::find(devices.begin(), devices.end(), Device::cuda) == devices.end()) return;  // reason shown
+  if (std::find(devices.begin(), devices.end(), Device::cuda) == devices.end()) return;  // reason recorded
 #ifdef PDEGEN_HAVE_CUDA
   const Communicator& comm = world();
   NcclCommunicator nccl(comm);
@@ -544,7 +548,7 @@ TEST_CASE("replica checksum: identical replicas pass, one changed bit on one ran
   Tensor swapped = t.clone();
   std::swap(swapped.data<float>()[3], swapped.data<float>()[700]);
   CHECK(state_checksum({&t}) != state_checksum({&swapped}));
-  if (comm.size() == 1) return;
+  if (comm.size() == 1) return testing::skip_reason("needs 2 or more ranks (mpi_reducer_np2-4 run it)");
   if (comm.rank() == comm.size() - 1) {
     uint32_t bits;
     std::memcpy(&bits, &t.data<float>()[517], 4);

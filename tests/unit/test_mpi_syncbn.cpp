@@ -220,7 +220,8 @@ TEST_CASE("synchronized batch norm matches the fp64 union-batch reference and it
 
 TEST_CASE("without the hook, ranks normalise with their own statistics (the comparison can fail)") {
   const Communicator comm = world();
-  if (comm.size() == 1) return;  // one rank's batch is the union batch
+  if (comm.size() == 1)
+    return testing::skip_reason("one rank's batch is the union batch (mpi_syncbn_np2-4 run it)");
   const SyncCase& cs = sync_cases[1];
   const UnionBatch u(cs.union_shape, 1000 + 10);
   const Share share = share_of(cs.union_shape[0], comm.rank(), comm.size());
@@ -234,7 +235,8 @@ TEST_CASE("without the hook, ranks normalise with their own statistics (the comp
 
 TEST_CASE("a rank with no samples still takes part: B = P - 1 equals batch norm on the whole batch") {
   const Communicator comm = world();
-  if (comm.size() == 1) return;  // one rank always holds the whole batch
+  if (comm.size() == 1)
+    return testing::skip_reason("one rank always holds the whole batch (mpi_syncbn_np2-4 run it)");
   CAPTURE(comm.size());
   CAPTURE(comm.rank());
   const int64_t B = comm.size() - 1;  // the last rank holds nothing

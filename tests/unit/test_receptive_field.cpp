@@ -43,6 +43,7 @@ TEST_CASE("the receptive field of U-Nets matches a brute-force probe") {
   for (const auto& [depth, convs, down, up] :
        {std::tuple{1, 2, DownsampleKind::maxpool, UpsampleKind::transposed_conv},
         std::tuple{3, 2, DownsampleKind::maxpool, UpsampleKind::transposed_conv},
+        std::tuple{2, 2, DownsampleKind::avgpool, UpsampleKind::resize_conv},
         std::tuple{3, 1, DownsampleKind::strided_conv, UpsampleKind::resize_conv}}) {
     CAPTURE(depth);
     CAPTURE(convs);

@@ -10,7 +10,7 @@
 #include "app/trainer.hpp"
 #include "mpi_session.hpp"
 #include "nn/network_factory.hpp"
-#include "parallel/reducer.hpp"
+#include "parallel/gradient_reducer.hpp"
 #include "testing.hpp"
 
 using namespace pdegen;

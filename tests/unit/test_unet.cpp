@@ -34,7 +34,8 @@ NetworkConfig tiny_network(NormKind norm, DownsampleKind down, UpsampleKind up, 
 std::vector<NetworkConfig> all_choices() {
   std::vector<NetworkConfig> out;
   for (NormKind norm : {NormKind::none, NormKind::batch, NormKind::instance})
-    for (DownsampleKind down : {DownsampleKind::maxpool, DownsampleKind::strided_conv})
+    for (DownsampleKind down :
+         {DownsampleKind::maxpool, DownsampleKind::avgpool, DownsampleKind::strided_conv})
       for (UpsampleKind up : {UpsampleKind::transposed_conv, UpsampleKind::resize_conv})
         out.push_back(tiny_network(norm, down, up));
   return out;

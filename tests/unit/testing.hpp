@@ -22,6 +22,11 @@ namespace pdegen::testing {
 
 using Vec = std::vector<double>;
 
+// Why (part of) the current test case cannot run on this machine. A case that then checks nothing
+// is reported as skipped with its reasons; test_main.cpp fails a binary whose case checks nothing
+// without one.
+void skip_reason(const std::string& reason);
+
 // Uniform on [lo, hi) from the counter-based RNG; `stream` keeps different arrays independent.
 inline Vec random_vec(size_t n, uint64_t stream, double lo = -1, double hi = 1) {
   Vec v(n);

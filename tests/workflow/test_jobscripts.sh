@@ -115,11 +115,23 @@ check "an output.dir override chooses the run directory" \
 # run the command once, serially. Slurm: 2 nodes; LSF: 2 compute nodes plus the launch node.
 fake="$work/fakebin"
 mkdir -p "$fake"
+# srun with a plugin MPICH cannot join (anything but pmi2) starts its tasks as separate processes in
+# a job step, as a real one does; with pmi2 it runs the command once.
 cat >"$fake/srun" <<'EOF'
 #!/bin/bash
-echo "srun $* | OMP_NUM_THREADS=$OMP_NUM_THREADS OMP_PLACES=$OMP_PLACES OMP_PROC_BIND=$OMP_PROC_BIND" >>"$FAKE_LOG"
-while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do shift; done
-OMP_NUM_THREADS=1 exec "$@"
+echo "srun $* | OMP_NUM_THREADS=$OMP_NUM_THREADS OMP_PLACES=$OMP_PLACES OMP_PROC_BIND=$OMP_PROC_BIND" >>"${FAKE_LOG:-/dev/null}"
+mpi=none ntasks=1
+while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do
+  case "$1" in --mpi=*) mpi="${1#--mpi=}" ;; --ntasks=*) ntasks="${1#--ntasks=}" ;; esac
+  shift
+done
+[ "$mpi" = pmi2 ] && OMP_NUM_THREADS=1 exec "$@"
+for i in $(seq "$ntasks"); do
+  SLURM_STEP_ID=0 SLURM_STEP_NUM_TASKS="$ntasks" SLURM_PROCID=$((i - 1)) OMP_NUM_THREADS=1 "$@" &
+done
+rc=0
+for i in $(seq "$ntasks"); do wait -n || rc=$?; done
+exit "$rc"
 EOF
 cat >"$fake/jsrun" <<'EOF'
 #!/bin/bash
@@ -146,18 +158,38 @@ cp "$jobs/slurm.sbatch" "$work/spooled_slurm_script"
 check "Slurm: a spooled copy of the script finds common.sh and completes" "[ $? -eq 0 ] && grep -q 'job 4242, slurm' '$dir/out.log'"
 check "Slurm: the run directory is named after the job (runs/fakejob)" "[ -s '$dir/runs/fakejob/summary.json' ]"
 check "Slurm: srun, one rank per socket, pinned to cores, threads = cores per socket" \
-  "grep -q -- \"^srun --nodes=2 --ntasks-per-node=$sockets --cpus-per-task=$((logical / sockets)) --cpu-bind=cores --kill-on-bad-exit=1 .*/pdegen train .* | OMP_NUM_THREADS=$((cores / sockets)) OMP_PLACES=cores OMP_PROC_BIND=close\" '$dir/launch.log'"
+  "grep -q -- \"^srun --mpi=pmi2 --nodes=2 --ntasks=$((2 * sockets)) --ntasks-per-node=$sockets --cpus-per-task=$((logical / sockets)) --cpu-bind=cores --kill-on-bad-exit=1 .*/pdegen train .* | OMP_NUM_THREADS=$((cores / sockets)) OMP_PLACES=cores OMP_PROC_BIND=close\" '$dir/launch.log'"
 (cd "$dir" && PATH="$fake:$PATH" FAKE_LOG="$dir/gpu.log" PDEGEN_DRY_RUN=1 SLURM_JOB_ID=4243 SLURM_JOB_NAME=gpujob \
   SLURM_JOB_NUM_NODES=3 SLURM_GPUS_ON_NODE=4 SLURM_ARRAY_JOB_ID=4240 SLURM_ARRAY_TASK_ID=7 \
   bash "$jobs/slurm.sbatch" "$deck" >"$dir/gpu.out" 2>&1)
 check "Slurm GPU nodes: one rank per GPU (4 per node, 3 nodes)" \
-  "[ $? -eq 0 ] && grep -q 'srun --nodes=3 --ntasks-per-node=4 ' '$dir/gpu.out'"
+  "[ $? -eq 0 ] && grep -q 'srun --mpi=pmi2 --nodes=3 --ntasks=12 --ntasks-per-node=4 ' '$dir/gpu.out'"
 check "Slurm array task: run directory <name>_<task>, job id <array>_<task>" \
   "grep -q 'gpujob_7 (job 4240_7, slurm), run directory runs/gpujob_7' '$dir/gpu.out'"
 (cd "$dir" && PATH="$fake:$PATH" PDEGEN_DRY_RUN=1 SLURM_JOB_ID=4244 SLURM_JOB_NAME=part SLURM_JOB_NUM_NODES=1 \
   SLURM_CPUS_ON_NODE=$((logical / cores)) bash "$jobs/slurm.sbatch" "$deck" >"$dir/part.out" 2>&1)
 check "Slurm with one core of a node: one thread, not the node's core count" \
   "[ $? -eq 0 ] && grep -q 'OMP_NUM_THREADS=1 ' '$dir/part.out' && grep -q -- '--cpus-per-task=1 ' '$dir/part.out'"
+(cd "$dir" && PATH="$fake:$PATH" PDEGEN_DRY_RUN=1 SLURM_JOB_ID=4245 SLURM_JOB_NAME=asked SLURM_JOB_NUM_NODES=2 \
+  SLURM_NTASKS=3 SLURM_MPI_TYPE=pmix bash "$jobs/slurm.sbatch" "$deck" >"$dir/asked.out" 2>&1)
+check "Slurm: sbatch -n 3 on 2 nodes gives 3 ranks (at most 2 per node); a SLURM_MPI_TYPE given is passed on" \
+  "[ $? -eq 0 ] && grep -q 'srun --mpi=pmix --nodes=2 --ntasks=3 --ntasks-per-node=2 ' '$dir/asked.out'"
+(cd "$dir" && PATH="$fake:$PATH" PDEGEN_DRY_RUN=1 SLURM_JOB_ID=4246 SLURM_JOB_NAME=pernode SLURM_JOB_NUM_NODES=2 \
+  SLURM_NTASKS=4 SLURM_NTASKS_PER_NODE='2(x2)' PDEGEN_SRUN_MPI=pmi2 bash "$jobs/slurm.sbatch" "$deck" >"$dir/pernode.out" 2>&1)
+check "Slurm: --ntasks-per-node=2 on 2 nodes gives 4 ranks; PDEGEN_SRUN_MPI chooses the plugin" \
+  "[ $? -eq 0 ] && grep -q 'srun --mpi=pmi2 --nodes=2 --ntasks=4 --ntasks-per-node=2 ' '$dir/pernode.out'"
+# The launch that failed under a real Slurm: srun --mpi=none starts 2 singletons. pdegen refuses in
+# each before touching the run directory, and the job says why.
+mkdir -p "$dir/runs/nompi/checkpoints"
+(cd "$dir" && PATH="$fake:$PATH" SLURM_JOB_ID=4247 SLURM_JOB_NAME=nompi SLURM_JOB_NUM_NODES=1 SLURM_NTASKS=2 \
+  SLURM_MPI_TYPE=none bash "$jobs/slurm.sbatch" "$deck" >"$dir/nompi.out" 2>&1)
+check "Slurm with --mpi=none: exit 2, pdegen names both counts and the plugin to use" \
+  "[ $? -eq 2 ] && grep -q 'the launcher started 2 processes (SLURM_STEP_NUM_TASKS=2) but MPI sees a world of 1' '$dir/nompi.out' && grep -q -- '--mpi=pmi2 for MPICH' '$dir/nompi.out'"
+check "... the job's last line quotes the refusal, not a pdegen.log that does not exist" \
+  "tail -n 1 '$dir/nompi.out' | grep -q 'pdegen refused to start (exit 2): .*the launcher started 2 processes'"
+check "... and pdegen wrote nothing in the run directory" \
+  "[ -z \"\$(ls '$dir/runs/nompi/checkpoints')\" ] && [ ! -e '$dir/runs/nompi/pdegen.log' ] && [ ! -e '$dir/runs/nompi/summary.json' ] && [ ! -e '$dir/runs/nompi/history.csv' ]"
+
 dir="$work/lsf"
 mkdir -p "$dir"
 printf 'batch3\n' >"$dir/hosts"

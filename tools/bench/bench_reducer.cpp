@@ -17,7 +17,7 @@
 
 #include "bench_common.hpp"
 #include "core/timer.hpp"
-#include "parallel/reducer.hpp"
+#include "parallel/mpi_reducer.hpp"
 
 using namespace pdegen;
 
@@ -91,7 +91,7 @@ void reducer_table(const Communicator& comm, int reps, double total_mb, double c
       options.bucket_mb = mb;
       options.first_bucket_mb = std::min(1.0, mb);
       options.overlap = overlap;
-      Reducer reducer(reg, comm, options);
+      MpiReducer reducer(reg, comm, options);
       auto step = [&] {
         reducer.begin_backward(true);
         for (ParameterRegistry::Id id : order) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time to accuracy (issue 5): trains poisson2d with several optimizers under one wall-time budget
+"""Time to accuracy per optimizer: trains poisson2d with several optimizers under one wall-time budget
 each and reports when each run first reaches target rel_l2 values on the held-out samples.
 
     /usr/bin/python3 tools/bench/convergence.py [--pdegen build/conv/pdegen]

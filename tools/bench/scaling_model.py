@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Weak scaling on paper: measured compute times from a pdegen timeline.json + an alpha-beta network model.
 
-Why: TARGETS.md asks for >= 0.93 weak-scaling efficiency of the 1024^2 U-Net at 27,600 GPUs (Summit:
+Why: the target is >= 0.93 weak-scaling efficiency of the 1024^2 U-Net at 27,600 GPUs (Summit:
 4600 nodes of 6 GPUs). No such machine is at hand, so the step is modelled: the compute timeline (forward,
 the backward's per-layer events, the moments at which each gradient is complete) is MEASURED, the
 gradient reduction is MODELLED, and efficiency(P) = t_step(1) / t_step(P) at the same per-GPU batch.

@@ -571,9 +571,9 @@ ACTIVATIONS = {"relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.01), "tanh"
 
 
 # The layer classes of each spatial dimension.
-LAYERS = {2: dict(conv=nn.Conv2d, conv_t=nn.ConvTranspose2d, pool=nn.MaxPool2d, batch=nn.BatchNorm2d,
+LAYERS = {2: dict(conv=nn.Conv2d, conv_t=nn.ConvTranspose2d, pool=nn.MaxPool2d, avgpool=nn.AvgPool2d, batch=nn.BatchNorm2d,
                   instance=nn.InstanceNorm2d),
-          3: dict(conv=nn.Conv3d, conv_t=nn.ConvTranspose3d, pool=nn.MaxPool3d, batch=nn.BatchNorm3d,
+          3: dict(conv=nn.Conv3d, conv_t=nn.ConvTranspose3d, pool=nn.MaxPool3d, avgpool=nn.AvgPool3d, batch=nn.BatchNorm3d,
                   instance=nn.InstanceNorm3d)}
 
 
@@ -606,8 +606,10 @@ class UNet(nn.Module):
         cin = in_channels
         for i in range(depth):
             if i > 0:
-                self.down.append(L["pool"](2) if net["downsample"] == "maxpool" else
-                                 L["conv"](ch[i - 1], ch[i - 1], 2, stride=2, bias=bias))
+                if net["downsample"] == "strided_conv":
+                    self.down.append(L["conv"](ch[i - 1], ch[i - 1], 2, stride=2, bias=bias))
+                else:
+                    self.down.append(L["pool" if net["downsample"] == "maxpool" else "avgpool"](2))
             self.enc.append(conv_block(net, cin, ch[i], dims))
             cin = ch[i]
         for i in range(depth - 2, -1, -1):

@@ -1,6 +1,6 @@
-// The gradient reducer (see reducer.hpp): per-bucket phase lists of non-blocking MPI collectives,
+// The MPI gradient reducer (see mpi_reducer.hpp): per-bucket phase lists of non-blocking MPI collectives,
 // driven either by the communication thread (overlap) or by finish() (blocking baseline).
-#include "parallel/reducer.hpp"
+#include "parallel/mpi_reducer.hpp"
 
 #include <fmt/format.h>
 
@@ -32,7 +32,7 @@ int as_int(int64_t n) {
 
 // One bucket's reduction: phases run in order, each a non-blocking collective started by `start`
 // and followed, once complete, by `finish` (unpacking, summing). Buffers are sized once at setup.
-struct Reducer::Work {
+struct MpiReducer::Work {
   struct Phase {
     std::function<MPI_Request()> start;
     std::function<void()> finish;
@@ -119,27 +119,8 @@ void add_allreduce(float* data, int64_t n, const Communicator& comm, Compression
 
 }  // namespace
 
-ReductionGroups reduction_groups(const Communicator& comm, const ParallelConfig& options) {
-  ReductionGroups groups;
-  const int P = comm.size();
-  if (P == 1 || options.hierarchical == Hierarchical::off) return groups;
-  groups.node = comm.node_local();
-  double sizes[2] = {static_cast<double>(groups.node.size()), -static_cast<double>(groups.node.size())};
-  comm.allreduce_max(sizes, 2);
-  const bool uniform = sizes[0] == -sizes[1];
-  if (options.hierarchical == Hierarchical::on && !uniform)
-    throw UserError(
-        fmt::format("parallel.hierarchical: on needs the same number of ranks on every node (found {} to "
-                    "{}); use auto or off",
-                    -sizes[1], sizes[0]));
-  groups.hierarchical = options.hierarchical == Hierarchical::on ||
-                        (uniform && groups.node.size() > 1 && groups.node.size() < P);
-  if (groups.hierarchical) groups.cross = comm.split(groups.node.rank(), comm.rank());
-  return groups;
-}
-
-Reducer::Reducer(ParameterRegistry& params, const Communicator& comm, const ParallelConfig& options,
-                 Timeline* timeline)
+MpiReducer::MpiReducer(ParameterRegistry& params, const Communicator& comm, const ParallelConfig& options,
+                       Timeline* timeline)
     : params_(params),
       comm_(comm.duplicate()),
       statistics_(comm.duplicate()),
@@ -206,7 +187,7 @@ Reducer::Reducer(ParameterRegistry& params, const Communicator& comm, const Para
     });
 }
 
-Reducer::~Reducer() {
+MpiReducer::~MpiReducer() {
   params_.set_grad_ready_hook(nullptr);
   {
     std::lock_guard lock(mutex_);
@@ -216,7 +197,7 @@ Reducer::~Reducer() {
   if (thread_.joinable()) thread_.join();
 }
 
-std::string Reducer::describe() const {
+std::string MpiReducer::describe() const {
   std::string mode = comm_.size() == 1 ? "1 rank, nothing to reduce"
                      : hierarchical_
                          ? fmt::format("hierarchical: {} nodes of {} ranks", cross_.size(), node_.size())
@@ -228,9 +209,9 @@ std::string Reducer::describe() const {
                                                                  : "bf16 (fp32 sums)");
 }
 
-void Reducer::begin_backward(bool communicate) {
+void MpiReducer::begin_backward(bool communicate) {
   std::lock_guard lock(mutex_);
-  PDEGEN_CHECK(!step_open_ || !communicate_, "Reducer::begin_backward during a step's reduction");
+  PDEGEN_CHECK(!step_open_ || !communicate_, "MpiReducer::begin_backward during a step's reduction");
   communicate_ = communicate && comm_.size() > 1;
   if (!communicate_) return;
   step_open_ = true;
@@ -243,13 +224,13 @@ void Reducer::begin_backward(bool communicate) {
   }
 }
 
-void Reducer::on_grad_ready(ParameterRegistry::Id id) {
+void MpiReducer::on_grad_ready(ParameterRegistry::Id id) {
   if (!communicate_) return;
   const int b = schedule_.bucket_of[static_cast<size_t>(id)];
   if (--pending_[static_cast<size_t>(b)] == 0) mark_ready(b);
 }
 
-void Reducer::mark_ready(int bucket) {
+void MpiReducer::mark_ready(int bucket) {
   {
     std::lock_guard lock(mutex_);
     ready_[static_cast<size_t>(bucket)] = 1;
@@ -257,7 +238,7 @@ void Reducer::mark_ready(int bucket) {
   cv_.notify_all();
 }
 
-void Reducer::complete(int bucket, double t0) {
+void MpiReducer::complete(int bucket, double t0) {
   if (timeline_ && timeline_->active()) {
     const double t1 = timeline_->now_us();
     const Bucket& b = schedule_.buckets[static_cast<size_t>(bucket)];
@@ -270,7 +251,7 @@ void Reducer::complete(int bucket, double t0) {
 // ones with MPI_Test. While backward runs, polls back off from 20 µs to 1 ms as long as nothing
 // progresses, so the thread does not take a core from backward (MPICH progresses only inside MPI
 // calls, so someone must poll); once finish() waits, the compute thread is idle and polling is tight.
-void Reducer::communication_loop() {
+void MpiReducer::communication_loop() {
   const int nb = static_cast<int>(schedule_.buckets.size());
   // MPI wants the collectives of a communicator started in the same order on every rank. One
   // collective per bucket, launched in schedule order, guarantees that with any number in flight;
@@ -334,7 +315,7 @@ void Reducer::communication_loop() {
   }
 }
 
-void Reducer::finish() {
+void MpiReducer::finish() {
   if (!communicate_) return;
   const int nb = static_cast<int>(schedule_.buckets.size());
   Timer waited;
@@ -372,6 +353,6 @@ void Reducer::finish() {
   draining_ = false;
 }
 
-void Reducer::allreduce_statistics(double* data, int count) { statistics_.allreduce_sum(data, count); }
+void MpiReducer::allreduce_statistics(double* data, int count) { statistics_.allreduce_sum(data, count); }
 
 }  // namespace pdegen

@@ -1,4 +1,4 @@
-// The gradient reducer (specification: shared/design/REDUCTION.md; design notes: docs/parallel.md).
+// The gradient reducer over MPI, for host gradient buffers (design notes: docs/parallel.md).
 //
 // Gradients become ready in backward order, which is the layout order of the registry's flat
 // gradient buffer; the static BucketSchedule cuts that buffer into contiguous buckets. Layers report
@@ -33,67 +33,20 @@
 #include "core/timeline.hpp"
 #include "parallel/bucket_schedule.hpp"
 #include "parallel/communicator.hpp"
+#include "parallel/gradient_reducer.hpp"
 
 namespace pdegen {
 
-// Running totals over the steps reduced so far.
-struct ReducerStats {
-  int64_t steps = 0;
-  double comm_seconds = 0;     // sum over buckets of launch-to-completion time
-  double exposed_seconds = 0;  // time the compute thread (NCCL: compute stream) waited for the reduction
-  // The part of the reduction time that backward did not hide: 0 = fully overlapped, 1 = blocking.
-  double exposed_fraction() const {
-    return comm_seconds > 0 ? std::min(1.0, exposed_seconds / comm_seconds) : 0;
-  }
-};
-
-// What the trainer needs of a gradient reducer, whichever buffer it reduces: the MPI Reducer below
-// (host gradient buffers, a communication thread) or the NcclReducer (nccl_reducer.hpp: device
-// gradient buffers, a communication stream ordered by events). Both keep the same contract.
-class GradientReducer {
+class MpiReducer final : public GradientReducer {
  public:
-  virtual ~GradientReducer() = default;
-  // Before each backward of a step; only the step's last micro-batch communicates.
-  virtual void begin_backward(bool communicate) = 0;
-  // After the step's last backward. The MPI Reducer returns when the host buffer holds the sums;
-  // the NcclReducer returns at once, having ordered the compute stream after the reduction.
-  virtual void finish() = 0;
-  virtual const BucketSchedule& schedule() const = 0;
-  virtual const ReducerStats& stats() const = 0;
-  virtual bool hierarchical() const = 0;
-  virtual std::string describe() const = 0;
-  // SUM over ranks of `count` host doubles, in place (synchronized batch norm's statistics), in the
-  // reducer's own collective order: MPI on a communicator of its own; NCCL on the reducer's
-  // communication stream, so no second NCCL communicator ever runs beside the gradient buckets.
-  // Called from the compute thread at the same points of the same network on every rank.
-  virtual void allreduce_statistics(double* data, int count) = 0;
-};
-
-// The communicators of the hierarchical form, decided from the node layout identically on every
-// rank (collective over `comm`): `node` holds this node's ranks, `cross` the ranks of the same
-// node-local rank on the other nodes. Throws UserError when hierarchical: on meets nodes of
-// different sizes. Shared by both reducers so that they pick the same form.
-struct ReductionGroups {
-  bool hierarchical = false;
-  Communicator node, cross;
-};
-ReductionGroups reduction_groups(const Communicator& comm, const ParallelConfig& options);
-
-// The reducer for `params`' gradient buffer: the MPI Reducer for a host buffer, the NcclReducer for
-// a device one (a CPU-only build has no device buffers: it throws if it ever sees one). Collective.
-std::unique_ptr<GradientReducer> make_reducer(ParameterRegistry& params, const Communicator& comm,
-                                              const ParallelConfig& options, Timeline* timeline = nullptr);
-
-class Reducer final : public GradientReducer {
- public:
-  // Builds and verifies the schedule (collective: every rank of `comm` must construct its Reducer
+  // Builds and verifies the schedule (collective: every rank of `comm` must construct its MpiReducer
   // with the same network and options) and installs the registry's grad_ready hook. `timeline`
   // (optional) receives one event per bucket reduction.
-  Reducer(ParameterRegistry& params, const Communicator& comm, const ParallelConfig& options,
-          Timeline* timeline = nullptr);
-  ~Reducer() override;
-  Reducer(const Reducer&) = delete;
-  Reducer& operator=(const Reducer&) = delete;
+  MpiReducer(ParameterRegistry& params, const Communicator& comm, const ParallelConfig& options,
+             Timeline* timeline = nullptr);
+  ~MpiReducer() override;
+  MpiReducer(const MpiReducer&) = delete;
+  MpiReducer& operator=(const MpiReducer&) = delete;
 
   // Before each backward of a step. Only the step's last micro-batch communicates; the earlier
   // ones only accumulate into the gradient buffer.
@@ -110,7 +63,7 @@ class Reducer final : public GradientReducer {
   void allreduce_statistics(double* data, int count) override;
 
  private:
-  struct Work;  // one bucket's reduction: its phases and buffers (reducer.cpp)
+  struct Work;  // one bucket's reduction: its phases and buffers (mpi_reducer.cpp)
 
   void on_grad_ready(ParameterRegistry::Id id);
   void mark_ready(int bucket);
