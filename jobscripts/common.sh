@@ -293,7 +293,8 @@ pdegen_requeue() {
 pdegen_launch_error() {
   local lines
   sleep 0.2  # tee may still be writing
-  lines="$(grep -m 3 -i -E 'error' "$1" 2>/dev/null | tr '\n' ' ')"
+  lines="$(grep -i -E 'error' "$1" 2>/dev/null | awk '!seen[$0]++' | head -n 3 | tr '\n' ' ')"
+  [ -n "$lines" ] || lines="$(grep -m 1 . "$1" 2>/dev/null)"
   echo "${lines:-nothing on stderr}"
 }
 

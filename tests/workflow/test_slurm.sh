@@ -6,7 +6,8 @@
 # summary.json ranks 2; with SLURM_MPI_TYPE=none forced, the job fails within seconds with pdegen's
 # mismatch message and pdegen writes nothing in the run directory; a job stopped by SIGTERM and
 # resubmitted under its name continues from its checkpoint; a tools/sweep job array runs every
-# point. Reported as skipped, with the reason, where Slurm cannot be installed or started.
+# point; a step srun cannot make ends with srun's error quoted. Reported as skipped, with the
+# reason, where Slurm cannot be installed or started.
 #   PDEGEN=build/cpu/pdegen bash tests/workflow/test_slurm.sh   (from the repository root, as root)
 set -u
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -21,9 +22,11 @@ unset SLURM_JOB_ID SLURM_JOB_NAME SLURM_ARRAY_TASK_ID SLURM_ARRAY_JOB_ID SLURM_N
 deck="$repo/tests/decks/tiny.yaml"
 work="$(mktemp -d)"
 pids=()
+started_munged=0
 stop_slurm() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  [ "$started_munged" = 0 ] || pkill -x munged
   rm -rf "$work"
 }
 trap stop_slurm EXIT
@@ -47,6 +50,7 @@ if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
   mkdir -p /run/munge /var/log/munge /var/lib/munge
   chown munge:munge /run/munge /var/log/munge /var/lib/munge /etc/munge/munge.key 2>/dev/null
   runuser -u munge -- /usr/sbin/munged >"$work/munged.log" 2>&1 || /usr/sbin/munged --force >>"$work/munged.log" 2>&1
+  started_munged=1
   sleep 1
   munge -n 2>/dev/null | unmunge >/dev/null 2>&1 || skip "munged does not start here: $(tail -n 1 "$work/munged.log")"
 fi
@@ -151,11 +155,18 @@ check "... and the job's last line says why (not a missing pdegen.log)" \
 check "... and pdegen wrote nothing in the run directory" \
   "[ ! -e '$work/runs/nompi/pdegen.log' ] && [ ! -e '$work/runs/nompi/summary.json' ] && [ ! -e '$work/runs/nompi/history.csv' ] && [ -z \"\$(ls -A '$work/runs/nompi/checkpoints' 2>/dev/null)\" ]"
 
+# A step srun cannot make (more tasks than the node's CPUs): the job's last line quotes srun's error.
+cpus=$(echo "$node_line" | sed 's/.* CPUs=\([0-9]*\).*/\1/')
+jid=$(PDEGEN_RANKS_PER_NODE=$((2 * cpus)) submit toomany -- "$deck")
+wait_job "$jid" 60
+check "$((2 * cpus)) ranks on $cpus CPUs: the job fails, its last line quoting srun's own error" \
+  "[ '$(job_state "$jid")' = FAILED ] && tail -n 1 $work/toomany-$jid.out | grep -q 'the launch failed with exit code [0-9]* before pdegen wrote its log: .*srun: error'"
+
 # Stop and resubmit: SIGTERM mid-run (as the time limit's warning sends it), then the same job name.
 long=(problem.resolution=64 training.steps=300 training.checkpoint_every=1000 training.log_every=1)
 jid=$(submit chain -- "$deck" "${long[@]}")
 for _ in $(seq 240); do
-  [ "$(wc -l <"$work/runs/chain/history.csv" 2>/dev/null || echo 0)" -gt 20 ] && break
+  [ "$(wc -l 2>/dev/null <"$work/runs/chain/history.csv" || echo 0)" -gt 20 ] && break
   sleep 0.5
 done
 scancel --signal=TERM "$jid"
