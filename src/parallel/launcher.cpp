@@ -63,7 +63,8 @@ void check_launcher_matches_world(int world_size, const std::string& library, co
         "the launcher and the MPI library this binary is built with do not speak the same process-manager "
         "interface: launch it with that MPI's own launcher";
   throw UserError(fmt::format(
-      "error: the launcher started {} processes ({}={}) but MPI sees a world of {} ({}): each process would run "
+      "error: the launcher started {} processes ({}={}) but MPI sees a world of {} ({}): each process would "
+      "run "
       "as a separate {}-rank job and they would overwrite each other's files. Nothing was started. {}",
       tasks.count, tasks.variable, tasks.count, world_size, library, world_size, fix));
 }
