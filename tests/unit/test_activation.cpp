@@ -126,7 +126,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("only ReLU and LeakyReLU with alpha >= 0 may keep only the sign; others refuse") {
+TEST_CASE("only ReLU and LeakyReLU with alpha >= 0 may keep only the sign: others refuse") {
   CHECK(Activation(ActivationKind::relu).derivative_is_sign_only());
   CHECK(Activation(ActivationKind::leaky_relu, 0.1f).derivative_is_sign_only());
   CHECK_FALSE(Activation(ActivationKind::leaky_relu, -0.5f).derivative_is_sign_only());

@@ -368,7 +368,7 @@ TEST_CASE("the product's case with shocks (c = 3): bounds, and mass changes only
   }
 }
 
-TEST_CASE("time sampling: row 0 is b, steps land on the output times; invalid input throws") {
+TEST_CASE("time sampling: row 0 is b, steps land on the output times: invalid input throws") {
   const auto b = [](double x) { return 0.5 * (1 - std::cos(2 * pi * 3 * x)); };
   BurgersFvSettings s;
   s.viscosity = 0.01;

@@ -92,7 +92,7 @@ TEST_CASE("burgers1d defaults to the residual loss and resolves time_resolution 
 }
 
 TEST_CASE(
-    "burgers1d takes the least-squares loss when inviscid; energy and viscous least squares are refused") {
+    "burgers1d takes the least-squares loss when inviscid: energy and viscous least squares are refused") {
   const Deck d = parse_deck("problem: {pde: burgers1d, resolution: 64, loss: least_squares}", "deck.yaml");
   CHECK(d.problem.loss == LossKind::least_squares);
   CHECK(
@@ -163,7 +163,7 @@ TEST_CASE("a value of the wrong type is reported with its line and column") {
         "deck.yaml:4:10: error: 'network' is a section and expects a mapping of keys, got '4'");
 }
 
-TEST_CASE("numbers accept integers, signs and exponents; integers do not accept fractions") {
+TEST_CASE("numbers accept integers, signs and exponents: integers do not accept fractions") {
   const Deck d = parse_deck(
       with_minimal("optimizer:\n  lr: 1\n  weight_decay: +2.5e-2\ntraining:\n  seed: +7\n"), "deck.yaml");
   CHECK(d.optimizer.lr == 1.0);
@@ -311,7 +311,7 @@ TEST_CASE("device cuda is refused by a binary without the CUDA backend") {
 }
 #endif
 
-TEST_CASE("precision fp16 needs device cuda; bf16 is read on either device") {
+TEST_CASE("precision fp16 needs device cuda: bf16 is read on either device") {
   CHECK(error_of(with_minimal("precision: fp16\n")) ==
         "deck.yaml:4:12: error: 'precision' is 'fp16', which needs device: cuda (oneDNN has no fp16 "
         "convolutions on the CPU): use bf16 on the CPU");
@@ -659,7 +659,7 @@ TEST_CASE("optimizer phases are validated like the optimizer section, with their
                  "unknown key 'optimizer.after_steps'"));
 }
 
-TEST_CASE("lars, lamb and lbfgs read their own keys; eps means the trust-ratio term for lars") {
+TEST_CASE("lars, lamb and lbfgs read their own keys: eps means the trust-ratio term for lars") {
   const Deck lars = parse_deck(with_minimal("optimizer: {type: lars, eps: 1e-6}\n"), "deck.yaml");
   CHECK(lars.optimizer.lars.eps == 1e-6);
   CHECK(lars.optimizer.adam.eps == 1e-8);
@@ -681,7 +681,7 @@ TEST_CASE("lars, lamb and lbfgs read their own keys; eps means the trust-ratio t
   CHECK(lbfgs.optimizer.lbfgs.damping);
 }
 
-TEST_CASE("to_yaml writes the optimizer phases nested and the new optimizer keys; they read back the same") {
+TEST_CASE("to_yaml writes the optimizer phases nested and the new optimizer keys: they read back the same") {
   for (const std::string& text :
        {with_minimal(
             "optimizer:\n  type: adamw\n  lr: 1e-3\n  then:\n    after_steps: 100\n    type: lbfgs\n"

@@ -52,7 +52,7 @@ TEST_CASE("launcher_tasks: PMI first, then Open MPI, jsrun, and an srun step's t
 }
 
 TEST_CASE(
-    "a launcher whose count matches the world passes; a mismatch is refused with both counts and the fix") {
+    "a launcher whose count matches the world passes: a mismatch is refused with both counts and the fix") {
   CHECK(refusal(2, {{"SLURM_STEP_ID", "3"}, {"SLURM_STEP_NUM_TASKS", "2"}}).empty());
   CHECK(refusal(1, {}).empty());
   CHECK(refusal(4, {{"PMI_SIZE", "4"}}).empty());

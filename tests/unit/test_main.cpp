@@ -1,7 +1,9 @@
 // doctest's main for every unit-test binary, with a listener that keeps the pass count honest: a
 // test case that checked nothing is reported as skipped with the reasons it gave (skip_reason), in
 // a line ctest's SKIP_REGULAR_EXPRESSION matches ("case skipped:"); one that checked nothing and gave
-// no reason fails the binary, since a case that asserts nothing proves nothing.
+// no reason fails the binary, since a case that asserts nothing proves nothing. And a --test-case
+// filter that matches no case fails too: ctest runs each case by name, and a name the filter cannot
+// match (a ';' splits it into two ctest entries) would otherwise pass having run nothing.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
@@ -17,12 +19,14 @@ std::set<std::string>& case_skip_reasons() {
 }
 
 bool silent_case_seen = false;
+int cases_run = 0;
 
 struct SkipListener final : doctest::IReporter {
   explicit SkipListener(const doctest::ContextOptions&) {}
   void test_case_start(const doctest::TestCaseData& tc) override {
     name_ = tc.m_name;
     case_skip_reasons().clear();
+    ++cases_run;
   }
   void test_case_end(const doctest::CurrentTestCaseStats& st) override {
     if (st.numAssertsCurrentTest > 0 || st.failure_flags != 0) return;
@@ -61,5 +65,12 @@ int main(int argc, char** argv) {
   doctest::Context context(argc, argv);
   const int failed = context.run();
   if (context.shouldExit() || failed != 0) return failed;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (cases_run == 0 && (arg.rfind("--test-case=", 0) == 0 || arg.rfind("-tc=", 0) == 0)) {
+      std::printf("error: no test case matches %s\n", arg.c_str());
+      return 1;
+    }
+  }
   return silent_case_seen ? 1 : 0;
 }

@@ -74,7 +74,7 @@ TEST_CASE("the receptive field of U-Nets matches a brute-force probe") {
   }
 }
 
-TEST_CASE("instance norm makes the receptive field unbounded; batch norm in inference does not") {
+TEST_CASE("instance norm makes the receptive field unbounded: batch norm in inference does not") {
   NetworkConfig c;
   c.depth = 2;
   c.base_channels = 4;

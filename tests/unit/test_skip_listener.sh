@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The unit-test listener (tests/unit/test_main.cpp) on the cases of test_skip_listener.cpp: a silent
 # case fails its binary, a case with a reason prints "case skipped: <reason>" and exits 0, a case
-# that checked something passes without the skip line.
+# that checked something passes without the skip line; a filter that matches no case fails.
 #   bash tests/unit/test_skip_listener.sh build/cpu/test_skip_listener
 set -u
 bin="$1"
@@ -22,4 +22,8 @@ check "a case that checks something passes and is not reported skipped" \
 out=$("$bin" 2>&1)
 rc=$?
 check "a plain run of the binary runs none of them and passes" "[ $rc -eq 0 ]"
+out=$("$bin" --no-skip "--test-case=listener: a case that checks nothing" 2>&1)
+rc=$?
+check "a --test-case filter that matches no case (half a name) fails, naming it" \
+  "[ $rc -ne 0 ] && echo \"\$out\" | grep -q 'error: no test case matches --test-case=listener: a case that checks nothing'"
 finish

@@ -192,7 +192,7 @@ TEST_CASE("the box lift equals that box of the whole lift") {
   }
 }
 
-TEST_CASE("poisson2d 128^2 in tiles of 32 equals the whole domain; a short halo does not") {
+TEST_CASE("poisson2d 128^2 in tiles of 32 equals the whole domain: a short halo does not") {
   Setup s = make_setup(PdeKind::poisson2d, 128, 3, 2);
   check_tiled_equals_whole(s, 32, 3);
 }
@@ -202,7 +202,7 @@ TEST_CASE("poisson2d with batch norm (running statistics: node-wise) in tiles eq
   check_tiled_equals_whole(s, 32, 4);
 }
 
-TEST_CASE("poisson3d 32^3 in tiles of 16 equals the whole domain; a short halo does not") {
+TEST_CASE("poisson3d 32^3 in tiles of 16 equals the whole domain: a short halo does not") {
   Setup s = make_setup(PdeKind::poisson3d, 32, 2, 1);
   check_tiled_equals_whole(s, 16, 2);
 }

@@ -144,6 +144,11 @@ check "sbatch -n 2 ...: completes with summary.json ranks 2" \
   "[ '$(job_state "$jid")' = COMPLETED ] && [ \"\$(ranks_of dashn)\" = \"('completed', 2)\" ]"
 check "... every rank in one world (pdegen.log: training on 2 rank(s))" "grep -q 'training on 2 rank(s)' '$work/runs/dashn/pdegen.log'"
 
+# The wrong plugin, fresh and on the run directory of the completed 2-rank job continued to more
+# steps: every file pdegen keeps there stays byte for byte as it was (the job script's own records,
+# jobs.log and check.out, note the attempt).
+digest() { (cd "$work/runs/$1" && find . -type f ! -name jobs.log ! -name check.out | sort | xargs md5sum); }
+before="$(digest dashn)"
 start=$(date +%s)
 jid=$(SLURM_MPI_TYPE=none submit nompi -n 2 -- "$deck")
 wait_job "$jid" 60
@@ -154,6 +159,10 @@ check "... and the job's last line says why (not a missing pdegen.log)" \
   "tail -n 1 $work/nompi-$jid.out | grep -q 'pdegen refused to start (exit 2)'"
 check "... and pdegen wrote nothing in the run directory" \
   "[ ! -e '$work/runs/nompi/pdegen.log' ] && [ ! -e '$work/runs/nompi/summary.json' ] && [ ! -e '$work/runs/nompi/history.csv' ] && [ -z \"\$(ls -A '$work/runs/nompi/checkpoints' 2>/dev/null)\" ]"
+jid=$(SLURM_MPI_TYPE=none submit dashn -n 2 -- "$deck" training.steps=12)
+wait_job "$jid" 60
+check "the wrong plugin on a run directory with a completed run: refused, and not one of its files changed" \
+  "[ '$(job_state "$jid")' = FAILED ] && grep -q 'the launcher started 2 processes' $work/dashn-$jid.out && [ \"\$(digest dashn)\" = '$before' ] && [ -n '$before' ]"
 
 # A step srun cannot make (more tasks than the node's CPUs): the job's last line quotes srun's error.
 cpus=$(echo "$node_line" | sed 's/.* CPUs=\([0-9]*\).*/\1/')
