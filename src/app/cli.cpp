@@ -13,10 +13,11 @@ namespace pdegen::app {
 
 namespace {
 
-constexpr std::array<std::pair<Verb, std::string_view>, 4> verbs = {{
+constexpr std::array<std::pair<Verb, std::string_view>, 5> verbs = {{
     {Verb::train, "train"},
     {Verb::predict, "predict"},
     {Verb::solve, "solve"},
+    {Verb::dataset, "dataset"},
     {Verb::check, "check"},
 }};
 
@@ -99,14 +100,14 @@ bool read_positional(CliOptions& o, const std::vector<std::string>& positional) 
       std::vector<std::string> names;
       for (const auto& entry : verbs) names.emplace_back(entry.second);
       const auto near = config::nearest(word, names);
-      usage_error(fmt::format("unknown verb '{}'{}; the verbs are train, predict, solve and check", word,
-                              near ? fmt::format(" (did you mean '{}'?)", *near) : ""));
+      usage_error(fmt::format("unknown verb '{}'{}; the verbs are train, predict, solve, dataset and check",
+                              word, near ? fmt::format(" (did you mean '{}'?)", *near) : ""));
     }
   }
   if (o.help || o.version) return false;
 
   if (o.verb == Verb::none)
-    usage_error("missing verb: pdegen train|predict|solve|check DECK (see 'pdegen --help')");
+    usage_error("missing verb: pdegen train|predict|solve|dataset|check DECK (see 'pdegen --help')");
   const std::string_view verb = verb_name(o.verb);
   if (next >= positional.size())
     usage_error(fmt::format("pdegen {} needs a DECK, the input deck file ({})", verb, see_help(o.verb)));
@@ -137,6 +138,11 @@ void check_options_fit_verb(const CliOptions& o, bool tile_given, bool halo_give
   only_for(halo_given, "--halo", Verb::predict);
   only_for(o.tile_batch > 0, "--tile-batch", Verb::predict);
   only_for(o.no_reference, "--no-reference", Verb::predict);
+  only_for(o.samples > 0, "--samples", Verb::dataset);
+  only_for(o.shard_samples > 0, "--shard-samples", Verb::dataset);
+  only_for(o.first_index > 0, "--first-index", Verb::dataset);
+  if (o.verb == Verb::dataset && o.samples == 0)
+    usage_error("pdegen dataset needs --samples N, the number of samples to generate");
   if ((halo_given || o.tile_batch > 0) && o.tile == 0)
     usage_error(fmt::format("{} sets up tiled prediction and needs --tile N (N > 0)",
                             halo_given ? "--halo" : "--tile-batch"));
@@ -202,6 +208,12 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
     } else if (name == "--no-reference") {
       no_value();
       o.no_reference = true;
+    } else if (name == "--samples") {
+      o.samples = parse_count(name, value(), 1);
+    } else if (name == "--shard-samples") {
+      o.shard_samples = parse_count(name, value(), 1);
+    } else if (name == "--first-index") {
+      o.first_index = parse_count(name, value(), 0);
     } else {
       usage_error(fmt::format("unknown option '{}' ({})", name, see_help(o.verb)));
     }
@@ -223,9 +235,10 @@ usage: pdegen VERB DECK [key.path=value ...] [options]
        pdegen [VERB] --help
 
 verbs:
-  train     train a generator on the deck's PDE (poisson2d now; other PDEs exit 3)
+  train     train a generator on the deck's PDE with the physics loss
   predict   a trained generator (--checkpoint FILE) on new samples, against the reference
   solve     reference solutions of the evaluation samples from the classical solver
+  dataset   N samples with their classical solutions, as HDF5 shards for training from data
   check     validate the deck; print it resolved, with the network's size, FLOPs and memory
 
 overrides: key.path=value sets a deck key after the file is read; the value is YAML:
@@ -280,6 +293,22 @@ Computes the reference solutions of the deck's evaluation samples with the class
 (matrix-free CG + geometric multigrid to evaluation.solver_tolerance): writes
 output.dir/reference.h5 + .xdmf (coefficient, u_ref) and solve.json (iterations, time).
 
+  --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
+)";
+    case Verb::dataset:
+      return R"(usage: pdegen dataset DECK --samples N [--shard-samples N] [--first-index I] [key.path=value ...]
+
+Generates N samples of the deck's problem (problem.*, seeded by training.seed) with their classical
+solutions (evaluation.solver_tolerance), a range of global sample indices that training,
+evaluation and predict never use, and writes them to output.dir as dataset_00000.h5, ... (the
+fields-file layout: /fields/<input> and /fields/u_ref [n, grid...] fp32, one HDF5 chunk per sample,
+/sample_index, the deck; each shard's XDMF shows its first 16 samples) and dataset.json (shards,
+index ranges, times). Every rank solves and writes its share of each shard.
+
+  --samples N         samples in all (required)
+  --shard-samples N   samples per file (default: about 256 MiB of fields per file)
+  --first-index I     start at sample I of the dataset range (default 0): another slice of the
+                      same sequence, e.g. a held-out set
   --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
 )";
     case Verb::check:

@@ -11,7 +11,7 @@
 
 namespace pdegen::app {
 
-enum class Verb { none, train, predict, solve, check };
+enum class Verb { none, train, predict, solve, dataset, check };
 
 struct CliOptions {
   Verb verb = Verb::none;
@@ -30,6 +30,11 @@ struct CliOptions {
   int64_t halo = -1;
   int64_t tile_batch = 0;
   bool no_reference = false;
+  // dataset: --samples N (required), --shard-samples N (0: about 256 MiB of fields per file),
+  // --first-index I (the first sample, relative to the dataset range).
+  int64_t samples = 0;
+  int64_t shard_samples = 0;
+  int64_t first_index = 0;
 };
 
 // `args` without the program name. Throws UserError ("pdegen: error: ...", exit code 2) on an

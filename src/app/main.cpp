@@ -36,7 +36,8 @@ int run(const pdegen::app::CliOptions& options, int rank) {
     return 0;
   }
   // Before any file is touched or oneDNN primitive exists; check computes nothing.
-  if (options.verb == Verb::train || options.verb == Verb::predict || options.verb == Verb::solve) {
+  if (options.verb == Verb::train || options.verb == Verb::predict || options.verb == Verb::solve ||
+      options.verb == Verb::dataset) {
     int size = 1;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     pdegen::check_launcher_matches_world(size, pdegen::mpi_library_version(),
@@ -53,6 +54,8 @@ int run(const pdegen::app::CliOptions& options, int rank) {
       return pdegen::app::run_predict(options);
     case Verb::solve:
       return pdegen::app::run_solve(options);
+    case Verb::dataset:
+      return pdegen::app::run_dataset(options);
     case Verb::none:
       break;
   }

@@ -23,6 +23,8 @@ int run_check(const CliOptions& options, int rank);
 int run_train(const CliOptions& options);
 // pdegen solve: reference solutions of the evaluation samples.
 int run_solve(const CliOptions& options);
+// pdegen dataset: samples with their reference solutions, as HDF5 shards for training from data.
+int run_dataset(const CliOptions& options);
 // pdegen predict: a trained generator on new samples against the reference.
 int run_predict(const CliOptions& options);
 

@@ -98,7 +98,8 @@ void finish_on_root(const std::string& tmp, const std::string& path, const Field
   h5::write_string_attribute(file, "pdegen_version",
                              fmt::format("{} (git {})", build::version, build::git_hash));
   create_xdmf_views(file, names, samples, g);
-  const auto sample_index = h5::read_dataset_as<int64_t>(file, "/sample_index", H5T_NATIVE_INT64);
+  auto sample_index = h5::read_dataset_as<int64_t>(file, "/sample_index", H5T_NATIVE_INT64);
+  sample_index.resize(std::min(sample_index.size(), static_cast<size_t>(samples)));
   file.close();
 
   publish_file(tmp, path);

@@ -38,9 +38,9 @@ std::string space_problem(MPI_Comm comm, const std::string& path, uint64_t bytes
 // The XDMF next to `path` (its extension replaced by .xdmf).
 std::string xdmf_path_of(const std::string& path);
 
-// Rank 0, once the parallel file `tmp` (holding /fields/<name> [samples, grid...] and
-// /sample_index) is closed: the root attributes and XDMF views, then publishes it as `path` and
-// writes its XDMF. `grid`: nodes per axis, slowest first.
+// Rank 0, once the parallel file `tmp` (holding /fields/<name> [N, grid...] and /sample_index) is
+// closed: the root attributes and the XDMF views of the first `samples` samples, then publishes it
+// as `path` and writes its XDMF. `grid`: nodes per axis, slowest first.
 void finish_on_root(const std::string& tmp, const std::string& path, const FieldsMetadata& metadata,
                     const std::vector<std::string>& names, int64_t samples, const std::vector<hsize_t>& grid);
 

@@ -32,14 +32,15 @@ struct WriteHints {
 
 TiledFieldsWriter::TiledFieldsWriter(std::string path, FieldsMetadata metadata, MPI_Comm comm,
                                      std::vector<int64_t> grid, std::vector<std::string> names,
-                                     const std::vector<int64_t>& sample_index)
+                                     const std::vector<int64_t>& sample_index, FieldsLayout layout)
     : path_(std::move(path)),
       tmp_(temporary_path(path_)),
       metadata_(std::move(metadata)),
       comm_(comm),
       grid_(std::move(grid)),
       names_(std::move(names)),
-      samples_(static_cast<int64_t>(sample_index.size())) {
+      samples_(static_cast<int64_t>(sample_index.size())),
+      layout_(layout) {
   PDEGEN_CHECK(grid_.size() == 2 || grid_.size() == 3, "a fields file holds 2D or 3D grids, got {} axes",
                grid_.size());
   PDEGEN_CHECK(metadata_.origin.size() == grid_.size() && metadata_.spacing.size() == grid_.size(),
@@ -69,8 +70,14 @@ void TiledFieldsWriter::create(const std::vector<int64_t>& sample_index) {
   h5::PropertyList dcpl = fields::unfilled_dcpl();
   std::vector<hsize_t> dims{static_cast<hsize_t>(samples_)};
   for (int64_t n : grid_) dims.push_back(static_cast<hsize_t>(n));
+  h5::PropertyList field_dcpl = fields::unfilled_dcpl();
+  if (layout_.chunk_per_sample && samples_ > 0) {
+    std::vector<hsize_t> chunk = dims;
+    chunk[0] = 1;
+    H5_CHECK(H5Pset_chunk(field_dcpl, static_cast<int>(chunk.size()), chunk.data()));
+  }
   for (const std::string& name : names_)
-    datasets_.push_back(h5::create_dataset(file_, "/fields/" + name, H5T_IEEE_F32LE, dims, dcpl));
+    datasets_.push_back(h5::create_dataset(file_, "/fields/" + name, H5T_IEEE_F32LE, dims, field_dcpl));
   dxpl_ = h5::make_plist(H5P_DATASET_XFER);
   H5_CHECK(H5Pset_dxpl_mpio(dxpl_, H5FD_MPIO_INDEPENDENT));
   h5::Dataset index =
@@ -153,7 +160,8 @@ void TiledFieldsWriter::finish() {
     dxpl_.close();
     file_.close();
   };
-  auto publish = [&] { fields::finish_on_root(tmp_, path_, metadata_, names_, samples_, as_hsize(grid_)); };
+  const int64_t views = layout_.xdmf_samples < 0 ? samples_ : std::min(samples_, layout_.xdmf_samples);
+  auto publish = [&] { fields::finish_on_root(tmp_, path_, metadata_, names_, views, as_hsize(grid_)); };
   fields::write_then_finish(comm_, path_, tmp_, close, publish);
 }
 

@@ -22,13 +22,22 @@
 
 namespace pdegen {
 
+// How the datasets are stored: contiguous (a file read whole, or box by box) or one HDF5 chunk per
+// sample (a dataset read one sample at a time in any order); and for how many of the first samples
+// the XDMF describes views (-1: all; a dataset of thousands of samples keeps its XDMF small).
+struct FieldsLayout {
+  bool chunk_per_sample = false;
+  int64_t xdmf_samples = -1;
+};
+
 class TiledFieldsWriter {
  public:
   // Collective: creates `<path>.tmp` with one dataset per name of `sample_index.size()` samples on
   // `grid` (nodes per axis, slowest first), and the sample index (written by rank 0). Refuses (IoError,
   // before anything is written) a file the disk cannot hold.
   TiledFieldsWriter(std::string path, FieldsMetadata metadata, MPI_Comm comm, std::vector<int64_t> grid,
-                    std::vector<std::string> names, const std::vector<int64_t>& sample_index);
+                    std::vector<std::string> names, const std::vector<int64_t>& sample_index,
+                    FieldsLayout layout = {});
   // An unfinished file (an error on the way) is abandoned without the collective close, which the
   // other ranks might never reach; the error then ends the job.
   ~TiledFieldsWriter();
@@ -61,6 +70,7 @@ class TiledFieldsWriter {
   std::vector<int64_t> grid_;
   std::vector<std::string> names_;
   int64_t samples_ = 0;
+  FieldsLayout layout_;
   h5::File file_;
   std::vector<h5::Dataset> datasets_;  // one per name
   h5::PropertyList dxpl_;

@@ -18,9 +18,11 @@
 namespace pdegen {
 
 // Global sample indices: training sample p of step s is s * B + p; evaluation sample e is
-// eval_index_base + e, prediction sample e predict_index_base + e, so the sets never meet.
+// eval_index_base + e, prediction sample e predict_index_base + e, dataset sample e (pdegen dataset)
+// dataset_index_base + e, so the sets never meet.
 inline constexpr uint64_t eval_index_base = uint64_t{1} << 40;
 inline constexpr uint64_t predict_index_base = uint64_t{1} << 41;
+inline constexpr uint64_t dataset_index_base = uint64_t{1} << 42;
 
 // What a batch of reference solves did, for logs and summaries.
 struct ReferenceReport {

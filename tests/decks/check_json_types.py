@@ -3,7 +3,7 @@
 parser and exits 1 naming each field that is missing, of another type, or not listed here (a new
 field must be added, with its type, so scripts can rely on it).
 
-    /usr/bin/python3 tests/decks/check_json_types.py summary|predict|solve FILE
+    /usr/bin/python3 tests/decks/check_json_types.py summary|predict|solve|dataset FILE
 """
 import json
 import sys
@@ -33,6 +33,12 @@ SCHEMAS = {
         "rel_l2": ([NUM], OPT), "tiles": INT, "tile": INT, "halo": INT, "window": (STR, OPT),
         "tile_batch": (INT, OPT), "halo_error_max_abs": (NUM, OPT), "halo_error_rel_l2": (NUM, OPT),
         "peak_rss_mb": NUM, "network_seconds": NUM, "write_seconds": NUM, "seconds": NUM, "file": STR,
+    },
+    "dataset": {
+        "status": STR, "pde": STR, "samples": INT, "first_index": INT, "shard_samples": INT,
+        "input_field": STR, "solution_field": STR, "index_base": INT,
+        "shards": [{"file": STR, "first_index": INT, "samples": INT, "solve_seconds": NUM, "write_seconds": NUM}],
+        "seconds": NUM, "samples_per_second": NUM,
     },
     "solve": {
         "status": STR, "samples": INT, "resolution": INT, "tolerance": NUM, "max_iterations": INT,
