@@ -70,7 +70,7 @@ import sys, h5py
 with h5py.File(sys.argv[1], 'r') as f:
     assert f['fields/u_ref'].shape == (3, 8, 8, 8) and f['fields/u_ref'].chunks == (1, 8, 8, 8)
 EOF"
-mpi_run dburgers 2 dataset "$root/input_decks/burgers1d_128.yaml" problem.resolution=16 \
+mpi_run dburgers 2 dataset "$root/input_decks/burgers1d_128.yaml" problem.resolution=16 problem.time_resolution=16 \
   output.dir="$work/dburgers" --samples 3
 check "burgers1d: the initial condition and u_ref on the 16 x 16 space-time grid" \
   "py '$work/dburgers/dataset_00000.h5' <<'EOF'
