@@ -165,9 +165,6 @@ pdegen_srun_mpi() {
   fi
 }
 
-# Whether the job asked for a task count (sbatch -n N): Slurm exports SLURM_NTASKS then.
-pdegen_slurm_ntasks_asked() { [ -n "${SLURM_NTASKS:-}" ]; }
-
 pdegen_job_setup() {
   if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
     pdegen_usage "$(basename "$0")"

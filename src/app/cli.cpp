@@ -225,10 +225,11 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
   return o;
 }
 
-std::string help_text(Verb verb) {
-  switch (verb) {
-    case Verb::none:
-      return R"(pdegen: data-free neural PDE solvers (U-Net generators trained with a finite-element loss)
+namespace {
+
+// The help of each verb ('pdegen VERB --help'; none: 'pdegen --help').
+constexpr std::string_view none_help =
+    R"(pdegen: data-free neural PDE solvers (U-Net generators trained with a finite-element loss)
 
 usage: pdegen VERB DECK [key.path=value ...] [options]
        pdegen --version
@@ -254,8 +255,9 @@ exit codes: 0 success, 1 runtime failure, 2 usage or deck error, 3 not implement
 --tile for a problem that cannot sample a box of its grid), 4 training diverged (NaN/Inf loss), 128+N stopped by signal N
 deck keys, defaults and error messages: docs/deck.md
 )";
-    case Verb::train:
-      return R"(usage: pdegen train DECK [key.path=value ...] [--restart FILE] [options]
+
+constexpr std::string_view train_help =
+    R"(usage: pdegen train DECK [key.path=value ...] [--restart FILE] [options]
 
 Trains the deck's generator with the physics loss on every MPI rank of the job. Writes under
 output.dir: deck.resolved.yaml, pdegen.log, history.csv (one row per logged step), summary.json,
@@ -266,8 +268,9 @@ training.restart=latest (or --restart FILE) continues exactly where a checkpoint
   --restart FILE   continue from this checkpoint (the same as training.restart=FILE)
   --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
 )";
-    case Verb::predict:
-      return R"(usage: pdegen predict DECK --checkpoint FILE [key.path=value ...] [options]
+
+constexpr std::string_view predict_help =
+    R"(usage: pdegen predict DECK --checkpoint FILE [key.path=value ...] [options]
 
 Runs a trained generator on evaluation.samples new samples (a sample range that neither training
 nor evaluation uses) and compares it with the reference solver: writes output.dir/predict.h5 +
@@ -286,8 +289,8 @@ ranks and written to predict.h5 as they come.
   --no-reference      skip the reference solve and the error (for domains where it is too costly)
   --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
 )";
-    case Verb::solve:
-      return R"(usage: pdegen solve DECK [key.path=value ...] [options]
+
+constexpr std::string_view solve_help = R"(usage: pdegen solve DECK [key.path=value ...] [options]
 
 Computes the reference solutions of the deck's evaluation samples with the classical solver
 (matrix-free CG + geometric multigrid to evaluation.solver_tolerance): writes
@@ -295,8 +298,9 @@ output.dir/reference.h5 + .xdmf (coefficient, u_ref) and solve.json (iterations,
 
   --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
 )";
-    case Verb::dataset:
-      return R"(usage: pdegen dataset DECK --samples N [--shard-samples N] [--first-index I] [key.path=value ...]
+
+constexpr std::string_view dataset_help =
+    R"(usage: pdegen dataset DECK --samples N [--shard-samples N] [--first-index I] [key.path=value ...]
 
 Generates N samples of the deck's problem (problem.*, seeded by training.seed) with their classical
 solutions (evaluation.solver_tolerance), a range of global sample indices that training,
@@ -311,8 +315,8 @@ index ranges, times). Every rank solves and writes its share of each shard.
                       same sequence, e.g. a held-out set
   --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
 )";
-    case Verb::check:
-      return R"(usage: pdegen check DECK [key.path=value ...] [--verbose] [options]
+
+constexpr std::string_view check_help = R"(usage: pdegen check DECK [key.path=value ...] [--verbose] [options]
 
 Validates DECK with the overrides applied and prints the resolved deck: every key with its
 effective value, as YAML that pdegen reads back unchanged. Then, as YAML comments, the U-Net's
@@ -323,6 +327,23 @@ as "deck.yaml:LINE:COLUMN: error: ...".
   --verbose   also print the layer table
   --log-level LEVEL, --log-all-ranks   see 'pdegen --help'
 )";
+
+}  // namespace
+
+std::string help_text(Verb verb) {
+  switch (verb) {
+    case Verb::none:
+      return std::string(none_help);
+    case Verb::train:
+      return std::string(train_help);
+    case Verb::predict:
+      return std::string(predict_help);
+    case Verb::solve:
+      return std::string(solve_help);
+    case Verb::dataset:
+      return std::string(dataset_help);
+    case Verb::check:
+      return std::string(check_help);
   }
   return "";
 }

@@ -30,14 +30,6 @@ int64_t default_shard_samples(const Problem& problem, int64_t total) {
   return std::clamp<int64_t>((int64_t{256} << 20) / bytes, 1, total);
 }
 
-// Rows [0, n) of a plain host tensor's channel 0, one sample at a time: [1, 1, grid...] views.
-Tensor channel0_of_row(const Tensor& t, int64_t row) {
-  Shape s = t.shape();
-  s[0] = 1;
-  s[1] = 1;
-  return Tensor::view(t.slice_batch(row, row + 1).raw(), s, DType::f32, Device::cpu);
-}
-
 struct Shard {
   std::string file;
   uint64_t first_index = 0;
@@ -55,17 +47,14 @@ Shard write_shard(const Problem& problem, const ValidatedDeck& v, const std::str
   Timer write;
   std::vector<int64_t> index(static_cast<size_t>(count));
   std::iota(index.begin(), index.end(), static_cast<int64_t>(first_index));
-  std::vector<int64_t> grid;
-  const Shape s = problem.sample_shape();
-  for (int d = 1; d < s.rank(); ++d) grid.push_back(s[d]);
+  const std::vector<int64_t> grid = sample_grid(problem);
   const GridBox whole{std::vector<int64_t>(grid.size(), 0), grid};
-  FieldsMetadata meta{std::string(problem.name()), problem.origin(), problem.spacing(), to_yaml(v.deck)};
-  TiledFieldsWriter writer(file, meta, comm.comm(), grid, {problem.input_name(), "u_ref"}, index,
-                           FieldsLayout{true, xdmf_samples});
+  TiledFieldsWriter writer(file, fields_metadata(problem, to_yaml(v.deck)), comm.comm(), grid,
+                           {problem.input_name(), "u_ref"}, index, FieldsLayout{true, xdmf_samples});
   const Tensor input = to_channel_block(set.input, 1), reference = to_channel_block(set.reference, 1);
   for (int64_t r = 0; r < set.share.count(); ++r) {
-    writer.write_box(problem.input_name(), set.share.begin + r, whole, channel0_of_row(input, r));
-    writer.write_box("u_ref", set.share.begin + r, whole, channel0_of_row(reference, r));
+    writer.write_box(problem.input_name(), set.share.begin + r, whole, channel0_view(input, r));
+    writer.write_box("u_ref", set.share.begin + r, whole, channel0_view(reference, r));
   }
   writer.finish();
   shard.write_seconds = comm.max(write.seconds());

@@ -94,12 +94,32 @@ Tensor first_channel(const Tensor& t) {
 }
 }  // namespace
 
+std::vector<int64_t> sample_grid(const Problem& problem) {
+  std::vector<int64_t> grid;
+  const Shape s = problem.sample_shape();
+  for (int d = 1; d < s.rank(); ++d) grid.push_back(s[d]);
+  return grid;
+}
+
+FieldsMetadata fields_metadata(const Problem& problem, const std::string& deck_yaml) {
+  return {std::string(problem.name()), problem.origin(), problem.spacing(), deck_yaml};
+}
+
+Tensor channel0_view(const Tensor& t, int64_t row) {
+  PDEGEN_CHECK(t.device() == Device::cpu && t.is_plain() && t.dtype() == DType::f32,
+               "channel0_view takes a plain fp32 host tensor, got {}", t.describe());
+  Shape s = t.shape();
+  s[0] = 1;
+  s[1] = 1;
+  return Tensor::view(t.slice_batch(row, row + 1).raw(), s, DType::f32, Device::cpu);
+}
+
 std::string write_set_fields(const std::string& file, const Problem& problem, const SampleSet& set,
                              int64_t count, const Tensor* prediction, const std::string& deck_yaml,
                              const Communicator& comm) {
   const Share rows = first_share(set, count);
-  FieldsMetadata meta{std::string(problem.name()), problem.origin(), problem.spacing(), deck_yaml};
-  FieldsWriter writer(file, meta, comm.comm(), std::min(count, set.total), rows.begin, rows.end);
+  FieldsWriter writer(file, fields_metadata(problem, deck_yaml), comm.comm(), std::min(count, set.total),
+                      rows.begin, rows.end);
   const Tensor input = first_channel(first_rows(set, set.input, count)),
                ref = first_rows(set, set.reference, count);
   writer.add_field(problem.input_name(), input);

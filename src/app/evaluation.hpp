@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "app/model.hpp"
+#include "io/fields_file.hpp"
 #include "parallel/communicator.hpp"
 #include "physics/problem.hpp"
 
@@ -45,6 +46,13 @@ ErrorSummary summarize_error(const Problem& problem, const SampleSet& set, const
 // This rank's rows of `t` (a tensor of this rank's samples of the set) among the set's first
 // `count` samples: what a fields file of `count` samples takes from this rank.
 Tensor first_rows(const SampleSet& set, const Tensor& t, int64_t count);
+
+// What a fields file of the problem's samples needs: the grid (nodes per axis, slowest first), the
+// metadata, and channel 0 of one sample of an input (the field the file names; the others are
+// coordinates) as a [1, 1, grid...] view of a plain host tensor.
+std::vector<int64_t> sample_grid(const Problem& problem);
+FieldsMetadata fields_metadata(const Problem& problem, const std::string& deck_yaml);
+Tensor channel0_view(const Tensor& t, int64_t row);
 
 // Writes the first `count` samples of the set to `file` (and its XDMF) collectively: the input, then,
 // with `prediction` (this rank's first_rows of the predictions), the prediction and, when the set has

@@ -24,7 +24,7 @@
 
 namespace {
 
-int run(const pdegen::app::CliOptions& options, int rank) {
+int run(const pdegen::app::CliOptions& options, int rank, int size) {
   using pdegen::app::Verb;
   if (options.version) {
     const std::string text = pdegen::app::version_text();
@@ -38,8 +38,6 @@ int run(const pdegen::app::CliOptions& options, int rank) {
   // Before any file is touched or oneDNN primitive exists; check computes nothing.
   if (options.verb == Verb::train || options.verb == Verb::predict || options.verb == Verb::solve ||
       options.verb == Verb::dataset) {
-    int size = 1;
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
     pdegen::check_launcher_matches_world(size, pdegen::mpi_library_version(),
                                          [](const char* name) { return std::getenv(name); });
     pdegen::set_threads_per_rank(pdegen::Communicator());
@@ -111,7 +109,7 @@ int main(int argc, char** argv) {
           "the MPI library provides thread level {} < MPI_THREAD_MULTIPLE ({}): gradient reduction cannot "
           "overlap backward from a helper thread",
           provided, MPI_THREAD_MULTIPLE);
-    const int code = run(options, rank);
+    const int code = run(options, rank, size);
     spdlog::default_logger()->flush();
     // After a stop signal the launcher's exit status is racy when the ranks finalize (Hydra was seen
     // to report 0 or 128+sig); an abort reports 128+sig every time. Everything is written by now.

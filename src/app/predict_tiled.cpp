@@ -16,20 +16,6 @@ namespace pdegen::app {
 
 namespace {
 
-std::vector<int64_t> grid_of(const Problem& problem) {
-  std::vector<int64_t> grid;
-  const Shape s = problem.sample_shape();
-  for (int i = 1; i < s.rank(); ++i) grid.push_back(s[i]);
-  return grid;
-}
-
-// Channel 0 of a [1, c, box...] input (the field the file names), as a view.
-Tensor first_channel(const Tensor& t) {
-  Shape s = t.shape();
-  s[1] = 1;
-  return Tensor::view(t.raw(), s, DType::f32, Device::cpu);
-}
-
 void log_plan(const TiledPredictor& p, int64_t samples, int64_t batch, int ranks) {
   const TilePlan& plan = p.plan();
   spdlog::info(
@@ -54,7 +40,7 @@ ErrorSummary compare_with_reference(const PredictRun& run, TiledFieldsWriter& wr
   const SampleSet set = make_sample_set(problem, run.v.deck.training.seed, predict_index_base,
                                         run.v.deck.evaluation.samples, run.comm);
   writer.flush();
-  const std::vector<int64_t> grid = grid_of(problem);
+  const std::vector<int64_t> grid = sample_grid(problem);
   const GridBox whole{std::vector<int64_t>(grid.size(), 0), grid};
   Tensor pred = Tensor::empty(problem.batch_shape(set.share.count()));
   for (int64_t s = 0; s < set.share.count(); ++s) {
@@ -85,14 +71,13 @@ TiledOutcome predict_and_write(const CliOptions& options, const PredictRun& run,
   if (!options.no_reference) names.insert(names.end(), {"u_ref", "error"});
   TiledOutcome out;
   Timer create;
-  TiledFieldsWriter writer(
-      file, {std::string(problem.name()), problem.origin(), problem.spacing(), to_yaml(deck)},
-      run.comm.comm(), grid_of(problem), names, std::vector<int64_t>(indices.begin(), indices.end()));
+  TiledFieldsWriter writer(file, fields_metadata(problem, to_yaml(deck)), run.comm.comm(),
+                           sample_grid(problem), names, std::vector<int64_t>(indices.begin(), indices.end()));
   out.write_seconds = create.seconds();
   const Share items = share_of(samples * predictor.plan().size(), run.comm.rank(), run.comm.size());
   const auto sink = [&](int64_t e, const GridBox& box, const Tensor& u, const Tensor& input) {
     const ScopedTimer timer(out.write_seconds);
-    writer.write_box(problem.input_name(), e, box, first_channel(input));
+    writer.write_box(problem.input_name(), e, box, channel0_view(input, 0));
     writer.write_box("u_pred", e, box, u);
   };
   out.halo_cost = predictor.run(deck.training.seed, indices, items, sink).combine(run.comm);
