@@ -43,7 +43,10 @@ bool continuation_key(const std::string& key) {
   for (const char* prefix : {"output.", "timeline.", "parallel.", "cuda.", "cpu.", "evaluation."})
     if (key.starts_with(prefix)) return true;
   for (const char* exact : {"training.steps", "training.restart", "training.log_every",
-                            "training.checkpoint_every", "training.allow_deck_changes", "device"})
+                            "training.checkpoint_every", "training.allow_deck_changes", "device",
+                            // the same records elsewhere (staged to node-local storage): the
+                            // checkpoint's dataset fingerprint is what must match
+                            "data.files", "data.prefetch"})
     if (key == exact) return true;
   return false;
 }

@@ -12,6 +12,7 @@
 #include <optional>
 #include <pdegen/build_info.hpp>
 
+#include "app/data_objective.hpp"
 #include "app/evaluation.hpp"
 #include "app/multigrid_schedule.hpp"
 #include "app/run_directory.hpp"
@@ -123,6 +124,7 @@ struct Progress {
   double step_flops = 0;                         // sum of the steps' FLOPs (one pass each), for the ETA
   double loss = NAN, grad_norm = NAN;            // of the last step
   ErrorSummary eval{NAN, NAN, 0, {}};
+  double val_loss = NAN;  // the data loss of the dataset's held-out records, at the last evaluation
   std::string status = "completed", message;
   int exit_code = 0;
 };
@@ -143,7 +145,8 @@ struct Visit {
   NetworkPlan plan;
   std::shared_ptr<Net> net;
   std::unique_ptr<Problem> problem;
-  std::unique_ptr<PhysicsObjective> objective;
+  std::unique_ptr<Objective> objective;
+  DataObjective* data = nullptr;  // the objective, when it trains from a dataset
   std::unique_ptr<Trainer> trainer;
   bool finished = false;               // its steps are done, or an evaluation reached its stop_error
   std::string ended_by;                // "steps", "stop_error" or the run's status
@@ -166,6 +169,7 @@ struct Run {
   const Communicator& comm;
   Timeline& timeline;
   bool sync_bn = false;                          // synchronized batch norm
+  const data::DatasetIndex* dataset = nullptr;   // training.objective data or hybrid
   std::vector<int> visits;                       // the levels of the cycle, in order
   std::vector<double> level_flops;               // FLOPs of one step at each level
   int64_t total_steps = 0;                       // of all visits, when none ends early
@@ -201,6 +205,7 @@ void log_step(Run& run, Progress& p, const StepOutcome& o, bool evaluated) {
     line += fmt::format(" | level {} ({})", visit.level, grid_text(visit.deck.problem));
   line += fmt::format(" | loss {:.4e} | lr {:.1e}", p.loss, o.lr);
   if (evaluated) line += fmt::format(" | rel_l2 {:.3f}% (max {:.3f}%)", 100 * p.eval.mean, 100 * p.eval.max);
+  if (evaluated && !std::isnan(p.val_loss)) line += fmt::format(" | val_loss {:.4e}", p.val_loss);
   if (const LossScaler* scaler = visit.trainer->scaler())
     line += fmt::format(" | scale {:g}", scaler->scale());
   line += fmt::format(" | {:.0f} samples/s | {:.1f} GFLOP/s | ETA {}", sps, gflops,
@@ -212,7 +217,8 @@ void log_step(Run& run, Progress& p, const StepOutcome& o, bool evaluated) {
                       fmt::format("{:.6e}", p.grad_norm), evaluated ? fmt::format("{:.6e}", p.eval.mean) : "",
                       evaluated ? fmt::format("{:.6e}", p.eval.max) : "", fmt::format("{:.2f}", sps),
                       fmt::format("{:.2f}", gflops), std::to_string(visit.level),
-                      std::to_string(visit.deck.problem.resolution)});
+                      std::to_string(visit.deck.problem.resolution),
+                      evaluated && !std::isnan(p.val_loss) ? fmt::format("{:.6e}", p.val_loss) : ""});
   p.window_time = 0;
   p.window_evals = 0;
   p.window_samples = 0;
@@ -255,6 +261,15 @@ ErrorSummary evaluate_at(Run& run, int resolution, int64_t completed) {
 
 ErrorSummary evaluate(Run& run, int64_t completed) {
   return evaluate_at(run, evaluation_resolution(run.deck, run.visit->deck), completed);
+}
+
+// The held-out error, and the data loss of the dataset's held-out records when it has some.
+void evaluate_into(Run& run, Progress& p) {
+  p.eval = evaluate(run, p.completed);
+  if (run.visit->data)
+    p.val_loss =
+        run.visit->data->validation_loss(*run.visit->net->model, precision_after(run.deck, p.completed),
+                                         run.deck.training.batch_size, run.comm);
 }
 
 // summary.json's multigrid part: the final network's error at every level and the visits this
@@ -337,6 +352,10 @@ void write_summary(Run& run, const Progress& p, const std::string& checkpoint) {
       .add("checkpoint", checkpoint)
       .add("pdegen_version", fmt::format("{} ({})", build::version, build::git_hash));
   if (multigrid) summary.add("multigrid", levels);
+  if (run.visit->data) {
+    summary.add("val_loss", p.val_loss);
+    run.visit->data->report(summary, run.visit->trainer->next_sample(p.completed), p.train_time);
+  }
   const fs::path file = fs::path(deck.output.dir) / "summary.json";
   write_text_file_atomically(file.string(), summary.dump() + "\n");
   spdlog::info(
@@ -516,7 +535,7 @@ bool run_visit_steps(Run& run, Progress& p) {
         visit.finished || (deck.evaluation.every > 0 && p.completed % deck.evaluation.every == 0);
     if (do_eval) {
       watchdog::set_phase(fmt::format("the evaluation after step {}", p.completed));
-      p.eval = evaluate(run, p.completed);
+      evaluate_into(run, p);
       check_stop_error(run, p);
     }
     const bool last_step = visit.finished && last_visit;
@@ -624,7 +643,13 @@ std::unique_ptr<Visit> make_visit(Run& run, int index, int64_t first_step, int64
     v->net = std::move(grown);
   }
   v->problem = make_problem(v->deck.problem, v->deck.evaluation);
-  v->objective = std::make_unique<PhysicsObjective>(*v->problem);
+  if (run.dataset) {
+    auto data = std::make_unique<DataObjective>(*v->problem, v->deck, *run.dataset);
+    v->data = data.get();
+    v->objective = std::move(data);
+  } else {
+    v->objective = std::make_unique<PhysicsObjective>(*v->problem);
+  }
   v->trainer = std::make_unique<Trainer>(v->deck, *v->net->model, *v->objective, *v->net->reducer, run.comm,
                                          &run.timeline, first_step, first_sample);
   return v;
@@ -726,7 +751,7 @@ int finish(Run& run, Progress& p) {
     if (run.comm.rank() == 0) spdlog::info("checkpoint: {}", final_checkpoint);
     if (p.status == "completed" && run.deck.output.fields) write_fields(run, p);
   }
-  if (std::isnan(p.eval.mean) && p.status != "diverged") p.eval = evaluate(run, p.completed);
+  if (std::isnan(p.eval.mean) && p.status != "diverged") evaluate_into(run, p);
   run.timeline.set_active(false);
   if (run.deck.timeline.enabled) write_timeline(run.timeline, run.dir / "timeline.json", run.comm);
   write_summary(run, p, final_checkpoint);
@@ -785,6 +810,9 @@ int train(const Deck& deck, const std::string& deck_yaml, const Communicator& co
   const Timer wall;
   check_precision_runs_here(deck.precision, deck.device);  // before the run directory is touched
   const fs::path dir = deck.output.dir;
+  std::optional<data::DatasetIndex> dataset;  // read before the run directory is touched
+  if (deck.training.objective != ObjectiveKind::physics)
+    dataset = load_dataset_index(deck.data, *make_problem(deck.problem, deck.evaluation), comm);
   RunLock lock;  // held until train returns (or the process ends)
   const std::string restart_from = take_run_directory(deck, deck_yaml, comm, lock);
   add_log_file((dir / "pdegen.log").string());
@@ -803,6 +831,7 @@ int train(const Deck& deck, const std::string& deck_yaml, const Communicator& co
   timeline.start_clock();
   Run run(deck, deck_yaml, comm, timeline);
   run.sync_bn = sync_bn;
+  if (dataset) run.dataset = &*dataset;
   run.visits = visits_of(deck);
   for (int level = 0; level < deck.multigrid.levels; ++level)
     run.level_flops.push_back(plan_network(level_deck(deck, level)).flops_per_step);
@@ -821,7 +850,7 @@ int train(const Deck& deck, const std::string& deck_yaml, const Communicator& co
     history = std::make_unique<HistoryWriter>(
         (dir / "history.csv").string(),
         std::vector<std::string>{"step", "wall_s", "loss", "lr", "grad_norm", "rel_l2_mean", "rel_l2_max",
-                                 "samples_per_s", "gflops", "level", "resolution"},
+                                 "samples_per_s", "gflops", "level", "resolution", "val_loss"},
         p.start);
   run.history = history.get();
   install_stop_handlers();

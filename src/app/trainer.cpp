@@ -15,7 +15,7 @@ Share micro_batch_share(int64_t B, int m, int micro, const Communicator& comm) {
   return {global.begin + mine.begin, global.begin + mine.end};
 }
 
-Trainer::Trainer(const Deck& deck, Model& model, const Objective& objective, GradientReducer& reducer,
+Trainer::Trainer(const Deck& deck, Model& model, Objective& objective, GradientReducer& reducer,
                  const Communicator& comm, Timeline* timeline, int64_t first_step, int64_t first_sample)
     : deck_(deck),
       model_(model),
@@ -55,6 +55,23 @@ bool Trainer::continue_from(Trainer& previous, bool carry_optimizer) {
   return true;
 }
 
+void Trainer::rank_indices(int64_t batch_step, int m, std::vector<uint64_t>& out) const {
+  const int64_t B = deck_.training.batch_size;
+  const Share part = micro_batch_share(B, m, deck_.training.micro_batches, comm_);
+  out.clear();
+  for (int64_t p = part.begin; p < part.end; ++p)
+    out.push_back(static_cast<uint64_t>(sample_offset_ + batch_step * B + p));
+}
+
+void Trainer::announce_next(int64_t batch_step, int m) {
+  const int micro = deck_.training.micro_batches;
+  for (int k = 1; k <= objective_.read_ahead(); ++k) {
+    const int next = m + k;
+    rank_indices(batch_step + next / micro, next % micro, ahead_);
+    if (!ahead_.empty()) objective_.will_need(ahead_);
+  }
+}
+
 // The global loss and gradient at the current parameters on the samples of `batch_step`.
 Evaluation Trainer::evaluate(int64_t batch_step, DType precision, bool& overflowed) {
   const int64_t B = deck_.training.batch_size;
@@ -66,11 +83,9 @@ Evaluation Trainer::evaluate(int64_t batch_step, DType precision, bool& overflow
   for (int m = 0; m < micro; ++m) {
     if (m == micro - 1)
       reducer_.begin_backward(true);  // even without samples here: the collectives must match
-    const Share part = micro_batch_share(B, m, micro, comm_);
-    if (part.count() == 0) continue;
-    indices_.clear();
-    for (int64_t p = part.begin; p < part.end; ++p)
-      indices_.push_back(static_cast<uint64_t>(sample_offset_ + batch_step * B + p));
+    rank_indices(batch_step, m, indices_);
+    if (indices_.empty()) continue;
+    announce_next(batch_step, m);
     Tensor d_output;
     DType output_dtype = DType::f32;  // the network's: its gradient goes back in that type
     {
@@ -137,6 +152,7 @@ StepOutcome Trainer::step(int64_t s) {
 }
 
 int64_t Trainer::restore(const CheckpointData& data, const std::string& path) {
+  objective_.check_state(data, path);
   // The state is that of its last step's phase.
   use_phase_of(std::max<int64_t>(data.step - first_step_ - 1, 0));
   restore_model(model_, data, path, optimizer_.get());
@@ -155,6 +171,7 @@ CheckpointData Trainer::snapshot(int64_t completed, double loss, const std::stri
   CheckpointData data = app::snapshot(model_, optimizer_.get(), completed, deck_.training.seed,
                                       next_sample(completed), deck_yaml);
   if (std::isfinite(loss)) data.scalars.emplace_back("loss", loss);  // summary.json of a restart at the end
+  objective_.add_state(next_sample(completed), data.scalars);
   if (scaler_) {
     data.scalars.emplace_back("loss_scale", scaler_->scale());
     data.scalars.emplace_back("loss_scale_clean_steps", static_cast<double>(scaler_->clean_steps()));

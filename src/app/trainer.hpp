@@ -49,7 +49,7 @@ class Trainer {
   // step `first_step` of the run (a later visit of a multigrid cycle starts after the steps of the
   // visits before it), and takes the samples from global index `first_sample` on; its learning-rate
   // schedule and optimizer phases run over the deck's training.steps from there.
-  Trainer(const Deck& deck, Model& model, const Objective& objective, GradientReducer& reducer,
+  Trainer(const Deck& deck, Model& model, Objective& objective, GradientReducer& reducer,
           const Communicator& comm, Timeline* timeline, int64_t first_step = 0, int64_t first_sample = 0);
 
   // One optimizer step on the samples of training step s (0-based, of the run).
@@ -78,10 +78,14 @@ class Trainer {
 
  private:
   Evaluation evaluate(int64_t batch_step, DType precision, bool& overflowed);
+  // This rank's global indices of micro-batch m of the Trainer's step `batch_step`.
+  void rank_indices(int64_t batch_step, int m, std::vector<uint64_t>& out) const;
+  // Tells an objective that reads ahead which micro-batches follow micro-batch m of `batch_step`.
+  void announce_next(int64_t batch_step, int m);
 
   const Deck& deck_;
   Model& model_;
-  const Objective& objective_;
+  Objective& objective_;
   GradientReducer& reducer_;
   const Communicator& comm_;
   Timeline* timeline_;
@@ -90,7 +94,7 @@ class Trainer {
   OptimizerKind optimizer_type_ = OptimizerKind::adam;  // of the phase running
   std::unique_ptr<LossScaler> scaler_;
   Tensor input_;
-  std::vector<uint64_t> indices_;
+  std::vector<uint64_t> indices_, ahead_;
   int64_t first_step_ = 0;     // the run's step of this Trainer's step 0
   int64_t sample_offset_ = 0;  // global index of the first sample of this Trainer's step 0
 };

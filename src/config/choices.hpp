@@ -33,6 +33,8 @@ enum class SyncBatchNorm { automatic, on, off };
 enum class ExistingRun { refuse, move_aside };
 enum class CycleKind { half_v, v, w, f };
 enum class OptimizerCarry { reset, carry };
+enum class ObjectiveKind { physics, data, hybrid };
+enum class DataLossKind { mse, l1, huber, rel_l2 };
 
 template <class E>
 struct Named {
@@ -89,6 +91,10 @@ PDEGEN_CHOICES(SyncBatchNorm, 3, {SyncBatchNorm::automatic, "auto"}, {SyncBatchN
 PDEGEN_CHOICES(CycleKind, 4, {CycleKind::half_v, "half_v"}, {CycleKind::v, "v"}, {CycleKind::w, "w"},
                {CycleKind::f, "f"});
 PDEGEN_CHOICES(OptimizerCarry, 2, {OptimizerCarry::reset, "reset"}, {OptimizerCarry::carry, "carry"});
+PDEGEN_CHOICES(ObjectiveKind, 3, {ObjectiveKind::physics, "physics"}, {ObjectiveKind::data, "data"},
+               {ObjectiveKind::hybrid, "hybrid"});
+PDEGEN_CHOICES(DataLossKind, 4, {DataLossKind::mse, "mse"}, {DataLossKind::l1, "l1"},
+               {DataLossKind::huber, "huber"}, {DataLossKind::rel_l2, "rel_l2"});
 PDEGEN_CHOICES(ExistingRun, 2, {ExistingRun::refuse, "refuse"}, {ExistingRun::move_aside, "move_aside"});
 PDEGEN_CHOICES(Device, 2, {Device::cpu, "cpu"}, {Device::cuda, "cuda"});
 PDEGEN_CHOICES(DType, 3, {DType::f32, "fp32"}, {DType::f16, "fp16"}, {DType::bf16, "bf16"});

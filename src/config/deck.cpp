@@ -149,9 +149,19 @@ void read_deck(Section& top, Deck& d) {
   read_section(top, "optimizer", "the optimizer", d.optimizer, read_optimizer);
   read_section(top, "training", "the training loop", d.training, read_training);
   {
+    const bool present = top.has("data") || d.training.objective != ObjectiveKind::physics;
+    Section data = top.section("data", "training from a dataset", present);
+    if (present) d.data = read_data(data, d.data, d.training);
+    data.finish();
+  }
+  {
     const bool present = top.has("multigrid") || d.multigrid.enabled();
     Section multigrid = top.section("multigrid", "training on a hierarchy of resolutions", present);
     if (present) d.multigrid = read_multigrid(multigrid, d.multigrid, d);
+    if (d.multigrid.enabled() && d.training.objective != ObjectiveKind::physics)
+      multigrid.fail("levels",
+                     "multigrid training needs samples at every level's resolution, which one dataset "
+                     "does not have: use training.objective physics with multigrid, or one level");
     multigrid.finish();
   }
   read_section(top, "parallel", "multi-rank training", d.parallel, read_parallel);

@@ -165,7 +165,22 @@ struct TrainingConfig {
   std::string restart = "none";     // none | latest | a checkpoint path
   bool allow_deck_changes = false;  // restart although the checkpoint's deck differs in trajectory keys
   int64_t fp32_after_step = 0;      // with 16-bit precision, the steps after this one run in fp32; 0 = none
+  ObjectiveKind objective = ObjectiveKind::physics;
   bool operator==(const TrainingConfig&) const = default;
+};
+
+// The data section: training from a dataset (training.objective data or hybrid).
+struct DataConfig {
+  std::string files;                     // a path or a glob; required
+  std::string input;                     // dataset path; empty = /fields/<the problem's input field>
+  std::string target = "/fields/u_ref";  // dataset path of the solution
+  double validation_fraction = 0.0;      // the last records (in file order), held out from training
+  DataLossKind loss = DataLossKind::mse;
+  double huber_delta = 1.0;
+  double weight = 1.0;  // hybrid: physics loss + weight * data loss
+  bool shuffle = true;
+  int prefetch = 2;  // micro-batches read ahead by the reader thread
+  bool operator==(const DataConfig&) const = default;
 };
 
 // multigrid.level<k>: one resolution of a multigrid training run (level 0 is the coarsest). The
@@ -264,6 +279,7 @@ struct Deck {
   NetworkConfig network;
   OptimizerConfig optimizer;
   TrainingConfig training;
+  DataConfig data;
   MultigridConfig multigrid;
   ParallelConfig parallel;
   EvaluationConfig evaluation;

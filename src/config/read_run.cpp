@@ -1,4 +1,4 @@
-// The run sections: training, parallel, evaluation, output, timeline, cuda, cpu (no types, no gates).
+// The run sections: training, data, parallel, evaluation, output, timeline, cuda, cpu (no types, no gates).
 #include "config/section_readers.hpp"
 
 namespace pdegen::config {
@@ -36,6 +36,51 @@ TrainingConfig read_training(Section& s, TrainingConfig c) {
       "with `precision` bf16 or fp16, the steps after this one (and their evaluations) run in fp32: 16-bit "
       "training stalls at an error floor (about 0.27% mean rel_l2 at 64^2 in bf16) that an fp32 finish "
       "removes; 0 = all steps in `precision`");
+  c.objective = s.choice<ObjectiveKind>(
+      "objective", c.objective,
+      "what training minimises: `physics` = the problem's FEM loss of the lifted output (no data); `data` = "
+      "the `data.loss` between the lifted output and the dataset's target; `hybrid` = physics + "
+      "`data.weight` "
+      "x data");
+  return c;
+}
+
+DataConfig read_data(Section& s, DataConfig c, const TrainingConfig& training) {
+  if (training.objective == ObjectiveKind::physics && !s.describing())
+    s.fail("files", "the data section applies only with training.objective data or hybrid (it is physics)");
+  c.files =
+      s.string("files", c.files,
+               Doc("the dataset's HDF5 files (`pdegen dataset` writes them): a path or a glob, relative "
+                   "to the working directory, read in sorted order")
+                   .allowed("required: a path or a glob"));
+  if (c.files.empty() && s.ok("files") && !s.describing())
+    s.fail("files", "'data.files' is required: a path or a glob of HDF5 files");
+  c.input =
+      s.string("input", c.input,
+               Doc("dataset of the network inputs, [N, grid...] or [N, 1, grid...]; a bare name is looked "
+                   "up under `/fields`")
+                   .default_is("the problem's input field (`log_nu` for poisson)"));
+  c.target =
+      s.string("target", c.target,
+               "dataset of the targets the lifted network output is compared with; a bare name is looked "
+               "up under `/fields`");
+  c.validation_fraction = s.number("validation_fraction", c.validation_fraction, half_open(0, 1),
+                                   "the last records (in file order), held out of training; the evaluation "
+                                   "reports their mean data loss (`val_loss`)");
+  c.loss =
+      s.choice<DataLossKind>("loss", c.loss,
+                             "per sample: `mse` mean squared error, `l1` mean absolute error, `huber` "
+                             "(quadratic within `huber_delta`, linear beyond), `rel_l2` ||u - t|| / ||t||");
+  c.huber_delta = s.number("huber_delta", c.huber_delta, above(0), "huber: where quadratic turns linear");
+  c.weight = s.number("weight", c.weight, at_least(0), "hybrid: loss = physics + weight x data");
+  c.shuffle =
+      s.boolean("shuffle", c.shuffle,
+                "visit the records in a new seeded order each epoch, the same on every rank; `false` = "
+                "file order");
+  c.prefetch =
+      s.integer_as<int>("prefetch", c.prefetch, Range{0, 64},
+                        "micro-batches a reader thread reads ahead while the network computes; 0 = read "
+                        "when needed");
   return c;
 }
 

@@ -13,6 +13,7 @@ ProblemConfig read_problem(Section& s, ProblemConfig c);
 NetworkConfig read_network(Section& s, NetworkConfig c);
 OptimizerConfig read_optimizer(Section& s, OptimizerConfig c);  // includes optimizer.schedule
 TrainingConfig read_training(Section& s, TrainingConfig c);
+DataConfig read_data(Section& s, DataConfig c, const TrainingConfig& training);
 // After the problem, training and optimizer sections of `d`, whose values are the levels' defaults.
 MultigridConfig read_multigrid(Section& s, MultigridConfig c, const Deck& d);
 ParallelConfig read_parallel(Section& s, ParallelConfig c);

@@ -33,18 +33,18 @@ Deck small_deck(const std::vector<std::string>& overrides = {}) {
 // An objective whose gradient is NaN at one element: a diverging run in miniature.
 class NanGradient final : public Objective {
  public:
-  explicit NanGradient(const Objective& inner) : inner_(inner) {}
-  void inputs(uint64_t seed, const std::vector<uint64_t>& idx, Tensor& input) const override {
+  explicit NanGradient(Objective& inner) : inner_(inner) {}
+  void inputs(uint64_t seed, const std::vector<uint64_t>& idx, Tensor& input) override {
     inner_.inputs(seed, idx, input);
   }
-  double loss(const Tensor& output, const Tensor& input, double scale, Tensor& d_output) const override {
+  double loss(const Tensor& output, const Tensor& input, double scale, Tensor& d_output) override {
     const double value = inner_.loss(output, input, scale, d_output);
     d_output.data<float>()[d_output.numel() / 2] = NAN;
     return value;
   }
 
  private:
-  const Objective& inner_;
+  Objective& inner_;
 };
 
 // Everything a Trainer needs, for one deck.
@@ -86,7 +86,7 @@ TEST_CASE("a normal step updates the parameters and reports its loss, gradient n
 
 TEST_CASE("a step whose gradient is not finite is reported as diverged and changes nothing") {
   Setup s(small_deck());
-  const NanGradient bad(*s.physics);
+  NanGradient bad(*s.physics);
   Trainer trainer(s.deck, *s.model, bad, *s.reducer, world(), nullptr);
   const std::vector<float> before = s.values();
   const StepOutcome o = trainer.step(0);
