@@ -56,6 +56,12 @@ void check_other_grids(const Deck& deck, const std::string& deck_name) {
     for (int l = 0; l < deck.multigrid.levels; ++l)
       check(level_deck(deck, l), fmt::format("multigrid.level{} (resolution {})", l,
                                              deck.multigrid.level[static_cast<size_t>(l)].resolution));
+  if (deck.multigrid.enabled() && deck.training.objective != ObjectiveKind::physics)
+    throw UserError(
+        fmt::format("{}: error: multigrid.levels: multigrid training needs samples at every level's "
+                    "resolution, which one dataset does not have: use training.objective physics "
+                    "with multigrid, or one level",
+                    deck_name));
   if (deck.evaluation.resolution > 0) {
     Deck d = deck;
     d.problem = at_resolution(deck.problem, deck.evaluation.resolution);

@@ -158,10 +158,6 @@ void read_deck(Section& top, Deck& d) {
     const bool present = top.has("multigrid") || d.multigrid.enabled();
     Section multigrid = top.section("multigrid", "training on a hierarchy of resolutions", present);
     if (present) d.multigrid = read_multigrid(multigrid, d.multigrid, d);
-    if (d.multigrid.enabled() && d.training.objective != ObjectiveKind::physics)
-      multigrid.fail("levels",
-                     "multigrid training needs samples at every level's resolution, which one dataset "
-                     "does not have: use training.objective physics with multigrid, or one level");
     multigrid.finish();
   }
   read_section(top, "parallel", "multi-rank training", d.parallel, read_parallel);

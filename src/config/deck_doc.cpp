@@ -64,6 +64,8 @@ std::string default_cell(const KeyRecord& r) {
 const std::string_view reference_deck =
     "problem: {pde: poisson2d, resolution: 64}\n"
     "optimizer: {then: {after_steps: 1000}}\n"
+    "training: {objective: data}\n"
+    "data: {files: dataset_00000.h5}\n"
     "multigrid: {levels: 2}\n";
 
 std::vector<KeyRecord> documented_records(const std::vector<KeyRecord>& records) {

@@ -26,6 +26,10 @@ SCHEMAS = {
         "bucket_count": INT, "reduction": STR, "device": STR, "precision": STR, "loss_scale": NUM,
         "skipped_steps": INT, "pde": STR, "parameters": INT, "checkpoint": STR, "pdegen_version": STR,
         "multigrid": ({"cycle": STR, "optimizer_state": STR, "levels": [LEVEL], "visits": [VISIT]}, OPT),
+        "val_loss": (NUM, OPT),
+        "data": ({"files": INT, "training_records": INT, "validation_records": INT, "epochs": NUM, "loss": STR,
+                  "wait_seconds": NUM, "wait_fraction": NUM, "read_seconds": NUM, "read_mb": NUM,
+                  "read_mb_per_s": NUM, "batches_read_ahead": NUM}, OPT),
     },
     "predict": {
         "status": STR, "checkpoint": STR, "checkpoint_step": INT, "samples": INT, "precision": STR,
