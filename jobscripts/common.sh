@@ -25,6 +25,9 @@
 #   PDEGEN_REQUEUE  1: a run stopped by the scheduler's warning signal requeues its own job
 #   PDEGEN_DRY_RUN  1: print the launch command instead of running it
 #   PDEGEN_FORCE    1: launch even when the run directory already completed training.steps
+#   PDEGEN_STAGE_DIR  node-local storage (Summit's burst buffer $BBPATH, a node's /tmp or $TMPDIR):
+#                   the deck's dataset (data.files) is copied there on every node before the launch,
+#                   and the run reads it from there (pdegen_stage_data)
 
 # The checkout the scripts belong to: $PDEGEN_HOME, else the directory above this file.
 PDEGEN_HOME="${PDEGEN_HOME:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
@@ -275,6 +278,41 @@ pdegen_local_launcher() {
   fi
   pdegen_threads "$threads" "$bind"
   PDEGEN_LAYOUT="1 node x $ranks rank(s) x $OMP_NUM_THREADS thread(s), no scheduler"
+}
+
+# With PDEGEN_STAGE_DIR, copies the files of the deck's data.files (read from the resolved deck
+# that pdegen check wrote) into $PDEGEN_STAGE_DIR/pdegen-<job id> on every node, through "$@" (a
+# launcher that starts one process per node, or nothing on one node), checks the copies' sizes, and
+# points data.files there. A restart from staged files is exact: checkpoints record the records'
+# fingerprint, not their path, and data.files may change between the jobs of a chain.
+pdegen_stage_data() {
+  [ -n "${PDEGEN_STAGE_DIR:-}" ] || return 0
+  local pattern
+  pattern="$(awk '/^data:/ {d = 1; next} /^[^ #]/ {d = 0} d && /^  files:/ {sub(/^  files: */, ""); print; exit}' \
+    "$PDEGEN_RUN_DIR/check.out")"
+  pattern="${pattern#\"}"
+  pattern="${pattern%\"}"
+  if [ -z "$pattern" ]; then
+    echo "pdegen job: PDEGEN_STAGE_DIR is set, but the deck reads no dataset (data.files): nothing staged"
+    return 0
+  fi
+  local files=() f bytes=0
+  for f in $pattern; do [ -f "$f" ] && files+=("$f"); done
+  [ ${#files[@]} -gt 0 ] || pdegen_die "data.files '$pattern' matches no file to stage"
+  for f in "${files[@]}"; do bytes=$((bytes + $(stat -c %s "$f"))); done
+  # Expanded here, so that '$BBPATH' (quoted at submission) names the burst buffer LSF sets in the job.
+  local stage dir start=$SECONDS
+  stage="$(eval echo "$PDEGEN_STAGE_DIR")"
+  dir="$stage/pdegen-$PDEGEN_JOB_ID"
+  echo "pdegen job: staging ${#files[@]} dataset file(s), $((bytes / 1048576)) MiB, to $dir on every node"
+  [ "${PDEGEN_DRY_RUN:-0}" = 1 ] && { echo "pdegen job: (dry run) ${*:-} cp ${files[*]} $dir/"; return 0; }
+  # One shell per node: make the directory, copy, and compare every copy's size with its source.
+  "$@" bash -c 'dir=$1; shift; mkdir -p "$dir" || exit 1
+    for f; do cp -p "$f" "$dir/" && [ "$(stat -c %s "$f")" = "$(stat -c %s "$dir/${f##*/}")" ] ||
+      { echo "pdegen job: error: staging $f to $dir on $(hostname -s) failed" >&2; exit 1; }; done' \
+    stage "$dir" "${files[@]}" || pdegen_die "staging the dataset to $dir failed; nothing was launched"
+  echo "pdegen job: staged in $((SECONDS - start)) s"
+  PDEGEN_OVERRIDES+=("data.files=$dir/${pattern##*/}")
 }
 
 # The requeue command of this job's scheduler, for PDEGEN_REQUEUE=1.

@@ -29,10 +29,12 @@ if [ -n "${PDEGEN_HOSTFILE:-}" ]; then
   [ "$threads" -ge 1 ] || threads=1
   pdegen_threads "$threads"
   PDEGEN_LAYOUT="$ranks rank(s), $per_node per node (from $PDEGEN_HOSTFILE) x $OMP_NUM_THREADS thread(s)"
+  pdegen_stage_data mpiexec.mpich -f "$PDEGEN_HOSTFILE" -n "$(sort -u "$PDEGEN_HOSTFILE" | grep -c .)" -ppn 1
   # -genvlist passes the OpenMP settings to the ranks on the other nodes.
   pdegen_run mpiexec.mpich -f "$PDEGEN_HOSTFILE" -n "$ranks" -ppn "$per_node" -bind-to "core:$threads" \
     -genvlist OMP_NUM_THREADS,OMP_PLACES,OMP_PROC_BIND
 else
   pdegen_local_launcher
+  pdegen_stage_data
   pdegen_run "${PDEGEN_LAUNCH[@]}"
 fi

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "app/evaluation.hpp"
 #include "core/error.hpp"
@@ -27,8 +26,10 @@ data::DatasetIndex load_dataset_index(const DataConfig& data, const Problem& pro
   std::string bytes, error;
   if (comm.rank() == 0) {
     try {
-      const std::string input = dataset_path(data.input.empty() ? problem.input_name() : data.input);
-      bytes = serialize(data::scan_dataset(data::expand_files(data.files), input, dataset_path(data.target),
+      const DataFields fields = problem.data_fields();
+      const std::string input = dataset_path(data.input.empty() ? fields.input : data.input);
+      const std::string target = dataset_path(data.target.empty() ? fields.target : data.target);
+      bytes = serialize(data::scan_dataset(data::expand_files(data.files), input, target,
                                            sample_grid(problem), std::string(problem.name())));
     } catch (const std::exception& e) {  // every rank must learn of it, or they would wait for rank 0
       error = e.what();
@@ -70,29 +71,14 @@ void DataObjective::will_need(const std::vector<uint64_t>& global_indices) {
 
 void DataObjective::load(uint64_t seed, const std::vector<uint64_t>& global_indices,
                          const std::vector<int64_t>& records, Tensor& input, bool queued) {
-  const auto b = static_cast<int64_t>(records.size());
-  const int64_t n = index_.sample_values;
-  const Shape shape = problem_.input_batch_shape(b);
-  const int64_t channels = shape[1];
-  if (channels > 1)
-    problem_.sample(seed, global_indices, input);  // the coordinate channels; channel 0 is replaced
-  else if (!input.defined() || input.shape() != shape)
-    input = Tensor::empty(shape);
-  if (!target_.defined() || target_.shape() != problem_.batch_shape(b))
-    target_ = Tensor::empty(problem_.batch_shape(b));
-  float* first_channel = input.data<float>();
-  if (channels > 1) {
-    scratch_.resize(static_cast<size_t>(b * n));
-    first_channel = scratch_.data();
-  }
+  const Shape shape = problem_.batch_shape(static_cast<int64_t>(records.size()));
+  if (!target_.defined() || target_.shape() != shape) target_ = Tensor::empty(shape);
+  if (!field_.defined() || field_.shape() != shape) field_ = Tensor::empty(shape);
   if (queued)
-    reader_->take(records, first_channel, target_.data<float>());
+    reader_->take(records, field_.data<float>(), target_.data<float>());
   else
-    reader_->read(records, first_channel, target_.data<float>());
-  if (channels > 1)
-    for (int64_t s = 0; s < b; ++s)
-      std::memcpy(input.data<float>() + s * channels * n, first_channel + s * n,
-                  static_cast<size_t>(n) * sizeof(float));
+    reader_->read(records, field_.data<float>(), target_.data<float>());
+  problem_.input_from_data(field_, target_, seed, global_indices, input);
 }
 
 void DataObjective::inputs(uint64_t seed, const std::vector<uint64_t>& global_indices, Tensor& input) {

@@ -45,8 +45,7 @@ class DataObjective final : public Objective {
 
  private:
   std::vector<int64_t> records_of(const std::vector<uint64_t>& global_indices);
-  // Reads `records` into `input` (channel 0; the rest, coordinates, from the problem's sample of
-  // `global_indices`) and target_.
+  // Reads `records` into target_ and, through the problem, `input`.
   // `queued`: through the reader's queue (training), else read here (held-out records).
   void load(uint64_t seed, const std::vector<uint64_t>& global_indices, const std::vector<int64_t>& records,
             Tensor& input, bool queued);
@@ -59,8 +58,7 @@ class DataObjective final : public Objective {
   int prefetch_;
   data::EpochOrder order_;
   std::unique_ptr<data::RecordReader> reader_;
-  Tensor target_;  // of the last inputs(): [b, sample_shape], fp32 host
-  std::vector<float> scratch_;
+  Tensor target_, field_;  // of the last inputs(): the target and the input field, [b, sample_shape]
 };
 
 }  // namespace pdegen::app

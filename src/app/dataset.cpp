@@ -12,6 +12,7 @@
 #include "app/evaluation.hpp"
 #include "app/run_files.hpp"
 #include "app/verbs.hpp"
+#include "core/error.hpp"
 #include "core/timer.hpp"
 #include "io/atomic_file.hpp"
 #include "io/tiled_fields_file.hpp"
@@ -75,6 +76,12 @@ JsonObject shard_json(const Shard& s) {
 
 int run_dataset(const CliOptions& options) {
   const ValidatedDeck v = validate_deck(options);
+  if (v.deck.problem.is_inverse())
+    throw UserError(
+        fmt::format("{}: problem.map inverse: generate the dataset with the forward map (map: forward); "
+                    "its files (log_nu, u_ref) serve both maps: the inverse one reads u_ref as its "
+                    "input and log_nu as its target",
+                    options.deck));
   const Communicator comm;
   const auto problem = make_problem(v.deck.problem, v.deck.evaluation);
   const std::filesystem::path dir = v.deck.output.dir;

@@ -21,8 +21,8 @@ SampleSet make_sample_set(const Problem& problem, uint64_t seed, uint64_t index_
     return set;
   }
   problem.sample(seed, set.indices, set.input);
-  set.reference =
-      with_reference ? problem.reference(set.input, &set.report) : Tensor::empty(problem.batch_shape(0));
+  set.reference = with_reference ? problem.reference_of(seed, set.indices, set.input, &set.report)
+                                 : Tensor::empty(problem.batch_shape(0));
   return set;
 }
 
@@ -123,15 +123,10 @@ std::string write_set_fields(const std::string& file, const Problem& problem, co
   const Tensor input = first_channel(first_rows(set, set.input, count)),
                ref = first_rows(set, set.reference, count);
   writer.add_field(problem.input_name(), input);
-  if (prediction != nullptr && !set.has_reference) {
-    writer.add_field("u_pred", *prediction);
-  } else if (prediction != nullptr) {
-    writer.add_field("u_pred", *prediction);
-    writer.add_field("u_ref", ref);
-    writer.add_field("error", difference(*prediction, ref));
-  } else {
-    writer.add_field("u_ref", ref);
-  }
+  const std::string out = problem.output_name();
+  if (prediction != nullptr) writer.add_field(out + "_pred", *prediction);
+  if (set.has_reference) writer.add_field(out + "_ref", ref);
+  if (prediction != nullptr && set.has_reference) writer.add_field("error", difference(*prediction, ref));
   writer.set_sample_index(std::vector<int64_t>(set.indices.begin(), set.indices.begin() + rows.count()));
   writer.write();
   return writer.xdmf_path();

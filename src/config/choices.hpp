@@ -14,10 +14,12 @@
 namespace pdegen {
 
 enum class PdeKind { poisson2d, poisson3d, burgers1d };
+enum class ProblemMap { forward, inverse };
 enum class LossKind { energy, residual, least_squares };
 enum class IcSampling { random, fixed_uniform };
 enum class BoundaryTreatment { exact, penalty };
-enum class NetworkKind { unet };
+enum class NetworkKind { unet, fc_densenet };
+enum class DenseNetPreset { fc56, fc67, fc103, custom };
 enum class NormKind { none, batch, instance };
 enum class DownsampleKind { maxpool, avgpool, strided_conv };
 enum class UpsampleKind { transposed_conv, resize_conv };
@@ -54,12 +56,15 @@ struct ChoiceNames;
 
 PDEGEN_CHOICES(PdeKind, 3, {PdeKind::poisson2d, "poisson2d"}, {PdeKind::poisson3d, "poisson3d"},
                {PdeKind::burgers1d, "burgers1d"});
+PDEGEN_CHOICES(ProblemMap, 2, {ProblemMap::forward, "forward"}, {ProblemMap::inverse, "inverse"});
 PDEGEN_CHOICES(LossKind, 3, {LossKind::energy, "energy"}, {LossKind::residual, "residual"},
                {LossKind::least_squares, "least_squares"});
 PDEGEN_CHOICES(IcSampling, 2, {IcSampling::random, "random"}, {IcSampling::fixed_uniform, "fixed_uniform"});
 PDEGEN_CHOICES(BoundaryTreatment, 2, {BoundaryTreatment::exact, "exact"},
                {BoundaryTreatment::penalty, "penalty"});
-PDEGEN_CHOICES(NetworkKind, 1, {NetworkKind::unet, "unet"});
+PDEGEN_CHOICES(NetworkKind, 2, {NetworkKind::unet, "unet"}, {NetworkKind::fc_densenet, "fc_densenet"});
+PDEGEN_CHOICES(DenseNetPreset, 4, {DenseNetPreset::fc56, "fc56"}, {DenseNetPreset::fc67, "fc67"},
+               {DenseNetPreset::fc103, "fc103"}, {DenseNetPreset::custom, "custom"});
 PDEGEN_CHOICES(NormKind, 3, {NormKind::none, "none"}, {NormKind::batch, "batch"},
                {NormKind::instance, "instance"});
 // identity is a layer the builder may use, not a choice a deck offers.

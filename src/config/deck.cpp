@@ -42,6 +42,7 @@ std::string grid_text(const ProblemConfig& problem) {
 Shape input_shape(const ProblemConfig& problem) {
   Shape s = sample_shape(problem);
   if (problem.pde == PdeKind::burgers1d) s[0] = 3;
+  if (problem.is_inverse()) s[0] = 2;  // the observed u, and log nu pinned on the inflow boundary
   return s;
 }
 

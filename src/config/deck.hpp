@@ -39,13 +39,15 @@ struct BurgersSettings {
 };
 
 struct ProblemConfig {
-  PdeKind pde = PdeKind::poisson2d;  // required in a deck
-  int resolution = 0;                // required in a deck: nodes per axis (burgers: in x)
-  LossKind loss = LossKind::energy;  // burgers1d: residual
+  PdeKind pde = PdeKind::poisson2d;      // required in a deck
+  int resolution = 0;                    // required in a deck: nodes per axis (burgers: in x)
+  LossKind loss = LossKind::energy;      // burgers1d and the inverse map: residual
+  ProblemMap map = ProblemMap::forward;  // poisson: coefficient -> solution, or solution -> coefficient
   PoissonSettings poisson;
   BurgersSettings burgers;
 
   bool is_poisson() const { return pde == PdeKind::poisson2d || pde == PdeKind::poisson3d; }
+  bool is_inverse() const { return is_poisson() && map == ProblemMap::inverse; }
   int spatial_dims() const { return pde == PdeKind::poisson3d ? 3 : 2; }
   bool operator==(const ProblemConfig&) const = default;
 };
@@ -70,6 +72,12 @@ struct NetworkConfig {
   ActivationKind activation = ActivationKind::relu;
   DownsampleKind downsample = DownsampleKind::maxpool;
   UpsampleKind upsample = UpsampleKind::transposed_conv;
+  // fc_densenet: a preset, or (custom) the growth rate and the layers of each dense block, down
+  // path first and the bottleneck last (the up path mirrors the down path).
+  DenseNetPreset preset = DenseNetPreset::fc56;
+  int growth_rate = 12;
+  std::vector<int> block_layers{4, 4, 4, 4, 4, 4};
+  int first_channels = 48;  // of the first convolution
   bool operator==(const NetworkConfig&) const = default;
 };
 
@@ -171,10 +179,10 @@ struct TrainingConfig {
 
 // The data section: training from a dataset (training.objective data or hybrid).
 struct DataConfig {
-  std::string files;                     // a path or a glob; required
-  std::string input;                     // dataset path; empty = /fields/<the problem's input field>
-  std::string target = "/fields/u_ref";  // dataset path of the solution
-  double validation_fraction = 0.0;      // the last records (in file order), held out from training
+  std::string files;   // a path or a glob; required
+  std::string input;   // dataset path; empty = the problem's (/fields/log_nu for the forward map)
+  std::string target;  // dataset path; empty = the problem's (/fields/u_ref for the forward map)
+  double validation_fraction = 0.0;  // the last records (in file order), held out from training
   DataLossKind loss = DataLossKind::mse;
   double huber_delta = 1.0;
   double weight = 1.0;  // hybrid: physics loss + weight * data loss

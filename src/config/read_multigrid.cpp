@@ -77,7 +77,10 @@ MultigridConfig read_multigrid(Section& s, MultigridConfig c, const Deck& d) {
     s.fail("deepen", fmt::format("'multigrid.deepen' needs cycle half_v, not {}: a visit to a coarser level "
                                  "would drop the outer levels' weights",
                                  name_of(c.cycle)));
-  if (c.deepen && s.ok("levels") && d.network.depth < c.levels)
+  if (c.deepen && d.network.type != NetworkKind::unet)
+    s.fail("deepen", fmt::format("'multigrid.deepen' grows a U-Net level by level; network.type is {}",
+                                 name_of(d.network.type)));
+  else if (c.deepen && s.ok("levels") && d.network.depth < c.levels)
     s.fail("deepen", fmt::format("'multigrid.deepen' with {} levels needs network.depth >= {} (the coarsest "
                                  "level's U-Net has network.depth - {} levels), not {}",
                                  c.levels, c.levels, c.levels - 1, d.network.depth));

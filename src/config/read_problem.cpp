@@ -76,17 +76,33 @@ ProblemConfig read_problem(Section& s, ProblemConfig c) {
   const bool burgers = !pde || c.pde == PdeKind::burgers1d;
   const std::string actual = fmt::format("problem.pde is '{}'", name_of(c.pde));
 
-  // burgers1d has no energy functional: its default is the residual; a described Deck already
-  // holds its loss.
-  const bool burgers_default = pde && !c.is_poisson() && !s.describing() && c.loss == LossKind::energy;
+  {
+    Section::Gate gate(s, poisson, "problem.pde poisson2d and poisson3d", actual);
+    c.map = s.choice<ProblemMap>(
+        "map", c.map,
+        "`forward`: the network maps log nu to u; `inverse`: it maps an observed u (with log nu measured on "
+        "the "
+        "inflow boundary x = 0) to log nu, trained from data or, data-free, by the residual of the forward "
+        "problem (docs/theory.md, \"The inverse map\")");
+  }
+  // burgers1d and the inverse map have no energy functional: their default is the residual; a
+  // described Deck already holds its loss.
+  const bool burgers_default =
+      pde && (!c.is_poisson() || c.is_inverse()) && !s.describing() && c.loss == LossKind::energy;
   c.loss = s.choice<LossKind>(
       "loss", burgers_default ? LossKind::residual : c.loss,
       Doc("`energy`: the FEM energy functional; `residual`: the squared residual of the assembled system "
           "(poisson) or of the space-time Galerkin form (burgers1d); `least_squares`: the integral of the "
           "squared strong-form residual (burgers1d, viscosity 0)")
-          .allowed("poisson: `energy`, `residual`; burgers1d: `residual`, `least_squares`")
-          .default_is("`energy` (poisson), `residual` (burgers1d)"));
-  if (pde && c.is_poisson() && c.loss == LossKind::least_squares)
+          .allowed("poisson: `energy`, `residual`; the inverse map: `residual`; burgers1d: `residual`, "
+                   "`least_squares`")
+          .default_is("`energy` (poisson), `residual` (burgers1d, the inverse map)"));
+  if (pde && c.is_inverse() && c.loss != LossKind::residual)
+    s.fail("loss",
+           fmt::format("'problem.loss' is '{}', but the inverse map has only the residual (the energy is "
+                       "a functional of u, not of nu)",
+                       name_of(c.loss)));
+  else if (pde && c.is_poisson() && c.loss == LossKind::least_squares)
     s.fail("loss",
            "'problem.loss' is 'least_squares', but poisson2d and poisson3d support: energy, residual");
   if (pde && c.pde == PdeKind::burgers1d && c.loss == LossKind::energy)

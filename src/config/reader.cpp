@@ -318,6 +318,47 @@ double Section::number(std::string_view key, double fallback, Range range, const
   return v;
 }
 
+namespace {
+std::string integer_list_text(const std::vector<int>& v) {
+  std::string s;
+  for (int x : v) s += fmt::format("{}{}", s.empty() ? "" : ", ", x);
+  return "[" + s + "]";
+}
+}  // namespace
+
+std::vector<int> Section::integers(std::string_view key, const std::vector<int>& fallback, Range range,
+                                   const Doc& doc) {
+  std::vector<int> v = read_integers(key, fallback, range);
+  record(key, "int list", integer_list_text(v), integer_list_text(fallback), "each " + range.document(), doc);
+  return v;
+}
+
+std::vector<int> Section::read_integers(std::string_view key, const std::vector<int>& fallback, Range range) {
+  const std::string expects = "a list of integers such as [4, 5, 7], each " + range.describe();
+  bool failed = false;
+  const Entry* e = take(key, expects, failed);
+  if (!e) return fallback;
+  std::vector<YAML::Node> items;
+  if (e->value.IsScalar())
+    items.push_back(e->value);
+  else if (e->value.IsSequence())
+    for (const YAML::Node& item : e->value) items.push_back(item);
+  std::vector<int> out;
+  for (const YAML::Node& item : items) {
+    const auto v = item.IsScalar() && !quoted(item) ? parse_integer(item.Scalar()) : std::nullopt;
+    if (!v || !range.contains(static_cast<double>(*v)) || *v > std::numeric_limits<int>::max()) {
+      fail(key, fmt::format("'{}' expects {}, got {} in it", key_path(key), expects, describe_value(item)));
+      return fallback;
+    }
+    out.push_back(static_cast<int>(*v));
+  }
+  if (out.empty()) {
+    fail(key, fmt::format("'{}' expects {}, got {}", key_path(key), expects, describe_value(e->value)));
+    return fallback;
+  }
+  return out;
+}
+
 bool Section::boolean(std::string_view key, bool fallback, const Doc& doc) {
   const bool v = read_boolean(key, fallback);
   record(key, "bool", v ? "true" : "false", fallback ? "true" : "false", "", doc);

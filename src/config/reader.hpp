@@ -157,6 +157,9 @@ class Section {
         integer(key, static_cast<int64_t>(fallback), range, doc, std::numeric_limits<T>::max()));
   }
   double number(std::string_view key, double fallback, Range range, const Doc& doc);
+  // A non-empty list of integers, each in `range` ("[4, 5, 7]"; a single integer is a list of one).
+  std::vector<int> integers(std::string_view key, const std::vector<int>& fallback, Range range,
+                            const Doc& doc);
   bool boolean(std::string_view key, bool fallback, const Doc& doc);
   std::string string(std::string_view key, const std::string& fallback, const Doc& doc);
   // A choice key: `fallback` when absent, nothing when its value was reported as an error (a
@@ -237,6 +240,7 @@ class Section {
   // The parsing behind the public readers, which add the record.
   int64_t read_integer(std::string_view key, int64_t fallback, Range range, int64_t largest);
   double read_number(std::string_view key, double fallback, Range range);
+  std::vector<int> read_integers(std::string_view key, const std::vector<int>& fallback, Range range);
   bool read_boolean(std::string_view key, bool fallback);
   std::string read_string(std::string_view key, const std::string& fallback);
   void record(std::string_view key, std::string type, std::string value, std::string fallback,

@@ -2,6 +2,7 @@
 #include "nn/network_factory.hpp"
 
 #include "core/error.hpp"
+#include "nn/fc_densenet_plan.hpp"
 #include "nn/graph_network.hpp"
 #include "nn/unet_plan.hpp"
 
@@ -11,6 +12,8 @@ NetworkPlan plan_network(const Deck& deck) {
   switch (deck.network.type) {
     case NetworkKind::unet:
       return plan_unet(deck);
+    case NetworkKind::fc_densenet:
+      return plan_fc_densenet(deck);
   }
   PDEGEN_THROW("network.type {} has no plan builder", static_cast<int>(deck.network.type));
 }
@@ -20,6 +23,8 @@ NetworkPlan plan_network(const NetworkConfig& network, const Shape& input, int64
   switch (network.type) {
     case NetworkKind::unet:
       return plan_unet(network, input, out_channels, global_batch);
+    case NetworkKind::fc_densenet:
+      return plan_fc_densenet(network, input, out_channels, global_batch);
   }
   PDEGEN_THROW("network.type {} has no plan builder", static_cast<int>(network.type));
 }

@@ -270,3 +270,24 @@ void PlanBuilder::finish() {
 }
 
 }  // namespace pdegen
+
+namespace pdegen {
+
+void check_deck_grid(const Deck& deck, int halvings, const std::string& exponent, const std::string& network,
+                     const std::string& remedy) {
+  const Shape input = input_shape(deck.problem);
+  const int64_t factor = int64_t{1} << std::clamp(halvings, 0, 62);
+  auto check = [&](std::string_view key, int64_t n) {
+    if (n % factor == 0) return;
+    const int64_t below = n / factor * factor, above = below + factor;
+    throw UserError(fmt::format(
+        "{} = {} is not divisible by 2^({}) = {}: {} halves the grid {} time{}; use a multiple of {}{} or {}",
+        key, n, exponent, factor, network, halvings, halvings == 1 ? "" : "s", factor,
+        below >= 3 ? fmt::format(" such as {} or {}", below, above) : fmt::format(" such as {}", above),
+        remedy));
+  };
+  check("problem.resolution", deck.problem.resolution);
+  if (deck.problem.pde == PdeKind::burgers1d) check("problem.time_resolution", input[1]);
+}
+
+}  // namespace pdegen

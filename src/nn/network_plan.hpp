@@ -88,6 +88,12 @@ struct ReceptiveField {
 // Of `plan`'s output in inference (batch norm with running statistics is node-wise there).
 ReceptiveField receptive_field(const NetworkPlan& plan);
 
+// Throws UserError naming problem.resolution (or problem.time_resolution) when the deck's grid
+// cannot be halved `halvings` (= `exponent`, the keys it comes from) times, as `network` ("a U-Net of
+// network.depth 4") needs; `remedy` ("a smaller network.depth") ends the message.
+void check_deck_grid(const Deck& deck, int halvings, const std::string& exponent, const std::string& network,
+                     const std::string& remedy);
+
 // Appends layers to a plan, each reading the tensors it is given, with its output shape, parameter
 // count and FLOPs (the conventions of Conv::flops, ConvTranspose::flops, Pool::flops,
 // BatchNorm/InstanceNorm::flops and Activation::flops). Every method returns the new layer's index.

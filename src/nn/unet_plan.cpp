@@ -97,22 +97,9 @@ NetworkPlan plan_unet(const NetworkConfig& net, const Shape& input, int64_t out_
 }
 
 NetworkPlan plan_unet(const Deck& deck) {
-  const Shape input = input_shape(deck.problem);
-  const int64_t factor = int64_t{1} << std::min(deck.network.depth - 1, 62);
-  const int halvings = deck.network.depth - 1;
-  auto check = [&](std::string_view key, int64_t n) {
-    if (n % factor == 0) return;
-    const int64_t below = n / factor * factor, above = below + factor;
-    throw UserError(fmt::format(
-        "{} = {} is not divisible by 2^(network.depth - 1) = {}: a U-Net of network.depth {} halves the grid "
-        "{} "
-        "time{}; use a multiple of {}{} or a smaller network.depth",
-        key, n, factor, deck.network.depth, halvings, halvings == 1 ? "" : "s", factor,
-        below >= 3 ? fmt::format(" such as {} or {}", below, above) : fmt::format(" such as {}", above)));
-  };
-  check("problem.resolution", deck.problem.resolution);
-  if (deck.problem.pde == PdeKind::burgers1d) check("problem.time_resolution", input[1]);
-  return plan_unet(deck.network, input, 1, deck.training.batch_size);
+  check_deck_grid(deck, deck.network.depth - 1, "network.depth - 1",
+                  fmt::format("a U-Net of network.depth {}", deck.network.depth), "a smaller network.depth");
+  return plan_unet(deck.network, input_shape(deck.problem), 1, deck.training.batch_size);
 }
 
 std::string unet_name_when_deepened(const std::string& name, int extra) {

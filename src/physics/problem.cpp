@@ -3,9 +3,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "physics/burgers_problem.hpp"
+#include "physics/poisson_inverse_problem.hpp"
 #include "physics/poisson_problem.hpp"
 
 namespace pdegen {
@@ -32,6 +35,18 @@ Tensor Problem::lift_box(const Tensor&, const Tensor&, const GridBox&) const {
   throw NotImplemented(fmt::format("{} cannot lift a box of its grid (tiled inference)", name()));
 }
 
+void Problem::input_from_data(const Tensor& field, const Tensor& /*target*/, uint64_t seed,
+                              const std::vector<uint64_t>& global_indices, Tensor& input) const {
+  const int64_t b = field.dim(0), channels = input_shape()[0], n = field.numel() / std::max<int64_t>(b, 1);
+  if (channels > 1)
+    sample(seed, global_indices, input);  // the coordinate channels; channel 0 is replaced
+  else if (!input.defined() || input.shape() != input_batch_shape(b))
+    input = Tensor::empty(input_batch_shape(b));
+  for (int64_t s = 0; s < b; ++s)
+    std::memcpy(input.data<float>() + s * channels * n, field.data<float>() + s * n,
+                static_cast<size_t>(n) * sizeof(float));
+}
+
 std::vector<double> Problem::error(const Tensor& u, const Tensor& reference) const {
   return relative_l2(u, reference);
 }
@@ -39,8 +54,12 @@ std::vector<double> Problem::error(const Tensor& u, const Tensor& reference) con
 std::unique_ptr<Problem> make_problem(const ProblemConfig& problem, const EvaluationConfig& evaluation) {
   switch (problem.pde) {
     case PdeKind::poisson2d:
+      if (problem.is_inverse())
+        return std::make_unique<PoissonInverseProblem<2>>(problem, evaluation.solver_tolerance);
       return std::make_unique<PoissonProblem<2>>(problem, evaluation.solver_tolerance);
     case PdeKind::poisson3d:
+      if (problem.is_inverse())
+        return std::make_unique<PoissonInverseProblem<3>>(problem, evaluation.solver_tolerance);
       return std::make_unique<PoissonProblem<3>>(problem, evaluation.solver_tolerance);
     case PdeKind::burgers1d:
       return std::make_unique<BurgersProblem>(problem);

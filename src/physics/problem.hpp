@@ -24,6 +24,12 @@ inline constexpr uint64_t eval_index_base = uint64_t{1} << 40;
 inline constexpr uint64_t predict_index_base = uint64_t{1} << 41;
 inline constexpr uint64_t dataset_index_base = uint64_t{1} << 42;
 
+// The datasets (under /fields) a data objective reads by default: the network input's field and the
+// target's.
+struct DataFields {
+  std::string input, target;
+};
+
 // What a batch of reference solves did, for logs and summaries.
 struct ReferenceReport {
   std::string method;           // e.g. "multigrid-preconditioned CG to relative residual 1e-10"
@@ -68,10 +74,25 @@ class Problem {
   // The reference solution of each sample of `input` (plain fp32 host tensors of the batch shape),
   // by the problem's own classical solver to the accuracy its settings ask for.
   virtual Tensor reference(const Tensor& input, ReferenceReport* report) const = 0;
+  // The reference of the samples `global_indices` whose inputs are `input`: reference(input), unless
+  // the problem's truth is not a function of the input alone (the inverse map's coefficient).
+  virtual Tensor reference_of(uint64_t /*seed*/, const std::vector<uint64_t>& /*global_indices*/,
+                              const Tensor& input, ReferenceReport* report) const {
+    return reference(input, report);
+  }
+
+  // Training from data: the network input of dataset samples from their stored input field (`field`,
+  // plain fp32 [b, 1, grid...]) and target (the same shape): `field` as channel 0, the other channels
+  // (coordinates) as sample() makes them for `global_indices`. DataFields: the default datasets.
+  virtual void input_from_data(const Tensor& field, const Tensor& target, uint64_t seed,
+                               const std::vector<uint64_t>& global_indices, Tensor& input) const;
+  virtual DataFields data_fields() const { return {input_name(), "u_ref"}; }
 
   // Output files: the network input's field name ("log_nu"), and the grid (node 0 and the node
   // spacing, x first).
   virtual std::string input_name() const = 0;
+  // The network output's field ("u"; "<name>_pred" and "<name>_ref" in the fields files).
+  virtual std::string output_name() const { return "u"; }
   virtual std::vector<double> origin() const = 0;
   virtual std::vector<double> spacing() const = 0;
   // The error of each sample of u against the reference (default: relative L2 over all nodes).

@@ -238,7 +238,7 @@ TEST_CASE("a missing required key says what it needs") {
 
 TEST_CASE("an unknown type or pde lists the known ones") {
   CHECK(error_of(with_minimal("network:\n  type: resnet\n")) ==
-        "deck.yaml:5:9: error: 'network.type' is 'resnet'; expected one of: unet");
+        "deck.yaml:5:9: error: 'network.type' is 'resnet'; expected one of: unet, fc_densenet");
   CHECK(error_of("problem:\n  pde: heat\n  resolution: 64\n") ==
         "deck.yaml:2:8: error: 'problem.pde' is 'heat'; expected one of: poisson2d, poisson3d, burgers1d");
   CHECK(error_of(with_minimal("optimizer:\n  type: adamm\n")) ==
@@ -467,7 +467,7 @@ TEST_CASE("to_yaml writes every key, and reading it back gives the same deck") {
   // Every key, including the defaulted ones, is written.
   const std::string yaml = to_yaml(parse_deck(minimal, "deck.yaml"));
   for (const char* line :
-       {"problem:\n  pde: poisson2d\n  resolution: 64\n  loss: energy\n", "  kl_modes: 4\n",
+       {"problem:\n  pde: poisson2d\n  resolution: 64\n  map: forward\n  loss: energy\n", "  kl_modes: 4\n",
         "  upsample: transposed_conv\n", "  eps: 1e-08\n", "  schedule:\n    type: constant\n",
         "  micro_batches: 1\n", "  sync_batchnorm: auto\n", "  solver_tolerance: 1e-10\n",
         "  checkpoint_keep: 3\n", "timeline:\n  enabled: false\n", "device: cpu\nprecision: fp32\n",

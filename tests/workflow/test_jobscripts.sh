@@ -190,6 +190,26 @@ check "... the job's last line quotes the refusal, not a pdegen.log that does no
 check "... and pdegen wrote nothing in the run directory" \
   "[ -z \"\$(ls '$dir/runs/nompi/checkpoints')\" ] && [ ! -e '$dir/runs/nompi/pdegen.log' ] && [ ! -e '$dir/runs/nompi/summary.json' ] && [ ! -e '$dir/runs/nompi/history.csv' ]"
 
+# Staging a dataset to node-local storage (PDEGEN_STAGE_DIR): copied before the launch, read from there.
+dir="$work/stage"
+mkdir -p "$dir"
+"$PDEGEN" dataset "$deck" --samples 12 output.dir="$dir/ds" >"$dir/ds.log" 2>&1
+data=(training.objective=data "data.files=$dir/ds/dataset_*.h5")
+(cd "$dir" && PDEGEN_STAGE_DIR="$dir/local" PDEGEN_JOB_NAME=staged bash "$jobs/mpiexec.sh" "$deck" "${data[@]}" \
+  >"$dir/out.log" 2>&1)
+check "staging: the dataset is copied to PDEGEN_STAGE_DIR and the run completes reading it from there" \
+  "[ $? -eq 0 ] && [ -s \"\$(ls '$dir'/local/pdegen-local-*/dataset_00000.h5)\" ] && grep -q '^  files: \"\?$dir/local/pdegen-local-[^/]*/dataset_\*.h5' '$dir/runs/staged/deck.resolved.yaml' && [ \"\$(json '$dir/runs/staged/summary.json' 'd[\"status\"]')\" = completed ]"
+check "staging: the job says what it staged" "grep -q 'staging 1 dataset file(s), 0 MiB, to $dir/local/pdegen-local-' '$dir/out.log'"
+(cd "$dir" && PATH="$fake:$PATH" FAKE_LOG="$dir/launch.log" SLURM_JOB_ID=4250 SLURM_JOB_NAME=stagedslurm \
+  SLURM_JOB_NUM_NODES=1 SLURM_NTASKS=1 PDEGEN_STAGE_DIR="$dir/bb" bash "$jobs/slurm.sbatch" "$deck" "${data[@]}" \
+  >"$dir/slurm.out" 2>&1)
+check "staging under Slurm: one copy per node through srun, then the run on the staged files" \
+  "[ $? -eq 0 ] && grep -q '^srun --mpi=none --nodes=1 --ntasks=1 --ntasks-per-node=1 bash -c' '$dir/launch.log' && [ -s '$dir/bb/pdegen-4250/dataset_00000.h5' ] && grep -q 'data.files=$dir/bb/pdegen-4250/dataset_\*.h5' '$dir/launch.log'"
+(cd "$dir" && PDEGEN_STAGE_DIR="$dir/local2" PDEGEN_JOB_NAME=nodata bash "$jobs/mpiexec.sh" "$deck" "training.objective=data" \
+  "data.files=$dir/nothing_*.h5" >"$dir/nodata.out" 2>&1)
+check "staging a pattern that matches nothing: exit 2 before any launch" \
+  "[ $? -eq 2 ] && grep -q 'nothing_\*.h5' '$dir/nodata.out' && [ ! -e '$dir/runs/nodata/pdegen.log' ]"
+
 dir="$work/lsf"
 mkdir -p "$dir"
 printf 'batch3\n' >"$dir/hosts"

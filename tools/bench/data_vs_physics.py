@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Data-driven against data-free training of the same network on the same problem: error on the same
 held-out samples (the evaluation set, solved by the reference solver) against total cost, dataset
-generation included.
+generation included. With --map inverse, the map u -> log nu (problem.map inverse) on the same
+(forward) datasets, whose error is that of log nu against the true coefficient; the data-free
+inverse trains on sampled fields (solved on the fly) and on the dataset's u (training.objective
+hybrid with data.weight 0: the physics residual alone, the dataset's log_nu used only on x = 0).
 
 For each dataset size, `pdegen dataset` writes the samples and their reference solutions (timed, on
 --dataset-ranks ranks), then the deck trains with training.objective data (each --loss) and hybrid;
@@ -10,7 +13,8 @@ and optimizer, and reports summary.json's final evaluation. Runs one after the o
 has few cores); prints a Markdown table.
 
     /usr/bin/python3 tools/bench/data_vs_physics.py [--deck input_decks/quickstart.yaml]
-        [--samples 1000 10000] [--losses mse rel_l2] [--hybrid-weight 1.0] [--workdir runs/data_vs_physics]
+        [--samples 1000 10000] [--losses mse rel_l2] [--hybrid-weight 1.0] [--map forward|inverse]
+        [--workdir runs/data_vs_physics]
         [--pdegen build/cpu/pdegen] [--analyze-only] [key.path=value ...]
 """
 import argparse
@@ -40,6 +44,7 @@ def main():
     p.add_argument("--losses", nargs="+", default=["mse", "rel_l2"])
     p.add_argument("--hybrid-weight", type=float, default=1.0)
     p.add_argument("--dataset-ranks", type=int, default=2)
+    p.add_argument("--map", choices=("forward", "inverse"), default="forward")
     p.add_argument("--pdegen", default="build/cpu/pdegen")
     p.add_argument("--workdir", default="runs/data_vs_physics")
     p.add_argument("--analyze-only", action="store_true", help="only print the table of an earlier run")
@@ -49,11 +54,14 @@ def main():
     one_rank = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     per_rank = dict(os.environ, OMP_NUM_THREADS="1")
     rows = []  # (name, samples, dataset seconds, run directory)
-    runs = [("physics (data-free)", 0, 0.0, os.path.join(a.workdir, "physics"), ["training.objective=physics"])]
+    inverse = a.map == "inverse"
+    tag = "inverse_" if inverse else ""
+    runs = [("physics (data-free" + (", sampled u)" if inverse else ")"), 0, 0.0,
+             os.path.join(a.workdir, tag + "physics"), ["training.objective=physics"])]
     for n in a.samples:
         ds = os.path.join(a.workdir, f"dataset_{n}")
         timing = os.path.join(ds, "seconds.txt")
-        if not a.analyze_only:
+        if not a.analyze_only and not os.path.exists(timing):
             seconds = run(["mpiexec.mpich", "-n", str(a.dataset_ranks), a.pdegen, "dataset", a.deck,
                            "--samples", str(n), f"output.dir={ds}"], ds + ".log", per_rank)
             with open(timing, "w") as f:
@@ -62,13 +70,19 @@ def main():
             seconds = float(f.read())
         files = f"data.files={ds}/dataset_*.h5"
         for loss in a.losses:
-            runs.append((f"data, {loss}", n, seconds, os.path.join(a.workdir, f"data_{loss}_{n}"),
+            runs.append((f"data, {loss}", n, seconds, os.path.join(a.workdir, f"{tag}data_{loss}_{n}"),
                          ["training.objective=data", files, f"data.loss={loss}"]))
-        runs.append((f"hybrid, mse x {a.hybrid_weight:g}", n, seconds, os.path.join(a.workdir, f"hybrid_{n}"),
+        runs.append((f"hybrid, mse x {a.hybrid_weight:g}", n, seconds, os.path.join(a.workdir, f"{tag}hybrid_{n}"),
                      ["training.objective=hybrid", files, f"data.weight={a.hybrid_weight}"]))
+        if inverse:
+            runs.append(("physics (data-free, the dataset's u)", n, seconds,
+                         os.path.join(a.workdir, f"{tag}physics_{n}"),
+                         ["training.objective=hybrid", files, "data.weight=0"]))
     for name, n, ds_seconds, out, extra in runs:
         if not a.analyze_only:
-            run([a.pdegen, "train", a.deck, f"output.dir={out}", "output.existing=move_aside"] + extra + a.overrides,
+            maps = ["problem.map=inverse"] if inverse else []
+            run([a.pdegen, "train", a.deck, f"output.dir={out}", "output.existing=move_aside"] + maps + extra +
+                a.overrides,
                 out + ".log", one_rank)
         rows.append((name, n, ds_seconds, summary(out)))
     print("| training | dataset samples | dataset s | train s | total s | epochs | wait | rel_l2 mean | rel_l2 max |")
