@@ -3,10 +3,15 @@
 
 #include <fmt/format.h>
 #include <glob.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 
 #include "core/error.hpp"
 #include "io/hdf5_util.hpp"
@@ -112,6 +117,12 @@ int64_t scan_field(hid_t file, const std::string& path, uint64_t file_size, cons
   const int bytes_per_value = element_bytes(dataset, where);
   const int64_t n = sample_count(dataset, grid, where);
   const uint64_t bytes = static_cast<uint64_t>(values) * static_cast<uint64_t>(bytes_per_value);
+  // Before anything is sized by N: a damaged header can claim any number of samples.
+  if (static_cast<uint64_t>(n) > file_size / bytes)
+    throw UserError(
+        fmt::format("{} claims {} samples of {} bytes, more than the file's {} bytes hold: the file "
+                    "is truncated or damaged",
+                    where, n, bytes, file_size));
   const h5::PropertyList dcpl(H5_CHECK(H5Dget_create_plist(dataset)));
   std::vector<uint64_t> offset(static_cast<size_t>(n));
   const H5D_layout_t layout = H5Pget_layout(dcpl);
@@ -179,9 +190,12 @@ void scan_file(const std::string& path, int32_t k, const std::string& pde, const
 
 }  // namespace
 
-DatasetIndex scan_dataset(const std::vector<std::string>& files, const std::string& input,
-                          const std::string& target, const std::vector<int64_t>& grid,
-                          const std::string& pde) {
+namespace {
+
+// The scan itself, in this process; `started(k)` is told before file k is opened.
+DatasetIndex scan_here(const std::vector<std::string>& files, const std::string& input,
+                       const std::string& target, const std::vector<int64_t>& grid, const std::string& pde,
+                       const std::function<void(size_t)>& started) {
   DatasetIndex index;
   index.files = files;
   index.input.name = input;
@@ -190,6 +204,7 @@ DatasetIndex scan_dataset(const std::vector<std::string>& files, const std::stri
   for (int64_t g : grid) index.sample_values *= g;
   index.fingerprint = 0xcbf29ce484222325ull;
   for (size_t k = 0; k < files.size(); ++k) {
+    started(k);
     try {
       scan_file(files[k], static_cast<int32_t>(k), pde, grid, index);
     } catch (const UserError&) {
@@ -199,6 +214,95 @@ DatasetIndex scan_dataset(const std::vector<std::string>& files, const std::stri
     }
   }
   return index;
+}
+
+// Writes all of `text` to `fd` (a pipe), as the child's only way to talk.
+void write_all(int fd, const std::string& text) {
+  for (size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) _exit(3);
+    done += static_cast<size_t>(n);
+  }
+}
+
+// The child's reply: progress lines "F<k>", then one "O|E|X<length>" line and that many bytes.
+std::string read_reply(int fd) {
+  std::string reply;
+  char buffer[65536];
+  while (true) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    reply.append(buffer, static_cast<size_t>(n));
+  }
+  return reply;
+}
+
+// The child: scans, answers on `fd`, ends with _exit.
+[[noreturn]] void scan_in_child(int fd, const std::vector<std::string>& files, const std::string& input,
+                                const std::string& target, const std::vector<int64_t>& grid,
+                                const std::string& pde) {
+  std::string message;
+  char kind = 'O';
+  try {
+    message = serialize(scan_here(files, input, target, grid, pde,
+                                  [&](size_t k) { write_all(fd, fmt::format("F{}\n", k)); }));
+  } catch (const UserError& e) {
+    kind = 'E', message = e.what();
+  } catch (const std::exception& e) {
+    kind = 'X', message = e.what();
+  }
+  write_all(fd, fmt::format("{}{}\n", kind, message.size()) + message);
+  ::close(fd);
+  _exit(0);
+}
+
+}  // namespace
+
+// HDF5 1.10 can crash (SIGSEGV) on a file damaged in its metadata, which no check before opening it
+// can rule out; a crash would end the whole job without a word of which file. So the scan runs in
+// a forked child, which reports each file as it starts it and then the index or the refusal; the
+// parent turns a child killed by a signal into a UserError naming the file it was reading. The
+// child calls no MPI and ends with _exit.
+DatasetIndex scan_dataset(const std::vector<std::string>& files, const std::string& input,
+                          const std::string& target, const std::vector<int64_t>& grid,
+                          const std::string& pde) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw IoError(fmt::format("pipe for the dataset scan: {}", std::strerror(errno)));
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]), ::close(fds[1]);
+    throw IoError(fmt::format("fork for the dataset scan: {}", std::strerror(errno)));
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    scan_in_child(fds[1], files, input, target, grid, pde);
+  }
+  ::close(fds[1]);
+  const std::string reply = read_reply(fds[0]);
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  size_t at = 0, last_file = 0;
+  while (at < reply.size() && reply[at] == 'F') {
+    const size_t end = reply.find('\n', at);
+    if (end == std::string::npos) break;
+    last_file = std::stoul(reply.substr(at + 1, end - at - 1));
+    at = end + 1;
+  }
+  const size_t line_end = reply.find('\n', at);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || at >= reply.size() || line_end == std::string::npos) {
+    const std::string file = last_file < files.size() ? files[last_file] : std::string("the dataset");
+    throw UserError(fmt::format("{}: reading it crashed the HDF5 library ({}): the file is damaged", file,
+                                WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "no answer"));
+  }
+  const char kind = reply[at];
+  const std::string body = reply.substr(line_end + 1);
+  if (kind == 'O') return deserialize(body);
+  if (kind == 'E') throw UserError(body);
+  throw Error(body);
 }
 
 namespace {

@@ -6,7 +6,8 @@
 # summary.json ranks 2; with SLURM_MPI_TYPE=none forced, the job fails within seconds with pdegen's
 # mismatch message and pdegen writes nothing in the run directory; a job stopped by SIGTERM and
 # resubmitted under its name continues from its checkpoint; a tools/sweep job array runs every
-# point; a step srun cannot make ends with srun's error quoted. Reported as skipped, with the
+# point; a step srun cannot make ends with srun's error quoted; a dataset staged per node
+# (PDEGEN_STAGE_DIR) is what 2 ranks train from. Reported as skipped, with the
 # reason, where Slurm cannot be installed or started.
 #   PDEGEN=build/cpu/pdegen bash tests/workflow/test_slurm.sh   (from the repository root, as root)
 set -u
@@ -187,6 +188,14 @@ jid=$(submit chain -- "$deck" "${long[@]}")
 wait_job "$jid"
 check "resubmitted under its name, it continues from that checkpoint and completes" \
   "[ '$(job_state "$jid")' = COMPLETED ] && grep -q 'restarted from .*step_0*$stopped.h5 at step $stopped' '$work/runs/chain/pdegen.log' && [ \"\$(json '$work/runs/chain/summary.json' 'd[\"status\"], d[\"steps\"]')\" = \"('completed', 300)\" ]"
+
+# A dataset staged to node-local storage by srun (one copy per node) before 2 ranks train from it.
+"$PDEGEN" dataset "$deck" --samples 12 output.dir="$work/ds" >"$work/ds.log" 2>&1
+jid=$(PDEGEN_STAGE_DIR="$work/nodelocal" PDEGEN_RANKS_PER_NODE=2 submit staged -- "$deck" training.objective=data \
+  "data.files=$work/ds/dataset_*.h5")
+wait_job "$jid"
+check "PDEGEN_STAGE_DIR: the dataset is staged per node through srun and 2 ranks train from the copy" \
+  "[ '$(job_state "$jid")' = COMPLETED ] && [ \"\$(ranks_of staged)\" = \"('completed', 2)\" ] && [ -s '$work/nodelocal/pdegen-$jid/dataset_00000.h5' ] && grep -q 'files: \"\?$work/nodelocal/pdegen-$jid/dataset_' '$work/runs/staged/deck.resolved.yaml'"
 
 # A tools/sweep job array: two points, each through slurm.sbatch.
 cat >"$work/sweep.yaml" <<EOF

@@ -25,10 +25,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def pdegen_step(a, preset, dataset, precision, out):
-    deck = os.path.join(os.path.dirname(os.path.dirname(HERE)), "input_decks", "quickstart.yaml")
+    deck = os.path.join(os.path.dirname(os.path.dirname(HERE)), "input_decks", "poisson2d_64_fcdensenet_data.yaml")
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     cmd = [a.pdegen, "train", deck, f"output.dir={out}", "output.existing=move_aside", f"problem.resolution={a.resolution}",
-           "network.type=fc_densenet", f"network.preset={preset}", "network.norm=batch", "training.objective=data",
+           f"network.preset={preset}", "data.loss=mse", "data.validation_fraction=0",
            f"data.files={dataset}/dataset_*.h5", f"training.batch_size={a.batch}",
            f"training.steps={a.warmup + a.steps}", "training.log_every=1", "evaluation.every=0", "evaluation.samples=1",
            "output.fields=false", f"precision={precision}", "optimizer.schedule.type=constant"]
