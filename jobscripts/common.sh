@@ -307,6 +307,7 @@ pdegen_stage_data() {
   echo "pdegen job: staging ${#files[@]} dataset file(s), $((bytes / 1048576)) MiB, to $dir on every node"
   [ "${PDEGEN_DRY_RUN:-0}" = 1 ] && { echo "pdegen job: (dry run) ${*:-} cp ${files[*]} $dir/"; return 0; }
   # One shell per node: make the directory, copy, and compare every copy's size with its source.
+  # shellcheck disable=SC2016  # the script is expanded by that shell, not this one
   "$@" bash -c 'dir=$1; shift; mkdir -p "$dir" || exit 1
     for f; do cp -p "$f" "$dir/" && [ "$(stat -c %s "$f")" = "$(stat -c %s "$dir/${f##*/}")" ] ||
       { echo "pdegen job: error: staging $f to $dir on $(hostname -s) failed" >&2; exit 1; }; done' \

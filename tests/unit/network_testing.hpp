@@ -28,6 +28,10 @@ struct Model {
   NetworkPlan plan;
   ParameterRegistry registry;
   std::unique_ptr<Network> net;
+  explicit Model(NetworkPlan p, uint64_t seed = 3) : plan(std::move(p)) {
+    net = make_network(plan, registry);
+    registry.finalize(seed);
+  }
   Model(const NetworkConfig& config, const Shape& input, int64_t batch, Device device = Device::cpu)
       : plan(plan_network(config, input, 1, batch)) {
     net = make_network(plan, registry);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/choices.hpp"
+#include "network_testing.hpp"
 #include "nn/network_factory.hpp"
 #include "testing.hpp"
 
@@ -42,22 +43,6 @@ NetworkPlan diamond_plan(const Channels& c, ActivationKind act, const Shape& inp
   b.finish();
   return plan;
 }
-
-Shape batched(const Shape& per_sample, int64_t batch) {
-  Shape s{batch};
-  for (int64_t d : per_sample) s.push_back(d);
-  return s;
-}
-
-struct Model {
-  NetworkPlan plan;
-  ParameterRegistry registry;
-  std::unique_ptr<Network> net;
-  explicit Model(NetworkPlan p) : plan(std::move(p)) {
-    net = make_network(plan, registry);
-    registry.finalize(3);
-  }
-};
 
 // Plain 3x3 convolutions 4 -> 16 and 4 -> 8 (plain concat, 28 channels) and 16 -> 16, 16 (every
 // tensor channel-blocked where the CPU blocks by 16, a 48-channel blocked concat).
