@@ -2,7 +2,8 @@
 # Training from data (training.objective data / hybrid): a 40-sample dataset of tests/mpi/
 # trajectory.yaml's problem (30 records trained, 10 held out: 20 steps of batch 6 are 4 epochs)
 # trained on 1, 2 and 3 ranks follows the 1-rank loss trajectory to a relative 1e-5 (the bound and
-# its reason: tests/mpi/test_trajectories.sh), for the data and the hybrid objective; 7 steps, then a
+# its reason: tests/mpi/test_trajectories.sh), for the data and the hybrid objective and for an
+# FC-DenseNet with synchronized batch norm (tests/mpi/fcdensenet_trajectory.yaml); 7 steps, then a
 # restart to 20 (mid-epoch: sample 42 is record 12 of epoch 1) give the 20-step run's history and
 # final checkpoint bit for bit (2 ranks); summary.json reports the dataset, the reader and val_loss with their
 # types. Bad input is refused with exit 2 before the run directory is touched, naming what is wrong:
@@ -44,6 +45,11 @@ for np in 1 3; do
     data.loss=rel_l2 data.weight=0.5
 done
 compare "hybrid (rel_l2, weight 0.5)" hybrid.p1 hybrid.p3
+# FC-DenseNet with batch norm: synchronized over the ranks, so 3 ranks train like 1.
+for np in 1 3; do
+  mpi_run fcd.p$np $np train "$here/fcdensenet_trajectory.yaml" output.dir="$work/fcd.p$np" "${data[@]:1}"
+done
+compare "FC-DenseNet, synchronized batch norm" fcd.p1 fcd.p3
 check "data and hybrid trajectories differ (the objective is used)" \
   "! cmp -s <(cut -d, -f3 '$work/data.p1/history.csv') <(cut -d, -f3 '$work/hybrid.p1/history.csv')"
 check "summary.json: every field has its type, the dataset and the reader reported" \

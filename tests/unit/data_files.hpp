@@ -21,10 +21,10 @@ struct DataFileSpec {
   bool deflate = false;
   bool channel_axis = false;  // [N, 1, grid...]
   bool input = true, target = true;
-  int64_t target_samples = -1;  // -1: as many as the input
+  int64_t target_samples = -1;       // -1: as many as the input
   std::vector<hsize_t> target_grid;  // empty: `grid`
-  std::string pde = "poisson2d";  // "" = no attribute
-  int64_t first_record = 0;       // the value offset: sample r holds first_record + r
+  std::string pde = "poisson2d";     // "" = no attribute
+  int64_t first_record = 0;          // the value offset: sample r holds first_record + r
 };
 
 inline double data_value(int64_t record, int64_t node) { return static_cast<double>(record) + node / 1000.0; }
@@ -39,7 +39,8 @@ inline void write_field(hid_t file, const std::string& name, const DataFileSpec&
   std::vector<double> data(static_cast<size_t>(n) * values);
   for (int64_t r = 0; r < n; ++r)
     for (hsize_t i = 0; i < values; ++i)
-      data[static_cast<size_t>(r) * values + i] = sign * data_value(s.first_record + r, static_cast<int64_t>(i));
+      data[static_cast<size_t>(r) * values + i] =
+          sign * data_value(s.first_record + r, static_cast<int64_t>(i));
   h5::PropertyList dcpl = h5::make_plist(H5P_DATASET_CREATE);
   if (s.chunked) {
     std::vector<hsize_t> chunk = dims;

@@ -47,11 +47,11 @@ struct SharedData {
 };
 
 Deck data_deck(const std::string& files, int64_t batch, int micro) {
-  return parse_deck("output:\n  dir: unused\n", "data test",
-                    {"problem.pde=poisson2d", "problem.resolution=8", "training.objective=data",
-                     "data.files=" + files, "data.validation_fraction=0.2",
-                     "training.batch_size=" + std::to_string(batch),
-                     "training.micro_batches=" + std::to_string(micro), "training.seed=11"});
+  return parse_deck(
+      "output:\n  dir: unused\n", "data test",
+      {"problem.pde=poisson2d", "problem.resolution=8", "training.objective=data", "data.files=" + files,
+       "data.validation_fraction=0.2", "training.batch_size=" + std::to_string(batch),
+       "training.micro_batches=" + std::to_string(micro), "training.seed=11"});
 }
 
 }  // namespace
@@ -111,9 +111,9 @@ TEST_CASE("data on P ranks: a bad dataset fails on every rank with rank 0's mess
   CHECK_THROWS_WITH_AS(load_dataset_index(deck.data, *problem, comm), doctest::Contains("matches no file"),
                        UserError);
   const Deck wrong_grid = parse_deck("output:\n  dir: unused\n", "data test",
-                                     {"problem.pde=poisson2d", "problem.resolution=16", "training.objective=data",
-                                      "data.files=" + shared.dir + "/part_*.h5"});
+                                     {"problem.pde=poisson2d", "problem.resolution=16",
+                                      "training.objective=data", "data.files=" + shared.dir + "/part_*.h5"});
   const auto p16 = make_problem(wrong_grid.problem, wrong_grid.evaluation);
-  CHECK_THROWS_WITH_AS(load_dataset_index(wrong_grid.data, *p16, comm), doctest::Contains("expected [N, 16, 16]"),
-                       UserError);
+  CHECK_THROWS_WITH_AS(load_dataset_index(wrong_grid.data, *p16, comm),
+                       doctest::Contains("expected [N, 16, 16]"), UserError);
 }
