@@ -27,8 +27,8 @@ data::DatasetIndex load_dataset_index(const DataConfig& data, const Problem& pro
   if (comm.rank() == 0) {
     try {
       const DataFields fields = problem.data_fields();
-      const std::string input = dataset_path(data.input.empty() ? fields.input : data.input);
-      const std::string target = dataset_path(data.target.empty() ? fields.target : data.target);
+      const std::string input = dataset_path(data.input == "auto" ? fields.input : data.input);
+      const std::string target = dataset_path(data.target == "auto" ? fields.target : data.target);
       bytes = serialize(data::scan_dataset(data::expand_files(data.files), input, target,
                                            sample_grid(problem), std::string(problem.name())));
     } catch (const std::exception& e) {  // every rank must learn of it, or they would wait for rank 0

@@ -179,9 +179,9 @@ struct TrainingConfig {
 
 // The data section: training from a dataset (training.objective data or hybrid).
 struct DataConfig {
-  std::string files;   // a path or a glob; required
-  std::string input;   // dataset path; empty = the problem's (/fields/log_nu for the forward map)
-  std::string target;  // dataset path; empty = the problem's (/fields/u_ref for the forward map)
+  std::string files;            // a path or a glob; required
+  std::string input = "auto";   // dataset path; auto = the problem's (/fields/log_nu for the forward map)
+  std::string target = "auto";  // dataset path; auto = the problem's (/fields/u_ref for the forward map)
   double validation_fraction = 0.0;  // the last records (in file order), held out from training
   DataLossKind loss = DataLossKind::mse;
   double huber_delta = 1.0;

@@ -59,11 +59,11 @@ DataConfig read_data(Section& s, DataConfig c, const TrainingConfig& training) {
       s.string("input", c.input,
                Doc("dataset of the network inputs, [N, grid...] or [N, 1, grid...]; a bare name is looked "
                    "up under `/fields`")
-                   .default_is("`log_nu` (the inverse map: `u_ref`)"));
+                   .allowed("`auto`: `log_nu` (the inverse map: `u_ref`)"));
   c.target = s.string("target", c.target,
                       Doc("dataset of the targets the lifted network output is compared with; a bare name is "
                           "looked up under `/fields`")
-                          .default_is("`u_ref` (the inverse map: `log_nu`)"));
+                          .allowed("`auto`: `u_ref` (the inverse map: `log_nu`)"));
   c.validation_fraction = s.number("validation_fraction", c.validation_fraction, half_open(0, 1),
                                    "the last records (in file order), held out of training; the evaluation "
                                    "reports their mean data loss (`val_loss`)");

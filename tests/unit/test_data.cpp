@@ -246,7 +246,7 @@ TEST_CASE("dataset index: random byte corruptions are read as written or refused
   CHECK(refused > 0);
 }
 
-TEST_CASE("dataset index: a pattern that matches nothing is refused; matches are read sorted") {
+TEST_CASE("dataset index: a pattern that matches nothing is refused, and matches are read sorted") {
   TempDir dir;
   CHECK_THROWS_WITH_AS(expand_files(dir.file("nothing_*.h5")), doctest::Contains("matches no file"),
                        UserError);
