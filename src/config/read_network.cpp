@@ -79,8 +79,8 @@ NetworkConfig read_network(Section& s, NetworkConfig c) {
   c.activation = s.choice<ActivationKind>("activation", c.activation, "activation after each norm");
   c.downsample = s.choice<DownsampleKind>(
       "downsample", c.downsample,
-      "between levels: 2x2 max-pool, 2x2 average pool, or 2x2 stride-2 conv (FC-DenseNet: after its "
-      "transition's 1x1 conv)");
+      "between levels: 2x2 max-pool, 2x2 average pool, or 2x2 stride-2 conv (FC-DenseNet: the pool after its "
+      "transition's 1x1 conv, or a 2x2 stride-2 conv in place of both)");
   c.upsample =
       s.choice<UpsampleKind>("upsample", c.upsample,
                              "up the decoder: 2x2 stride-2 transposed conv, or nearest 2x resize + 3x3 conv");

@@ -97,10 +97,11 @@ TEST_CASE("the receptive field of FC-DenseNets matches a brute-force probe") {
     c.downsample = down;
     const NetworkPlan plan = plan_fc_densenet(c, Shape{1, 8, 96}, 1, 1);
     CAPTURE(plan.description);
-    // Layer by layer the field treats each pooling's alignment as the worst case, which the paths
-    // of a dense block through two poolings do not all reach at once: measured, one node wider than
-    // the probe for blocks {1, 2, 1}, exact for the others. A wider halo only costs time in tiles.
-    check_against_probe(plan, 1);
+    // The computed field must contain every output the probe moves (it is what tiles rely on). Its
+    // edges are reached only by long chains of small weights through two average pools, whose
+    // effect on the fp32 output can fall below one ulp: the probe then stops short, by 1 node in
+    // the optimised build and by 3 under the sanitizers' build (measured for blocks {1, 2, 1}).
+    check_against_probe(plan, 4);
   }
 }
 
