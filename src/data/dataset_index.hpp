@@ -36,6 +36,7 @@ std::vector<std::string> expand_files(const std::string& pattern);
 // Each must be [N, grid...] or [N, 1, grid...] with `grid` the problem's nodes (slowest axis first)
 // and the same N for both in a file; a file whose `pde` attribute names another problem than `pde`
 // is refused. Every problem throws UserError naming the file, the dataset and what was expected.
+// The reading runs in a forked child process, so that a file which crashes HDF5 is an error too.
 DatasetIndex scan_dataset(const std::vector<std::string>& files, const std::string& input,
                           const std::string& target, const std::vector<int64_t>& grid,
                           const std::string& pde);

@@ -81,11 +81,9 @@ inline std::vector<std::pair<std::string, Shape>> expected_parameters(const Netw
 // the rounding. With the tolerance 2e-2 |g| + 2e-3 max|g| the probes below pass by a factor of 6 or
 // more, while scaling the skip gradients by 0.9 fails 10 of the 14 nets (and a lost skip gradient
 // or swapped concat halves, O(1) errors, fail all).
-inline void check_parameter_gradients(const NetworkConfig& config, const Shape& input, int64_t batch,
-                                      int per_tensor) {
-  Model m(config, input, batch);
+inline void check_parameter_gradients(Model& m, int per_tensor) {
   CAPTURE(m.plan.description);
-  const Shape in = batched(input, batch);
+  const Shape in = batched(m.plan.input, m.plan.global_batch);
   const Tensor x = tensor_from(random_vec(static_cast<size_t>(in.numel()), 11, -2, 2), in);
   const Vec w = random_vec(static_cast<size_t>(in.numel()), 12);
 
@@ -127,6 +125,12 @@ inline void check_parameter_gradients(const NetworkConfig& config, const Shape& 
     const double tolerance = 2e-2 * std::abs(p.numeric) + 2e-3 * largest;
     CHECK(std::abs(p.analytic - p.numeric) <= tolerance);
   }
+}
+
+inline void check_parameter_gradients(const NetworkConfig& config, const Shape& input, int64_t batch,
+                                      int per_tensor) {
+  Model m(config, input, batch);
+  check_parameter_gradients(m, per_tensor);
 }
 
 }  // namespace pdegen::testing
